@@ -1,0 +1,484 @@
+//! Memory commands: `db dw dd dq dc da du dp`, `dps dpp dpa dpu dds dqs`, `s`, `!address`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::format;
+use crate::Session;
+use dumpdiag_os::address::Usage;
+use dumpdiag_target::{MemoryExt, MEM_COMMIT, MEM_FREE, MEM_IMAGE, MEM_MAPPED, MEM_PRIVATE, MEM_RESERVE};
+
+/// Most bytes one display or search command covers (WinDbg asks for `L?` past 256 MB).
+const MAX_DISPLAY_BYTES: u64 = 1 << 20;
+const MAX_SEARCH_BYTES: u64 = 256 << 20;
+const MAX_SEARCH_HITS: usize = 4096;
+
+const DISPLAY: &[&str] = &["db", "dw", "dd", "dq", "dc", "da", "du", "dp", "dps", "dpp", "dpa", "dpu", "dds", "dqs"];
+
+pub fn is_display_command(v: &str) -> bool {
+    DISPLAY.contains(&v)
+}
+
+/// Parsed `addr [L count | L?count | end]`.
+struct Range {
+    start: u64,
+    /// In units of the command's element size, when a count was given.
+    count: Option<u64>,
+    end: Option<u64>,
+}
+
+fn parse_range(s: &Session, rest: &str) -> Result<Range, String> {
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Err("Missing address".into());
+    }
+    // Find an ` L` length clause.
+    let lower = rest.to_ascii_lowercase();
+    if let Some(pos) = lower.find(" l") {
+        let start = s.eval(&rest[..pos])?;
+        let len = rest[pos + 2..].trim_start_matches('?');
+        return Ok(Range { start, count: Some(s.eval(len)?), end: None });
+    }
+    let parts: Vec<&str> = rest.split_whitespace().collect();
+    if parts.len() == 2 {
+        let start = s.eval(parts[0])?;
+        let end = s.eval(parts[1])?;
+        if end < start {
+            return Err("Range error: end before start".into());
+        }
+        return Ok(Range { start, count: None, end: Some(end) });
+    }
+    Ok(Range { start: s.eval(rest)?, count: None, end: None })
+}
+
+fn ascii(b: u8) -> char {
+    if (0x20..0x7f).contains(&b) {
+        b as char
+    } else {
+        '.'
+    }
+}
+
+/// One `db`-style line: 16 bytes, a dash after the eighth, ASCII after.
+fn byte_line(s: &Session, a: u64, bytes: &[Option<u8>]) -> String {
+    let mut hex = String::new();
+    let mut text = String::new();
+    for (i, b) in bytes.iter().enumerate() {
+        let sep = if i == 8 { '-' } else { ' ' };
+        if i > 0 {
+            hex.push(sep);
+        }
+        match b {
+            Some(v) => {
+                let _ = write!(hex, "{v:02x}");
+                text.push(ascii(*v));
+            }
+            None => {
+                hex.push_str("??");
+                text.push('?');
+            }
+        }
+    }
+    format!("{}  {hex:<47}  {text}\n", s.addr(a))
+}
+
+fn read_opt(s: &Session, a: u64, n: usize) -> Vec<Option<u8>> {
+    let got = s.target().memory().read_bytes(a, n);
+    (0..n).map(|i| got.get(i).copied()).collect()
+}
+
+pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String> {
+    let ptr = s.ptr();
+    let (unit, per_line, default_count) = match verb {
+        "db" => (1, 16, 0x80),
+        "dw" => (2, 8, 0x40),
+        "dd" | "dc" => (4, 4, 0x20),
+        "dq" => (8, 2, 0x10),
+        "dp" => (ptr, (16 / ptr) as usize, 0x80 / ptr),
+        "da" | "du" => (if verb == "du" { 2 } else { 1 }, 0, 0x100),
+        "dds" => (4, 1, 0x20),
+        "dqs" => (8, 1, 0x10),
+        _ => (ptr, 1, 0x80 / ptr),
+    };
+    let r = if rest.trim().is_empty() { Range { start: s.next_display.ok_or("Missing address")?, count: None, end: None } } else { parse_range(s, rest)? };
+    let bytes_total = match (r.count, r.end) {
+        (Some(c), _) => c.saturating_mul(unit),
+        (None, Some(e)) => e - r.start,
+        _ => default_count * unit,
+    }
+    .min(MAX_DISPLAY_BYTES);
+    let mut o = String::new();
+    let mem = s.target().memory();
+    match verb {
+        "da" | "du" => {
+            let max_chars = if r.count.is_some() || r.end.is_some() { bytes_total / unit } else { 0x100 };
+            let text = if verb == "da" { mem.read_cstring(r.start, max_chars as usize) } else { mem.read_wstring(r.start, max_chars as usize) };
+            match text {
+                Some(t) => {
+                    let chars: Vec<char> = t.chars().collect();
+                    let mut a = r.start;
+                    if chars.is_empty() {
+                        let _ = writeln!(o, "{}  \"\"", s.addr(a));
+                    }
+                    for chunk in chars.chunks(48) {
+                        let piece: String = chunk.iter().map(|&c| if c.is_control() { '.' } else { c }).collect();
+                        let _ = writeln!(o, "{}  \"{piece}\"", s.addr(a));
+                        a += chunk.iter().map(|c| if verb == "du" { 2 * c.len_utf16() as u64 } else { c.len_utf8() as u64 }).sum::<u64>();
+                    }
+                }
+                None => {
+                    let _ = writeln!(o, "{}  ????????", s.addr(r.start));
+                }
+            }
+            s.next_display = Some(r.start + bytes_total);
+        }
+        "dps" | "dds" | "dqs" | "dpp" | "dpa" | "dpu" => {
+            let n = bytes_total / unit;
+            for i in 0..n {
+                let a = r.start + i * unit;
+                let Some(v) = mem.read_ptr(a, unit) else {
+                    let _ = writeln!(o, "{}  {}", s.addr(a), "?".repeat(if unit == 8 { 17 } else { 8 }));
+                    continue;
+                };
+                let vs = format::addr(v, unit);
+                let extra = match verb {
+                    "dpp" => {
+                        let inner = mem
+                            .read_ptr(v, unit)
+                            .map(|x| format!(" {}{}", format::addr(x, unit), s.describe_address(x).map(|d| format!(" {d}")).unwrap_or_default()));
+                        inner.unwrap_or_else(|| format!(" {}", "?".repeat(if unit == 8 { 17 } else { 8 })))
+                    }
+                    "dpa" => mem
+                        .read_cstring(v, 64)
+                        .map(|t| format!(" \"{}\"", t.chars().map(|c| if c.is_control() { '.' } else { c }).collect::<String>()))
+                        .unwrap_or_default(),
+                    "dpu" => mem
+                        .read_wstring(v, 64)
+                        .map(|t| format!(" \"{}\"", t.chars().map(|c| if c.is_control() { '.' } else { c }).collect::<String>()))
+                        .unwrap_or_default(),
+                    _ => s.describe_address(v).map(|d| format!(" {d}")).unwrap_or_default(),
+                };
+                let _ = writeln!(o, "{}  {vs}{extra}", s.addr(a));
+            }
+            s.next_display = Some(r.start + n * unit);
+        }
+        _ => {
+            let line_bytes = unit * per_line as u64;
+            let mut a = r.start;
+            let end = r.start + bytes_total;
+            while a < end {
+                let n = (end - a).min(line_bytes) as usize;
+                let raw = read_opt(s, a, n);
+                if verb == "db" {
+                    o.push_str(&byte_line(s, a, &raw));
+                } else {
+                    let mut line = format!("{} ", s.addr(a));
+                    for chunk in raw.chunks(unit as usize) {
+                        if chunk.iter().all(Option::is_some) && chunk.len() == unit as usize {
+                            let mut v = 0u64;
+                            for (i, b) in chunk.iter().enumerate() {
+                                v |= (b.unwrap_or(0) as u64) << (8 * i);
+                            }
+                            let cell = match unit {
+                                2 => format!("{v:04x}"),
+                                4 => format!("{v:08x}"),
+                                _ => format::addr(v, 8),
+                            };
+                            let _ = write!(line, " {cell}");
+                        } else {
+                            let _ = write!(line, " {}", "?".repeat(if unit == 8 { 17 } else { 2 * unit as usize }));
+                        }
+                    }
+                    if verb == "dc" {
+                        let text: String = raw.iter().map(|b| b.map(ascii).unwrap_or('?')).collect();
+                        let pad = 4 * 9 - (raw.len() / 4) * 9;
+                        let _ = write!(line, "{}  {text}", " ".repeat(pad));
+                    }
+                    line.push('\n');
+                    o.push_str(&line);
+                }
+                a += n as u64;
+            }
+            s.next_display = Some(end);
+        }
+    }
+    Ok(o)
+}
+
+/// `s -[a|u|b|w|d|q] range pattern`.
+pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
+    let rest = rest.trim();
+    let (flag, after) = rest.split_once(char::is_whitespace).ok_or("Usage: s -[a|u|b|w|d|q] range pattern")?;
+    let kind = flag.trim_start_matches('-').to_ascii_lowercase();
+    let after = after.trim();
+    // The pattern is a quoted string (-a, -u) or the trailing values.
+    let (range_text, pattern): (&str, Vec<u8>) = match kind.as_str() {
+        "a" | "u" => {
+            let q = after.find('"').ok_or("Search string must be quoted")?;
+            let text = after[q + 1..].trim_end().trim_end_matches('"');
+            let bytes = if kind == "a" { text.as_bytes().to_vec() } else { text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect() };
+            (&after[..q], bytes)
+        }
+        "b" | "w" | "d" | "q" => {
+            let unit = match kind.as_str() {
+                "b" => 1,
+                "w" => 2,
+                "d" => 4,
+                _ => 8,
+            };
+            let words: Vec<&str> = after.split_whitespace().collect();
+            // Range is either `start L len` (3 words) or `start end` (2 words).
+            let range_words = if words.get(1).is_some_and(|w| w.to_ascii_lowercase().starts_with('l')) {
+                if words[1].len() > 1 && words[1] != "L?" && words[1] != "l?" {
+                    2
+                } else {
+                    3
+                }
+            } else {
+                2
+            };
+            if words.len() <= range_words {
+                return Err("Missing search pattern".into());
+            }
+            let mut bytes = Vec::new();
+            for w in &words[range_words..] {
+                let v = s.eval(w)?;
+                bytes.extend_from_slice(&v.to_le_bytes()[..unit]);
+            }
+            let range_end = after.find(words[range_words]).unwrap_or(after.len());
+            (&after[..range_end], bytes)
+        }
+        _ => return Err(format!("Unknown search type '{flag}'")),
+    };
+    if pattern.is_empty() {
+        return Err("Empty search pattern".into());
+    }
+    let r = parse_range(s, range_text)?;
+    let len = match (r.count, r.end) {
+        (Some(c), _) => c,
+        (None, Some(e)) => e - r.start,
+        _ => return Err("Search needs a range (start end, or start L length)".into()),
+    }
+    .min(MAX_SEARCH_BYTES);
+    let end = r.start.saturating_add(len);
+    let t = s.target();
+    let mut hits = Vec::new();
+    'ranges: for &(base, size) in t.captured_ranges() {
+        let lo = base.max(r.start);
+        let hi = (base + size).min(end);
+        if lo >= hi {
+            continue;
+        }
+        let mut a = lo;
+        const CHUNK: u64 = 1 << 20;
+        while a < hi {
+            let n = (hi - a).min(CHUNK) + pattern.len() as u64 - 1;
+            let buf = t.memory().read_bytes(a, n as usize);
+            let limit = ((hi - a).min(CHUNK)) as usize;
+            for i in 0..limit.min(buf.len()) {
+                if buf[i..].starts_with(&pattern) {
+                    hits.push(a + i as u64);
+                    if hits.len() >= MAX_SEARCH_HITS {
+                        break 'ranges;
+                    }
+                }
+            }
+            a += CHUNK;
+        }
+    }
+    let mut o = String::new();
+    for h in &hits {
+        match kind.as_str() {
+            "d" | "q" | "w" => {
+                let _ = write!(
+                    o,
+                    "{}",
+                    display(
+                        s,
+                        if kind == "d" {
+                            "dd"
+                        } else if kind == "q" {
+                            "dq"
+                        } else {
+                            "dw"
+                        },
+                        &format!(
+                            "{h:#x} L{}",
+                            if kind == "q" {
+                                2
+                            } else if kind == "d" {
+                                4
+                            } else {
+                                8
+                            }
+                        )
+                    )?
+                );
+            }
+            _ => {
+                let raw = read_opt(s, *h, 16);
+                o.push_str(&byte_line(s, *h, &raw));
+            }
+        }
+    }
+    if hits.len() >= MAX_SEARCH_HITS {
+        let _ = writeln!(o, "Search stopped after {MAX_SEARCH_HITS} hits");
+    }
+    Ok(o)
+}
+
+fn state_name(v: u32) -> &'static str {
+    match v {
+        MEM_COMMIT => "MEM_COMMIT",
+        MEM_RESERVE => "MEM_RESERVE",
+        MEM_FREE => "MEM_FREE",
+        _ => "",
+    }
+}
+
+fn type_name(v: u32) -> &'static str {
+    match v {
+        MEM_PRIVATE => "MEM_PRIVATE",
+        MEM_MAPPED => "MEM_MAPPED",
+        MEM_IMAGE => "MEM_IMAGE",
+        _ => "",
+    }
+}
+
+pub fn protect_name(v: u32) -> String {
+    let base = match v & 0xff {
+        0x01 => "PAGE_NOACCESS",
+        0x02 => "PAGE_READONLY",
+        0x04 => "PAGE_READWRITE",
+        0x08 => "PAGE_WRITECOPY",
+        0x10 => "PAGE_EXECUTE",
+        0x20 => "PAGE_EXECUTE_READ",
+        0x40 => "PAGE_EXECUTE_READWRITE",
+        0x80 => "PAGE_EXECUTE_WRITECOPY",
+        0 => "",
+        _ => "PAGE_UNKNOWN",
+    };
+    let mut s = base.to_string();
+    for (bit, name) in [(0x100, "PAGE_GUARD"), (0x200, "PAGE_NOCACHE"), (0x400, "PAGE_WRITECOMBINE")] {
+        if v & bit != 0 {
+            s.push_str(" | ");
+            s.push_str(name);
+        }
+    }
+    s
+}
+
+pub fn address(s: &mut Session, rest: &str) -> Result<String, String> {
+    let rest = rest.trim();
+    let map = s.address_map();
+    let mut o = String::new();
+    if !map.from_memory_info {
+        let _ = writeln!(o, "Note: the dump has no MemoryInfoList; regions are inferred from captured memory and modules.\n");
+    }
+    if rest.eq_ignore_ascii_case("-summary") {
+        o.push_str(&summary(s));
+        return Ok(o);
+    }
+    if rest.is_empty() {
+        let w = if s.ptr() == 8 { 17 } else { 8 };
+        let _ = writeln!(o, "  {:>w$} {:>w$} {:>w$} {:<12} {:<12} {:<24} Usage", "BaseAddress", "EndAddress+1", "RegionSize", "Type", "State", "Protect");
+        let _ = writeln!(o, "{}", "-".repeat(3 * w + 70));
+        for r in &map.regions {
+            let i = &r.info;
+            let _ = writeln!(
+                o,
+                "+ {} {} {} {:<12} {:<12} {:<24} {:<10} {}",
+                s.addr(i.base),
+                s.addr(i.end()),
+                s.addr(i.size),
+                type_name(i.kind),
+                state_name(i.state),
+                protect_name(i.protect),
+                r.usage.name(),
+                r.usage.detail(s.target())
+            );
+        }
+        return Ok(o);
+    }
+    let a = s.eval(rest)?;
+    let Some(r) = map.region_at(a) else {
+        let _ = writeln!(o, "Usage:                  <unknown>\nAddress {} is not in any region the dump describes", s.addr(a));
+        return Ok(o);
+    };
+    let i = &r.info;
+    let _ = writeln!(o, "Usage:                  {}", r.usage.name());
+    let _ = writeln!(o, "Base Address:           {}", s.addr(i.base));
+    let _ = writeln!(o, "End Address:            {}", s.addr(i.end()));
+    let _ = writeln!(o, "Region Size:            {}", format::size_with_unit(i.size));
+    let _ = writeln!(o, "State:                  {:08x}          {}", i.state, state_name(i.state));
+    let _ = writeln!(o, "Protect:                {:08x}          {}", i.protect, protect_name(i.protect));
+    let _ = writeln!(o, "Type:                   {:08x}          {}", i.kind, type_name(i.kind));
+    let _ = writeln!(o, "Allocation Base:        {}", s.addr(i.allocation_base));
+    let _ = writeln!(o, "Allocation Protect:     {:08x}          {}", i.allocation_protect, protect_name(i.allocation_protect));
+    let detail = r.usage.detail(s.target());
+    if !detail.is_empty() {
+        let _ = writeln!(o, "More info:              {detail}");
+    }
+    if let Usage::Image(_) = r.usage {
+        if let Some(d) = s.describe_address(a) {
+            let _ = writeln!(o, "Content source: {d}");
+        }
+    }
+    Ok(o)
+}
+
+fn summary(s: &Session) -> String {
+    let map = s.address_map();
+    let mut usage: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    let mut types: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    let mut states: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    let mut protects: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut largest: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let (mut busy, mut total) = (0u64, 0u64);
+    for r in &map.regions {
+        let i = &r.info;
+        total += i.size;
+        let name = r.usage.name();
+        let e = usage.entry(name).or_default();
+        e.0 += 1;
+        e.1 += i.size;
+        let l = largest.entry(name).or_default();
+        if i.size > l.1 {
+            *l = (i.base, i.size);
+        }
+        let st = states.entry(state_name(i.state)).or_default();
+        st.0 += 1;
+        st.1 += i.size;
+        if i.state != MEM_FREE {
+            busy += i.size;
+            let ty = types.entry(type_name(i.kind)).or_default();
+            ty.0 += 1;
+            ty.1 += i.size;
+        }
+        if i.state == MEM_COMMIT {
+            let p = protects.entry(protect_name(i.protect)).or_default();
+            p.0 += 1;
+            p.1 += i.size;
+        }
+    }
+    let pct = |v: u64, of: u64| if of == 0 { 0.0 } else { v as f64 * 100.0 / of as f64 };
+    let mut o = String::new();
+    let mut section = |title: &str, rows: Vec<(String, usize, u64)>, busy_pct: bool, free_row: Option<&str>| {
+        let _ = writeln!(o, "\n--- {title:<30} RgnCount ----------- Total Size -------- %ofBusy %ofTotal");
+        let mut rows = rows;
+        rows.sort_by(|a, b| b.2.cmp(&a.2));
+        for (name, n, size) in rows {
+            let busy_col = if busy_pct && Some(name.as_str()) != free_row { format!("{:6.2}%", pct(size, busy)) } else { "       ".into() };
+            let _ = writeln!(o, "{name:<34} {n:>8} {:>34} {busy_col} {:7.2}%", format::size_with_unit(size), pct(size, total));
+        }
+    };
+    section("Usage Summary ----------------", usage.iter().map(|(k, v)| (k.to_string(), v.0, v.1)).collect(), true, Some("Free"));
+    section("Type Summary (for busy) ------", types.iter().map(|(k, v)| (k.to_string(), v.0, v.1)).collect(), true, None);
+    section("State Summary ----------------", states.iter().map(|(k, v)| (k.to_string(), v.0, v.1)).collect(), true, Some("MEM_FREE"));
+    section("Protect Summary (for commit) -", protects.iter().map(|(k, v)| (k.clone(), v.0, v.1)).collect(), true, None);
+    let _ = writeln!(o, "\n--- Largest Region by Usage ----------- Base Address -------- Region Size ----------");
+    for (name, (base, size)) in largest {
+        let _ = writeln!(o, "{name:<38} {:>20} {:>34}", s.addr(base), format::size_with_unit(size));
+    }
+    o
+}

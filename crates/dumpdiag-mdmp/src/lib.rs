@@ -1,0 +1,321 @@
+//! MDMP reader: opens a `.dmp` written by MiniDumpWriteDump, ProcDump, WER, Crashpad or
+//! Breakpad and exposes it as a [`dumpdiag_target::Target`].
+//!
+//! The file is memory-mapped and indexed once (stream directory, thread/module lists, memory
+//! range descriptors); memory bytes and thread contexts are decoded on demand, so opening a
+//! 100 MB full dump costs about what opening a 1 MB minidump does.
+//!
+//! Stream parsing builds on the `minidump` crate. A few streams are read here by hand because
+//! the crate either does not parse them (comments, ThreadExList, FunctionTable, Token,
+//! SystemMemoryInfo, ProcessVmCounters) or parses them in a way that loses data we need:
+//! HandleData object-information chains (the crate keeps only the first entry), and memory
+//! lists of truncated files (the crate drops a whole range that runs past the end of the file;
+//! we keep the part that is there and warn).
+
+mod memory;
+mod streams;
+
+use std::fs::File;
+use std::path::Path;
+
+use dumpdiag_target::*;
+use memmap2::Mmap;
+use minidump::Minidump;
+use minidump_common::format as md;
+
+pub use memory::MemoryIndex;
+
+#[derive(Debug)]
+pub enum OpenError {
+    Io(std::io::Error),
+    NotAMinidump(String),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Io(e) => write!(f, "cannot read dump file: {e}"),
+            OpenError::NotAMinidump(why) => write!(f, "not a readable MDMP dump: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Where a context lives in the file.
+#[derive(Debug, Clone, Copy, Default)]
+struct FileSpan {
+    offset: u64,
+    size: u64,
+}
+
+pub struct MdmpTarget {
+    path: String,
+    map: Mmap,
+    facts: DumpFacts,
+    threads: Vec<ThreadRecord>,
+    thread_contexts: Vec<Option<FileSpan>>,
+    modules: Vec<ModuleRecord>,
+    unloaded: Vec<UnloadedModuleRecord>,
+    regions: Vec<RegionInfo>,
+    memory: MemoryIndex,
+    exception: Option<ExceptionInfo>,
+    exception_context: Option<FileSpan>,
+    handles: Option<Vec<HandleRecord>>,
+    extras: ProcessExtras,
+    streams: Vec<StreamEntry>,
+    warnings: Vec<String>,
+}
+
+impl MdmpTarget {
+    pub fn open(path: impl AsRef<Path>) -> Result<MdmpTarget, OpenError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(OpenError::Io)?;
+        // SAFETY: the map is read-only and private to this process; a dump file changing under
+        // us can only produce garbage values, which every parser here already tolerates.
+        let map = unsafe { Mmap::map(&file) }.map_err(OpenError::Io)?;
+        Self::from_map(path.display().to_string(), map)
+    }
+
+    fn from_map(path: String, map: Mmap) -> Result<MdmpTarget, OpenError> {
+        let data: &[u8] = &map;
+        let dump = Minidump::read(data).map_err(|e| OpenError::NotAMinidump(describe_error(&e, data.len())))?;
+        let mut warnings = Vec::new();
+        let streams = streams::directory(&dump, data.len() as u64, &mut warnings);
+
+        let mut facts = streams::facts(&dump, data, &mut warnings);
+        let misc = dump.get_stream::<minidump::MinidumpMiscInfo>().ok();
+        if let Some(misc) = &misc {
+            streams::apply_misc(&mut facts, misc);
+        }
+
+        let mut threads = Vec::new();
+        let mut thread_contexts = Vec::new();
+        match dump.get_stream::<minidump::MinidumpThreadList>() {
+            Ok(list) => {
+                for t in &list.threads {
+                    let ctx = t.raw.thread_context;
+                    threads.push(ThreadRecord {
+                        id: t.raw.thread_id,
+                        suspend_count: t.raw.suspend_count,
+                        priority_class: t.raw.priority_class,
+                        priority: t.raw.priority,
+                        teb: t.raw.teb,
+                        stack_start: t.raw.stack.start_of_memory_range,
+                        stack_size: t.raw.stack.memory.data_size as u64,
+                        context_size: ctx.data_size,
+                        ..Default::default()
+                    });
+                    let span = memory::clip(ctx.rva as u64, ctx.data_size as u64, data.len() as u64);
+                    if span.is_none() && ctx.data_size != 0 {
+                        warnings.push(format!("thread {:x}: context lies outside the file", t.raw.thread_id));
+                    }
+                    thread_contexts.push(span.map(|(offset, size)| FileSpan { offset, size }));
+                }
+            }
+            Err(e) if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ThreadListStream) => warnings.push(format!("ThreadList stream unreadable: {}", e.name())),
+            Err(_) => {}
+        }
+        if let Ok(names) = dump.get_stream::<minidump::MinidumpThreadNames>() {
+            for t in &mut threads {
+                t.name = names.get_name(t.id).map(|n| n.into_owned()).filter(|n| !n.is_empty());
+            }
+        }
+        if let Ok(infos) = dump.get_stream::<minidump::MinidumpThreadInfoList>() {
+            for t in &mut threads {
+                if let Some(i) = infos.get_thread_info(t.id) {
+                    let r = &i.raw;
+                    t.info = Some(ThreadTimes {
+                        dump_flags: r.dump_flags,
+                        dump_error: r.dump_error,
+                        exit_status: r.exit_status,
+                        create_time: r.create_time,
+                        exit_time: r.exit_time,
+                        kernel_time: r.kernel_time,
+                        user_time: r.user_time,
+                        start_address: r.start_address,
+                        affinity: r.affinity,
+                    });
+                }
+            }
+        } else if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ThreadInfoListStream) {
+            warnings.push("ThreadInfoList stream unreadable".into());
+        }
+
+        let modules = match dump.get_stream::<minidump::MinidumpModuleList>() {
+            Ok(list) => list.iter().map(|m| streams::module_record(m, data)).collect(),
+            Err(e) => {
+                if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ModuleListStream) {
+                    warnings.push(format!("ModuleList stream unreadable: {}", e.name()));
+                }
+                Vec::new()
+            }
+        };
+        let unloaded = dump
+            .get_stream::<minidump::MinidumpUnloadedModuleList>()
+            .map(|l| {
+                l.iter()
+                    .map(|m| UnloadedModuleRecord {
+                        base: m.raw.base_of_image,
+                        size: m.raw.size_of_image,
+                        checksum: m.raw.checksum,
+                        time_date_stamp: m.raw.time_date_stamp,
+                        path: m.name.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let mut regions: Vec<RegionInfo> = dump
+            .get_stream::<minidump::MinidumpMemoryInfoList>()
+            .map(|l| {
+                l.iter()
+                    .map(|r| RegionInfo {
+                        base: r.raw.base_address,
+                        allocation_base: r.raw.allocation_base,
+                        allocation_protect: r.raw.allocation_protection,
+                        size: r.raw.region_size,
+                        state: r.raw.state,
+                        protect: r.raw.protection,
+                        kind: r.raw._type,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        regions.sort_by_key(|r| r.base);
+
+        let memory = MemoryIndex::build(&dump, data, &mut warnings);
+
+        let mut exception = None;
+        let mut exception_context = None;
+        if let Ok(exc) = dump.get_stream::<minidump::MinidumpException>() {
+            let r = &exc.raw.exception_record;
+            let n = (r.number_parameters as usize).min(r.exception_information.len());
+            exception = Some(ExceptionInfo {
+                thread_id: exc.thread_id,
+                record: ExceptionRecord {
+                    code: r.exception_code,
+                    flags: r.exception_flags,
+                    nested_record: r.exception_record,
+                    address: r.exception_address,
+                    parameters: r.exception_information[..n].to_vec(),
+                },
+                context_available: exc.raw.thread_context.data_size > 0,
+            });
+            let loc = exc.raw.thread_context;
+            exception_context = memory::clip(loc.rva as u64, loc.data_size as u64, data.len() as u64).map(|(offset, size)| FileSpan { offset, size });
+        } else if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ExceptionStream) {
+            warnings.push("Exception stream unreadable".into());
+        }
+
+        let handles = dump.get_raw_stream(md::MINIDUMP_STREAM_TYPE::HandleDataStream as u32).ok().map(|bytes| streams::handles(bytes, data, &mut warnings));
+        let extras = streams::extras(&dump, data, &mut warnings);
+
+        Ok(MdmpTarget {
+            path,
+            facts,
+            threads,
+            thread_contexts,
+            modules,
+            unloaded,
+            regions,
+            memory,
+            exception,
+            exception_context,
+            handles,
+            extras,
+            streams,
+            warnings,
+            map,
+        })
+    }
+
+    fn decode_context(&self, span: FileSpan) -> Option<Context> {
+        let bytes = self.map.get(span.offset as usize..(span.offset + span.size) as usize)?;
+        let arch = if self.facts.arch == Arch::Amd64 && span.size as usize == dumpdiag_target::context::CONTEXT_X86_SIZE {
+            // A 32-bit process dumped by a 32-bit writer on x64 still says AMD64 in some
+            // Breakpad dumps; the context size tells the truth.
+            Arch::X86
+        } else {
+            self.facts.arch
+        };
+        Context::decode(arch, bytes, &self.facts.xstate_features)
+    }
+}
+
+fn has_stream(streams: &[StreamEntry], t: md::MINIDUMP_STREAM_TYPE) -> bool {
+    streams.iter().any(|s| s.stream_type == t as u32)
+}
+
+fn describe_error(e: &minidump::Error, len: usize) -> String {
+    match e {
+        minidump::Error::MissingHeader => format!("file too short for an MDMP header ({len} bytes)"),
+        minidump::Error::HeaderMismatch => "no MDMP signature at the start of the file".into(),
+        minidump::Error::VersionMismatch => "unsupported MDMP version".into(),
+        minidump::Error::MissingDirectory => "stream directory missing or cut short (truncated file?)".into(),
+        other => other.name().to_string(),
+    }
+}
+
+impl Target for MdmpTarget {
+    fn facts(&self) -> &DumpFacts {
+        &self.facts
+    }
+    fn threads(&self) -> &[ThreadRecord] {
+        &self.threads
+    }
+    fn modules(&self) -> &[ModuleRecord] {
+        &self.modules
+    }
+    fn unloaded_modules(&self) -> &[UnloadedModuleRecord] {
+        &self.unloaded
+    }
+    fn regions(&self) -> &[RegionInfo] {
+        &self.regions
+    }
+    fn captured_ranges(&self) -> &[(u64, u64)] {
+        self.memory.ranges()
+    }
+    fn memory(&self) -> &dyn MemoryReader {
+        self
+    }
+    fn exception(&self) -> Option<&ExceptionInfo> {
+        self.exception.as_ref()
+    }
+    fn exception_context(&self) -> Option<Context> {
+        self.decode_context(self.exception_context?)
+    }
+    fn thread_context(&self, index: usize) -> Option<Context> {
+        self.decode_context((*self.thread_contexts.get(index)?)?)
+    }
+    fn handles(&self) -> Option<&[HandleRecord]> {
+        self.handles.as_deref()
+    }
+    fn extras(&self) -> &ProcessExtras {
+        &self.extras
+    }
+    fn streams(&self) -> &[StreamEntry] {
+        &self.streams
+    }
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn file_size(&self) -> u64 {
+        self.map.len() as u64
+    }
+    fn module_at(&self, addr: u64) -> Option<&ModuleRecord> {
+        self.modules.iter().find(|m| m.contains(addr))
+    }
+}
+
+impl MemoryReader for MdmpTarget {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        self.memory.read(&self.map, addr, buf)
+    }
+}
+
+/// Stream type constant used by Wine's dbghelp for a private stream.
+pub const WINE_PRIVATE_STREAM: u32 = 0xfff0;

@@ -1,0 +1,470 @@
+//! Stream directory, system facts and the streams read by hand (see the crate docs for why).
+
+use dumpdiag_target::*;
+use minidump::{Minidump, MinidumpMiscInfo, RawMiscInfo};
+use minidump_common::format as md;
+use num_traits::FromPrimitive;
+use scroll::{Pread, LE};
+
+/// Longest MINIDUMP_STRING accepted (characters); longer ones are cut.
+const MAX_STRING_CHARS: usize = 32 * 1024;
+/// Most handle descriptors or object-information entries followed per stream.
+const MAX_HANDLES: usize = 1 << 20;
+const MAX_OBJECT_INFOS_PER_HANDLE: usize = 16;
+
+pub(crate) fn stream_name(t: u32) -> String {
+    match t {
+        crate::WINE_PRIVATE_STREAM => "Wine private stream (0xfff0)".to_string(),
+        _ => match md::MINIDUMP_STREAM_TYPE::from_u32(t) {
+            Some(k) => format!("{k:?}"),
+            None => format!("unknown stream {t:#x}"),
+        },
+    }
+}
+
+/// Stream types this reader decodes.
+const READ_STREAMS: &[u32] = &[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 21, 22, 24, 0x4767_0003, 0x4350_0001];
+
+pub(crate) fn directory(dump: &Minidump<&[u8]>, file_len: u64, warnings: &mut Vec<String>) -> Vec<StreamEntry> {
+    let mut out: Vec<StreamEntry> = dump
+        .all_streams()
+        .enumerate()
+        .map(|(i, d)| {
+            let known = md::MINIDUMP_STREAM_TYPE::from_u32(d.stream_type).is_some();
+            let support = if READ_STREAMS.contains(&d.stream_type) {
+                StreamSupport::Read
+            } else if known {
+                StreamSupport::Unsupported
+            } else {
+                StreamSupport::Unknown
+            };
+            StreamEntry {
+                index: i,
+                stream_type: d.stream_type,
+                name: stream_name(d.stream_type),
+                rva: d.location.rva as u64,
+                size: d.location.data_size as u64,
+                support,
+            }
+        })
+        .collect();
+    out.sort_by_key(|s| s.rva);
+    for (i, s) in out.iter_mut().enumerate() {
+        s.index = i;
+        if s.rva + s.size > file_len && s.stream_type != 0 {
+            warnings.push(format!("stream {} ({}) runs past the end of the file", s.name, s.stream_type));
+        }
+        if s.support == StreamSupport::Unknown {
+            warnings.push(format!("skipped {} ({} bytes): no known layout", s.name, s.size));
+        }
+    }
+    out
+}
+
+pub(crate) fn facts(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<String>) -> DumpFacts {
+    let header = &dump.header;
+    let mut f = DumpFacts {
+        format: if header.flags & 0x2 != 0 { "User Mini Dump File with Full Memory".into() } else { "User Mini Dump File".into() },
+        dump_time: header.time_date_stamp,
+        flags: header.flags,
+        checksum: header.checksum,
+        ..Default::default()
+    };
+    match dump.get_raw_stream(md::MINIDUMP_STREAM_TYPE::SystemInfoStream as u32) {
+        Ok(bytes) => match bytes.pread_with::<md::MINIDUMP_SYSTEM_INFO>(0, LE) {
+            Ok(si) => {
+                f.arch = match si.processor_architecture {
+                    0 => Arch::X86,
+                    9 => Arch::Amd64,
+                    12 => Arch::Arm64,
+                    // PROCESSOR_ARCHITECTURE_IA32_ON_WIN64: a 32-bit process described in 32-bit terms.
+                    10 => Arch::X86,
+                    other => Arch::Other(other),
+                };
+                f.os_major = si.major_version;
+                f.os_minor = si.minor_version;
+                f.os_build = si.build_number;
+                f.platform_id = si.platform_id;
+                f.product_type = si.product_type;
+                f.suite_mask = si.suite_mask;
+                f.processor_count = si.number_of_processors;
+                f.processor_level = si.processor_level;
+                f.processor_revision = si.processor_revision;
+                f.csd_version = read_minidump_string(data, si.csd_version_rva as u64).unwrap_or_default();
+                if f.arch == Arch::X86 {
+                    let v = &si.cpu.data[..12];
+                    let vendor: String = v.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect();
+                    if vendor.chars().all(|c| c.is_ascii_graphic()) && !vendor.is_empty() {
+                        f.cpu_vendor = Some(vendor);
+                    }
+                }
+            }
+            Err(_) => warnings.push("SystemInfo stream unreadable; assuming x64".into()),
+        },
+        Err(_) => warnings.push("no SystemInfo stream; assuming x64".into()),
+    }
+    f
+}
+
+macro_rules! misc_common {
+    ($f:expr, $m:expr) => {{
+        let m = $m;
+        if m.flags1 & 0x1 != 0 {
+            $f.process_id = Some(m.process_id);
+        }
+        if m.flags1 & 0x2 != 0 {
+            $f.process_create_time = Some(m.process_create_time);
+            $f.process_user_time = Some(m.process_user_time);
+            $f.process_kernel_time = Some(m.process_kernel_time);
+        }
+    }};
+}
+macro_rules! misc_v2 {
+    ($f:expr, $m:expr) => {{
+        let m = $m;
+        if m.flags1 & 0x4 != 0 {
+            $f.processor_max_mhz = Some(m.processor_max_mhz);
+            $f.processor_current_mhz = Some(m.processor_current_mhz);
+        }
+    }};
+}
+macro_rules! misc_v3 {
+    ($f:expr, $m:expr) => {{
+        let m = $m;
+        if m.flags1 & 0x10 != 0 {
+            $f.process_integrity_level = Some(m.process_integrity_level);
+        }
+        if m.flags1 & 0x20 != 0 {
+            $f.process_execute_flags = Some(m.process_execute_flags);
+        }
+        if m.flags1 & 0x80 != 0 {
+            $f.protected_process = Some(m.protected_process);
+        }
+        if m.flags1 & 0x40 != 0 {
+            $f.time_zone_name = Some(utf16_until_nul(&m.time_zone.standard_name));
+        }
+    }};
+}
+macro_rules! misc_v4 {
+    ($f:expr, $m:expr) => {{
+        let m = $m;
+        if m.flags1 & 0x100 != 0 {
+            $f.build_string = Some(utf16_until_nul(&m.build_string)).filter(|s| !s.is_empty());
+            $f.dbg_build_string = Some(utf16_until_nul(&m.dbg_bld_str)).filter(|s| !s.is_empty());
+        }
+    }};
+}
+
+pub(crate) fn apply_misc(f: &mut DumpFacts, misc: &MinidumpMiscInfo) {
+    match &misc.raw {
+        RawMiscInfo::MiscInfo(m) => misc_common!(f, m),
+        RawMiscInfo::MiscInfo2(m) => {
+            misc_common!(f, m);
+            misc_v2!(f, m)
+        }
+        RawMiscInfo::MiscInfo3(m) => {
+            misc_common!(f, m);
+            misc_v2!(f, m);
+            misc_v3!(f, m)
+        }
+        RawMiscInfo::MiscInfo4(m) => {
+            misc_common!(f, m);
+            misc_v2!(f, m);
+            misc_v3!(f, m);
+            misc_v4!(f, m)
+        }
+        RawMiscInfo::MiscInfo5(m) => {
+            misc_common!(f, m);
+            misc_v2!(f, m);
+            misc_v3!(f, m);
+            misc_v4!(f, m);
+            f.xstate_enabled_features = Some(m.xstate_data.enabled_features);
+            f.xstate_features = m.xstate_data.iter().map(|(i, feat)| (i as u32, feat.offset, feat.size)).collect();
+            if m.flags1 & 0x200 != 0 {
+                f.process_cookie = Some(m.process_cookie);
+            }
+        }
+    }
+}
+
+pub(crate) fn utf16_until_nul(units: &[u16]) -> String {
+    let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+    String::from_utf16_lossy(&units[..end])
+}
+
+/// MINIDUMP_STRING at a file offset: u32 byte length, then UTF-16.
+pub(crate) fn read_minidump_string(data: &[u8], rva: u64) -> Option<String> {
+    if rva == 0 {
+        return None;
+    }
+    let rva = usize::try_from(rva).ok()?;
+    let len: u32 = data.pread_with(rva, LE).ok()?;
+    let bytes = (len as usize).min(MAX_STRING_CHARS * 2) & !1;
+    let raw = data.get(rva + 4..rva.checked_add(4 + bytes)?)?;
+    let units: Vec<u16> = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    Some(utf16_until_nul(&units))
+}
+
+pub(crate) fn module_record(m: &minidump::MinidumpModule, data: &[u8]) -> ModuleRecord {
+    let v = &m.raw.version_info;
+    let version = (v.signature == 0xfeef04bd).then(|| FixedFileInfo {
+        signature: v.signature,
+        file_version: ((v.file_version_hi >> 16) as u16, v.file_version_hi as u16, (v.file_version_lo >> 16) as u16, v.file_version_lo as u16),
+        product_version: ((v.product_version_hi >> 16) as u16, v.product_version_hi as u16, (v.product_version_lo >> 16) as u16, v.product_version_lo as u16),
+        file_flags_mask: v.file_flags_mask,
+        file_flags: v.file_flags,
+        file_os: v.file_os,
+        file_type: v.file_type,
+        file_subtype: v.file_subtype,
+        file_date: ((v.file_date_hi as u64) << 32) | v.file_date_lo as u64,
+    });
+    let name_of = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    let codeview = m.codeview_info.as_ref().map(|cv| match cv {
+        minidump::CodeView::Pdb70(p) => {
+            let mut guid = [0u8; 16];
+            guid[..4].copy_from_slice(&p.signature.data1.to_le_bytes());
+            guid[4..6].copy_from_slice(&p.signature.data2.to_le_bytes());
+            guid[6..8].copy_from_slice(&p.signature.data3.to_le_bytes());
+            guid[8..].copy_from_slice(&p.signature.data4);
+            CodeViewRecord::Pdb70 { guid, age: p.age, pdb_name: name_of(&p.pdb_file_name) }
+        }
+        minidump::CodeView::Pdb20(p) => CodeViewRecord::Pdb20 { signature: p.signature, age: p.age, pdb_name: name_of(&p.pdb_file_name) },
+        minidump::CodeView::Elf(_) => CodeViewRecord::Other { signature: 0x4270_4c45, size: 0 },
+        minidump::CodeView::Unknown(b) => CodeViewRecord::Other { signature: b.pread_with(0, LE).unwrap_or(0), size: b.len() },
+    });
+    let misc_name = {
+        let loc = m.raw.misc_record;
+        (loc.data_size > 12).then(|| {
+            let start = loc.rva as usize;
+            let raw = data.get(start..start.saturating_add(loc.data_size as usize)).unwrap_or(&[]);
+            let unicode = raw.get(8).copied().unwrap_or(0) != 0;
+            let body = raw.get(12..).unwrap_or(&[]);
+            if unicode {
+                let units: Vec<u16> = body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                utf16_until_nul(&units)
+            } else {
+                name_of(body)
+            }
+        })
+    };
+    ModuleRecord {
+        base: m.raw.base_of_image,
+        size: m.raw.size_of_image,
+        checksum: m.raw.checksum,
+        time_date_stamp: m.raw.time_date_stamp,
+        path: m.name.clone(),
+        version,
+        codeview,
+        misc_name: misc_name.filter(|s| !s.is_empty()),
+    }
+}
+
+/// HandleData: MINIDUMP_HANDLE_DATA_STREAM header, then descriptors of v1 (32 bytes) or v2
+/// (40 bytes: + ObjectInfoRva, reserved); v2 object information entries form a chain of
+/// MINIDUMP_HANDLE_OBJECT_INFORMATION records through NextInfoRva.
+pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> Vec<HandleRecord> {
+    let header_size: u32 = bytes.pread_with(0, LE).unwrap_or(0);
+    let desc_size: u32 = bytes.pread_with(4, LE).unwrap_or(0);
+    let count: u32 = bytes.pread_with(8, LE).unwrap_or(0);
+    if !(16..=64).contains(&header_size) || !(32..=256).contains(&desc_size) {
+        warnings.push(format!("HandleData header unreadable (header {header_size}, descriptor {desc_size})"));
+        return Vec::new();
+    }
+    let fit = bytes.len().saturating_sub(header_size as usize) / desc_size as usize;
+    if count as usize > fit {
+        warnings.push(format!("HandleData claims {count} handles, stream holds {fit}"));
+    }
+    let n = (count as usize).min(fit).min(MAX_HANDLES);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let o = header_size as usize + i * desc_size as usize;
+        let get32 = |off: usize| bytes.pread_with::<u32>(o + off, LE).unwrap_or(0);
+        let mut h = HandleRecord {
+            handle: bytes.pread_with(o, LE).unwrap_or(0),
+            type_name: read_minidump_string(data, get32(8) as u64),
+            object_name: read_minidump_string(data, get32(12) as u64).filter(|s| !s.is_empty()),
+            attributes: get32(16),
+            granted_access: get32(20),
+            handle_count: get32(24),
+            pointer_count: get32(28),
+            object_info: Vec::new(),
+        };
+        if desc_size >= 40 {
+            let mut rva = get32(32) as usize;
+            let mut seen = 0;
+            while rva != 0 && seen < MAX_OBJECT_INFOS_PER_HANDLE {
+                let (Ok(next), Ok(kind), Ok(size)) =
+                    (data.pread_with::<u32>(rva, LE), data.pread_with::<u32>(rva + 4, LE), data.pread_with::<u32>(rva + 8, LE))
+                else {
+                    warnings.push(format!("handle {:#x}: object information chain leaves the file", h.handle));
+                    break;
+                };
+                let body = data.get(rva + 12..(rva + 12).saturating_add((size as usize).saturating_sub(12).min(4096))).unwrap_or(&[]);
+                h.object_info.push((kind, body.to_vec()));
+                if next as usize == rva {
+                    break;
+                }
+                rva = next as usize;
+                seen += 1;
+            }
+        }
+        out.push(h);
+    }
+    out
+}
+
+pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<String>) -> ProcessExtras {
+    let mut x = ProcessExtras::default();
+    let raw = |t: md::MINIDUMP_STREAM_TYPE| dump.get_raw_stream(t as u32).ok();
+    if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::CommentStreamA) {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        x.comment_a = Some(String::from_utf8_lossy(&b[..end]).into_owned());
+    }
+    if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::CommentStreamW) {
+        let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        x.comment_w = Some(utf16_until_nul(&units));
+    }
+    if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::ProcessVmCountersStream) {
+        x.vm_counters = vm_counters(b);
+        if x.vm_counters.is_none() {
+            warnings.push("ProcessVmCounters stream unreadable".into());
+        }
+    }
+    if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::SystemMemoryInfoStream) {
+        // MINIDUMP_SYSTEM_MEMORY_INFO_1: Revision u16, Flags u16, then SYSTEM_BASIC_INFORMATION
+        // followed by file-cache and performance blocks; we pick the commit counters.
+        let r16 = |o: usize| b.pread_with::<u16>(o, LE).ok();
+        let r32 = |o: usize| b.pread_with::<u32>(o, LE).ok();
+        let r64 = |o: usize| b.pread_with::<u64>(o, LE).ok();
+        if let (Some(revision), Some(flags)) = (r16(0), r16(2)) {
+            // Minidump structures are 4-byte packed: MINIDUMP_SYSTEM_BASIC_INFORMATION at 4
+            // (TimerResolution, PageSize, NumberOfPhysicalPages, ... 52 bytes), then
+            // MINIDUMP_SYSTEM_FILECACHE_INFORMATION (60 bytes), then
+            // MINIDUMP_SYSTEM_BASIC_PERFORMANCE_INFORMATION: AvailablePages, CommittedPages,
+            // CommitLimit, PeakCommitment (u64 each) at 116.
+            let page_size = r32(8).unwrap_or(0);
+            let phys = r32(12).unwrap_or(0) as u64;
+            let perf = 116;
+            x.system_memory = Some(SystemMemoryInfo {
+                revision,
+                flags,
+                page_size,
+                number_of_physical_pages: phys,
+                available_pages: r64(perf).unwrap_or(0),
+                committed_pages: r64(perf + 8).unwrap_or(0),
+                commit_limit: r64(perf + 16).unwrap_or(0),
+                peak_commitment: r64(perf + 24).unwrap_or(0),
+            });
+        }
+    }
+    if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::TokenStream) {
+        // MINIDUMP_TOKEN_INFO_LIST: TokenListSize, TokenListEntries, ListHeaderSize, ElementHeaderSize;
+        // then entries: TokenSize, TokenId, TokenHandle (u64), token bytes.
+        let entries: u32 = b.pread_with(4, LE).unwrap_or(0);
+        let mut o: usize = b.pread_with::<u32>(8, LE).unwrap_or(16) as usize;
+        for _ in 0..entries.min(64) {
+            let (Ok(size), Ok(id), Ok(handle)) = (b.pread_with::<u32>(o, LE), b.pread_with::<u32>(o + 4, LE), b.pread_with::<u64>(o + 8, LE)) else { break };
+            if size < 16 {
+                break;
+            }
+            let body = b.get(o + 16..(o + size as usize).min(b.len())).unwrap_or(&[]);
+            x.tokens.push((id, handle, body.to_vec()));
+            o += size as usize;
+        }
+    }
+    if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::FunctionTable) {
+        // MINIDUMP_FUNCTION_TABLE_STREAM: SizeOfHeader, SizeOfDescriptor, SizeOfNativeDescriptor,
+        // SizeOfFunctionEntry, NumberOfDescriptors, SizeOfAlignPad; then per descriptor:
+        // MINIDUMP_FUNCTION_TABLE_DESCRIPTOR (MinimumAddress, MaximumAddress, BaseAddress u64,
+        // EntryCount u32, SizeOfAlignPad u32), the native descriptor, the entries, padding.
+        let r32 = |o: usize| b.pread_with::<u32>(o, LE).unwrap_or(0) as usize;
+        let (hdr, desc, native, entry, count, pad) = (r32(0), r32(4), r32(8), r32(12), r32(16), r32(20));
+        let mut o = hdr;
+        for _ in 0..count.min(4096) {
+            if desc < 32 || o + desc > b.len() {
+                break;
+            }
+            let min: u64 = b.pread_with(o, LE).unwrap_or(0);
+            let max: u64 = b.pread_with(o + 8, LE).unwrap_or(0);
+            let base: u64 = b.pread_with(o + 16, LE).unwrap_or(0);
+            let n: u32 = b.pread_with(o + 24, LE).unwrap_or(0);
+            let my_pad: u32 = b.pread_with(o + 28, LE).unwrap_or(pad as u32);
+            let start = o + desc + native;
+            let len = (n as usize).saturating_mul(entry);
+            let entries = b.get(start..start.saturating_add(len).min(b.len())).unwrap_or(&[]).to_vec();
+            x.function_tables.push(FunctionTableDescriptor { minimum_address: min, maximum_address: max, base_address: base, entry_count: n, entries });
+            o = start.saturating_add(len).saturating_add(my_pad as usize);
+        }
+    }
+    if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::ThreadExListStream) {
+        // MINIDUMP_THREAD_EX: MINIDUMP_THREAD (48 bytes) + BackingStore descriptor (16 bytes).
+        let count: u32 = b.pread_with(0, LE).unwrap_or(0);
+        let fit = b.len().saturating_sub(4) / 64;
+        for i in 0..(count as usize).min(fit) {
+            let o = 4 + i * 64;
+            let id: u32 = b.pread_with(o, LE).unwrap_or(0);
+            let start: u64 = b.pread_with(o + 48, LE).unwrap_or(0);
+            let size: u32 = b.pread_with(o + 56, LE).unwrap_or(0);
+            x.thread_ex_backing.push((id, start, size as u64));
+        }
+    }
+    if let Ok(bp) = dump.get_stream::<minidump::MinidumpBreakpadInfo>() {
+        x.breakpad_dump_thread = bp.dump_thread_id;
+        x.breakpad_requesting_thread = bp.requesting_thread_id;
+    }
+    if let Ok(cp) = dump.get_stream::<minidump::MinidumpCrashpadInfo>() {
+        x.crashpad_annotations = cp.simple_annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let g = &cp.raw.report_id;
+        x.crashpad_report_id =
+            Some(format!("{:08x}-{:04x}-{:04x}-{}", g.data1, g.data2, g.data3, g.data4.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        for m in &cp.module_list {
+            for (k, v) in &m.simple_annotations {
+                x.crashpad_annotations.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    let _ = data;
+    x
+}
+
+fn vm_counters(b: &[u8]) -> Option<VmCounters> {
+    // MINIDUMP_PROCESS_VM_COUNTERS_1: Revision u16, PageFaultCount u32 (at 2, packed),
+    // then u64 sizes from offset 6. Revision 2 adds Flags u16 after Revision and more fields.
+    let revision: u16 = b.pread_with(0, LE).ok()?;
+    let r64 = |o: usize| b.pread_with::<u64>(o, LE).ok();
+    if revision == 1 {
+        let pf: u32 = b.pread_with(2, LE).ok()?;
+        let mut c = VmCounters { revision, page_fault_count: pf, ..Default::default() };
+        let base = 6;
+        let v: Vec<u64> = (0..9).map_while(|i| r64(base + i * 8)).collect();
+        if v.len() < 9 {
+            return None;
+        }
+        (c.peak_working_set_size, c.working_set_size, c.quota_peak_paged_pool_usage, c.quota_paged_pool_usage) = (v[0], v[1], v[2], v[3]);
+        (c.quota_peak_non_paged_pool_usage, c.quota_non_paged_pool_usage, c.pagefile_usage, c.peak_pagefile_usage, c.private_usage) =
+            (v[4], v[5], v[6], v[7], v[8]);
+        Some(c)
+    } else {
+        // Revision 2: Revision u16, Flags u16, PageFaultCount u32, then u64s.
+        let pf: u32 = b.pread_with(4, LE).ok()?;
+        let mut c = VmCounters { revision, page_fault_count: pf, ..Default::default() };
+        let v: Vec<u64> = (0..17).map_while(|i| r64(8 + i * 8)).collect();
+        if v.len() < 9 {
+            return None;
+        }
+        (c.peak_working_set_size, c.working_set_size, c.quota_peak_paged_pool_usage, c.quota_paged_pool_usage) = (v[0], v[1], v[2], v[3]);
+        (c.quota_peak_non_paged_pool_usage, c.quota_non_paged_pool_usage, c.pagefile_usage, c.peak_pagefile_usage, c.private_usage) =
+            (v[4], v[5], v[6], v[7], v[8]);
+        c.private_working_set_size = v.get(9).copied();
+        c.shared_commit_usage = v.get(10).copied();
+        c.job_shared_commit_usage = v.get(11).copied();
+        c.job_private_commit_usage = v.get(12).copied();
+        c.job_peak_private_commit_usage = v.get(13).copied();
+        c.job_private_commit_limit = v.get(14).copied();
+        c.job_total_commit_limit = v.get(15).copied();
+        Some(c)
+    }
+}

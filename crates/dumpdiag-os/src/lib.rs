@@ -1,0 +1,23 @@
+//! Windows user-mode structures, read out of a [`dumpdiag_target::Target`]'s memory: TEB and
+//! PEB in their x86, x64 and WOW64 layouts, the loader's module lists, process parameters,
+//! the WOW64 x86 context of a thread, PE headers and version resources of images in memory,
+//! the address-space map behind `!address`, and NTSTATUS / Win32 / HRESULT texts.
+//!
+//! Nothing here needs symbols: the layouts are the stable, documented-by-use offsets every
+//! debugger relies on, chosen per bitness.
+
+pub mod address;
+pub mod errors;
+pub mod layout;
+pub mod pe;
+pub mod peb;
+pub mod teb;
+pub mod wow64;
+
+pub use layout::Layout;
+
+/// FILETIME (100 ns since 1601) to Unix seconds.
+pub fn filetime_to_unix(ft: u64) -> Option<i64> {
+    const EPOCH_DIFF: u64 = 116_444_736_000_000_000;
+    (ft >= EPOCH_DIFF).then(|| ((ft - EPOCH_DIFF) / 10_000_000) as i64)
+}

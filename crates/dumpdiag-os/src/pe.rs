@@ -1,0 +1,223 @@
+//! PE images as they lie in process memory: headers, sections, data directories and the
+//! version resource. Read through the target's memory, so only pages the dump captured
+//! are seen; every walk is bounded.
+
+use dumpdiag_target::{MemoryExt, MemoryReader};
+
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    pub name: String,
+    pub virtual_size: u32,
+    pub virtual_address: u32,
+    pub raw_size: u32,
+    pub characteristics: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PeHeaders {
+    pub base: u64,
+    pub machine: u16,
+    pub number_of_sections: u16,
+    pub time_date_stamp: u32,
+    pub characteristics: u16,
+    pub magic: u16,
+    pub linker_version: (u8, u8),
+    pub size_of_code: u32,
+    pub entry_point: u32,
+    pub image_base: u64,
+    pub section_alignment: u32,
+    pub file_alignment: u32,
+    pub os_version: (u16, u16),
+    pub image_version: (u16, u16),
+    pub subsystem_version: (u16, u16),
+    pub size_of_image: u32,
+    pub size_of_headers: u32,
+    pub checksum: u32,
+    pub subsystem: u16,
+    pub dll_characteristics: u16,
+    pub size_of_stack_reserve: u64,
+    pub size_of_stack_commit: u64,
+    /// (RVA, size) of each data directory.
+    pub directories: Vec<(u32, u32)>,
+    pub sections: Vec<Section>,
+}
+
+pub const DIR_EXPORT: usize = 0;
+pub const DIR_RESOURCE: usize = 2;
+pub const DIR_EXCEPTION: usize = 3;
+pub const DIR_DEBUG: usize = 6;
+
+pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
+    if mem.read_u16(base)? != 0x5a4d {
+        return None;
+    }
+    let nt = base + mem.read_u32(base + 0x3c)?.min(0x1000) as u64;
+    if mem.read_u32(nt)? != 0x4550 {
+        return None;
+    }
+    let fh = nt + 4;
+    let opt = fh + 20;
+    let size_of_optional = mem.read_u16(fh + 16)? as u64;
+    let magic = mem.read_u16(opt)?;
+    let is64 = magic == 0x20b;
+    let u8_ = |o: u64| mem.read_u8(opt + o).unwrap_or(0);
+    let u16_ = |o: u64| mem.read_u16(opt + o).unwrap_or(0);
+    let u32_ = |o: u64| mem.read_u32(opt + o).unwrap_or(0);
+    let (image_base, stack_reserve, stack_commit, dirs_at, dir_count_at) = if is64 {
+        (mem.read_u64(opt + 24).unwrap_or(0), mem.read_u64(opt + 72).unwrap_or(0), mem.read_u64(opt + 80).unwrap_or(0), 112, 108)
+    } else {
+        (u32_(28) as u64, u32_(72) as u64, u32_(76) as u64, 96, 92)
+    };
+    let dir_count = u32_(dir_count_at).min(16);
+    let directories = (0..dir_count as u64).map(|i| (u32_(dirs_at + i * 8), u32_(dirs_at + i * 8 + 4))).collect();
+    let number_of_sections = mem.read_u16(fh + 2)?;
+    let sec_table = opt + size_of_optional;
+    let sections = (0..number_of_sections.min(96) as u64)
+        .map_while(|i| {
+            let s = sec_table + i * 40;
+            let name = mem.read_bytes(s, 8);
+            if name.len() < 8 {
+                return None;
+            }
+            let end = name.iter().position(|&b| b == 0).unwrap_or(8);
+            Some(Section {
+                name: String::from_utf8_lossy(&name[..end]).into_owned(),
+                virtual_size: mem.read_u32(s + 8)?,
+                virtual_address: mem.read_u32(s + 12)?,
+                raw_size: mem.read_u32(s + 16)?,
+                characteristics: mem.read_u32(s + 36)?,
+            })
+        })
+        .collect();
+    Some(PeHeaders {
+        base,
+        machine: mem.read_u16(fh)?,
+        number_of_sections,
+        time_date_stamp: mem.read_u32(fh + 4)?,
+        characteristics: mem.read_u16(fh + 18)?,
+        magic,
+        linker_version: (u8_(2), u8_(3)),
+        size_of_code: u32_(4),
+        entry_point: u32_(16),
+        image_base,
+        section_alignment: u32_(32),
+        file_alignment: u32_(36),
+        os_version: (u16_(40), u16_(42)),
+        image_version: (u16_(44), u16_(46)),
+        subsystem_version: (u16_(48), u16_(50)),
+        size_of_image: u32_(56),
+        size_of_headers: u32_(60),
+        checksum: u32_(64),
+        subsystem: u16_(68),
+        dll_characteristics: u16_(70),
+        size_of_stack_reserve: stack_reserve,
+        size_of_stack_commit: stack_commit,
+        directories,
+        sections,
+    })
+}
+
+impl PeHeaders {
+    pub fn directory(&self, index: usize) -> Option<(u32, u32)> {
+        self.directories.get(index).copied().filter(|&(rva, size)| rva != 0 && size != 0)
+    }
+}
+
+/// Largest version resource accepted.
+const MAX_VERSION_RESOURCE: usize = 64 * 1024;
+
+/// The strings of the version resource's first StringTable (CompanyName, FileDescription,
+/// ProductVersion, ...), in resource order. None when the resource is not in the dump.
+pub fn version_strings(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<Vec<(String, String)>> {
+    let (rsrc, _) = headers.directory(DIR_RESOURCE)?;
+    let root = headers.base + rsrc as u64;
+    // Resource tree: type (RT_VERSION = 16) → name (first) → language (first) → data entry.
+    let type_dir = find_resource_entry(mem, root, root, Some(16))?;
+    let name_dir = find_resource_entry(mem, root, type_dir, None)?;
+    let data_entry = find_resource_entry(mem, root, name_dir, None)?;
+    let data_rva = mem.read_u32(data_entry)?;
+    let size = mem.read_u32(data_entry + 4)? as usize;
+    let bytes = mem.read_bytes(headers.base + data_rva as u64, size.min(MAX_VERSION_RESOURCE));
+    let mut out = Vec::new();
+    parse_version_block(&bytes, 0, 0, &mut out);
+    Some(out)
+}
+
+/// In a resource directory at `dir`, the entry with integer id `id` (or the first entry);
+/// returns the address its offset leads to (a subdirectory or a data entry).
+fn find_resource_entry(mem: &dyn MemoryReader, root: u64, dir: u64, id: Option<u32>) -> Option<u64> {
+    let named = mem.read_u16(dir + 12)? as u64;
+    let ids = mem.read_u16(dir + 14)? as u64;
+    for i in 0..(named + ids).min(256) {
+        let e = dir + 16 + i * 8;
+        let name = mem.read_u32(e)?;
+        let off = mem.read_u32(e + 4)?;
+        if id.is_none_or(|want| name & 0x8000_0000 == 0 && name == want) {
+            return Some(root + (off & 0x7fff_ffff) as u64);
+        }
+    }
+    None
+}
+
+fn utf16_key(bytes: &[u8], at: usize) -> (String, usize) {
+    let mut units = Vec::new();
+    let mut i = at;
+    while i + 1 < bytes.len() {
+        let u = u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+        i += 2;
+        if u == 0 {
+            break;
+        }
+        units.push(u);
+    }
+    (String::from_utf16_lossy(&units), i)
+}
+
+fn align4(x: usize) -> usize {
+    (x + 3) & !3
+}
+
+/// Walk VS_VERSIONINFO / StringFileInfo / StringTable / String blocks, collecting String
+/// key/value pairs of the first StringTable.
+fn parse_version_block(bytes: &[u8], at: usize, depth: u32, out: &mut Vec<(String, String)>) -> usize {
+    if depth > 4 || at + 6 > bytes.len() {
+        return bytes.len();
+    }
+    let len = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+    let value_len = u16::from_le_bytes([bytes[at + 2], bytes[at + 3]]) as usize;
+    let is_text = u16::from_le_bytes([bytes[at + 4], bytes[at + 5]]) == 1;
+    if len < 6 {
+        return bytes.len();
+    }
+    let end = (at + len).min(bytes.len());
+    let (key, after_key) = utf16_key(bytes, at + 6);
+    let value_at = align4(after_key);
+    if depth == 3 {
+        // A String: value is UTF-16 text, value_len counts characters.
+        let vbytes = if is_text { value_len * 2 } else { value_len };
+        let v = bytes.get(value_at..(value_at + vbytes).min(end)).unwrap_or(&[]);
+        let units: Vec<u16> = v.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
+        out.push((key, String::from_utf16_lossy(&units)));
+        return end;
+    }
+    if depth == 1 && key != "StringFileInfo" {
+        return end;
+    }
+    let value_bytes = if depth == 0 { value_len } else { 0 };
+    let mut child = align4(value_at + value_bytes);
+    let mut tables = 0;
+    while child + 6 <= end {
+        let next = parse_version_block(bytes, child, depth + 1, out);
+        if depth == 1 {
+            tables += 1;
+            if tables == 1 {
+                break;
+            }
+        }
+        if next <= child {
+            break;
+        }
+        child = align4(next);
+    }
+    end
+}
