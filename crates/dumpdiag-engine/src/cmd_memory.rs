@@ -10,7 +10,9 @@ use dumpdiag_target::{MemoryExt, MEM_COMMIT, MEM_FREE, MEM_IMAGE, MEM_MAPPED, ME
 
 /// Most bytes one display or search command covers (WinDbg asks for `L?` past 256 MB).
 const MAX_DISPLAY_BYTES: u64 = 1 << 20;
-const MAX_SEARCH_BYTES: u64 = 256 << 20;
+/// Most captured bytes one search scans (the address span itself is free: only captured
+/// memory is read).
+const MAX_SEARCH_SCANNED: u64 = 4 << 30;
 const MAX_SEARCH_HITS: usize = 4096;
 
 const DISPLAY: &[&str] = &["db", "dw", "dd", "dq", "dc", "da", "du", "dp", "dps", "dpp", "dpa", "dpu", "dds", "dqs"];
@@ -258,16 +260,20 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
         (Some(c), _) => c,
         (None, Some(e)) => e - r.start,
         _ => return Err("Search needs a range (start end, or start L length)".into()),
-    }
-    .min(MAX_SEARCH_BYTES);
+    };
     let end = r.start.saturating_add(len);
     let t = s.target();
     let mut hits = Vec::new();
+    let mut scanned = 0u64;
     'ranges: for &(base, size) in t.captured_ranges() {
         let lo = base.max(r.start);
         let hi = (base + size).min(end);
         if lo >= hi {
             continue;
+        }
+        scanned += hi - lo;
+        if scanned > MAX_SEARCH_SCANNED {
+            break;
         }
         let mut a = lo;
         const CHUNK: u64 = 1 << 20;

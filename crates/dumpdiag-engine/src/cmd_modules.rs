@@ -60,7 +60,7 @@ pub fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, String> {
         i += 1;
     }
     let t = s.target();
-    let ptr = s.ptr().max(if t.facts().arch.pointer_size() == 8 { 8 } else { 4 });
+    let ptr = s.ptr();
     let mut o = String::new();
     let header_pad = if ptr == 8 { "start             end                 module name" } else { "start    end        module name" };
     let matches = |m: &ModuleRecord| pattern.as_deref().is_none_or(|p| wildcard(p, &m.short_name()));
@@ -134,7 +134,6 @@ fn file_type(ft: u32) -> &'static str {
 fn module_details(s: &Session, m: &ModuleRecord) -> String {
     let mut o = String::new();
     let mem = s.target().memory();
-    let _ = writeln!(o, "    Loaded symbol image file: {}", m.file_name());
     let _ = writeln!(o, "    Image path: {}", m.path);
     let _ = writeln!(o, "    Image name: {}", m.file_name());
     let _ = writeln!(o, "    Timestamp:        {} ({:08X})", format::short_time(m.time_date_stamp as i64), m.time_date_stamp);

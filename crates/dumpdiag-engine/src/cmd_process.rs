@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::format;
 use crate::Session;
-use dumpdiag_os::{errors, peb};
+use dumpdiag_os::{errors, handles, peb};
 
 pub fn peb(s: &mut Session, rest: &str) -> Result<String, String> {
     let a = if rest.trim().is_empty() { s.peb_address().ok_or("PEB address not available (no readable TEB)")? } else { s.eval(rest)? };
@@ -153,10 +153,11 @@ pub fn handle(s: &mut Session, rest: &str) -> Result<String, String> {
                 let _ = writeln!(o, "  Name         \t{}", h.object_name.as_deref().unwrap_or("<none>"));
             }
             if mask & 8 != 0 && !h.object_info.is_empty() {
-                let _ = writeln!(o, "  Object specific information");
+                let _ = writeln!(o, "  Object Specific Information");
                 for (kind, bytes) in &h.object_info {
-                    let hex: String = bytes.iter().take(32).map(|b| format!("{b:02x}")).collect();
-                    let _ = writeln!(o, "    info type {kind}: {hex}");
+                    for line in handles::describe(&handles::decode(*kind, bytes)) {
+                        let _ = writeln!(o, "    {line}");
+                    }
                 }
             }
         }

@@ -302,7 +302,8 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
                     warnings.push(format!("handle {:#x}: object information chain leaves the file", h.handle));
                     break;
                 };
-                let body = data.get(rva + 12..(rva + 12).saturating_add((size as usize).saturating_sub(12).min(4096))).unwrap_or(&[]);
+                // SizeOfInfo counts the bytes after this 12-byte header.
+                let body = data.get(rva + 12..(rva + 12).saturating_add((size as usize).min(4096))).unwrap_or(&[]);
                 h.object_info.push((kind, body.to_vec()));
                 if next as usize == rva {
                     break;
@@ -382,7 +383,8 @@ pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<Str
         // EntryCount u32, SizeOfAlignPad u32), the native descriptor, the entries, padding.
         let r32 = |o: usize| b.pread_with::<u32>(o, LE).unwrap_or(0) as usize;
         let (hdr, desc, native, entry, count, pad) = (r32(0), r32(4), r32(8), r32(12), r32(16), r32(20));
-        let mut o = hdr;
+        // The header's SizeOfAlignPad bytes sit between the header and the first descriptor.
+        let mut o = hdr + pad;
         for _ in 0..count.min(4096) {
             if desc < 32 || o + desc > b.len() {
                 break;

@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod errors;
+pub mod handles;
 pub mod layout;
 pub mod pe;
 pub mod peb;

@@ -86,8 +86,10 @@ fn repl(session: &mut Session) -> ExitCode {
                 Ok(0) | Err(_) => return ExitCode::SUCCESS,
                 Ok(_) => {}
             }
+            // Echo prompt and command so piped sessions read like a debugger transcript.
+            let prompt = session.prompt();
             let out = session.execute(line.trim_end());
-            print!("{}{}", session.prompt(), out.text);
+            print!("{prompt}{}\n{}", line.trim_end(), out.text);
             if out.quit {
                 return ExitCode::SUCCESS;
             }

@@ -1,0 +1,67 @@
+//! The `dumpdiag` binary as a user runs it.
+
+mod common;
+use std::process::Command;
+
+fn dumpdiag() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dumpdiag"))
+}
+
+#[test]
+fn one_shot_commands_print_and_exit() {
+    let out = dumpdiag().arg(common::dump("lldb/Sigsegv/sigsegv.dmp")).args(["-c", "vertarget; ~; lmv; !peb; q; ~"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Windows 10 Version 16299"), "{text}");
+    assert!(text.contains("Id: 32fc.2a6c"), "{text}");
+    assert!(text.contains("sigsegv"), "{text}");
+    assert_eq!(text.matches("Id: 32fc.2a6c").count(), 1, "commands after q do not run");
+}
+
+#[test]
+fn piped_repl_shows_the_prompt_and_switches_views() {
+    use std::io::Write;
+    let mut child = dumpdiag()
+        .arg(common::dump("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b".effmach x86\nr eip\nq\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("0:000> .effmach x86\nEffective machine: x86 compatible (x86)"), "{text}");
+    assert!(text.contains("0:000:x86> r eip\neip=77d5a3f6"), "{text}");
+}
+
+#[test]
+fn unreadable_input_gives_one_line_and_nonzero_exit() {
+    let out = dumpdiag().arg("/nonexistent/crash.dmp").args(["-c", "k"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot read dump file"), "{err}");
+
+    let not_dump = std::env::temp_dir().join(format!("dumpdiag-cli-{}.dmp", std::process::id()));
+    std::fs::write(&not_dump, b"hello").unwrap();
+    let out = dumpdiag().arg(&not_dump).args(["-c", "k"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a readable MDMP dump"));
+    let _ = std::fs::remove_file(not_dump);
+}
+
+#[test]
+fn help_and_symbol_path_options() {
+    let out = dumpdiag().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--sympath") && text.contains("--commands"), "{text}");
+    let out = dumpdiag()
+        .arg(common::dump("breakpad/minidump2.dmp"))
+        .args(["-y", "srv*c:\\symbols*https://msdl.microsoft.com/download/symbols", "-c", ".sympath"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Symbol search path is: srv*c:\\symbols*https://msdl.microsoft.com/download/symbols"));
+    let out = dumpdiag().arg(common::dump("breakpad/minidump2.dmp")).env("_NT_SYMBOL_PATH", "cache*/tmp/sym").args(["-c", ".sympath"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Symbol search path is: cache*/tmp/sym"));
+}

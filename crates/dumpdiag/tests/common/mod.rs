@@ -1,0 +1,47 @@
+//! Shared helpers: where the real corpus lives and how to open a session on a dump.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use dumpdiag_engine::Session;
+use dumpdiag_mdmp::MdmpTarget;
+
+/// `../shared/corpus/real` beside the repository.
+pub fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/real")
+}
+
+pub fn dump(rel: &str) -> PathBuf {
+    let p = corpus().join(rel);
+    assert!(p.exists(), "corpus file missing: {} (the shared corpus must sit beside the repository)", p.display());
+    p
+}
+
+pub fn session(rel: &str) -> Session {
+    let t = MdmpTarget::open(dump(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    Session::new(Box::new(t))
+}
+
+pub fn run(s: &mut Session, cmd: &str) -> String {
+    s.execute(cmd).text
+}
+
+/// Every .dmp file of the corpus.
+pub fn all_dumps() -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "dmp") {
+                out.push(p);
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(&corpus(), &mut v);
+    v.sort();
+    assert!(v.len() >= 15, "expected the real corpus, found {} dumps", v.len());
+    v
+}

@@ -1,0 +1,242 @@
+//! Facts about the real Windows dumps in ../shared/corpus/real, checked through the commands a
+//! user types.
+
+mod common;
+use common::*;
+use dumpdiag_target::{Arch, MemoryExt, Target};
+
+#[test]
+fn every_corpus_dump_opens_and_answers_the_information_commands() {
+    for path in all_dumps() {
+        let t = dumpdiag_mdmp::MdmpTarget::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!t.threads().is_empty(), "{}: no threads", path.display());
+        let mut s = dumpdiag_engine::Session::new(Box::new(t));
+        for cmd in [
+            "vertarget",
+            "||",
+            "|",
+            ".time",
+            ".dumpdebug",
+            ".lastevent",
+            "~",
+            "r",
+            ".exr -1",
+            ".ecxr",
+            "lmv",
+            "lm u",
+            "!teb",
+            "!peb",
+            "!address -summary",
+            "!handle",
+            "!runaway 7",
+            "!gle",
+            "dps @$csp",
+            "db @$ip",
+        ] {
+            let out = s.execute(cmd).text;
+            assert!(!out.is_empty(), "{}: `{cmd}` printed nothing", path.display());
+        }
+    }
+}
+
+#[test]
+fn kdlib_wow64_dump_is_a_32bit_process_in_a_64bit_dump() {
+    let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
+    assert_eq!(s.target().threads().len(), 4);
+    assert!(s.target().modules().iter().any(|m| m.file_name().eq_ignore_ascii_case("wow64.dll")));
+    assert!(s.is_wow64());
+    assert_eq!(s.target().exception().map(|e| e.record.code), Some(0x4000001f));
+    assert!(run(&mut s, ".lastevent").contains("code 4000001f"));
+    assert!(s.target().facts().flags & 0x2 != 0, "a full-memory dump");
+
+    assert!(run(&mut s, ".effmach x86").contains("x86 compatible"));
+    assert_eq!(s.prompt(), "0:000:x86> ");
+    // The 32-bit TEB points at itself and at the 32-bit PEB; registers come from the WOW64 area.
+    let teb = run(&mut s, "!teb");
+    assert!(teb.starts_with("Wow64 TEB32 at 005db000"), "{teb}");
+    assert!(teb.contains("Self:                 005db000"), "{teb}");
+    assert!(teb.contains("PEB Address:          005d8000"), "{teb}");
+    let regs = run(&mut s, "r");
+    assert!(regs.contains("eip=77d5a3f6"), "{regs}");
+    assert!(regs.contains("cs=0023"), "{regs}");
+    let peb = run(&mut s, "!peb");
+    assert!(peb.contains("CommandLine:  'D:\\Projects\\kdlibcpp\\out\\Win32\\Debug\\targetapp.exe stacktest'"), "{peb}");
+    assert!(peb.contains("NtGlobalFlag:             70"), "{peb}");
+    assert!(peb.contains("C:\\WINDOWS\\System32\\KERNEL32.DLL"), "loader list: {peb}");
+    assert!(peb.contains("PROCESSOR_ARCHITEW6432=AMD64"), "environment: {peb}");
+    // Every thread has an x86 context in the 32-bit view.
+    for i in 0..4 {
+        let c = s.thread_context(i).expect("x86 context");
+        assert_eq!(c.arch(), Arch::X86);
+    }
+    // Back to the native view.
+    run(&mut s, ".effmach .");
+    assert_eq!(s.prompt(), "0:000> ");
+    assert!(run(&mut s, "r").contains("rip="));
+}
+
+#[test]
+fn lmv_reads_version_resource_strings_from_the_in_memory_image() {
+    let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
+    let out = run(&mut s, "lmv m kernel32");
+    assert!(out.contains("File version:     10.0.17134.1"), "{out}");
+    assert!(out.contains("CompanyName:      Microsoft Corporation"), "{out}");
+    assert!(out.contains("FileDescription:  Windows NT BASE API Client DLL"), "{out}");
+    assert!(out.contains("wkernel32.pdb"), "{out}");
+}
+
+#[test]
+fn breakpad_minidump2_is_a_write_access_violation_at_0x45() {
+    let mut s = session("breakpad/minidump2.dmp");
+    assert_eq!(s.target().facts().arch, Arch::X86);
+    let e = s.target().exception().expect("exception stream");
+    assert_eq!(e.record.code, 0xc0000005);
+    assert_eq!(e.record.parameters, vec![1, 0x45]);
+    let exr = run(&mut s, ".exr -1");
+    assert!(exr.contains("Attempt to write to address 00000045"), "{exr}");
+    assert!(exr.contains("ExceptionAddress: 0040429e (test_app+0x429e)"), "{exr}");
+    let regs = run(&mut s, ".ecxr");
+    assert!(regs.contains("eip=0040429e"), "{regs}");
+}
+
+#[test]
+fn lldb_sigsegv_faults_at_0x7ff7a13110d9_writing_null() {
+    let mut s = session("lldb/Sigsegv/sigsegv.dmp");
+    let e = s.target().exception().expect("exception stream");
+    assert_eq!(e.record.address, 0x7ff7a13110d9);
+    let out = run(&mut s, ".ecxr; r rip; ? @rip - sigsegv");
+    assert!(out.contains("rip=00007ff7a13110d9"), "{out}");
+    assert!(out.contains("Evaluate expression: 4313 = 00000000`000010d9"), "{out}");
+    // The faulting instruction bytes: mov dword ptr [0], 0 (c7 04 25 00 00 00 00 ...).
+    assert!(run(&mut s, "db @rip L4").contains("c7 04 25 00"));
+    assert!(run(&mut s, ".exr -1").contains("Attempt to write to address 0000000000000000"));
+}
+
+#[test]
+fn lldb_fizzbuzz_names_its_process_and_modules() {
+    let mut s = session("lldb/fizzbuzz/fizzbuzz_no_heap.dmp");
+    assert_eq!(s.target().facts().process_id, Some(4440));
+    let lm = run(&mut s, "lm");
+    for m in ["fizzbuzz", "ntdll", "kernel32", "KERNELBASE", "MSVCP120D", "MSVCR120D"] {
+        assert!(lm.contains(m), "{m} missing from\n{lm}");
+    }
+    // ThreadInfoList gives thread times.
+    assert!(run(&mut s, "!runaway 4").contains("Elapsed Time"));
+}
+
+#[test]
+fn electron_crashpad_dump_names_electron_exe_and_its_function_table() {
+    let mut s = session("electron/windows.dmp");
+    assert!(run(&mut s, "lm f").contains("electron.exe"));
+    assert_eq!(s.target().threads().len(), 14);
+    let ft = &s.target().extras().function_tables;
+    assert_eq!(ft.len(), 1);
+    assert_eq!(ft[0].minimum_address, 0x1f_caa0_0000);
+}
+
+#[test]
+fn thread_names_and_xstate_and_handles_are_read() {
+    let mut s = session("breakpad/thread_name_list.dmp");
+    let threads = run(&mut s, "~");
+    assert!(threads.contains("\"main thread\""), "{threads}");
+    assert!(threads.contains("\"overflow thread\""), "{threads}");
+
+    let mut s = session("breakpad/tiny-exe-with-cet-xsave.dmp");
+    let c = s.thread_context(0).expect("context");
+    let xs = c.xstate().expect("XSTATE after the CONTEXT");
+    assert_eq!(xs.mask & (1 << 11), 1 << 11, "CET user state saved");
+    assert_eq!(xs.cet_ssp, Some(0xcb_c83f_efc8));
+    let handles = run(&mut s, "!handle");
+    assert!(handles.contains("147 Handles"), "{handles}");
+    assert!(handles.contains("Section        \t31"), "{handles}");
+    assert!(run(&mut s, "lm u").contains("shcore.dll"));
+    assert!(s.target().regions().len() > 100, "MemoryInfoList");
+}
+
+#[test]
+fn handle_object_information_is_decoded() {
+    let mut s = session("kdlibcpp/targetapp_minidump/target_minidump.dmp");
+    let out = run(&mut s, "!handle 4 f");
+    assert!(out.contains("Type         \tEvent"), "{out}");
+    assert!(out.contains("Event Type Manual Reset"), "{out}");
+    assert!(out.contains("Event is Set"), "{out}");
+    assert!(s.target().extras().tokens.len() == 1, "Token stream");
+    let vm = s.target().extras().vm_counters.clone().expect("ProcessVmCounters");
+    assert_eq!(vm.working_set_size, 0x275000);
+    let sm = s.target().extras().system_memory.clone().expect("SystemMemoryInfo");
+    assert_eq!(sm.page_size, 0x1000);
+}
+
+#[test]
+fn crashpad_annotations_and_fast_fail_records() {
+    let s = session("breakpad/minidump_crashpad_annotation.dmp");
+    assert!(!s.target().extras().crashpad_annotations.is_empty());
+    let mut s = session("breakpad/tiny-exe-fastfail.dmp");
+    let out = run(&mut s, ".exr -1");
+    assert!(out.contains("c0000409"), "{out}");
+    assert!(out.contains("Subcode:"), "{out}");
+}
+
+#[test]
+fn memory_reads_span_regions_and_missing_memory_prints_question_marks() {
+    let mut s = session("lldb/Sigsegv/sigsegv.dmp");
+    let ranges = s.target().captured_ranges().to_vec();
+    // Find two adjacent captured ranges and read across the seam.
+    let seam = ranges.windows(2).find(|w| w[0].0 + w[0].1 == w[1].0).map(|w| w[1].0);
+    if let Some(seam) = seam {
+        let mut buf = [0u8; 32];
+        assert_eq!(s.target().memory().read(seam - 16, &mut buf), 32);
+    }
+    let out = run(&mut s, "dd 10 L4");
+    assert!(out.contains("????????"), "{out}");
+    let out = run(&mut s, "db 10 L4");
+    assert!(out.contains("?? ?? ?? ??"), "{out}");
+    assert!(s.target().memory().read_u32(0x10).is_none());
+}
+
+#[test]
+fn search_finds_strings_in_dump_memory() {
+    let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
+    let out = run(&mut s, "s -u 0 L?7fffffff \"stacktest\"");
+    assert!(!out.is_empty(), "the command line lives in the PEB's process parameters");
+    let out = run(&mut s, "s -a 0 L?7fffffff \"This program cannot be run in DOS mode\"");
+    assert!(out.lines().count() >= 5, "every image carries the DOS stub:\n{out}");
+}
+
+#[test]
+fn error_texts_come_from_the_generated_tables() {
+    let mut s = session("breakpad/minidump2.dmp");
+    assert!(run(&mut s, "!error 2").contains("The system cannot find the file specified."));
+    assert!(run(&mut s, "!error c0000005").contains("STATUS_ACCESS_VIOLATION"));
+    assert!(run(&mut s, "!error 80070005").contains("Access is denied."));
+    assert!(run(&mut s, "!error c00000fd").contains("STATUS_STACK_OVERFLOW"));
+}
+
+#[test]
+fn thread_commands_switch_and_iterate() {
+    let mut s = session("mozilla/windows-x86_64.dmp");
+    assert_eq!(s.target().threads().len(), 103);
+    let out = run(&mut s, "~3s");
+    assert!(out.contains("rip="), "{out}");
+    assert_eq!(s.current_thread(), 3);
+    assert_eq!(s.prompt(), "0:003> ");
+    let all = run(&mut s, "~* r rsp");
+    assert_eq!(all.matches("rsp=").count(), 103);
+    assert_eq!(s.current_thread(), 3, "~* restores the current thread");
+    let one = run(&mut s, "~0 r rip");
+    assert_eq!(one.matches("rip=").count(), 1);
+    assert!(run(&mut s, "~").contains("\"MainThread\""));
+    assert!(run(&mut s, "~500s").contains("Illegal thread"));
+}
+
+#[test]
+fn cxr_switches_to_a_context_in_memory() {
+    // The exception stream's context sits in the file, not in memory; the thread's own
+    // context is copied to stack memory nowhere we know. Use .cxr on the exception record
+    // path instead: reading a context from an unmapped address must fail cleanly.
+    let mut s = session("lldb/Sigsegv/sigsegv.dmp");
+    let out = run(&mut s, ".cxr 10");
+    assert!(out.contains("Unable to read context"), "{out}");
+    let out = run(&mut s, ".cxr");
+    assert!(out.is_empty());
+}
