@@ -49,9 +49,25 @@ struct FileSpan {
     size: u64,
 }
 
+/// The dump's bytes: a read-only map of the file, or a buffer (fuzzing, tests).
+enum Backing {
+    Map(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+}
+
 pub struct MdmpTarget {
     path: String,
-    map: Mmap,
+    map: Backing,
     facts: DumpFacts,
     threads: Vec<ThreadRecord>,
     thread_contexts: Vec<Option<FileSpan>>,
@@ -74,10 +90,15 @@ impl MdmpTarget {
         // SAFETY: the map is read-only and private to this process; a dump file changing under
         // us can only produce garbage values, which every parser here already tolerates.
         let map = unsafe { Mmap::map(&file) }.map_err(OpenError::Io)?;
-        Self::from_map(path.display().to_string(), map)
+        Self::from_backing(path.display().to_string(), Backing::Map(map))
     }
 
-    fn from_map(path: String, map: Mmap) -> Result<MdmpTarget, OpenError> {
+    /// Read a dump held in memory (fuzzing, tests); `name` stands in for the path.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<MdmpTarget, OpenError> {
+        Self::from_backing(name.to_string(), Backing::Owned(bytes))
+    }
+
+    fn from_backing(path: String, map: Backing) -> Result<MdmpTarget, OpenError> {
         let data: &[u8] = &map;
         let dump = Minidump::read(data).map_err(|e| OpenError::NotAMinidump(describe_error(&e, data.len())))?;
         let mut warnings = Vec::new();

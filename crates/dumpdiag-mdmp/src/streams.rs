@@ -54,9 +54,6 @@ pub(crate) fn directory(dump: &Minidump<&[u8]>, file_len: u64, warnings: &mut Ve
         if s.rva + s.size > file_len && s.stream_type != 0 {
             warnings.push(format!("stream {} ({}) runs past the end of the file", s.name, s.stream_type));
         }
-        if s.support == StreamSupport::Unknown {
-            warnings.push(format!("skipped {} ({} bytes): no known layout", s.name, s.size));
-        }
     }
     out
 }

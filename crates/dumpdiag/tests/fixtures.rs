@@ -1,0 +1,180 @@
+//! The scenario fixtures (fixtures/build.py) are what their expected-results files claim:
+//! streams present, exception code, access and address, thread count, handle counts, comment
+//! streams, the C++ throw information, execution residue, CPU time.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use dumpdiag_mdmp::MdmpTarget;
+use dumpdiag_target::{MemoryExt, Target};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Build (or reuse) the fixtures once per test run.
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(d) = std::env::var("DUMPDIAG_FIXTURES") {
+            return PathBuf::from(d);
+        }
+        let out = std::process::Command::new("python3").arg(repo().join("fixtures/build.py")).output().expect("run fixtures/build.py");
+        assert!(out.status.success(), "fixture build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    })
+}
+
+fn scenarios() -> Vec<(String, Value)> {
+    let mut v: Vec<(String, Value)> = std::fs::read_dir(repo().join("fixtures/scenarios"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .map(|e| {
+            let name = e.path().file_stem().unwrap().to_string_lossy().into_owned();
+            let spec: Value = serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
+            (name, spec)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(v.len() >= 20, "expected the full scenario set");
+    v
+}
+
+fn open(name: &str) -> MdmpTarget {
+    MdmpTarget::open(fixtures().join(format!("{name}.dmp"))).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn hex(v: &Value) -> Vec<u64> {
+    v.as_str().unwrap().split('|').map(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()).collect()
+}
+
+#[test]
+fn every_scenario_dump_matches_its_expected_results() {
+    for (name, spec) in scenarios() {
+        let t = open(&name);
+        let ctx = |what: &str| format!("{name}: {what}");
+        // Full memory, and the streams the dump writer adds because Wine omits them.
+        assert!(t.facts().flags & 0x2 != 0, "{}", ctx("not a full-memory dump"));
+        for s in spec["streams"].as_array().unwrap() {
+            let s = s.as_str().unwrap();
+            assert!(t.streams().iter().any(|e| e.name == s), "{}", ctx(&format!("stream {s} missing")));
+        }
+        assert_eq!(t.threads().len() as u64, spec["thread_count"].as_u64().unwrap(), "{}", ctx("thread count"));
+        match &spec["exception"] {
+            Value::Null => assert!(t.exception().is_none(), "{}", ctx("unexpected exception stream")),
+            e => {
+                let got = t.exception().unwrap_or_else(|| panic!("{}", ctx("no exception stream")));
+                assert_eq!(got.record.code as u64, hex(&e["code"])[0], "{}", ctx("exception code"));
+                if let Some(access) = e["access"].as_str() {
+                    let want = match access {
+                        "read" => 0,
+                        "write" => 1,
+                        _ => 8,
+                    };
+                    assert_eq!(got.record.parameters.first().copied(), Some(want), "{}", ctx("access"));
+                }
+                if !e["address"].is_null() {
+                    assert!(hex(&e["address"]).contains(&got.record.parameters[1]), "{}", ctx(&format!("address {:#x}", got.record.parameters[1])));
+                }
+                if let Some(params) = e["parameters"].as_array() {
+                    assert_eq!(got.record.parameters[0], hex(&params[0])[0], "{}", ctx("parameter 0"));
+                }
+                assert!(t.thread_index_by_id(got.thread_id).is_some(), "{}", ctx("exception thread is in the thread list"));
+            }
+        }
+        if let Some(c) = spec["comment"].as_str() {
+            assert_eq!(t.extras().comment_a.as_deref(), Some(c), "{}", ctx("comment stream"));
+        }
+        if let Some(handles) = spec["handles"].as_object() {
+            let list = t.handles().unwrap_or_else(|| panic!("{}", ctx("no handle data")));
+            for (ty, min) in handles {
+                let n = list.iter().filter(|h| h.type_name.as_deref() == Some(ty)).count() as u64;
+                assert!(n >= min.as_u64().unwrap(), "{}", ctx(&format!("{n} {ty} handles")));
+            }
+        }
+        // ThreadInfoList covers every thread; MemoryInfoList covers the address space.
+        assert!(t.threads().iter().all(|th| th.info.is_some()), "{}", ctx("thread without ThreadInfo"));
+        assert!(t.regions().len() > 50, "{}", ctx("MemoryInfoList too small"));
+        // The expected frame names are real symbols of the program (spelled as in its PDB).
+        let pdb = std::fs::read(fixtures().join(format!("{name}.pdb"))).unwrap();
+        for stack in spec["stacks"].as_array().unwrap() {
+            for f in stack["frames"].as_array().unwrap() {
+                let f = f.as_str().unwrap();
+                let in_pdb = pdb.windows(f.len() + 1).any(|w| &w[..f.len()] == f.as_bytes() && w[f.len()] == 0);
+                let system = ["RaiseException", "HeapFree", "MessageBoxA"].contains(&f);
+                assert!(in_pdb || system, "{}", ctx(&format!("{f} is not a symbol of the program")));
+            }
+        }
+    }
+}
+
+#[test]
+fn cpp_exception_throw_info_leads_to_the_thrown_type_names() {
+    let t = open("cpp_exception");
+    let e = t.exception().unwrap();
+    let p = &e.record.parameters;
+    assert_eq!(p.len(), 4);
+    assert_eq!(p[0], 0x19930520);
+    let image = p[3];
+    assert_eq!(t.module_at(image).map(|m| m.base), Some(image), "parameter 3 is the image base");
+    let mem = t.memory();
+    // ThrowInfo.pCatchableTypeArray (RVA) -> count, RVAs of CatchableType -> TypeDescriptor RVA -> name.
+    let cta = image + mem.read_u32(p[2] + 12).unwrap() as u64;
+    let count = mem.read_u32(cta).unwrap();
+    assert_eq!(count, 2);
+    let names: Vec<String> = (0..count as u64)
+        .map(|i| {
+            let ct = image + mem.read_u32(cta + 4 + 4 * i).unwrap() as u64;
+            let td = image + mem.read_u32(ct + 4).unwrap() as u64;
+            mem.read_cstring(td + 16, 64).unwrap()
+        })
+        .collect();
+    assert_eq!(names, [".?AVruntime_error@std@@", ".?AVexception@std@@"]);
+}
+
+#[test]
+fn swallowed_access_violation_leaves_an_exception_record_on_the_stack() {
+    let t = open("swallowed_av");
+    assert!(t.exception().is_none());
+    let th = &t.threads()[0];
+    let ctx = t.thread_context(0).unwrap();
+    // Below the current stack pointer (the unused part of the stack) lies an EXCEPTION_RECORD:
+    // ExceptionCode c0000005 with ExceptionInformation[1] (the address) = 0x18.
+    let teb_stack_limit = t.memory().read_u64(th.teb + 0x10).unwrap();
+    let lo = teb_stack_limit;
+    let hi = ctx.sp();
+    let bytes = t.memory().read_bytes(lo, (hi - lo) as usize);
+    let hit = bytes.windows(4).enumerate().step_by(4).find(|(i, w)| {
+        *w == 0xc0000005u32.to_le_bytes() && {
+            let rec = &bytes[*i..];
+            rec.len() > 48 && u64::from_le_bytes(rec[40..48].try_into().unwrap()) == 0x18
+        }
+    });
+    assert!(hit.is_some(), "no EXCEPTION_RECORD for the AV at 0x18 below rsp {hi:#x}");
+}
+
+#[test]
+fn spiking_thread_has_the_cpu_time() {
+    let t = open("spiking_thread");
+    let mut times: Vec<u64> = t.threads().iter().map(|th| th.info.as_ref().unwrap().user_time).collect();
+    times.sort();
+    let top = times.pop().unwrap();
+    assert!(top >= 10_000_000, "spinner ran at least a second: {top}");
+    assert!(times.iter().all(|&x| x * 10 < top), "the others are idle: {times:?}");
+}
+
+#[test]
+fn message_box_text_and_caption_are_in_memory() {
+    let t = open("message_box");
+    for needle in [b"Fixture Settings".as_slice(), b"The configuration could not be saved.".as_slice()] {
+        let found = t.captured_ranges().iter().any(|&(base, size)| {
+            let bytes = t.memory().read_bytes(base, size.min(64 << 20) as usize);
+            bytes.windows(needle.len()).any(|w| w == needle)
+        });
+        assert!(found, "{}", String::from_utf8_lossy(needle));
+    }
+    assert!(t.modules().iter().any(|m| m.file_name().eq_ignore_ascii_case("user32.dll")));
+}

@@ -1,0 +1,14 @@
+//! Any bytes: open them as a dump and run the information commands over the result.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+const COMMANDS: &[&str] = &["vertarget", ".dumpdebug", "~", "~* r", ".exr -1", ".ecxr", "lmv", "lm u", "!teb", "!peb", "!address -summary", "!handle 0 f", "!runaway 7", "!gle", "dps @$csp", ".effmach x86", "!peb"];
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(t) = dumpdiag_mdmp::MdmpTarget::from_bytes("fuzz.dmp", data.to_vec()) {
+        let mut s = dumpdiag_engine::Session::new(Box::new(t));
+        for c in COMMANDS {
+            let _ = s.execute(c);
+        }
+    }
+});
