@@ -65,3 +65,16 @@ fn help_and_symbol_path_options() {
     let out = dumpdiag().arg(common::dump("breakpad/minidump2.dmp")).env("_NT_SYMBOL_PATH", "cache*/tmp/sym").args(["-c", ".sympath"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Symbol search path is: cache*/tmp/sym"));
 }
+
+#[test]
+fn readme_sample_command_runs_on_the_bundled_sample() {
+    let sample = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../samples/cs_deadlock.dmp");
+    let out = dumpdiag().arg(sample).args(["-c", "vertarget; .dumpdebug; ~; ~* r rip; lm; !handle; !runaway 7; !address -summary"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("Id: 20.").count(), 6, "three threads listed by ~ and by ~* r:\n{text}");
+    assert!(text.contains("CommentStreamA: dumpdiag sample: two threads deadlocked on critical sections"), "{text}");
+    assert!(text.contains("cs_deadlock"), "{text}");
+    assert!(text.contains("User Mode Time"), "{text}");
+    assert!(text.contains("--- Usage Summary"), "{text}");
+}

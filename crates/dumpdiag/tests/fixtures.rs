@@ -141,19 +141,18 @@ fn swallowed_access_violation_leaves_an_exception_record_on_the_stack() {
     assert!(t.exception().is_none());
     let th = &t.threads()[0];
     let ctx = t.thread_context(0).unwrap();
-    // Below the current stack pointer (the unused part of the stack) lies an EXCEPTION_RECORD:
-    // ExceptionCode c0000005 with ExceptionInformation[1] (the address) = 0x18.
+    // Below the current stack pointer (the unused part of the stack) lies the dispatcher's
+    // EXCEPTION_RECORD: code c0000005, flags 0, ExceptionAddress inside the program's own code.
     let teb_stack_limit = t.memory().read_u64(th.teb + 0x10).unwrap();
-    let lo = teb_stack_limit;
-    let hi = ctx.sp();
+    let image = t.modules().iter().find(|m| m.file_name() == "swallowed_av.exe").unwrap().clone();
+    let (lo, hi) = (teb_stack_limit, ctx.sp());
     let bytes = t.memory().read_bytes(lo, (hi - lo) as usize);
-    let hit = bytes.windows(4).enumerate().step_by(4).find(|(i, w)| {
-        *w == 0xc0000005u32.to_le_bytes() && {
-            let rec = &bytes[*i..];
-            rec.len() > 48 && u64::from_le_bytes(rec[40..48].try_into().unwrap()) == 0x18
-        }
+    let hit = (0..bytes.len().saturating_sub(24)).step_by(8).find(|&i| {
+        bytes[i..i + 4] == 0xc0000005u32.to_le_bytes()
+            && bytes[i + 4..i + 8] == [0; 4]
+            && image.contains(u64::from_le_bytes(bytes[i + 16..i + 24].try_into().unwrap()))
     });
-    assert!(hit.is_some(), "no EXCEPTION_RECORD for the AV at 0x18 below rsp {hi:#x}");
+    assert!(hit.is_some(), "no EXCEPTION_RECORD of the swallowed AV below rsp {hi:#x}");
 }
 
 #[test]
