@@ -443,28 +443,28 @@ fn summary(s: &Session) -> String {
     let (mut busy, mut total) = (0u64, 0u64);
     for r in &map.regions {
         let i = &r.info;
-        total += i.size;
+        total = total.saturating_add(i.size);
         let name = r.usage.name();
         let e = usage.entry(name).or_default();
         e.0 += 1;
-        e.1 += i.size;
+        e.1 = e.1.saturating_add(i.size);
         let l = largest.entry(name).or_default();
         if i.size > l.1 {
             *l = (i.base, i.size);
         }
         let st = states.entry(state_name(i.state)).or_default();
         st.0 += 1;
-        st.1 += i.size;
+        st.1 = st.1.saturating_add(i.size);
         if i.state != MEM_FREE {
-            busy += i.size;
+            busy = busy.saturating_add(i.size);
             let ty = types.entry(type_name(i.kind)).or_default();
             ty.0 += 1;
-            ty.1 += i.size;
+            ty.1 = ty.1.saturating_add(i.size);
         }
         if i.state == MEM_COMMIT {
             let p = protects.entry(protect_name(i.protect)).or_default();
             p.0 += 1;
-            p.1 += i.size;
+            p.1 = p.1.saturating_add(i.size);
         }
     }
     let pct = |v: u64, of: u64| if of == 0 { 0.0 } else { v as f64 * 100.0 / of as f64 };
