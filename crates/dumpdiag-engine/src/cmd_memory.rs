@@ -132,12 +132,12 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
                     let _ = writeln!(o, "{}  ????????", s.addr(r.start));
                 }
             }
-            s.next_display = Some(r.start + bytes_total);
+            s.next_display = Some(r.start.wrapping_add(bytes_total));
         }
         "dps" | "dds" | "dqs" | "dpp" | "dpa" | "dpu" => {
             let n = bytes_total / unit;
             for i in 0..n {
-                let a = r.start + i * unit;
+                let a = r.start.wrapping_add(i * unit);
                 let Some(v) = mem.read_ptr(a, unit) else {
                     let _ = writeln!(o, "{}  {}", s.addr(a), "?".repeat(if unit == 8 { 17 } else { 8 }));
                     continue;
@@ -162,12 +162,12 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
                 };
                 let _ = writeln!(o, "{}  {vs}{extra}", s.addr(a));
             }
-            s.next_display = Some(r.start + n * unit);
+            s.next_display = Some(r.start.wrapping_add(n * unit));
         }
         _ => {
             let line_bytes = unit * per_line as u64;
             let mut a = r.start;
-            let end = r.start + bytes_total;
+            let end = r.start.wrapping_add(bytes_total);
             while a < end {
                 let n = (end - a).min(line_bytes) as usize;
                 let raw = read_opt(s, a, n);
@@ -267,7 +267,7 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
     let mut scanned = 0u64;
     'ranges: for &(base, size) in t.captured_ranges() {
         let lo = base.max(r.start);
-        let hi = (base + size).min(end);
+        let hi = base.saturating_add(size).min(end);
         if lo >= hi {
             continue;
         }
@@ -283,7 +283,7 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
             let limit = ((hi - a).min(CHUNK)) as usize;
             for i in 0..limit.min(buf.len()) {
                 if buf[i..].starts_with(&pattern) {
-                    hits.push(a + i as u64);
+                    hits.push(a.wrapping_add(i as u64));
                     if hits.len() >= MAX_SEARCH_HITS {
                         break 'ranges;
                     }

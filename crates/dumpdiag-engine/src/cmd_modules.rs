@@ -87,7 +87,13 @@ pub fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, String> {
     if !unloaded.is_empty() && (unloaded_only || pattern.is_none()) {
         let _ = writeln!(o, "\nUnloaded modules:");
         for u in unloaded {
-            let _ = writeln!(o, "{} {}   {}", format::addr(u.base, ptr), format::addr(u.base + u.size as u64, ptr), dumpdiag_target::file_name_of(&u.path));
+            let _ = writeln!(
+                o,
+                "{} {}   {}",
+                format::addr(u.base, ptr),
+                format::addr(u.base.wrapping_add(u.size as u64), ptr),
+                dumpdiag_target::file_name_of(&u.path)
+            );
             if verbose {
                 let _ = writeln!(
                     o,

@@ -206,12 +206,12 @@ pub fn read_exception_record(s: &Session, a: u64) -> Option<ExceptionRecord> {
     let mem = s.target().memory();
     let ptr = s.ptr();
     let code = mem.read_u32(a)?;
-    let flags = mem.read_u32(a + 4)?;
-    let nested = mem.read_ptr(a + 8, ptr)?;
-    let address = mem.read_ptr(a + 8 + ptr, ptr)?;
-    let n = mem.read_u32(a + 8 + 2 * ptr)?.min(15);
-    let params_at = if ptr == 8 { a + 32 } else { a + 20 };
-    let parameters = (0..n as u64).map_while(|i| mem.read_ptr(params_at + i * ptr, ptr)).collect();
+    let flags = mem.read_u32(a.wrapping_add(4))?;
+    let nested = mem.read_ptr(a.wrapping_add(8), ptr)?;
+    let address = mem.read_ptr(a.wrapping_add(8) + ptr, ptr)?;
+    let n = mem.read_u32(a.wrapping_add(8) + 2 * ptr)?.min(15);
+    let params_at = if ptr == 8 { a.wrapping_add(32) } else { a.wrapping_add(20) };
+    let parameters = (0..n as u64).map_while(|i| mem.read_ptr(params_at.wrapping_add(i * ptr), ptr)).collect();
     Some(ExceptionRecord { code, flags, nested_record: nested, address, parameters })
 }
 

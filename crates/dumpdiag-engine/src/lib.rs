@@ -163,7 +163,7 @@ impl Session {
         let l = self.layout();
         (0..self.target.threads().len()).find_map(|i| {
             let teb = self.teb_of(i)?;
-            self.target.memory().read_ptr(teb + l.teb_peb, l.ptr).filter(|&p| p != 0)
+            self.target.memory().read_ptr(teb.wrapping_add(l.teb_peb), l.ptr).filter(|&p| p != 0)
         })
     }
 
@@ -365,7 +365,7 @@ impl expr::Resolver for Session {
             "pagesize" => Some(0x1000),
             "exentry" => self.target.modules().first().and_then(|m| {
                 let h = dumpdiag_os::pe::read_headers(self.target.memory(), m.base)?;
-                Some(m.base + h.entry_point as u64)
+                Some(m.base.wrapping_add(h.entry_point as u64))
             }),
             _ => None,
         }

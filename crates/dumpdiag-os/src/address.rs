@@ -93,7 +93,7 @@ fn markers(target: &dyn Target) -> Markers {
             }
         }
         if t.stack_size > 0 && !m.stacks.iter().any(|s| s.2 == i) {
-            m.stacks.push((t.stack_start, t.stack_start + t.stack_size, i, t.id));
+            m.stacks.push((t.stack_start, t.stack_start.wrapping_add(t.stack_size), i, t.id));
         }
     }
     m

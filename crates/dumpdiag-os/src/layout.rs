@@ -173,7 +173,7 @@ impl Layout {
     pub fn read_unicode_string(&self, mem: &dyn dumpdiag_target::MemoryReader, addr: u64) -> Option<String> {
         use dumpdiag_target::MemoryExt;
         let len = mem.read_u16(addr)? as usize;
-        let buf = mem.read_ptr(addr + self.ptr, self.ptr)?;
+        let buf = mem.read_ptr(addr.wrapping_add(self.ptr), self.ptr)?;
         if len == 0 {
             return Some(String::new());
         }

@@ -5,6 +5,9 @@
 //!
 //! Nothing here needs symbols: the layouts are the stable, documented-by-use offsets every
 //! debugger relies on, chosen per bitness.
+//!
+//! Addresses read out of a dump are untrusted: arithmetic on them wraps (as the CPU's does)
+//! rather than panicking, and every walk is bounded.
 
 pub mod address;
 pub mod errors;

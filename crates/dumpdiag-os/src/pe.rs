@@ -51,30 +51,36 @@ pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
     if mem.read_u16(base)? != 0x5a4d {
         return None;
     }
-    let nt = base + mem.read_u32(base + 0x3c)?.min(0x1000) as u64;
+    let nt = base.wrapping_add(mem.read_u32(base.wrapping_add(0x3c))?.min(0x1000) as u64);
     if mem.read_u32(nt)? != 0x4550 {
         return None;
     }
-    let fh = nt + 4;
-    let opt = fh + 20;
-    let size_of_optional = mem.read_u16(fh + 16)? as u64;
+    let fh = nt.wrapping_add(4);
+    let opt = fh.wrapping_add(20);
+    let size_of_optional = mem.read_u16(fh.wrapping_add(16))? as u64;
     let magic = mem.read_u16(opt)?;
     let is64 = magic == 0x20b;
-    let u8_ = |o: u64| mem.read_u8(opt + o).unwrap_or(0);
-    let u16_ = |o: u64| mem.read_u16(opt + o).unwrap_or(0);
-    let u32_ = |o: u64| mem.read_u32(opt + o).unwrap_or(0);
+    let u8_ = |o: u64| mem.read_u8(opt.wrapping_add(o)).unwrap_or(0);
+    let u16_ = |o: u64| mem.read_u16(opt.wrapping_add(o)).unwrap_or(0);
+    let u32_ = |o: u64| mem.read_u32(opt.wrapping_add(o)).unwrap_or(0);
     let (image_base, stack_reserve, stack_commit, dirs_at, dir_count_at) = if is64 {
-        (mem.read_u64(opt + 24).unwrap_or(0), mem.read_u64(opt + 72).unwrap_or(0), mem.read_u64(opt + 80).unwrap_or(0), 112, 108)
+        (
+            mem.read_u64(opt.wrapping_add(24)).unwrap_or(0),
+            mem.read_u64(opt.wrapping_add(72)).unwrap_or(0),
+            mem.read_u64(opt.wrapping_add(80)).unwrap_or(0),
+            112,
+            108,
+        )
     } else {
         (u32_(28) as u64, u32_(72) as u64, u32_(76) as u64, 96, 92)
     };
     let dir_count = u32_(dir_count_at).min(16);
     let directories = (0..dir_count as u64).map(|i| (u32_(dirs_at + i * 8), u32_(dirs_at + i * 8 + 4))).collect();
-    let number_of_sections = mem.read_u16(fh + 2)?;
-    let sec_table = opt + size_of_optional;
+    let number_of_sections = mem.read_u16(fh.wrapping_add(2))?;
+    let sec_table = opt.wrapping_add(size_of_optional);
     let sections = (0..number_of_sections.min(96) as u64)
         .map_while(|i| {
-            let s = sec_table + i * 40;
+            let s = sec_table.wrapping_add(i * 40);
             let name = mem.read_bytes(s, 8);
             if name.len() < 8 {
                 return None;
@@ -82,10 +88,10 @@ pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
             let end = name.iter().position(|&b| b == 0).unwrap_or(8);
             Some(Section {
                 name: String::from_utf8_lossy(&name[..end]).into_owned(),
-                virtual_size: mem.read_u32(s + 8)?,
-                virtual_address: mem.read_u32(s + 12)?,
-                raw_size: mem.read_u32(s + 16)?,
-                characteristics: mem.read_u32(s + 36)?,
+                virtual_size: mem.read_u32(s.wrapping_add(8))?,
+                virtual_address: mem.read_u32(s.wrapping_add(12))?,
+                raw_size: mem.read_u32(s.wrapping_add(16))?,
+                characteristics: mem.read_u32(s.wrapping_add(36))?,
             })
         })
         .collect();
@@ -93,8 +99,8 @@ pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
         base,
         machine: mem.read_u16(fh)?,
         number_of_sections,
-        time_date_stamp: mem.read_u32(fh + 4)?,
-        characteristics: mem.read_u16(fh + 18)?,
+        time_date_stamp: mem.read_u32(fh.wrapping_add(4))?,
+        characteristics: mem.read_u16(fh.wrapping_add(18))?,
         magic,
         linker_version: (u8_(2), u8_(3)),
         size_of_code: u32_(4),
@@ -130,14 +136,14 @@ const MAX_VERSION_RESOURCE: usize = 64 * 1024;
 /// ProductVersion, ...), in resource order. None when the resource is not in the dump.
 pub fn version_strings(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<Vec<(String, String)>> {
     let (rsrc, _) = headers.directory(DIR_RESOURCE)?;
-    let root = headers.base + rsrc as u64;
+    let root = headers.base.wrapping_add(rsrc as u64);
     // Resource tree: type (RT_VERSION = 16) → name (first) → language (first) → data entry.
     let type_dir = find_resource_entry(mem, root, root, Some(16))?;
     let name_dir = find_resource_entry(mem, root, type_dir, None)?;
     let data_entry = find_resource_entry(mem, root, name_dir, None)?;
     let data_rva = mem.read_u32(data_entry)?;
-    let size = mem.read_u32(data_entry + 4)? as usize;
-    let bytes = mem.read_bytes(headers.base + data_rva as u64, size.min(MAX_VERSION_RESOURCE));
+    let size = mem.read_u32(data_entry.wrapping_add(4))? as usize;
+    let bytes = mem.read_bytes(headers.base.wrapping_add(data_rva as u64), size.min(MAX_VERSION_RESOURCE));
     let mut out = Vec::new();
     parse_version_block(&bytes, 0, 0, &mut out);
     Some(out)
@@ -146,14 +152,14 @@ pub fn version_strings(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<Ve
 /// In a resource directory at `dir`, the entry with integer id `id` (or the first entry);
 /// returns the address its offset leads to (a subdirectory or a data entry).
 fn find_resource_entry(mem: &dyn MemoryReader, root: u64, dir: u64, id: Option<u32>) -> Option<u64> {
-    let named = mem.read_u16(dir + 12)? as u64;
-    let ids = mem.read_u16(dir + 14)? as u64;
+    let named = mem.read_u16(dir.wrapping_add(12))? as u64;
+    let ids = mem.read_u16(dir.wrapping_add(14))? as u64;
     for i in 0..(named + ids).min(256) {
-        let e = dir + 16 + i * 8;
+        let e = dir.wrapping_add(16) + i * 8;
         let name = mem.read_u32(e)?;
-        let off = mem.read_u32(e + 4)?;
+        let off = mem.read_u32(e.wrapping_add(4))?;
         if id.is_none_or(|want| name & 0x8000_0000 == 0 && name == want) {
-            return Some(root + (off & 0x7fff_ffff) as u64);
+            return Some(root.wrapping_add((off & 0x7fff_ffff) as u64));
         }
     }
     None

@@ -60,20 +60,20 @@ pub fn read_peb(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<Peb>
     if flags.len() < 4 {
         return None;
     }
-    let p = |off: u64| mem.read_ptr(address + off, l.ptr);
+    let p = |off: u64| mem.read_ptr(address.wrapping_add(off), l.ptr);
     let ldr = p(l.peb_ldr).unwrap_or(0);
-    let list = |off: u64| -> Option<(u64, u64)> { Some((mem.read_ptr(ldr + off, l.ptr)?, mem.read_ptr(ldr + off + l.ptr, l.ptr)?)) };
+    let list = |off: u64| -> Option<(u64, u64)> { Some((mem.read_ptr(ldr.wrapping_add(off), l.ptr)?, mem.read_ptr(ldr.wrapping_add(off) + l.ptr, l.ptr)?)) };
     let ldr_lists = (|| Some([list(l.ldr_in_init_order)?, list(l.ldr_in_load_order)?, list(l.ldr_in_memory_order)?]))();
-    let number_of_heaps = mem.read_u32(address + l.peb_number_of_heaps);
+    let number_of_heaps = mem.read_u32(address.wrapping_add(l.peb_number_of_heaps));
     let heaps_array = p(l.peb_process_heaps).unwrap_or(0);
     let process_heaps = match number_of_heaps {
-        Some(n) if heaps_array != 0 => (0..n.min(1024) as u64).map_while(|i| mem.read_ptr(heaps_array + i * l.ptr, l.ptr)).collect(),
+        Some(n) if heaps_array != 0 => (0..n.min(1024) as u64).map_while(|i| mem.read_ptr(heaps_array.wrapping_add(i * l.ptr), l.ptr)).collect(),
         _ => Vec::new(),
     };
     let os_version = (|| {
-        let major = mem.read_u32(address + l.peb_os_major)?;
-        let minor = mem.read_u32(address + l.peb_os_major + 4)?;
-        let build = mem.read_u16(address + l.peb_os_build)?;
+        let major = mem.read_u32(address.wrapping_add(l.peb_os_major))?;
+        let minor = mem.read_u32(address.wrapping_add(l.peb_os_major + 4))?;
+        let build = mem.read_u16(address.wrapping_add(l.peb_os_build))?;
         Some((major, minor, build))
     })();
     Some(Peb {
@@ -83,17 +83,17 @@ pub fn read_peb(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<Peb>
         being_debugged: flags[2] != 0,
         image_base: p(l.peb_image_base).unwrap_or(0),
         ldr,
-        ldr_initialized: mem.read_u8(ldr + 4).map(|b| b != 0),
+        ldr_initialized: mem.read_u8(ldr.wrapping_add(4)).map(|b| b != 0),
         ldr_lists,
         sub_system_data: p(l.peb_sub_system_data).unwrap_or(0),
         process_heap: p(l.peb_process_heap).unwrap_or(0),
         process_parameters: p(l.peb_process_parameters).unwrap_or(0),
-        number_of_processors: mem.read_u32(address + l.peb_number_of_processors),
-        nt_global_flag: mem.read_u32(address + l.peb_nt_global_flag),
+        number_of_processors: mem.read_u32(address.wrapping_add(l.peb_number_of_processors)),
+        nt_global_flag: mem.read_u32(address.wrapping_add(l.peb_nt_global_flag)),
         number_of_heaps,
         process_heaps,
         os_version,
-        session_id: mem.read_u32(address + l.peb_session_id),
+        session_id: mem.read_u32(address.wrapping_add(l.peb_session_id)),
     })
 }
 
@@ -101,21 +101,21 @@ pub fn read_peb(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<Peb>
 /// memory or after [`MAX_LOADER_ENTRIES`].
 pub fn loader_entries(mem: &dyn MemoryReader, peb: &Peb, l: &Layout) -> Vec<LoaderEntry> {
     let mut out = Vec::new();
-    let head = peb.ldr + l.ldr_in_load_order;
+    let head = peb.ldr.wrapping_add(l.ldr_in_load_order);
     let Some(mut link) = mem.read_ptr(head, l.ptr) else { return out };
     let mut seen = std::collections::HashSet::new();
     while link != head && link != 0 && out.len() < MAX_LOADER_ENTRIES && seen.insert(link) {
         let e = link; // InLoadOrderLinks is the first field
-        let base = mem.read_ptr(e + l.entry_dll_base, l.ptr);
+        let base = mem.read_ptr(e.wrapping_add(l.entry_dll_base), l.ptr);
         let Some(base) = base else { break };
         out.push(LoaderEntry {
             entry: e,
             base,
-            entry_point: mem.read_ptr(e + l.entry_entry_point, l.ptr).unwrap_or(0),
-            size: mem.read_u32(e + l.entry_size_of_image).unwrap_or(0) as u64,
-            full_name: l.read_unicode_string(mem, e + l.entry_full_name),
-            base_name: l.read_unicode_string(mem, e + l.entry_base_name),
-            time_date_stamp: mem.read_u32(e + l.entry_time_date_stamp),
+            entry_point: mem.read_ptr(e.wrapping_add(l.entry_entry_point), l.ptr).unwrap_or(0),
+            size: mem.read_u32(e.wrapping_add(l.entry_size_of_image)).unwrap_or(0) as u64,
+            full_name: l.read_unicode_string(mem, e.wrapping_add(l.entry_full_name)),
+            base_name: l.read_unicode_string(mem, e.wrapping_add(l.entry_base_name)),
+            time_date_stamp: mem.read_u32(e.wrapping_add(l.entry_time_date_stamp)),
         });
         match mem.read_ptr(e, l.ptr) {
             Some(next) => link = next,
@@ -127,9 +127,9 @@ pub fn loader_entries(mem: &dyn MemoryReader, peb: &Peb, l: &Layout) -> Vec<Load
 
 pub fn read_process_parameters(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<ProcessParameters> {
     mem.read_u32(address)?;
-    let s = |off: u64| l.read_unicode_string(mem, address + off);
-    let environment_address = mem.read_ptr(address + l.params_environment, l.ptr).unwrap_or(0);
-    let env_size = mem.read_ptr(address + l.params_environment_size, l.ptr).unwrap_or(0);
+    let s = |off: u64| l.read_unicode_string(mem, address.wrapping_add(off));
+    let environment_address = mem.read_ptr(address.wrapping_add(l.params_environment), l.ptr).unwrap_or(0);
+    let env_size = mem.read_ptr(address.wrapping_add(l.params_environment_size), l.ptr).unwrap_or(0);
     let environment = read_environment(mem, environment_address, env_size);
     Some(ProcessParameters {
         address,

@@ -22,18 +22,18 @@ pub fn teb32_of(mem: &dyn MemoryReader, teb64: u64) -> Option<u64> {
     if hint > teb64 && hint - teb64 <= 0x4000 {
         return Some(hint);
     }
-    let guess = teb64 + 0x2000;
+    let guess = teb64.wrapping_add(0x2000);
     // The TEB32's Self field points to itself.
-    (mem.read_u32(guess + 0x18)? as u64 == guess).then_some(guess)
+    (mem.read_u32(guess.wrapping_add(0x18))? as u64 == guess).then_some(guess)
 }
 
 /// The saved x86 context of a WOW64 thread.
 pub fn x86_context(mem: &dyn MemoryReader, teb64: u64) -> Option<Context> {
-    let cpu_reserved = mem.read_u64(teb64 + X64.teb_tls_slots + WOW64_TLS_CPURESERVED * 8)?;
+    let cpu_reserved = mem.read_u64(teb64.wrapping_add(X64.teb_tls_slots + WOW64_TLS_CPURESERVED * 8))?;
     if cpu_reserved == 0 {
         return None;
     }
-    let bytes = mem.read_bytes(cpu_reserved + 4, CONTEXT_X86_SIZE);
+    let bytes = mem.read_bytes(cpu_reserved.wrapping_add(4), CONTEXT_X86_SIZE);
     if bytes.len() < CONTEXT_X86_SIZE {
         return None;
     }
