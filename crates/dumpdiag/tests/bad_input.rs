@@ -115,3 +115,21 @@ fn non_dumps_are_refused_with_a_reason() {
     assert!(err.to_string().contains("too short"), "{err}");
     let _ = std::fs::remove_file(scratch);
 }
+
+/// Inputs the fuzzer (fuzz/) once crashed on, kept so they stay fixed.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let bytes = std::fs::read(e.path()).unwrap();
+        if let Ok(t) = dumpdiag_mdmp::MdmpTarget::from_bytes("regression.dmp", bytes) {
+            let mut s = dumpdiag_engine::Session::new(Box::new(t));
+            for cmd in COMMANDS {
+                let _ = s.execute(cmd);
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 1);
+}
