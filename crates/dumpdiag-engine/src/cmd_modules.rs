@@ -69,12 +69,17 @@ pub fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, String> {
         let mut mods: Vec<&ModuleRecord> = t.modules().iter().filter(|m| matches(m)).collect();
         mods.sort_by_key(|m| m.base);
         for m in mods {
+            let index = t.modules().iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
             let tail = if paths {
                 m.path.clone()
             } else if image_names {
                 m.file_name().to_string()
             } else {
-                "(deferred)".into()
+                let state = s.symbols().state(index);
+                match s.symbols().origin(index).filter(|o| !o.is_empty()) {
+                    Some(origin) => format!("{:<22} {origin}", state.windbg_label()),
+                    None => state.windbg_label().to_string(),
+                }
             };
             let _ = writeln!(o, "{} {}   {:<10} {tail}", format::addr(m.base, ptr), format::addr(m.end(), ptr), m.short_name());
             if verbose {
@@ -145,7 +150,8 @@ fn module_details(s: &Session, m: &ModuleRecord) -> String {
     let _ = writeln!(o, "    Timestamp:        {} ({:08X})", format::short_time(m.time_date_stamp as i64), m.time_date_stamp);
     let _ = writeln!(o, "    CheckSum:         {:08X}", m.checksum);
     let _ = writeln!(o, "    ImageSize:        {:08X}", m.size);
-    if let Some(cv) = &m.codeview {
+    let cv = m.codeview.clone().or_else(|| pe::read_headers(mem, m.base).and_then(|h| pe::codeview(mem, &h)));
+    if let Some(cv) = &cv {
         if let (Some(name), Some(id)) = (cv.pdb_name(), cv.pdb_id()) {
             let _ = writeln!(o, "    PDB:              {name} ({id})");
         }

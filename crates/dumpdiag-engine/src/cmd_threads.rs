@@ -234,7 +234,7 @@ pub fn ecxr(s: &mut Session) -> Result<String, String> {
     // In the WOW64 view the exception context is the 64-bit one; the 32-bit state of the
     // faulting thread is what a 32-bit debugger would show.
     if s.is_wow64() && s.effective_machine() == Arch::X86 && c.arch() != Arch::X86 {
-        if let Some(x86) = idx.and_then(|i| s.thread_context(i)) {
+        if let Some(x86) = c.wow64_as_x86().or_else(|| idx.and_then(|i| s.thread_context(i))) {
             c = x86;
         }
     }

@@ -2,9 +2,12 @@
 //! (current thread, effective machine, scope context, symbol path) and runs command lines,
 //! returning WinDbg-shaped text. The CLI's REPL and `-c` mode, and tests, all drive it.
 
+mod cmd_code;
 mod cmd_memory;
 mod cmd_modules;
 mod cmd_process;
+pub mod cmd_stacks;
+mod cmd_symbols;
 mod cmd_target;
 mod cmd_threads;
 pub mod expr;
@@ -16,6 +19,8 @@ use std::fmt::Write;
 use dumpdiag_os::address::AddressMap;
 use dumpdiag_os::layout::{Layout, X64, X86};
 use dumpdiag_os::wow64;
+use dumpdiag_stack::Stack;
+use dumpdiag_symbols::Symbols;
 use dumpdiag_target::{Arch, Context, MemoryExt, Target};
 
 /// Commands the REPL completes.
@@ -89,6 +94,12 @@ pub struct Session {
     address_map: OnceCell<AddressMap>,
     /// Where the next argument-less `d*` command continues.
     next_display: Option<u64>,
+    /// Where the next argument-less `u` continues.
+    next_disassembly: Option<u64>,
+    symbols: Symbols,
+    /// The stack `k` printed last, and the frame `.frame` selected.
+    last_stack: Option<Stack>,
+    frame_index: usize,
 }
 
 impl Session {
@@ -96,7 +107,21 @@ impl Session {
         let wow64 = wow64::is_wow64(target.as_ref());
         let current = target.exception().and_then(|e| target.thread_index_by_id(e.thread_id)).unwrap_or(0);
         let effective = target.facts().arch;
-        Session { target, current, effective, wow64, scope: None, sympath: String::new(), address_map: OnceCell::new(), next_display: None }
+        let symbols = Symbols::new(dumpdiag_symbols::SymbolPath::default(), target.as_ref());
+        Session {
+            target,
+            current,
+            effective,
+            wow64,
+            scope: None,
+            sympath: String::new(),
+            address_map: OnceCell::new(),
+            next_display: None,
+            next_disassembly: None,
+            symbols,
+            last_stack: None,
+            frame_index: 0,
+        }
     }
 
     pub fn target(&self) -> &dyn Target {
@@ -105,6 +130,17 @@ impl Session {
 
     pub fn set_symbol_path(&mut self, path: &str) {
         self.sympath = path.to_string();
+        self.reload_symbols();
+    }
+
+    /// Forget loaded symbols; they load again, from the current path, on first use.
+    pub fn reload_symbols(&mut self) {
+        let path = cmd_symbols::parse_path(&self.sympath);
+        self.symbols.reload(Some(path), self.target.as_ref());
+    }
+
+    pub fn symbols(&self) -> &Symbols {
+        &self.symbols
     }
 
     pub fn current_thread(&self) -> usize {
@@ -188,10 +224,9 @@ impl Session {
         self.address_map.get_or_init(|| AddressMap::build(self.target.as_ref()))
     }
 
-    /// `module+0xoffset` for an address inside a module (symbols arrive with the stacks work).
+    /// `module!symbol+0xoffset` (or `module+0xoffset`) for an address inside a module.
     pub fn describe_address(&self, a: u64) -> Option<String> {
-        let m = self.target.module_at(a)?;
-        Some(format!("{}+{:#x}", m.short_name(), a - m.base))
+        self.symbols.describe(self.target.as_ref(), a)
     }
 
     pub fn eval(&self, e: &str) -> Result<u64, String> {
@@ -222,6 +257,9 @@ impl Session {
 
     fn run(&mut self, cmd: &str) -> Result<String, String> {
         let (verb, rest) = split_verb(cmd);
+        if cmd_stacks::is_k_command(verb) {
+            return cmd_stacks::k(self, verb, rest);
+        }
         let lower = verb.to_ascii_lowercase();
         match lower.as_str() {
             "||" => Ok(cmd_target::dump_summary(self)),
@@ -233,6 +271,19 @@ impl Session {
             ".effmach" => cmd_threads::effmach(self, rest),
             ".sympath" => Ok(self.sympath_cmd(rest, false)),
             ".sympath+" => Ok(self.sympath_cmd(rest, true)),
+            ".symfix" => cmd_symbols::symfix(self, rest, false),
+            ".symfix+" => cmd_symbols::symfix(self, rest, true),
+            ".reload" => cmd_symbols::reload(self, rest),
+            "ln" => cmd_symbols::ln(self, rest),
+            "x" => cmd_symbols::x(self, rest),
+            "!lmi" => cmd_symbols::lmi(self, rest),
+            "!dh" => cmd_symbols::dh(self, rest),
+            ".frame" => cmd_stacks::frame(self, rest),
+            "!uniqstack" => cmd_stacks::uniqstack(self),
+            "!findstack" => cmd_stacks::findstack(self, rest),
+            "u" => cmd_code::u(self, rest),
+            "ub" => cmd_code::ub(self, rest),
+            "uf" => cmd_code::uf(self, rest),
             ".echo" => Ok(format!("{rest}\n")),
             "help" | ".help" => Ok(help()),
             "r" => cmd_threads::registers(self, rest),
@@ -262,11 +313,8 @@ impl Session {
     fn sympath_cmd(&mut self, rest: &str, append: bool) -> String {
         let rest = rest.trim();
         if !rest.is_empty() {
-            if append && !self.sympath.is_empty() {
-                self.sympath = format!("{};{rest}", self.sympath);
-            } else {
-                self.sympath = rest.to_string();
-            }
+            let new = if append && !self.sympath.is_empty() { format!("{};{rest}", self.sympath) } else { rest.to_string() };
+            self.set_symbol_path(&new);
         }
         format!("Symbol search path is: {}\nExpanded Symbol search path is: {}\n", self.sympath, self.sympath.to_ascii_lowercase())
     }
@@ -322,11 +370,11 @@ impl Session {
                 let saved = (self.current, self.scope.take());
                 let mut out = String::new();
                 for i in indices {
-                    self.current = i;
                     if matches!(sel, ThreadSel::All) {
                         out.push('\n');
                         out.push_str(&cmd_threads::list(self, Some(i)));
                     }
+                    self.current = i;
                     match self.run(rest) {
                         Ok(t) => out.push_str(&t),
                         Err(e) => {
@@ -371,6 +419,9 @@ impl expr::Resolver for Session {
         }
     }
     fn symbol(&self, name: &str) -> Option<u64> {
+        if name.contains('!') {
+            return self.symbols.resolve(self.target.as_ref(), name);
+        }
         let lower = name.to_ascii_lowercase();
         self.target.modules().iter().find(|m| m.short_name().to_ascii_lowercase() == lower).map(|m| m.base)
     }

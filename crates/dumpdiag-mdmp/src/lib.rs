@@ -336,6 +336,9 @@ impl MemoryReader for MdmpTarget {
     fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
         self.memory.read(&self.map, addr, buf)
     }
+    fn slice(&self, addr: u64, max: usize) -> Option<&[u8]> {
+        self.memory.slice(&self.map, addr, max)
+    }
 }
 
 /// Stream type constant used by Wine's dbghelp for a private stream.

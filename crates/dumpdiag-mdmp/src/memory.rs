@@ -50,10 +50,10 @@ impl MemoryIndex {
                 let size: u64 = list.pread_with(24 + i * DESC64, LE).unwrap_or(0);
                 match clip(rva, size, file_len) {
                     Some((off, avail)) => {
-                        truncated += size - avail;
+                        truncated = truncated.saturating_add(size - avail);
                         ranges.push(Range { addr: start, size: avail, file_offset: off });
                     }
-                    None => truncated += size,
+                    None => truncated = truncated.saturating_add(size),
                 }
                 rva = rva.saturating_add(size);
             }
@@ -74,10 +74,10 @@ impl MemoryIndex {
                 let rva: u32 = list.pread_with(o + 12, LE).unwrap_or(0);
                 match clip(rva as u64, size as u64, file_len) {
                     Some((off, avail)) => {
-                        truncated += size as u64 - avail;
+                        truncated = truncated.saturating_add(size as u64 - avail);
                         ranges.push(Range { addr: start, size: avail, file_offset: off });
                     }
-                    None => truncated += size as u64,
+                    None => truncated = truncated.saturating_add(size as u64),
                 }
             }
         }
@@ -107,6 +107,16 @@ impl MemoryIndex {
 
     pub fn ranges(&self) -> &[(u64, u64)] {
         &self.public
+    }
+
+    /// The bytes at `addr` up to the end of the captured range holding it, at most `max`.
+    pub(crate) fn slice<'d>(&self, data: &'d [u8], addr: u64, max: usize) -> Option<&'d [u8]> {
+        let i = self.ranges.partition_point(|r| r.addr.saturating_add(r.size) <= addr);
+        let r = self.ranges.get(i).filter(|r| addr >= r.addr)?;
+        let within = addr - r.addr;
+        let n = ((r.size - within) as usize).min(max);
+        let start = usize::try_from(r.file_offset + within).ok()?;
+        data.get(start..start.checked_add(n)?)
     }
 
     /// Copy from the mapped file; continues across adjacent ranges.

@@ -227,3 +227,37 @@ fn parse_version_block(bytes: &[u8], at: usize, depth: u32, out: &mut Vec<(Strin
     }
     end
 }
+
+/// The CodeView (RSDS / NB10) record of an image in memory, via its debug directory. Dump
+/// writers that leave the module's CvRecord empty (Wine's) still capture the image itself.
+pub fn codeview(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<dumpdiag_target::CodeViewRecord> {
+    let (dir, size) = headers.directory(DIR_DEBUG)?;
+    for i in 0..(size / 28).min(16) as u64 {
+        let e = headers.base.wrapping_add(dir as u64 + i * 28);
+        if mem.read_u32(e.wrapping_add(12))? != 2 {
+            continue; // IMAGE_DEBUG_TYPE_CODEVIEW
+        }
+        let len = mem.read_u32(e.wrapping_add(16))? as usize;
+        let rva = mem.read_u32(e.wrapping_add(20))? as u64;
+        let raw = mem.read_bytes(headers.base.wrapping_add(rva), len.min(4096));
+        let name_of = |b: &[u8]| {
+            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+            String::from_utf8_lossy(&b[..end]).into_owned()
+        };
+        match raw.get(..4) {
+            Some(b"RSDS") if raw.len() >= 24 => {
+                let mut guid = [0u8; 16];
+                guid.copy_from_slice(&raw[4..20]);
+                let age = u32::from_le_bytes(raw[20..24].try_into().ok()?);
+                return Some(dumpdiag_target::CodeViewRecord::Pdb70 { guid, age, pdb_name: name_of(&raw[24..]) });
+            }
+            Some(b"NB10") if raw.len() >= 16 => {
+                let signature = u32::from_le_bytes(raw[8..12].try_into().ok()?);
+                let age = u32::from_le_bytes(raw[12..16].try_into().ok()?);
+                return Some(dumpdiag_target::CodeViewRecord::Pdb20 { signature, age, pdb_name: name_of(&raw[16..]) });
+            }
+            _ => {}
+        }
+    }
+    None
+}

@@ -150,6 +150,36 @@ impl Context {
         }
     }
 
+    /// A 64-bit CONTEXT that describes 32-bit code (cs = 0x23, as the exception context of a
+    /// WOW64 thread does) re-expressed as an x86 CONTEXT. None for genuine 64-bit state.
+    pub fn wow64_as_x86(&self) -> Option<Context> {
+        let Context::Amd64(c, _) = self else { return None };
+        if c.cs != 0x23 {
+            return None;
+        }
+        let x = CONTEXT_X86 {
+            context_flags: 0x0001_0007,
+            eax: c.rax as u32,
+            ebx: c.rbx as u32,
+            ecx: c.rcx as u32,
+            edx: c.rdx as u32,
+            esi: c.rsi as u32,
+            edi: c.rdi as u32,
+            ebp: c.rbp as u32,
+            esp: c.rsp as u32,
+            eip: c.rip as u32,
+            eflags: c.eflags,
+            cs: c.cs as u32,
+            ds: c.ds as u32,
+            es: c.es as u32,
+            fs: c.fs as u32,
+            gs: c.gs as u32,
+            ss: c.ss as u32,
+            ..Default::default()
+        };
+        Some(Context::X86(Box::new(x)))
+    }
+
     pub fn xstate(&self) -> Option<&XState> {
         match self {
             Context::Amd64(_, x) => x.as_ref(),

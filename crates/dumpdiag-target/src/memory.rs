@@ -9,6 +9,13 @@ pub trait MemoryReader: Send + Sync {
     /// Copy memory at `addr` into `buf`; returns how many bytes were available contiguously
     /// from `addr` (0 when `addr` is not in the dump). Reads may span several captured ranges.
     fn read(&self, addr: u64, buf: &mut [u8]) -> usize;
+
+    /// Zero-copy view of up to `max` bytes at `addr`, as far as they are contiguous in the
+    /// dump (None when `addr` is not captured or the source cannot lend its bytes).
+    fn slice(&self, addr: u64, max: usize) -> Option<&[u8]> {
+        let _ = (addr, max);
+        None
+    }
 }
 
 /// Typed reads on top of [`MemoryReader`].

@@ -1,0 +1,184 @@
+//! Disassembly: `u`, `ub`, `uf` with iced-x86 in WinDbg's MASM syntax, branch and call targets
+//! and RIP-relative operands symbolized.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::format;
+use crate::Session;
+use dumpdiag_os::pe;
+use dumpdiag_target::MemoryExt;
+use iced_x86::{Decoder, DecoderOptions, Formatter, FormatterTextKind, Instruction, MasmFormatter, SymbolResolver, SymbolResult};
+
+/// Longest x86 instruction.
+const MAX_INSN: usize = 15;
+const MAX_UF_BYTES: u64 = 0x4000;
+
+struct Names(HashMap<u64, String>);
+
+impl SymbolResolver for Names {
+    fn symbol(&mut self, _: &Instruction, _: u32, _: Option<u32>, address: u64, _: u32) -> Option<SymbolResult<'_>> {
+        self.0.get(&address).map(|n| SymbolResult::with_str_kind(address, n.as_str(), FormatterTextKind::Label))
+    }
+}
+
+fn bitness(s: &Session) -> u32 {
+    if s.ptr() == 4 {
+        32
+    } else {
+        64
+    }
+}
+
+/// Decode instructions in `bytes` (at `ip`), at most `count`.
+fn decode(s: &Session, bytes: &[u8], ip: u64, count: usize) -> Vec<Instruction> {
+    let mut d = Decoder::with_ip(bitness(s), bytes, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() && out.len() < count {
+        let i = d.decode();
+        if i.is_invalid() && out.is_empty() {
+            out.push(i);
+            break;
+        }
+        out.push(i);
+    }
+    out
+}
+
+/// Lines for instructions, WinDbg style: address, bytes, mnemonic, operands; a symbol header
+/// where a function starts.
+fn render(s: &Session, insns: &[Instruction], first_header: bool) -> String {
+    let t = s.target();
+    let mut names = HashMap::new();
+    for i in insns {
+        for a in [i.near_branch_target(), if i.is_ip_rel_memory_operand() { i.ip_rel_memory_address() } else { 0 }, i.memory_displacement64()] {
+            if a != 0 {
+                if let Some(d) = s.symbols().describe(t, a) {
+                    names.insert(a, format!("{d} ({})", format::addr(a, s.ptr())));
+                }
+            }
+        }
+    }
+    let mut f = MasmFormatter::with_options(Some(Box::new(Names(names))), None);
+    f.options_mut().set_first_operand_char_index(8);
+    f.options_mut().set_uppercase_hex(false);
+    f.options_mut().set_rip_relative_addresses(true);
+    let mut o = String::new();
+    for (n, i) in insns.iter().enumerate() {
+        let at_symbol = s.symbols().lookup(t, i.ip()).filter(|x| x.displacement == 0);
+        if (n == 0 && first_header) || at_symbol.is_some() {
+            if let Some(d) = s.symbols().describe(t, i.ip()) {
+                let src = s.symbols().lookup(t, i.ip()).and_then(|x| x.source).map(|(f, l)| format!(" [{f} @ {l}]")).unwrap_or_default();
+                let _ = writeln!(o, "{d}{src}:");
+            }
+        }
+        let bytes = t.memory().read_bytes(i.ip(), i.len());
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut text = String::new();
+        if i.is_invalid() {
+            text.push_str("???");
+        } else {
+            f.format(i, &mut text);
+        }
+        let _ = writeln!(o, "{} {hex:<16} {text}", format::addr(i.ip(), s.ptr()));
+    }
+    o
+}
+
+fn parse_addr_count(s: &Session, rest: &str, default: usize) -> Result<(Option<u64>, usize), String> {
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Ok((None, default));
+    }
+    let lower = rest.to_ascii_lowercase();
+    if let Some(pos) = lower.find(" l") {
+        let a = s.eval(&rest[..pos])?;
+        let n = s.eval(rest[pos + 2..].trim_start_matches('?'))? as usize;
+        return Ok((Some(a), n.clamp(1, 4096)));
+    }
+    Ok((Some(s.eval(rest)?), default))
+}
+
+pub fn u(s: &mut Session, rest: &str) -> Result<String, String> {
+    let (a, n) = parse_addr_count(s, rest, 8)?;
+    let a = a.or(s.next_disassembly).or_else(|| s.context().map(|c| c.ip())).ok_or("Missing address")?;
+    let bytes = s.target().memory().read_bytes(a, n * MAX_INSN);
+    if bytes.is_empty() {
+        return Ok(format!("{} ??              ???\n", format::addr(a, s.ptr())));
+    }
+    let insns = decode(s, &bytes, a, n);
+    s.next_disassembly = insns.last().map(|i| i.next_ip());
+    Ok(render(s, &insns, true))
+}
+
+pub fn ub(s: &mut Session, rest: &str) -> Result<String, String> {
+    let (a, n) = parse_addr_count(s, rest, 8)?;
+    let a = a.or_else(|| s.context().map(|c| c.ip())).ok_or("Missing address")?;
+    // Decode forward from candidate starts; keep the one that lands exactly on `a` with the
+    // most instructions (the function start when the symbols know it).
+    let mut starts: Vec<u64> = (1..=(n * MAX_INSN) as u64).map(|k| a.saturating_sub(k)).collect();
+    if let Some(sym) = s.symbols().lookup(s.target(), a.saturating_sub(1)) {
+        if sym.function_start < a && a - sym.function_start < 0x2000 {
+            starts.insert(0, sym.function_start);
+        }
+    }
+    let mut best: Vec<Instruction> = Vec::new();
+    for st in starts {
+        let bytes = s.target().memory().read_bytes(st, (a - st) as usize);
+        if bytes.len() as u64 != a - st {
+            continue;
+        }
+        let insns = decode(s, &bytes, st, usize::MAX);
+        if insns.last().is_some_and(|i| i.next_ip() == a) && !insns.iter().any(|i| i.is_invalid()) {
+            let tail: Vec<Instruction> = insns[insns.len().saturating_sub(n)..].to_vec();
+            if tail.len() > best.len() || (tail.len() == best.len() && st < best.first().map(|i| i.ip()).unwrap_or(u64::MAX)) {
+                best = tail;
+            }
+            if best.len() >= n {
+                break;
+            }
+        }
+    }
+    if best.is_empty() {
+        return Err(format!("No instructions decode backward to {}", format::addr(a, s.ptr())));
+    }
+    Ok(render(s, &best, true))
+}
+
+/// The end of the function holding `a`: its .pdata entry (x64), else its symbol's extent.
+fn function_extent(s: &Session, a: u64) -> Option<(u64, u64)> {
+    let t = s.target();
+    let m = t.module_at(a)?;
+    if s.ptr() == 8 {
+        if let Some(h) = pe::read_headers(t.memory(), m.base) {
+            if let Some((rva, size)) = h.directory(pe::DIR_EXCEPTION) {
+                let table = t.memory().read_bytes(m.base + rva as u64, size as usize);
+                let r = (a - m.base) as u32;
+                for e in table.chunks_exact(12) {
+                    let b = u32::from_le_bytes(e[0..4].try_into().ok()?);
+                    let end = u32::from_le_bytes(e[4..8].try_into().ok()?);
+                    if r >= b && r < end {
+                        return Some((m.base + b as u64, m.base + end as u64));
+                    }
+                }
+            }
+        }
+    }
+    let sym = s.symbols().lookup(t, a)?;
+    Some((sym.function_start, sym.function_start + MAX_UF_BYTES))
+}
+
+pub fn uf(s: &mut Session, rest: &str) -> Result<String, String> {
+    let a = s.eval(rest.trim())?;
+    let (start, end) = function_extent(s, a).ok_or_else(|| format!("No function known at {}", format::addr(a, s.ptr())))?;
+    let len = (end - start).min(MAX_UF_BYTES);
+    let bytes = s.target().memory().read_bytes(start, len as usize);
+    let mut insns = decode(s, &bytes, start, usize::MAX);
+    if end - start >= MAX_UF_BYTES {
+        // No exact extent: stop at the first return.
+        if let Some(p) = insns.iter().position(|i| i.mnemonic() == iced_x86::Mnemonic::Ret) {
+            insns.truncate(p + 1);
+        }
+    }
+    Ok(render(s, &insns, true))
+}

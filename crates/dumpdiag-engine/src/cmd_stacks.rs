@@ -1,0 +1,340 @@
+//! Stack commands: `k` and its letters (b v p n c f L), `k = bp sp ip`, `.frame`, `!uniqstack`,
+//! `!findstack`, and the stack-trace checks shown beside them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::format;
+use crate::Session;
+use dumpdiag_stack::{Env, Stack, StackBounds, Trust};
+use dumpdiag_target::{Arch, Context, MemoryExt};
+
+/// `k` options parsed from the letters after `k`.
+#[derive(Default, Clone, Copy)]
+pub struct KOptions {
+    pub numbers: bool,
+    pub args: bool,
+    pub verbose: bool,
+    pub call_site_only: bool,
+    pub frame_sizes: bool,
+    pub no_source: bool,
+}
+
+pub fn is_k_command(verb: &str) -> bool {
+    let Some(rest) = verb.strip_prefix('k') else { return false };
+    rest.chars().all(|c| "bvpPncfL".contains(c))
+}
+
+/// Stack bounds of a thread in the current view: TEB limits, else the captured stack range.
+pub fn bounds(s: &Session, index: usize, sp: u64) -> StackBounds {
+    let l = s.layout();
+    let mem = s.target().memory();
+    if let Some(teb) = s.teb_of(index) {
+        let base = mem.read_ptr(teb.wrapping_add(l.teb_stack_base), l.ptr);
+        let dealloc = mem.read_ptr(teb.wrapping_add(l.teb_deallocation_stack), l.ptr);
+        let limit = mem.read_ptr(teb.wrapping_add(l.teb_stack_limit), l.ptr);
+        if let (Some(high), Some(low)) = (base, dealloc.filter(|&d| d != 0).or(limit)) {
+            if low < high && sp >= low && sp < high {
+                return StackBounds { low, high };
+            }
+        }
+    }
+    if let Some(t) = s.target().threads().get(index) {
+        if t.stack_size > 0 && sp >= t.stack_start && sp < t.stack_start + t.stack_size {
+            return StackBounds { low: t.stack_start, high: t.stack_start + t.stack_size };
+        }
+    }
+    let r = s.target().captured_ranges().iter().find(|r| sp >= r.0 && sp < r.0 + r.1).copied();
+    match r {
+        Some((b, sz)) => StackBounds { low: b, high: b + sz },
+        None => StackBounds { low: sp, high: sp.saturating_add(0x10000) },
+    }
+}
+
+/// Walk the stack of a thread (current view, or a given context).
+pub fn stack_of(s: &Session, index: usize, ctx: &Context) -> Stack {
+    let env = Env { target: s.target(), symbols: s.symbols(), bounds: bounds(s, index, ctx.sp()) };
+    dumpdiag_stack::walk(&env, ctx)
+}
+
+/// The Incorrect / Truncated Stack Trace checks for one walked stack.
+pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
+    let mut out = stack.notes.clone();
+    let Some(first) = stack.frames.first() else { return out };
+    let b = bounds(s, index, first.sp);
+    let env = Env { target: s.target(), symbols: s.symbols(), bounds: b };
+    let t = s.target();
+    for (i, f) in stack.frames.iter().enumerate() {
+        if f.trust == Trust::Scan {
+            out.push(format!("frame {i:02x} was found by scanning the stack: it may not be part of the real call chain"));
+        }
+        if i > 0 {
+            if env.call_before(f.ip) == Some(false) && t.module_at(f.ip).is_some() {
+                out.push(format!("frame {i:02x}: return address {} is not preceded by a call", s.addr(f.ip)));
+            }
+            if f.sp <= stack.frames[i - 1].sp {
+                out.push(format!("frame {i:02x}: stack pointer does not increase"));
+            }
+        }
+        if !b.contains(f.sp) && i > 0 {
+            out.push(format!("frame {i:02x}: stack pointer {} lies outside the thread's stack", s.addr(f.sp)));
+        }
+        if t.module_at(f.ip).is_none() {
+            let unloaded = t.unloaded_modules().iter().any(|u| f.ip >= u.base && f.ip < u.base + u.size as u64);
+            out.push(format!("frame {i:02x}: {} is {}", s.addr(f.ip), if unloaded { "in an unloaded module" } else { "outside every loaded module" }));
+        } else if let Some(sym) = s.symbols().lookup(t, f.ip) {
+            if sym.kind == dumpdiag_symbols::SymbolKind::Export && sym.displacement > 0x10000 {
+                out.push(format!(
+                    "frame {i:02x}: {}!{}+{:#x} is an export-only name with an implausible offset",
+                    t.modules()[sym.module_index].short_name(),
+                    sym.function,
+                    sym.displacement
+                ));
+            }
+        }
+    }
+    let last = stack.frames.last().map(|f| s.symbols().describe(t, f.ip).unwrap_or_default()).unwrap_or_default();
+    let starts =
+        ["RtlUserThreadStart", "BaseThreadInitThunk", "BaseProcessStart", "BaseThreadStart", "_RtlUserThreadStart", "__RtlUserThreadStart", "start_thread"];
+    let ended_at_start = starts.iter().any(|st| last.contains(st));
+    if !ended_at_start {
+        let last_sp = stack.frames.last().map(|f| f.sp).unwrap_or(0);
+        let remaining = b.high.saturating_sub(last_sp);
+        out.push(format!(
+            "the walk ends in {} before the thread start routine with {remaining:#x} bytes of stack left",
+            if last.is_empty() { "unknown code".into() } else { last }
+        ));
+    }
+    out.dedup();
+    out
+}
+
+fn source_suffix(src: &Option<(String, u32)>) -> String {
+    src.as_ref().map(|(f, l)| format!(" [{f} @ {l}]")).unwrap_or_default()
+}
+
+/// The `k` text of a stack, showing at most `max` frames (the checks see the whole stack).
+pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: usize) -> String {
+    let t = s.target();
+    let ptr = s.ptr();
+    let x64 = ptr == 8;
+    let mut out = String::new();
+    let num = if o.numbers { " # " } else { "" };
+    if o.call_site_only {
+        let _ = writeln!(out, "{}Call Site", if o.numbers { " # " } else { "" });
+    } else if x64 {
+        let mem_col = if o.frame_sizes { "  Memory  " } else { "" };
+        let args = if o.args || o.verbose { " : Args to Child                                                           :" } else { "" };
+        let _ = writeln!(out, "{num}{mem_col}Child-SP          RetAddr              {args} Call Site");
+    } else {
+        let mem_col = if o.frame_sizes { "  Memory  " } else { "" };
+        let args = if o.args || o.verbose { "Args to Child              " } else { "" };
+        let _ = writeln!(out, "{num}{mem_col}ChildEBP RetAddr  {args}");
+    }
+    let mut n = 0usize;
+    for (i, f) in stack.frames.iter().enumerate().take(max) {
+        // A caller frame's ip is a return address: its call (and source line) is just before.
+        let sym = s.symbols().lookup(t, if i > 0 { f.ip - 1 } else { f.ip }).map(|mut x| {
+            x.displacement = f.ip - x.function_start;
+            x
+        });
+        // Inline frames first (innermost), each on its own line.
+        if let Some(sym) = &sym {
+            for (name, _) in &sym.inlined {
+                let m = &t.modules()[sym.module_index];
+                let label = format!("{}!{} [inline]", m.short_name(), name);
+                let nn = if o.numbers { format!("{n:02x} ") } else { String::new() };
+                if o.call_site_only {
+                    let _ = writeln!(out, "{nn}{label}");
+                } else {
+                    let dash = if x64 { "(Inline Function) --------`--------" } else { "(Inline) --------" };
+                    let _ = writeln!(out, "{nn}{dash}     {label}");
+                }
+                n += 1;
+            }
+        }
+        let site = match &sym {
+            Some(sym) => {
+                let m = &t.modules()[sym.module_index];
+                let base = if sym.displacement == 0 || o.call_site_only {
+                    format!("{}!{}", m.short_name(), sym.function)
+                } else {
+                    format!("{}!{}+{:#x}", m.short_name(), sym.function, sym.displacement)
+                };
+                if o.no_source || o.call_site_only {
+                    base
+                } else {
+                    format!("{base}{}", source_suffix(&sym.source))
+                }
+            }
+            None => s.describe_address(f.ip).unwrap_or_else(|| format!("{:#x}", f.ip)),
+        };
+        let nn = if o.numbers { format!("{n:02x} ") } else { String::new() };
+        n += 1;
+        if o.call_site_only {
+            let _ = writeln!(out, "{nn}{site}");
+            continue;
+        }
+        let mem_col = if o.frame_sizes {
+            match i.checked_sub(1).map(|p| stack.frames[p].sp) {
+                Some(prev) => format!("{:>8x}  ", f.sp.saturating_sub(prev)),
+                None => "          ".into(),
+            }
+        } else {
+            String::new()
+        };
+        let trust = if o.verbose { format!(" (found by {})", f.trust.label()) } else { String::new() };
+        if x64 {
+            let args = if o.args || o.verbose {
+                format!(" : {} {} {} {} :", format::addr(f.args[0], 8), format::addr(f.args[1], 8), format::addr(f.args[2], 8), format::addr(f.args[3], 8))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "{nn}{mem_col}{} {}{args} {site}{trust}", format::addr(f.sp, 8), format::addr(f.return_address, 8));
+        } else {
+            let args = if o.args || o.verbose { format!("{:08x} {:08x} {:08x} ", f.args[0], f.args[1], f.args[2]) } else { String::new() };
+            let _ = writeln!(out, "{nn}{mem_col}{:08x} {:08x} {args}{site}{trust}", f.fp, f.return_address);
+        }
+    }
+    if x64 && (o.args || o.verbose) {
+        let _ = writeln!(out, "(x64: \"Args to Child\" are the callee's home-area slots, not necessarily the parameters - see False Function Parameters)");
+    }
+    for w in stack_checks(s, index, stack) {
+        let _ = writeln!(out, "WARNING: {w}");
+    }
+    out
+}
+
+pub fn k(s: &mut Session, verb: &str, rest: &str) -> Result<String, String> {
+    let letters = &verb[1..];
+    if letters.contains('p') || letters.contains('P') {
+        return Err("kp: typed parameters need PDB parameter records, which this build does not decode yet; use kb or dv-less kv".into());
+    }
+    let o = KOptions {
+        numbers: letters.contains('n'),
+        args: letters.contains('b'),
+        verbose: letters.contains('v'),
+        call_site_only: letters.contains('c'),
+        frame_sizes: letters.contains('f'),
+        no_source: letters.contains('L'),
+    };
+    let rest = rest.trim();
+    let mut ctx = s.context().ok_or("Unable to get thread context")?;
+    let mut max = usize::MAX;
+    if let Some(manual) = rest.strip_prefix('=') {
+        // k = bp sp ip: a hand-made frame.
+        let vals: Vec<u64> = manual.split_whitespace().map(|w| s.eval(w)).collect::<Result<_, _>>()?;
+        if vals.len() != 3 {
+            return Err("k = needs three values: frame pointer, stack pointer, instruction pointer".into());
+        }
+        ctx = with_frame(&ctx, vals[0], vals[1], vals[2]);
+    } else if !rest.is_empty() {
+        max = s.eval(rest)? as usize;
+    }
+    let stack = stack_of(s, s.current_thread(), &ctx);
+    let text = format_stack(s, s.current_thread(), &stack, o, max);
+    s.last_stack = Some(stack);
+    Ok(text)
+}
+
+/// A copy of `ctx` with frame pointer, stack pointer and instruction pointer replaced.
+pub fn with_frame(ctx: &Context, bp: u64, sp: u64, ip: u64) -> Context {
+    let mut c = ctx.clone();
+    match &mut c {
+        Context::Amd64(r, _) => {
+            r.rbp = bp;
+            r.rsp = sp;
+            r.rip = ip;
+        }
+        Context::X86(r) => {
+            r.ebp = bp as u32;
+            r.esp = sp as u32;
+            r.eip = ip as u32;
+        }
+        Context::Arm64(r) => {
+            r.iregs[29] = bp;
+            r.sp = sp;
+            r.pc = ip;
+        }
+    }
+    c
+}
+
+pub fn frame(s: &mut Session, rest: &str) -> Result<String, String> {
+    let n = if rest.trim().is_empty() { s.frame_index } else { s.eval(rest.trim())? as usize };
+    let ctx = s.context().ok_or("Unable to get thread context")?;
+    let stack = stack_of(s, s.current_thread(), &ctx);
+    let f = stack.frames.get(n).ok_or_else(|| format!("Frame {n:x} does not exist"))?;
+    s.frame_index = n;
+    let site = s.symbols().describe(s.target(), f.ip).unwrap_or_else(|| s.addr(f.ip));
+    let src = s.symbols().lookup(s.target(), f.ip).and_then(|x| x.source).map(|(f, l)| format!(" [{f} @ {l}]")).unwrap_or_default();
+    Ok(format!("{n:02x} {} {} {site}{src}\n", s.addr(f.sp), s.addr(f.return_address)))
+}
+
+/// Every thread's stack as a list of call sites (module!function), for grouping and search.
+fn call_sites(s: &Session, index: usize) -> Option<Vec<String>> {
+    let ctx = s.thread_context(index)?;
+    let stack = stack_of(s, index, &ctx);
+    Some(stack.frames.iter().map(|f| s.symbols().describe(s.target(), f.ip).unwrap_or_else(|| format!("{:#x}", f.ip))).collect())
+}
+
+pub fn uniqstack(s: &mut Session) -> Result<String, String> {
+    let t = s.target();
+    let mut groups: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
+    for i in 0..t.threads().len() {
+        if let Some(sites) = call_sites(s, i) {
+            groups.entry(sites).or_default().push(i);
+        }
+    }
+    let mut rows: Vec<(Vec<String>, Vec<usize>)> = groups.into_iter().collect();
+    rows.sort_by_key(|r| r.1[0]);
+    let mut o = format!("Processing {} threads, please wait\n", t.threads().len());
+    let pid = t.facts().process_id.unwrap_or(0);
+    for (sites, threads) in &rows {
+        let first = threads[0];
+        let _ = writeln!(
+            o,
+            "\n.{first:3}  Id: {pid:x}.{:x}  {} thread(s) with this stack: {}",
+            t.threads()[first].id,
+            threads.len(),
+            threads.iter().map(|i| format!("~{i}")).collect::<Vec<_>>().join(" ")
+        );
+        for (n, site) in sites.iter().enumerate() {
+            let _ = writeln!(o, "  {n:02x} {site}");
+        }
+    }
+    let dups: usize = rows.iter().map(|r| r.1.len() - 1).sum();
+    let _ = writeln!(o, "\nTotal threads: {}, Duplicate callstacks: {dups} (windbg thread #s follow):", t.threads().len());
+    Ok(o)
+}
+
+pub fn findstack(s: &mut Session, rest: &str) -> Result<String, String> {
+    let needle = rest.split_whitespace().next().ok_or("Usage: !findstack symbol [0|1|2]")?.to_ascii_lowercase();
+    let t = s.target();
+    let mut o = String::new();
+    for i in 0..t.threads().len() {
+        let Some(sites) = call_sites(s, i) else { continue };
+        if let Some(n) = sites.iter().position(|x| x.to_ascii_lowercase().contains(&needle)) {
+            let _ = writeln!(
+                o,
+                "Thread {:03x}, {} frame(s) match\n        * {n:02x} {}",
+                i,
+                sites.iter().filter(|x| x.to_ascii_lowercase().contains(&needle)).count(),
+                sites[n]
+            );
+        }
+    }
+    if o.is_empty() {
+        o = format!("No thread has '{needle}' on its stack\n");
+    }
+    Ok(o)
+}
+
+/// All threads' stacks (`~*k` output), for callers outside the REPL.
+pub fn all_stacks(s: &Session) -> Vec<(usize, Stack)> {
+    (0..s.target().threads().len()).filter_map(|i| Some((i, stack_of(s, i, &s.thread_context(i)?)))).collect()
+}
+
+pub fn arch_of(s: &Session) -> Arch {
+    s.effective_machine()
+}

@@ -1,0 +1,171 @@
+//! Symbol commands: `ln`, `x`, `.reload`, `.symfix`, `.sympath`, `!lmi`, `!dh`.
+
+use std::fmt::Write;
+
+use crate::cmd_modules::wildcard;
+use crate::format;
+use crate::Session;
+use dumpdiag_os::pe;
+use dumpdiag_symbols::{sympath, SymbolPath};
+
+pub fn ln(s: &mut Session, rest: &str) -> Result<String, String> {
+    let a = if rest.trim().is_empty() { s.context().map(|c| c.ip()).ok_or("Missing address")? } else { s.eval(rest)? };
+    let t = s.target();
+    let Some(sym) = s.symbols().lookup(t, a) else {
+        return Ok(match t.module_at(a) {
+            Some(m) => format!("({})   {}+{:#x}\n", s.addr(m.base), m.short_name(), a - m.base),
+            None => String::new(),
+        });
+    };
+    let m = &t.modules()[sym.module_index];
+    let src = sym.source.as_ref().map(|(f, l)| format!("[{f} @ {l}] ")).unwrap_or_default();
+    let mut o = format!("{src}({})   {}!{}+{:#x}\n", s.addr(sym.function_start), m.short_name(), sym.function, sym.displacement);
+    if sym.displacement == 0 {
+        o = format!("{src}({})   {}!{}\nExact matches:\n    {}!{}\n", s.addr(sym.function_start), m.short_name(), sym.function, m.short_name(), sym.function);
+    }
+    Ok(o)
+}
+
+pub fn x(s: &mut Session, rest: &str) -> Result<String, String> {
+    let arg = rest.split_whitespace().last().ok_or("Usage: x module!pattern")?;
+    let (module, pattern) = arg.split_once('!').unwrap_or(("*", arg));
+    let hits = s.symbols().search(s.target(), module, pattern, &wildcard);
+    let mut o = String::new();
+    for (a, name) in hits.iter().take(10_000) {
+        let _ = writeln!(o, "{} {name}", s.addr(*a));
+    }
+    Ok(o)
+}
+
+pub fn reload(s: &mut Session, rest: &str) -> Result<String, String> {
+    let force = rest.split_whitespace().any(|w| w.eq_ignore_ascii_case("/f"));
+    s.reload_symbols();
+    let mut o = String::new();
+    if force {
+        // Load now instead of on first use, and say what each module got.
+        let n = s.target().modules().len();
+        for i in 0..n {
+            let _ = s.symbols().module(s.target(), i);
+            let m = &s.target().modules()[i];
+            let kind = s.symbols().state(i);
+            let _ = writeln!(o, "{:<12} {} {}", m.short_name(), kind.windbg_label(), s.symbols().origin(i).unwrap_or(""));
+        }
+    } else {
+        o.push_str("Reloading current modules\n");
+    }
+    Ok(o)
+}
+
+pub fn symfix(s: &mut Session, rest: &str, append: bool) -> Result<String, String> {
+    let cache = rest.trim();
+    let cache = if cache.is_empty() { sympath::default_cache().display().to_string() } else { cache.to_string() };
+    let element = format!("srv*{cache}*https://msdl.microsoft.com/download/symbols");
+    let new = if append && !s.sympath.is_empty() { format!("{};{element}", s.sympath) } else { element };
+    s.set_symbol_path(&new);
+    Ok(format!("Symbol search path is: {new}\n"))
+}
+
+pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
+    let name = rest.trim();
+    let t = s.target();
+    let (i, m) = t
+        .modules()
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.short_name().eq_ignore_ascii_case(name) || s.eval(name).ok().is_some_and(|a| m.contains(a)))
+        .ok_or_else(|| format!("{name} not found"))?;
+    let _ = s.symbols().module(t, i);
+    let mut o = format!("Loaded Module Info: [{name}]\n");
+    let _ = writeln!(o, "         Module: {}", m.short_name());
+    let _ = writeln!(o, "   Base Address: {}", s.addr(m.base));
+    let _ = writeln!(o, "     Image Name: {}", m.path);
+    if let Some(h) = pe::read_headers(t.memory(), m.base) {
+        let _ = writeln!(
+            o,
+            "   Machine Type: {} ({})",
+            h.machine,
+            match h.machine {
+                0x14c => "I386",
+                0x8664 => "X64",
+                0xaa64 => "ARM64",
+                _ => "unknown",
+            }
+        );
+    }
+    let _ = writeln!(o, "     Time Stamp: {:x} {}", m.time_date_stamp, format::short_time(m.time_date_stamp as i64));
+    let _ = writeln!(o, "           Size: {:x}", m.size);
+    let _ = writeln!(o, "       CheckSum: {:x}", m.checksum);
+    if let Some(cv) = &m.codeview {
+        let _ = writeln!(o, "Debug Data Dirs: Type  CODEVIEW - {} {}", cv.pdb_name().unwrap_or(""), cv.pdb_id().unwrap_or_default());
+    }
+    let _ = writeln!(o, "    Symbol Type: {}", s.symbols().state(i).windbg_label());
+    let _ = writeln!(o, "    Load Report: {}", s.symbols().origin(i).filter(|x| !x.is_empty()).unwrap_or("no symbols found"));
+    Ok(o)
+}
+
+pub fn dh(s: &mut Session, rest: &str) -> Result<String, String> {
+    let name = rest.split_whitespace().last().ok_or("Usage: !dh module|address")?;
+    let t = s.target();
+    let base = t.modules().iter().find(|m| m.short_name().eq_ignore_ascii_case(name)).map(|m| m.base).map_or_else(|| s.eval(name), Ok)?;
+    let h = pe::read_headers(t.memory(), base).ok_or_else(|| format!("No PE headers at {} (not in the dump)", s.addr(base)))?;
+    let mut o = String::new();
+    let _ = writeln!(o, "\nFile Type: {}", if h.characteristics & 0x2000 != 0 { "DLL" } else { "EXECUTABLE IMAGE" });
+    let _ = writeln!(
+        o,
+        "FILE HEADER VALUES\n    {:4X} machine\n    {:4X} number of sections\n{:8X} time date stamp {}\n    {:4X} characteristics",
+        h.machine,
+        h.number_of_sections,
+        h.time_date_stamp,
+        format::short_time(h.time_date_stamp as i64),
+        h.characteristics
+    );
+    let _ = writeln!(
+        o,
+        "\nOPTIONAL HEADER VALUES\n    {:4X} magic #\n   {:5}.{:02} linker version\n{:8X} size of code\n{:8X} address of entry point\n{:>16} image base",
+        h.magic,
+        h.linker_version.0,
+        h.linker_version.1,
+        h.size_of_code,
+        h.entry_point,
+        format!("{:X}", h.image_base)
+    );
+    let _ = writeln!(o, "{:8X} section alignment\n{:8X} file alignment\n   {:5}.{:02} operating system version\n   {:5}.{:02} subsystem version\n{:8X} size of image\n{:8X} size of headers\n{:8X} checksum\n    {:4X} subsystem\n    {:4X} DLL characteristics", h.section_alignment, h.file_alignment, h.os_version.0, h.os_version.1, h.subsystem_version.0, h.subsystem_version.1, h.size_of_image, h.size_of_headers, h.checksum, h.subsystem, h.dll_characteristics);
+    let names = [
+        "Export",
+        "Import",
+        "Resource",
+        "Exception",
+        "Security",
+        "Base Relocation",
+        "Debug",
+        "Description",
+        "Special",
+        "Thread Storage",
+        "Load Configuration",
+        "Bound Import",
+        "Import Address Table",
+        "Delay Import",
+        "COR20 Header",
+        "Reserved",
+    ];
+    for (i, (rva, size)) in h.directories.iter().enumerate() {
+        let _ = writeln!(o, "{rva:8X} [{size:8X}] address [size] of {} Directory", names.get(i).unwrap_or(&"?"));
+    }
+    for (i, sec) in h.sections.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "\nSECTION HEADER #{}\n{:>8} name\n{:8X} virtual size\n{:8X} virtual address\n{:8X} size of raw data\n{:8X} flags",
+            i + 1,
+            sec.name,
+            sec.virtual_size,
+            sec.virtual_address,
+            sec.raw_size,
+            sec.characteristics
+        );
+    }
+    Ok(o)
+}
+
+pub fn parse_path(text: &str) -> SymbolPath {
+    SymbolPath::parse(text)
+}

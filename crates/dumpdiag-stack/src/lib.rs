@@ -1,0 +1,202 @@
+//! Stack walking. x64: the unwind data (`.pdata` / UNWIND_INFO, chained entries, machine
+//! frames) of the module image in dump memory, through `pe-unwind-info`. x86: Breakpad STACK WIN
+//! frame data where a `.sym` file provides it, then the EBP chain. Either way, scanning the
+//! stack for a plausible return address is the last resort, and every frame records how it
+//! was found, so `k` and the analysis can tell an exact stack from a guessed one.
+
+mod postfix;
+mod x64;
+mod x86;
+
+use dumpdiag_os::pe;
+use dumpdiag_symbols::Symbols;
+use dumpdiag_target::{Arch, Context, MemoryExt, MemoryReader, Target};
+
+/// Most frames one walk produces.
+pub const MAX_FRAMES: usize = 1024;
+/// How far (bytes) a scan looks for the next return address.
+pub const SCAN_WINDOW: u64 = 2048;
+
+/// How a frame was found, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// The thread's (or exception's) register context.
+    Context,
+    /// Unwind data of the module (x64 .pdata / UNWIND_INFO).
+    UnwindInfo,
+    /// Breakpad STACK WIN / STACK CFI records.
+    FrameData,
+    /// The saved frame-pointer chain.
+    FramePointer,
+    /// A value on the stack that looks like a return address.
+    Scan,
+}
+
+impl Trust {
+    pub fn label(self) -> &'static str {
+        match self {
+            Trust::Context => "context",
+            Trust::UnwindInfo => "unwind",
+            Trust::FrameData => "frame data",
+            Trust::FramePointer => "frame pointer",
+            Trust::Scan => "scan",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub ip: u64,
+    /// Stack pointer at this frame (child-SP in WinDbg's x64 `k`).
+    pub sp: u64,
+    /// Frame pointer value (ebp / rbp) at this frame.
+    pub fp: u64,
+    /// The return address this frame returns to (the next frame's ip), 0 for the last.
+    pub return_address: u64,
+    pub trust: Trust,
+    /// The four stack words above the return address (`kb` "Args to Child").
+    pub args: [u64; 4],
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stack {
+    pub frames: Vec<Frame>,
+    /// Why the walk stopped early or what looked wrong, for the stack-trace checks.
+    pub notes: Vec<String>,
+}
+
+/// The bounds of a thread's stack: [limit, base).
+#[derive(Debug, Clone, Copy)]
+pub struct StackBounds {
+    pub low: u64,
+    pub high: u64,
+}
+
+impl StackBounds {
+    pub fn contains(&self, a: u64) -> bool {
+        a >= self.low && a < self.high
+    }
+}
+
+/// What the walkers need from the rest of the program.
+pub struct Env<'a> {
+    pub target: &'a dyn Target,
+    pub symbols: &'a Symbols,
+    pub bounds: StackBounds,
+}
+
+impl Env<'_> {
+    pub fn mem(&self) -> &dyn MemoryReader {
+        self.target.memory()
+    }
+
+    /// Is `a` plausibly code: inside a module's executable section (or, without headers in the
+    /// dump, inside a module at all)?
+    pub fn is_code(&self, a: u64) -> bool {
+        let Some(m) = self.target.module_at(a) else { return false };
+        match pe::read_headers(self.mem(), m.base) {
+            Some(h) if !h.sections.is_empty() => {
+                let rva = (a - m.base) as u32;
+                h.sections.iter().any(|s| {
+                    s.characteristics & 0x2000_0000 != 0 && rva >= s.virtual_address && rva < s.virtual_address.saturating_add(s.virtual_size.max(s.raw_size))
+                })
+            }
+            _ => true,
+        }
+    }
+
+    /// Is the instruction before `ra` a call? (Checks the common encodings: E8 rel32, FF /2
+    /// with register, memory and displacement forms, and 41 FF /2 / REX forms on x64.)
+    /// Unknown code (not captured in a minidump) counts as a call: it cannot be disproved.
+    pub fn preceded_by_call(&self, ra: u64) -> bool {
+        self.call_before(ra).unwrap_or(true)
+    }
+
+    /// Some(answer) when the bytes before `ra` are in the dump, None when they are not.
+    pub fn call_before(&self, ra: u64) -> Option<bool> {
+        let start = ra.checked_sub(7)?;
+        let b = self.mem().read_bytes(start, 7);
+        if b.len() < 7 {
+            return None;
+        }
+        Some(Self::is_call_tail(&b))
+    }
+
+    fn is_call_tail(b: &[u8]) -> bool {
+        // b[6] is the byte just before ra.
+        if b[2] == 0xe8 {
+            return true; // call rel32 (5 bytes)
+        }
+        let modrm_is_call = |m: u8| (m >> 3) & 7 == 2;
+        // call r/m: FF modrm [sib] [disp] — lengths 2..7.
+        for len in 2..=7usize {
+            let i = 7 - len;
+            if b[i] != 0xff || !modrm_is_call(b[i + 1]) {
+                continue;
+            }
+            let modrm = b[i + 1];
+            let md = modrm >> 6;
+            let rm = modrm & 7;
+            let sib = md != 3 && rm == 4;
+            let disp = match md {
+                0 if rm == 5 => 4,
+                0 if sib && b.get(i + 2).is_some_and(|s| s & 7 == 5) => 4,
+                1 => 1,
+                2 => 4,
+                _ => 0,
+            };
+            if len == 2 + sib as usize + disp {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Scan upward from `from` for a return address into code preceded by a call.
+    pub fn scan(&self, from: u64, ptr: u64) -> Option<(u64, u64)> {
+        let end = from.saturating_add(SCAN_WINDOW).min(self.bounds.high);
+        let mut a = from;
+        while a + ptr <= end {
+            if let Some(v) = self.mem().read_ptr(a, ptr) {
+                if self.is_code(v) && self.preceded_by_call(v) {
+                    return Some((a, v));
+                }
+            }
+            a += ptr;
+        }
+        None
+    }
+
+    pub fn args_at(&self, a: u64, ptr: u64) -> [u64; 4] {
+        let mut out = [0u64; 4];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self.mem().read_ptr(a.wrapping_add(i as u64 * ptr), ptr).unwrap_or(0);
+        }
+        out
+    }
+}
+
+/// The outermost functions of a thread: a walk that reaches one is complete.
+pub const THREAD_START_ROUTINES: &[&str] = &["RtlUserThreadStart", "_RtlUserThreadStart", "__RtlUserThreadStart", "BaseProcessStart", "BaseThreadStart"];
+
+impl Env<'_> {
+    /// Is `ip` (a frame's instruction pointer) inside a thread's outermost start routine?
+    pub fn is_thread_start(&self, ip: u64, caller: bool) -> bool {
+        let probe = if caller { ip.saturating_sub(1) } else { ip };
+        self.symbols
+            .lookup(self.target, probe)
+            .is_some_and(|s| THREAD_START_ROUTINES.iter().any(|r| s.function == *r || s.function.ends_with(&format!("!{r}"))))
+    }
+}
+
+/// Walk a stack from a register context.
+pub fn walk(env: &Env, ctx: &Context) -> Stack {
+    match ctx.arch() {
+        Arch::Amd64 => x64::walk(env, ctx),
+        Arch::X86 => x86::walk(env, ctx),
+        _ => Stack {
+            frames: vec![Frame { ip: ctx.ip(), sp: ctx.sp(), fp: ctx.fp(), return_address: 0, trust: Trust::Context, args: [0; 4] }],
+            notes: vec!["stack walking for this architecture is not implemented".into()],
+        },
+    }
+}

@@ -1,0 +1,78 @@
+//! Breakpad/MSVC frame-data program strings (`$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + =`):
+//! a postfix language with assignment (`=`), arithmetic, alignment (`@`) and dereference (`^`).
+
+use std::collections::HashMap;
+
+/// Most tokens evaluated from one program (hostile .sym files must not loop us).
+const MAX_TOKENS: usize = 512;
+
+pub fn evaluate(program: &str, vars: &mut HashMap<String, u64>, deref: &dyn Fn(u64) -> Option<u64>) -> Option<()> {
+    let mut stack: Vec<String> = Vec::new();
+    let value = |tok: &str, vars: &HashMap<String, u64>| -> Option<u64> {
+        if let Some(v) = vars.get(tok) {
+            return Some(*v);
+        }
+        if let Some(h) = tok.strip_prefix("0x") {
+            return u64::from_str_radix(h, 16).ok();
+        }
+        tok.parse::<i64>().ok().map(|v| v as u64)
+    };
+    for tok in program.split_whitespace().take(MAX_TOKENS) {
+        match tok {
+            "+" | "-" | "*" | "/" | "%" | "@" => {
+                let b = value(&stack.pop()?, vars)?;
+                let a = value(&stack.pop()?, vars)?;
+                let r = match tok {
+                    "+" => a.wrapping_add(b) & 0xffff_ffff,
+                    "-" => a.wrapping_sub(b) & 0xffff_ffff,
+                    "*" => a.wrapping_mul(b) & 0xffff_ffff,
+                    "/" => a.checked_div(b)?,
+                    "%" => a.checked_rem(b)?,
+                    _ => {
+                        if b == 0 {
+                            return None;
+                        }
+                        a & !(b - 1)
+                    }
+                };
+                stack.push(r.to_string());
+            }
+            "^" => {
+                let a = value(&stack.pop()?, vars)?;
+                stack.push(deref(a)?.to_string());
+            }
+            "=" => {
+                let v = value(&stack.pop()?, vars)?;
+                let name = stack.pop()?;
+                if !(name.starts_with('$') || name.starts_with('.')) {
+                    return None;
+                }
+                vars.insert(name, v);
+            }
+            _ => stack.push(tok.to_string()),
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluates_frame_data_programs() {
+        let mut vars: HashMap<String, u64> =
+            [("$esp".to_string(), 0x1000u64), ("$ebp".to_string(), 0x2000), (".raSearch".to_string(), 0x1010)].into_iter().collect();
+        let mem = |a: u64| match a {
+            0x1010 => Some(0x401234),
+            0x2000 => Some(0x3000),
+            _ => None,
+        };
+        evaluate("$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $ebp $ebp ^ =", &mut vars, &mem).unwrap();
+        assert_eq!(vars["$eip"], 0x401234);
+        assert_eq!(vars["$esp"], 0x1014);
+        assert_eq!(vars["$ebp"], 0x3000);
+        assert!(evaluate("1 0 /", &mut vars, &mem).is_none());
+        assert!(evaluate("^", &mut vars, &mem).is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! x64: unwind data from the image in dump memory, read zero-copy from the mapped dump.
+
+use crate::{Env, Frame, Stack, Trust, MAX_FRAMES};
+use dumpdiag_os::pe;
+use dumpdiag_target::{Context, MemoryExt};
+use pe_unwind_info::x86_64::{FunctionTableEntries, Register, UnwindState, XmmRegister};
+
+struct Regs<'a> {
+    gpr: [u64; 16],
+    env: &'a Env<'a>,
+}
+
+fn index(r: Register) -> usize {
+    r as usize
+}
+
+impl UnwindState for Regs<'_> {
+    fn read_register(&mut self, register: Register) -> u64 {
+        self.gpr[index(register)]
+    }
+    fn read_stack(&mut self, addr: u64) -> Option<u64> {
+        self.env.mem().read_u64(addr)
+    }
+    fn write_register(&mut self, register: Register, value: u64) {
+        self.gpr[index(register)] = value;
+    }
+    fn write_xmm_register(&mut self, _: XmmRegister, _: u128) {}
+}
+
+/// Unwind one frame with the module's unwind data; None when the module has none in the dump.
+fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<u64> {
+    let m = env.target.module_at(ip)?;
+    let h = pe::read_headers(env.mem(), m.base)?;
+    let (pdata_rva, pdata_size) = h.directory(pe::DIR_EXCEPTION)?;
+    let pdata = env.mem().slice(m.base.wrapping_add(pdata_rva as u64), pdata_size as usize)?;
+    let table = FunctionTableEntries::parse(&pdata[..pdata.len() - pdata.len() % 12]);
+    // A return address may sit just past the end of its call's function: look up ra - 1.
+    let rva = (ip - m.base).saturating_sub(caller as u64) as u32;
+    let base = m.base;
+    let size = m.size as u64;
+    let mem = env.mem();
+    let read = move |rva: u32| -> Option<&[u8]> {
+        let a = base.checked_add(rva as u64)?;
+        let max = size.checked_sub(rva as u64)? as usize;
+        mem.slice(a, max.min(1 << 20))
+    };
+    // pe-unwind-info trusts its input; a hostile image must not take the walker down.
+    let saved = regs.gpr;
+    let gpr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut state = Regs { gpr: saved, env: regs.env };
+        table.unwind_frame(&mut state, read, rva).map(|rip| (rip, state.gpr))
+    }))
+    .ok()??;
+    regs.gpr = gpr.1;
+    Some(gpr.0)
+}
+
+pub fn walk(env: &Env, ctx: &Context) -> Stack {
+    let names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+    let mut gpr = [0u64; 16];
+    for (i, n) in names.iter().enumerate() {
+        gpr[i] = ctx.get(n).unwrap_or(0);
+    }
+    let mut regs = Regs { gpr, env };
+    let mut ip = ctx.ip();
+    let mut stack = Stack::default();
+    let mut trust = Trust::Context;
+    while stack.frames.len() < MAX_FRAMES {
+        let sp = regs.gpr[4];
+        let fp = regs.gpr[5];
+        let caller = !stack.frames.is_empty();
+        if env.is_thread_start(ip, caller) {
+            stack.frames.push(Frame { ip, sp, fp, return_address: 0, trust, args: env.args_at(sp + 8, 8) });
+            break;
+        }
+        let before = regs.gpr;
+        let mut next = unwind_with_pdata(env, &mut regs, ip, caller).map(|ra| (ra, Trust::UnwindInfo));
+        if next.is_none() && env.target.module_at(ip).is_none() {
+            // Outside every module (wild code, JIT, a call through a bad pointer): the return
+            // address is at the stack pointer only if the bad jump was a call.
+            regs.gpr = before;
+            if let Some(ra) = env.mem().read_u64(sp).filter(|&ra| env.is_code(ra) && env.preceded_by_call(ra)) {
+                regs.gpr[4] = sp + 8;
+                next = Some((ra, Trust::UnwindInfo));
+            }
+        }
+        let valid = |ra: u64, new_sp: u64| ra != 0 && new_sp > sp && env.bounds.contains(new_sp.saturating_sub(8)) && env.target.module_at(ra).is_some();
+        let next = match next {
+            Some((ra, t)) if valid(ra, regs.gpr[4]) => Some((ra, t)),
+            Some((0, _)) => None,
+            _ => {
+                regs.gpr = before;
+                match env.scan(sp, 8) {
+                    Some((slot, ra)) => {
+                        regs.gpr[4] = slot + 8;
+                        Some((ra, Trust::Scan))
+                    }
+                    None => None,
+                }
+            }
+        };
+        let args = env.args_at(regs.gpr[4].max(sp + 8), 8);
+        stack.frames.push(Frame { ip, sp, fp, return_address: next.map(|n| n.0).unwrap_or(0), trust, args });
+        match next {
+            Some((ra, t)) => {
+                ip = ra;
+                trust = t;
+            }
+            None => break,
+        }
+    }
+    if stack.frames.len() >= MAX_FRAMES {
+        stack.notes.push(format!("walk stopped after {MAX_FRAMES} frames"));
+    }
+    stack
+}

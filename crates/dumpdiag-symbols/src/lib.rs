@@ -1,0 +1,244 @@
+//! Symbols for the modules of a dump. For each module, in WinDbg's order of preference: its PDB
+//! (found by the CodeView record's name and GUID+age on the symbol path, or at the path the
+//! record names), a Breakpad `.sym` file from a symbol store, or the export table of the image
+//! in dump memory. Loading is deferred until an address in the module is first looked up.
+
+pub mod breakpad;
+pub mod exports;
+pub mod pdb;
+pub mod sympath;
+
+use std::cell::OnceCell;
+use std::path::PathBuf;
+
+use dumpdiag_target::{CodeViewRecord, ModuleRecord, Target};
+
+pub use breakpad::BreakpadSymbols;
+pub use sympath::SymbolPath;
+
+/// What a module's symbols come from (the `lm` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolKind {
+    Deferred,
+    Pdb,
+    Breakpad,
+    Export,
+    None,
+}
+
+impl SymbolKind {
+    pub fn windbg_label(self) -> &'static str {
+        match self {
+            SymbolKind::Deferred => "(deferred)",
+            SymbolKind::Pdb => "(private pdb symbols)",
+            SymbolKind::Breakpad => "(breakpad symbols)",
+            SymbolKind::Export => "(export symbols)",
+            SymbolKind::None => "(no symbols)",
+        }
+    }
+}
+
+pub enum ModuleSymbols {
+    Pdb(Box<pdb::PdbSymbols>),
+    Breakpad(Box<BreakpadSymbols>, String),
+    Export(Vec<(u32, String)>),
+    None,
+}
+
+impl ModuleSymbols {
+    pub fn kind(&self) -> SymbolKind {
+        match self {
+            ModuleSymbols::Pdb(_) => SymbolKind::Pdb,
+            ModuleSymbols::Breakpad(..) => SymbolKind::Breakpad,
+            ModuleSymbols::Export(_) => SymbolKind::Export,
+            ModuleSymbols::None => SymbolKind::None,
+        }
+    }
+}
+
+/// One symbolized address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbol {
+    pub module_index: usize,
+    /// The containing function (for inline sites: the procedure they were inlined into).
+    pub function: String,
+    pub displacement: u64,
+    pub function_start: u64,
+    pub source: Option<(String, u32)>,
+    /// Inlined calls at this address, innermost first: (function, call-site source).
+    pub inlined: Vec<(String, Option<(String, u32)>)>,
+    pub kind: SymbolKind,
+}
+
+pub struct Symbols {
+    path: SymbolPath,
+    modules: Vec<OnceCell<ModuleSymbols>>,
+    /// Where each module's symbols were loaded from, for `lm` / `!lmi`.
+    origins: Vec<OnceCell<String>>,
+}
+
+/// The symbol-store id of a PDB: GUID (as Windows prints it, no dashes) followed by the age.
+pub fn pdb_store_id(cv: &CodeViewRecord) -> Option<String> {
+    cv.pdb_id()
+}
+
+impl Symbols {
+    pub fn new(path: SymbolPath, target: &dyn Target) -> Symbols {
+        let n = target.modules().len();
+        Symbols { path, modules: (0..n).map(|_| OnceCell::new()).collect(), origins: (0..n).map(|_| OnceCell::new()).collect() }
+    }
+
+    pub fn path(&self) -> &SymbolPath {
+        &self.path
+    }
+
+    /// Forget loaded symbols (`.reload`), optionally with a new path.
+    pub fn reload(&mut self, path: Option<SymbolPath>, target: &dyn Target) {
+        let p = path.unwrap_or_else(|| self.path.clone());
+        *self = Symbols::new(p, target);
+    }
+
+    pub fn state(&self, index: usize) -> SymbolKind {
+        self.modules.get(index).and_then(|c| c.get()).map(|m| m.kind()).unwrap_or(SymbolKind::Deferred)
+    }
+
+    pub fn origin(&self, index: usize) -> Option<&str> {
+        self.origins.get(index)?.get().map(String::as_str)
+    }
+
+    /// Load (once) and return a module's symbols.
+    pub fn module(&self, target: &dyn Target, index: usize) -> Option<&ModuleSymbols> {
+        let cell = self.modules.get(index)?;
+        Some(cell.get_or_init(|| {
+            let m = &target.modules()[index];
+            let (syms, origin) = self.load(target, m);
+            let _ = self.origins[index].set(origin);
+            syms
+        }))
+    }
+
+    fn load(&self, target: &dyn Target, m: &ModuleRecord) -> (ModuleSymbols, String) {
+        let cv =
+            m.codeview.clone().or_else(|| dumpdiag_os::pe::read_headers(target.memory(), m.base).and_then(|h| dumpdiag_os::pe::codeview(target.memory(), &h)));
+        if let Some(cv) = &cv {
+            if let (Some(pdb_name), Some(id)) = (cv.pdb_name(), cv.pdb_id()) {
+                let file = dumpdiag_target::file_name_of(pdb_name).to_string();
+                let mut candidates: Vec<PathBuf> = vec![PathBuf::from(pdb_name)];
+                candidates.extend(self.path.local_candidates(&file, &id));
+                for c in candidates {
+                    if !c.is_file() {
+                        continue;
+                    }
+                    if let Ok(p) = pdb::PdbSymbols::open(&c) {
+                        if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid) || matches!(cv, CodeViewRecord::Pdb20 { .. }) {
+                            return (ModuleSymbols::Pdb(Box::new(p)), c.display().to_string());
+                        }
+                    }
+                }
+                let sym = match file.rfind('.') {
+                    Some(i) => format!("{}.sym", &file[..i]),
+                    None => format!("{file}.sym"),
+                };
+                for c in self.path.local_candidates(&file, &id).into_iter().map(|p| p.with_file_name(&sym)) {
+                    if let Ok(text) = std::fs::read_to_string(&c) {
+                        return (ModuleSymbols::Breakpad(Box::new(BreakpadSymbols::parse(&text)), c.display().to_string()), c.display().to_string());
+                    }
+                }
+            }
+        }
+        match exports::read_exports(target.memory(), m.base) {
+            Some(e) if !e.is_empty() => (ModuleSymbols::Export(e), "exports in dump memory".into()),
+            _ => (ModuleSymbols::None, String::new()),
+        }
+    }
+
+    /// Symbolize an address.
+    pub fn lookup(&self, target: &dyn Target, addr: u64) -> Option<Symbol> {
+        let index = target.modules().iter().position(|m| m.contains(addr))?;
+        let m = &target.modules()[index];
+        let rva = addr - m.base;
+        let base = Symbol {
+            module_index: index,
+            function: String::new(),
+            displacement: rva,
+            function_start: m.base,
+            source: None,
+            inlined: Vec::new(),
+            kind: SymbolKind::None,
+        };
+        match self.module(target, index)? {
+            ModuleSymbols::Pdb(p) => {
+                let f = p.find(u32::try_from(rva).ok()?)?;
+                let mut frames = f.frames;
+                let (function, file, line) = frames.pop()?;
+                let start = m.base + f.start_rva as u64;
+                // The source line of the address belongs to the innermost inline frame.
+                let innermost_source = frames.first().and_then(|fr| Some((fr.1.clone()?, fr.2?)));
+                let source = innermost_source.or_else(|| Some((file?, line?)));
+                let inlined = frames.into_iter().map(|(name, file, line)| (name, file.zip(line))).collect();
+                Some(Symbol { function, displacement: addr - start, function_start: start, source, inlined, kind: SymbolKind::Pdb, ..base })
+            }
+            ModuleSymbols::Breakpad(b, _) => {
+                let (name, off, source, _) = b.lookup(rva)?;
+                Some(Symbol { function: pdb::demangle(&name), displacement: off, function_start: addr - off, source, kind: SymbolKind::Breakpad, ..base })
+            }
+            ModuleSymbols::Export(e) => {
+                let i = e.partition_point(|x| x.0 as u64 <= rva);
+                let (start, name) = e.get(i.checked_sub(1)?)?;
+                Some(Symbol {
+                    function: name.clone(),
+                    displacement: rva - *start as u64,
+                    function_start: m.base + *start as u64,
+                    kind: SymbolKind::Export,
+                    ..base
+                })
+            }
+            ModuleSymbols::None => None,
+        }
+    }
+
+    /// `module!function+0xoff` (or `module+0xoff` without a symbol), as `k` and `ln` print.
+    pub fn describe(&self, target: &dyn Target, addr: u64) -> Option<String> {
+        let m = target.module_at(addr)?;
+        Some(match self.lookup(target, addr) {
+            Some(s) if s.displacement == 0 => format!("{}!{}", m.short_name(), s.function),
+            Some(s) => format!("{}!{}+{:#x}", m.short_name(), s.function, s.displacement),
+            None => format!("{}+{:#x}", m.short_name(), addr - m.base),
+        })
+    }
+
+    /// Every symbol of the modules matching `module` whose name matches `pattern` (wildcards).
+    pub fn search(&self, target: &dyn Target, module: &str, pattern: &str, matches: &dyn Fn(&str, &str) -> bool) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        for (i, m) in target.modules().iter().enumerate() {
+            if !matches(module, &m.short_name()) {
+                continue;
+            }
+            let prefix = m.short_name();
+            let mut push = |rva: u64, name: &str| {
+                if matches(pattern, name) {
+                    out.push((m.base + rva, format!("{prefix}!{name}")));
+                }
+            };
+            match self.module(target, i) {
+                Some(ModuleSymbols::Pdb(p)) => p.functions().iter().for_each(|(rva, n)| push(*rva as u64, n)),
+                Some(ModuleSymbols::Breakpad(b, _)) => {
+                    b.funcs.iter().for_each(|f| push(f.address, &f.name));
+                    b.publics.iter().for_each(|p| push(p.0, &p.2));
+                }
+                Some(ModuleSymbols::Export(e)) => e.iter().for_each(|(rva, n)| push(*rva as u64, n)),
+                _ => {}
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Address of `module!name` (exact name).
+    pub fn resolve(&self, target: &dyn Target, qualified: &str) -> Option<u64> {
+        let (module, name) = qualified.split_once('!')?;
+        let eq = |p: &str, t: &str| p.eq_ignore_ascii_case(t);
+        self.search(target, module, name, &eq).first().map(|x| x.0)
+    }
+}

@@ -1,0 +1,91 @@
+//! PDB symbols through `pdb-addr2line`: procedures with inline frames and source lines, and
+//! public symbols (demangled). The PDB file is opened once and kept with its lookup context.
+
+use std::fs::File;
+use std::path::Path;
+
+use pdb_addr2line::pdb;
+use pdb_addr2line::{Context, ContextPdbData};
+
+type Data = ContextPdbData<'static, 'static, File>;
+type Ctx<'a> = Context<'a, 'static>;
+
+self_cell::self_cell!(
+    struct Cell {
+        owner: Data,
+        #[not_covariant]
+        dependent: Ctx,
+    }
+);
+
+pub struct PdbSymbols {
+    cell: Cell,
+    pub path: String,
+    pub guid: [u8; 16],
+    pub age: u32,
+}
+
+/// One resolved address.
+pub struct PdbFrames {
+    pub start_rva: u32,
+    pub end_rva: Option<u32>,
+    /// (function, file, line), innermost inline first, containing procedure last.
+    pub frames: Vec<(String, Option<String>, Option<u32>)>,
+}
+
+fn guid_bytes(g: &uuid::Uuid) -> [u8; 16] {
+    let (d1, d2, d3, d4) = g.as_fields();
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&d1.to_le_bytes());
+    b[4..6].copy_from_slice(&d2.to_le_bytes());
+    b[6..8].copy_from_slice(&d3.to_le_bytes());
+    b[8..].copy_from_slice(d4);
+    b
+}
+
+/// Demangle an MSVC-decorated public name (`?f@@YAXH@Z` → `f`), keeping it when it is not one.
+pub fn demangle(name: &str) -> String {
+    if name.starts_with('?') {
+        if let Ok(d) = msvc_demangler::demangle(name, msvc_demangler::DemangleFlags::NAME_ONLY) {
+            return d;
+        }
+    }
+    name.to_string()
+}
+
+impl PdbSymbols {
+    pub fn open(path: &Path) -> Result<PdbSymbols, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
+        let info = pdb.pdb_information().map_err(|e| e.to_string())?;
+        let guid = guid_bytes(&info.guid);
+        let age = pdb.debug_information().map(|d| d.age().unwrap_or(info.age)).unwrap_or(info.age);
+        let data = ContextPdbData::try_from_pdb(pdb).map_err(|e| e.to_string())?;
+        // WinDbg names frames without argument lists (`mod!Class::method+0x1f`).
+        let flags = pdb_addr2line::TypeFormatterFlags::NO_ARGUMENTS
+            | pdb_addr2line::TypeFormatterFlags::NO_FUNCTION_RETURN
+            | pdb_addr2line::TypeFormatterFlags::NAME_ONLY;
+        let cell = Cell::try_new(data, |d| d.make_context_with_formatter_flags(flags)).map_err(|e| e.to_string())?;
+        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age })
+    }
+
+    pub fn find(&self, rva: u32) -> Option<PdbFrames> {
+        self.cell.with_dependent(|_, ctx| {
+            let f = ctx.find_frames(rva).ok()??;
+            Some(PdbFrames {
+                start_rva: f.start_rva,
+                end_rva: f.end_rva,
+                frames: f
+                    .frames
+                    .into_iter()
+                    .map(|fr| (fr.function.map(|n| demangle(&n)).unwrap_or_else(|| "<unknown>".into()), fr.file.map(|s| s.into_owned()), fr.line))
+                    .collect(),
+            })
+        })
+    }
+
+    /// Every function: (start rva, name).
+    pub fn functions(&self) -> Vec<(u32, String)> {
+        self.cell.with_dependent(|_, ctx| ctx.functions().filter_map(|f| Some((f.start_rva, demangle(&f.name?)))).collect())
+    }
+}
