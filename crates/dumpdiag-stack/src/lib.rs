@@ -4,6 +4,7 @@
 //! stack for a plausible return address is the last resort, and every frame records how it
 //! was found, so `k` and the analysis can tell an exact stack from a guessed one.
 
+mod cfi;
 mod postfix;
 mod x64;
 mod x86;
@@ -158,13 +159,29 @@ impl Env<'_> {
         let mut a = from;
         while a + ptr <= end {
             if let Some(v) = self.mem().read_ptr(a, ptr) {
-                if self.is_code(v) && self.preceded_by_call(v) {
+                if self.is_code(v) && self.preceded_by_call(v) && self.plausible_return_target(v) {
                     return Some((a, v));
                 }
             }
             a += ptr;
         }
         None
+    }
+
+    /// Scanned values must fall past the image headers and, where the module's symbols cover
+    /// functions, inside one.
+    fn plausible_return_target(&self, v: u64) -> bool {
+        let Some(m) = self.target.module_at(v) else { return false };
+        if v - m.base < 0x1000 {
+            return false;
+        }
+        let idx = self.target.modules().iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
+        match self.symbols.module(self.target, idx) {
+            Some(dumpdiag_symbols::ModuleSymbols::Breakpad(..)) | Some(dumpdiag_symbols::ModuleSymbols::Pdb(_)) => {
+                self.symbols.lookup(self.target, v - 1).is_some()
+            }
+            _ => true,
+        }
     }
 
     pub fn args_at(&self, a: u64, ptr: u64) -> [u64; 4] {

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 /// Most tokens evaluated from one program (hostile .sym files must not loop us).
 const MAX_TOKENS: usize = 512;
 
-pub fn evaluate(program: &str, vars: &mut HashMap<String, u64>, deref: &dyn Fn(u64) -> Option<u64>) -> Option<()> {
+/// `ptr` is the pointer size: arithmetic wraps at 32 bits for x86 programs.
+pub fn evaluate(program: &str, vars: &mut HashMap<String, u64>, deref: &dyn Fn(u64) -> Option<u64>, ptr: u64) -> Option<()> {
+    let mask = if ptr == 4 { 0xffff_ffff } else { u64::MAX };
     let mut stack: Vec<String> = Vec::new();
     let value = |tok: &str, vars: &HashMap<String, u64>| -> Option<u64> {
         if let Some(v) = vars.get(tok) {
@@ -23,9 +25,9 @@ pub fn evaluate(program: &str, vars: &mut HashMap<String, u64>, deref: &dyn Fn(u
                 let b = value(&stack.pop()?, vars)?;
                 let a = value(&stack.pop()?, vars)?;
                 let r = match tok {
-                    "+" => a.wrapping_add(b) & 0xffff_ffff,
-                    "-" => a.wrapping_sub(b) & 0xffff_ffff,
-                    "*" => a.wrapping_mul(b) & 0xffff_ffff,
+                    "+" => a.wrapping_add(b) & mask,
+                    "-" => a.wrapping_sub(b) & mask,
+                    "*" => a.wrapping_mul(b) & mask,
                     "/" => a.checked_div(b)?,
                     "%" => a.checked_rem(b)?,
                     _ => {
@@ -68,11 +70,14 @@ mod tests {
             0x2000 => Some(0x3000),
             _ => None,
         };
-        evaluate("$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $ebp $ebp ^ =", &mut vars, &mem).unwrap();
+        evaluate("$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $ebp $ebp ^ =", &mut vars, &mem, 4).unwrap();
         assert_eq!(vars["$eip"], 0x401234);
         assert_eq!(vars["$esp"], 0x1014);
         assert_eq!(vars["$ebp"], 0x3000);
-        assert!(evaluate("1 0 /", &mut vars, &mem).is_none());
-        assert!(evaluate("^", &mut vars, &mem).is_none());
+        assert!(evaluate("1 0 /", &mut vars, &mem, 4).is_none());
+        assert!(evaluate("^", &mut vars, &mem, 4).is_none());
+        let mut v64: HashMap<String, u64> = [("$rsp".to_string(), 0x7ff0_0000_1000u64)].into_iter().collect();
+        evaluate("$x $rsp 8 + =", &mut v64, &mem, 8).unwrap();
+        assert_eq!(v64["$x"], 0x7ff0_0000_1008);
     }
 }

@@ -55,6 +55,21 @@ fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Optio
     Some(gpr.0)
 }
 
+const NAMES: [&str; 16] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+
+/// Unwind with Breakpad STACK CFI when the module's image is not in the dump.
+fn unwind_with_cfi(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<u64> {
+    let vars: std::collections::HashMap<String, u64> =
+        NAMES.iter().enumerate().map(|(i, n)| (format!("${n}"), regs.gpr[i])).chain([("$rip".to_string(), ip)]).collect();
+    let out = crate::cfi::unwind(env, &vars, ip, caller, 8)?;
+    for (i, n) in NAMES.iter().enumerate() {
+        if let Some(v) = out.get(&format!("${n}")) {
+            regs.gpr[i] = *v;
+        }
+    }
+    out.get(".ra").copied()
+}
+
 pub fn walk(env: &Env, ctx: &Context) -> Stack {
     let names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
     let mut gpr = [0u64; 16];
@@ -75,6 +90,10 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
         }
         let before = regs.gpr;
         let mut next = unwind_with_pdata(env, &mut regs, ip, caller).map(|ra| (ra, Trust::UnwindInfo));
+        if next.is_none() {
+            regs.gpr = before;
+            next = unwind_with_cfi(env, &mut regs, ip, caller).map(|ra| (ra, Trust::FrameData));
+        }
         if next.is_none() && env.target.module_at(ip).is_none() {
             // Outside every module (wild code, JIT, a call through a bad pointer): the return
             // address is at the stack pointer only if the bad jump was a call.

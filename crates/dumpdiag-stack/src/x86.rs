@@ -49,7 +49,7 @@ fn unwind_frame_data(env: &Env, r: &Regs, callee_params: u64, caller: bool) -> O
             p
         }
     };
-    postfix::evaluate(&program, &mut vars, &deref)?;
+    postfix::evaluate(&program, &mut vars, &deref, 4)?;
     let eip = *vars.get("$eip")?;
     let esp = *vars.get("$esp")?;
     let next = Regs { eip, esp, ebp: vars["$ebp"], ebx: vars["$ebx"], esi: vars["$esi"], edi: vars["$edi"] };

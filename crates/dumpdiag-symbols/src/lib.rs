@@ -6,6 +6,7 @@
 pub mod breakpad;
 pub mod exports;
 pub mod pdb;
+pub mod server;
 pub mod sympath;
 
 use std::cell::OnceCell;
@@ -72,6 +73,8 @@ pub struct Symbol {
 
 pub struct Symbols {
     path: SymbolPath,
+    /// Servers that could not be reached this session: not asked again.
+    unreachable: std::cell::RefCell<Vec<String>>,
     modules: Vec<OnceCell<ModuleSymbols>>,
     /// Where each module's symbols were loaded from, for `lm` / `!lmi`.
     origins: Vec<OnceCell<String>>,
@@ -85,7 +88,12 @@ pub fn pdb_store_id(cv: &CodeViewRecord) -> Option<String> {
 impl Symbols {
     pub fn new(path: SymbolPath, target: &dyn Target) -> Symbols {
         let n = target.modules().len();
-        Symbols { path, modules: (0..n).map(|_| OnceCell::new()).collect(), origins: (0..n).map(|_| OnceCell::new()).collect() }
+        Symbols {
+            path,
+            unreachable: Default::default(),
+            modules: (0..n).map(|_| OnceCell::new()).collect(),
+            origins: (0..n).map(|_| OnceCell::new()).collect(),
+        }
     }
 
     pub fn path(&self) -> &SymbolPath {
@@ -132,6 +140,24 @@ impl Symbols {
                     if let Ok(p) = pdb::PdbSymbols::open(&c) {
                         if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid) || matches!(cv, CodeViewRecord::Pdb20 { .. }) {
                             return (ModuleSymbols::Pdb(Box::new(p)), c.display().to_string());
+                        }
+                    }
+                }
+                // Then the symbol servers, PDB first (WinDbg's order), then a Breakpad .sym.
+                for (url, cache) in self.path.servers() {
+                    if self.unreachable.borrow().iter().any(|u| u == url) {
+                        continue;
+                    }
+                    let cache = cache.map(PathBuf::from).unwrap_or_else(sympath::default_cache);
+                    let fetched = server::fetch(url, &cache, &file, &id);
+                    if let Err(server::FetchError::Unreachable(_)) = &fetched {
+                        self.unreachable.borrow_mut().push(url.to_string());
+                    }
+                    if let Ok(path) = fetched {
+                        if let Ok(p) = pdb::PdbSymbols::open(&path) {
+                            if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid) || matches!(cv, CodeViewRecord::Pdb20 { .. }) {
+                                return (ModuleSymbols::Pdb(Box::new(p)), format!("{} (from {url})", path.display()));
+                            }
                         }
                     }
                 }

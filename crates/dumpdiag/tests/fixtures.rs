@@ -102,10 +102,11 @@ fn every_scenario_dump_matches_its_expected_results() {
         let pdb = std::fs::read(fixtures().join(format!("{name}.pdb"))).unwrap();
         for stack in spec["stacks"].as_array().unwrap() {
             for f in stack["frames"].as_array().unwrap() {
-                let f = f.as_str().unwrap();
-                let in_pdb = pdb.windows(f.len() + 1).any(|w| &w[..f.len()] == f.as_bytes() && w[f.len()] == 0);
-                let system = ["RaiseException", "HeapFree", "MessageBoxA"].contains(&f);
-                assert!(in_pdb || system, "{}", ctx(&format!("{f} is not a symbol of the program")));
+                for f in f.as_str().unwrap().split('|') {
+                    let in_pdb = pdb.windows(f.len() + 1).any(|w| &w[..f.len()] == f.as_bytes() && w[f.len()] == 0);
+                    let system = ["RaiseException", "HeapFree", "RtlFreeHeap", "MessageBoxA"].contains(&f);
+                    assert!(in_pdb || system, "{}", ctx(&format!("{f} is not a symbol of the program")));
+                }
             }
         }
     }
@@ -176,4 +177,64 @@ fn message_box_text_and_caption_are_in_memory() {
         assert!(found, "{}", String::from_utf8_lossy(needle));
     }
     assert!(t.modules().iter().any(|m| m.file_name().eq_ignore_ascii_case("user32.dll")));
+}
+
+/// Function names (without module) of a walked stack, innermost first, with how each frame
+/// was found.
+fn frames_of(s: &dumpdiag_engine::Session, index: usize, ctx: &dumpdiag_target::Context) -> Vec<(String, dumpdiag_stack::Trust)> {
+    let stack = dumpdiag_engine::cmd_stacks::stack_of(s, index, ctx);
+    stack
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let probe = if i > 0 { f.ip - 1 } else { f.ip };
+            let name = s.symbols().lookup(s.target(), probe).map(|x| x.function).unwrap_or_default();
+            (name, f.trust)
+        })
+        .collect()
+}
+
+/// Does `frames` contain `expected` in order (each entry may list alternatives with `|`)?
+fn contains_in_order(frames: &[(String, dumpdiag_stack::Trust)], expected: &[String]) -> Option<usize> {
+    let mut at = 0;
+    let mut last = 0;
+    for want in expected {
+        let alts: Vec<&str> = want.split('|').collect();
+        let p = frames[at..].iter().position(|(f, _)| alts.contains(&f.as_str()))?;
+        last = at + p;
+        at = last + 1;
+    }
+    Some(last)
+}
+
+#[test]
+fn every_scenario_stack_shows_its_expected_frames_without_scanning() {
+    for (name, spec) in scenarios() {
+        let t = open(&name);
+        let mut s = dumpdiag_engine::Session::new(Box::new(t));
+        s.set_symbol_path(fixtures().to_str().unwrap());
+        for want in spec["stacks"].as_array().unwrap() {
+            let expected: Vec<String> = want["frames"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+            let candidates: Vec<(usize, dumpdiag_target::Context)> = if want["thread"] == "exception" {
+                let e = s.target().exception().unwrap_or_else(|| panic!("{name}: no exception"));
+                let i = s.target().thread_index_by_id(e.thread_id).unwrap();
+                vec![(i, s.target().exception_context().unwrap())]
+            } else {
+                (0..s.target().threads().len()).filter_map(|i| Some((i, s.thread_context(i)?))).collect()
+            };
+            let hit = candidates.iter().find_map(|(i, ctx)| {
+                let frames = frames_of(&s, *i, ctx);
+                contains_in_order(&frames, &expected).map(|last| (frames, last))
+            });
+            let (frames, last) = hit.unwrap_or_else(|| {
+                let shown: Vec<Vec<String>> = candidates.iter().map(|(i, c)| frames_of(&s, *i, c).into_iter().map(|f| f.0).collect()).collect();
+                panic!("{name}: no thread shows {expected:?}; stacks: {shown:#?}")
+            });
+            assert!(
+                frames[..=last].iter().all(|(_, t)| *t != dumpdiag_stack::Trust::Scan),
+                "{name}: scanned frames among the application's frames: {frames:?}"
+            );
+        }
+    }
 }

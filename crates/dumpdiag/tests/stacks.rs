@@ -1,0 +1,114 @@
+//! Stacks, symbols and disassembly on real dumps and on the fixtures.
+
+mod common;
+use common::*;
+use dumpdiag_engine::cmd_stacks;
+use dumpdiag_stack::Trust;
+
+#[test]
+fn breakpad_minidump2_stack_equals_breakpads_own_stackwalk() {
+    // Parse the frames Breakpad's stackwalker printed for the crashed thread.
+    let expected_text = std::fs::read_to_string(dump("breakpad/minidump2.stackwalk.out")).unwrap();
+    let expected: Vec<(String, Option<(String, u32)>)> = expected_text
+        .lines()
+        .skip_while(|l| !l.starts_with("Thread 0"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.trim_start().split_whitespace().next().is_some_and(|w| w.parse::<u32>().is_ok()))
+        .map(|l| {
+            let body = l.trim_start().split_once("  ").unwrap().1;
+            let (func, src) = match body.split_once(" [") {
+                Some((f, s)) => {
+                    let s = s.trim_end_matches(']');
+                    let (file, rest) = s.split_once(" : ").unwrap();
+                    let line: u32 = rest.split(' ').next().unwrap().parse().unwrap();
+                    (f.to_string(), Some((file.to_string(), line)))
+                }
+                None => (body.split(" + ").next().unwrap().to_string(), None),
+            };
+            (func.replace(".exe!", "!").replace(".dll!", "!"), src)
+        })
+        .collect();
+    assert_eq!(expected.len(), 4);
+
+    let mut s = session("breakpad/minidump2.dmp");
+    s.set_symbol_path(dump("breakpad/symbols").to_str().unwrap());
+    s.execute(".ecxr");
+    let ctx = s.context().unwrap();
+    let stack = cmd_stacks::stack_of(&s, s.current_thread(), &ctx);
+    let got: Vec<(String, Option<(String, u32)>)> = stack
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let probe = if i > 0 { f.ip - 1 } else { f.ip };
+            let sym = s.symbols().lookup(s.target(), probe).expect("symbol");
+            let m = s.target().modules()[sym.module_index].file_name().to_string();
+            let module = m.trim_end_matches(".exe").trim_end_matches(".dll").to_string();
+            let src = sym.source.map(|(f, l)| (f.rsplit(['\\', '/']).next().unwrap().to_string(), l));
+            (format!("{module}!{}", sym.function), src)
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert!(stack.frames[1..].iter().all(|f| f.trust == Trust::FrameData), "every caller from STACK WIN records");
+}
+
+#[test]
+fn lldb_sigsegv_frame_zero_names_the_faulting_function_and_line() {
+    let mut s = session("lldb/Sigsegv/sigsegv.dmp");
+    s.set_symbol_path(dump("lldb/Sigsegv").to_str().unwrap());
+    let k = s.execute(".ecxr; kn").text;
+    // The PDB places the fault in crash(bool) at line 22 (`*(volatile int*)nullptr = 0;`),
+    // called from foo and main.
+    assert!(
+        k.contains("00 000000ad`dabaf6b0 00007ff7`a1311079 sigsegv!crash+0x29 [c:\\temp\\sigsegv.cpp @ 22]")
+            || k.contains("sigsegv!crash+0x29 [c:\\temp\\sigsegv.cpp @ 22]"),
+        "{k}"
+    );
+    let u = s.execute("u @rip L3").text;
+    assert!(u.contains("00007ff7`a13110d9 c704250000000000000000 mov     dword ptr [0],0"), "{u}");
+    assert!(u.contains("00007ff7`a13110e4 488d0d451f0000   lea     rcx,"), "{u}");
+    assert!(u.contains("call    sigsegv+0x1019 (00007ff7`a1311019)"), "{u}");
+    let ln = s.execute("ln @rip").text;
+    assert!(ln.contains("sigsegv!crash+0x29"), "{ln}");
+    let x = s.execute("x sigsegv!ma*").text;
+    assert!(x.contains("00007ff7`a1311040 sigsegv!main"), "{x}");
+    assert_eq!(s.eval("sigsegv!main").unwrap(), 0x7ff7a1311040);
+    let lm = s.execute("lm m sigsegv").text;
+    assert!(lm.contains("(private pdb symbols)"), "{lm}");
+}
+
+#[test]
+fn kdlib_wow64_x86_stack_names_the_test_functions_from_the_pdb() {
+    let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
+    s.set_symbol_path(dump("kdlibcpp/targetapp_stacktest_wow64").to_str().unwrap());
+    s.execute(".effmach x86; .ecxr");
+    let k = s.execute("kn").text;
+    let order = [
+        "targetapp!stackTestClass::stackMethod+0x2d",
+        "targetapp!stackTestRun2+0x5a",
+        "targetapp!stackTestRun1+0xc5",
+        "targetapp!stackTestRun+0x86",
+        "targetapp!wmain+0x412",
+    ];
+    let mut at = 0;
+    for name in order {
+        let p = k[at..].find(name).unwrap_or_else(|| panic!("{name} missing or out of order:\n{k}"));
+        at += p;
+    }
+    assert!(k.contains("targetapp.cpp @ 129]"), "{k}");
+    let ctx = s.context().unwrap();
+    let stack = cmd_stacks::stack_of(&s, 0, &ctx);
+    assert!(stack.frames.iter().take(5).all(|f| f.trust != Trust::Scan), "frame-pointer chain, no scanning");
+    // The worker threads wait for work in the thread pool (top frame from ntdll's exports).
+    let k1 = s.execute("~1k").text;
+    assert!(k1.contains("ntdll!NtWaitForWorkViaWorkerFactory+0xc"), "{k1}");
+}
+
+#[test]
+fn mozilla_x86_64_dump_walks_with_breakpad_symbols_and_names_main_thread() {
+    let mut s = session("mozilla/windows-x86_64.dmp");
+    s.set_symbol_path(dump("mozilla/symbols").to_str().unwrap());
+    let k = s.execute("~0kn").text;
+    assert!(k.contains("xul!") || k.contains("firefox!") || k.contains("ntdll!"), "{k}");
+}
