@@ -232,14 +232,55 @@ fn parse_version_block(bytes: &[u8], at: usize, depth: u32, out: &mut Vec<(Strin
 /// writers that leave the module's CvRecord empty (Wine's) still capture the image itself.
 pub fn codeview(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<dumpdiag_target::CodeViewRecord> {
     let (dir, size) = headers.directory(DIR_DEBUG)?;
-    for i in 0..(size / 28).min(16) as u64 {
-        let e = headers.base.wrapping_add(dir as u64 + i * 28);
-        if mem.read_u32(e.wrapping_add(12))? != 2 {
+    codeview_with(&MemoryRva { mem, base: headers.base, debug_dir: (dir, size) })
+}
+
+/// Reads by RVA from an image, in memory or in a file.
+trait RvaReader {
+    fn debug_directory(&self) -> Option<(u32, u32)>;
+    fn bytes(&self, rva: u32, len: usize) -> Vec<u8>;
+    fn u32_at(&self, rva: u32) -> Option<u32> {
+        let b = self.bytes(rva, 4);
+        Some(u32::from_le_bytes(b.get(..4)?.try_into().ok()?))
+    }
+}
+
+struct MemoryRva<'a> {
+    mem: &'a dyn MemoryReader,
+    base: u64,
+    debug_dir: (u32, u32),
+}
+
+impl RvaReader for MemoryRva<'_> {
+    fn debug_directory(&self) -> Option<(u32, u32)> {
+        Some(self.debug_dir)
+    }
+    fn bytes(&self, rva: u32, len: usize) -> Vec<u8> {
+        self.mem.read_bytes(self.base.wrapping_add(rva as u64), len)
+    }
+}
+
+struct FileHeaders<'a>(&'a FileImage);
+
+impl RvaReader for FileHeaders<'_> {
+    fn debug_directory(&self) -> Option<(u32, u32)> {
+        self.0.debug_directory
+    }
+    fn bytes(&self, rva: u32, len: usize) -> Vec<u8> {
+        self.0.at_rva(rva, len).map(<[u8]>::to_vec).unwrap_or_default()
+    }
+}
+
+fn codeview_with(r: &dyn RvaReader) -> Option<dumpdiag_target::CodeViewRecord> {
+    let (dir, size) = r.debug_directory()?;
+    for i in 0..(size / 28).min(16) {
+        let e = dir + i * 28;
+        if r.u32_at(e + 12)? != 2 {
             continue; // IMAGE_DEBUG_TYPE_CODEVIEW
         }
-        let len = mem.read_u32(e.wrapping_add(16))? as usize;
-        let rva = mem.read_u32(e.wrapping_add(20))? as u64;
-        let raw = mem.read_bytes(headers.base.wrapping_add(rva), len.min(4096));
+        let len = r.u32_at(e + 16)? as usize;
+        let rva = r.u32_at(e + 20)?;
+        let raw = r.bytes(rva, len.min(4096));
         let name_of = |b: &[u8]| {
             let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
             String::from_utf8_lossy(&b[..end]).into_owned()
@@ -260,4 +301,71 @@ pub fn codeview(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<dumpdiag_
         }
     }
     None
+}
+
+/// A PE file as stored on disk (file layout, not memory layout): what the symbol path can
+/// supply when a minidump holds no image pages, so unwind data is still at hand.
+pub struct FileImage {
+    pub bytes: Vec<u8>,
+    /// (virtual address, virtual size, raw offset, raw size) per section.
+    sections: Vec<(u32, u32, u32, u32)>,
+    pub time_date_stamp: u32,
+    pub size_of_image: u32,
+    /// (rva, size) of the exception directory (.pdata).
+    pub exception_directory: Option<(u32, u32)>,
+    pub debug_directory: Option<(u32, u32)>,
+    pub export_directory: Option<(u32, u32)>,
+}
+
+impl FileImage {
+    pub fn parse(bytes: Vec<u8>) -> Option<FileImage> {
+        let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
+        let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
+        if u16_at(0)? != 0x5a4d {
+            return None;
+        }
+        let nt = u32_at(0x3c)? as usize;
+        if u32_at(nt)? != 0x4550 {
+            return None;
+        }
+        let fh = nt + 4;
+        let count = u16_at(fh + 2)?.min(96) as usize;
+        let time_date_stamp = u32_at(fh + 4)?;
+        let opt = fh + 20;
+        let opt_size = u16_at(fh + 16)? as usize;
+        let is64 = u16_at(opt)? == 0x20b;
+        let size_of_image = u32_at(opt + 56)?;
+        let dirs = opt + if is64 { 112 } else { 96 };
+        let dir_count = u32_at(opt + if is64 { 108 } else { 92 })?;
+        let directory =
+            |i: usize| (dir_count > i as u32).then(|| Some((u32_at(dirs + i * 8)?, u32_at(dirs + i * 8 + 4)?))).flatten().filter(|d| d.0 != 0 && d.1 != 0);
+        let exception_directory = directory(DIR_EXCEPTION);
+        let debug_directory = directory(DIR_DEBUG);
+        let export_directory = directory(DIR_EXPORT);
+        let table = opt + opt_size;
+        let sections = (0..count).map_while(|i| {
+            let s = table + i * 40;
+            Some((u32_at(s + 12)?, u32_at(s + 8)?, u32_at(s + 20)?, u32_at(s + 16)?))
+        });
+        let sections = sections.collect();
+        Some(FileImage { bytes, sections, time_date_stamp, size_of_image, exception_directory, debug_directory, export_directory })
+    }
+
+    /// The CodeView record from the file's debug directory.
+    pub fn codeview(&self) -> Option<dumpdiag_target::CodeViewRecord> {
+        let h = FileHeaders(self);
+        codeview_with(&h)
+    }
+
+    /// Bytes at `rva` up to the end of its section's raw data, at most `max`.
+    pub fn at_rva(&self, rva: u32, max: usize) -> Option<&[u8]> {
+        let &(va, _, raw, raw_size) = self.sections.iter().find(|s| rva >= s.0 && rva < s.0.saturating_add(s.1.max(s.3)))?;
+        let within = rva - va;
+        if within >= raw_size {
+            return None;
+        }
+        let start = raw.checked_add(within)? as usize;
+        let len = ((raw_size - within) as usize).min(max);
+        self.bytes.get(start..start.checked_add(len)?)
+    }
 }

@@ -27,23 +27,36 @@ impl UnwindState for Regs<'_> {
     fn write_xmm_register(&mut self, _: XmmRegister, _: u128) {}
 }
 
-/// Unwind one frame with the module's unwind data; None when the module has none in the dump.
+/// Unwind one frame with the module's unwind data: from the image in dump memory, else from
+/// the image file on the symbol path; None when neither is at hand.
 fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<u64> {
     let m = env.target.module_at(ip)?;
-    let h = pe::read_headers(env.mem(), m.base)?;
-    let (pdata_rva, pdata_size) = h.directory(pe::DIR_EXCEPTION)?;
-    let pdata = env.mem().slice(m.base.wrapping_add(pdata_rva as u64), pdata_size as usize)?;
-    let table = FunctionTableEntries::parse(&pdata[..pdata.len() - pdata.len() % 12]);
     // A return address may sit just past the end of its call's function: look up ra - 1.
     let rva = (ip - m.base).saturating_sub(caller as u64) as u32;
-    let base = m.base;
-    let size = m.size as u64;
-    let mem = env.mem();
-    let read = move |rva: u32| -> Option<&[u8]> {
-        let a = base.checked_add(rva as u64)?;
-        let max = size.checked_sub(rva as u64)? as usize;
-        mem.slice(a, max.min(1 << 20))
-    };
+    let in_dump = pe::read_headers(env.mem(), m.base).and_then(|h| {
+        let (pdata_rva, pdata_size) = h.directory(pe::DIR_EXCEPTION)?;
+        env.mem().slice(m.base.wrapping_add(pdata_rva as u64), pdata_size as usize)
+    });
+    if let Some(pdata) = in_dump {
+        let base = m.base;
+        let size = m.size as u64;
+        let mem = env.mem();
+        let read = move |rva: u32| -> Option<&[u8]> {
+            let a = base.checked_add(rva as u64)?;
+            let max = size.checked_sub(rva as u64)? as usize;
+            mem.slice(a, max.min(1 << 20))
+        };
+        return unwind_table(regs, pdata, read, rva);
+    }
+    let index = env.target.modules().iter().position(|x| std::ptr::eq(x, m))?;
+    let image = env.symbols.image_file(env.target, index)?;
+    let (pdata_rva, pdata_size) = image.exception_directory?;
+    let pdata = image.at_rva(pdata_rva, pdata_size as usize)?;
+    unwind_table(regs, pdata, |rva: u32| image.at_rva(rva, 1 << 20), rva)
+}
+
+fn unwind_table<'m>(regs: &mut Regs, pdata: &[u8], read: impl FnMut(u32) -> Option<&'m [u8]> + 'm, rva: u32) -> Option<u64> {
+    let table = FunctionTableEntries::parse(&pdata[..pdata.len() - pdata.len() % 12]);
     // pe-unwind-info trusts its input; a hostile image must not take the walker down.
     let saved = regs.gpr;
     let gpr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

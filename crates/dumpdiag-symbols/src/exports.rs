@@ -1,4 +1,5 @@
-//! The export table of an image in dump memory: the names of last resort.
+//! The export table of an image, in dump memory or in an image file on the symbol path:
+//! the names of last resort.
 
 use dumpdiag_os::pe;
 use dumpdiag_target::{MemoryExt, MemoryReader};
@@ -6,29 +7,42 @@ use dumpdiag_target::{MemoryExt, MemoryReader};
 /// Most exports read from one image.
 const MAX_EXPORTS: u32 = 1 << 16;
 
-/// (rva, name) sorted by rva; forwarders left out.
+/// (rva, name) sorted by rva from the image in dump memory.
 pub fn read_exports(mem: &dyn MemoryReader, base: u64) -> Option<Vec<(u32, String)>> {
     let h = pe::read_headers(mem, base)?;
-    let (dir, dir_size) = h.directory(pe::DIR_EXPORT)?;
-    let d = base.wrapping_add(dir as u64);
-    let functions = mem.read_u32(d.wrapping_add(20))?.min(MAX_EXPORTS);
-    let names = mem.read_u32(d.wrapping_add(24))?.min(MAX_EXPORTS);
-    let addr_of_functions = base.wrapping_add(mem.read_u32(d.wrapping_add(28))? as u64);
-    let addr_of_names = base.wrapping_add(mem.read_u32(d.wrapping_add(32))? as u64);
-    let addr_of_ordinals = base.wrapping_add(mem.read_u32(d.wrapping_add(36))? as u64);
+    let dir = h.directory(pe::DIR_EXPORT)?;
+    exports_with(dir, &|rva, len| mem.read_bytes(base.wrapping_add(rva as u64), len))
+}
+
+/// (rva, name) sorted by rva from an image file.
+pub fn read_exports_file(img: &pe::FileImage) -> Option<Vec<(u32, String)>> {
+    exports_with(img.export_directory?, &|rva, len| img.at_rva(rva, len).map(<[u8]>::to_vec).unwrap_or_default())
+}
+
+/// The export directory walk over any RVA reader; forwarders left out.
+fn exports_with((dir, dir_size): (u32, u32), bytes: &dyn Fn(u32, usize) -> Vec<u8>) -> Option<Vec<(u32, String)>> {
+    let u32_at = |rva: u32| -> Option<u32> { Some(u32::from_le_bytes(bytes(rva, 4).get(..4)?.try_into().ok()?)) };
+    let u16_at = |rva: u32| -> Option<u16> { Some(u16::from_le_bytes(bytes(rva, 2).get(..2)?.try_into().ok()?)) };
+    let functions = u32_at(dir.wrapping_add(20))?.min(MAX_EXPORTS);
+    let names = u32_at(dir.wrapping_add(24))?.min(MAX_EXPORTS);
+    let addr_of_functions = u32_at(dir.wrapping_add(28))?;
+    let addr_of_names = u32_at(dir.wrapping_add(32))?;
+    let addr_of_ordinals = u32_at(dir.wrapping_add(36))?;
     let mut out = Vec::with_capacity(names as usize);
-    for i in 0..names as u64 {
-        let Some(name_rva) = mem.read_u32(addr_of_names.wrapping_add(i * 4)) else { break };
-        let Some(ordinal) = mem.read_u16(addr_of_ordinals.wrapping_add(i * 2)) else { break };
+    for i in 0..names {
+        let Some(name_rva) = u32_at(addr_of_names.wrapping_add(i * 4)) else { break };
+        let Some(ordinal) = u16_at(addr_of_ordinals.wrapping_add(i * 2)) else { break };
         if ordinal as u32 >= functions {
             continue;
         }
-        let Some(rva) = mem.read_u32(addr_of_functions.wrapping_add(ordinal as u64 * 4)) else { continue };
+        let Some(rva) = u32_at(addr_of_functions.wrapping_add(ordinal as u32 * 4)) else { continue };
         if rva >= dir && rva < dir.saturating_add(dir_size) {
             continue; // forwarder string, not code
         }
-        if let Some(name) = mem.read_cstring(base.wrapping_add(name_rva as u64), 512) {
-            out.push((rva, name));
+        let raw = bytes(name_rva, 512);
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        if end > 0 {
+            out.push((rva, String::from_utf8_lossy(&raw[..end]).into_owned()));
         }
     }
     out.sort();

@@ -78,6 +78,8 @@ pub struct Symbols {
     modules: Vec<OnceCell<ModuleSymbols>>,
     /// Where each module's symbols were loaded from, for `lm` / `!lmi`.
     origins: Vec<OnceCell<String>>,
+    /// Image files found on the symbol path, for unwind data a minidump does not carry.
+    images: Vec<OnceCell<Option<dumpdiag_os::pe::FileImage>>>,
 }
 
 /// The symbol-store id of a PDB: GUID (as Windows prints it, no dashes) followed by the age.
@@ -93,6 +95,7 @@ impl Symbols {
             unreachable: Default::default(),
             modules: (0..n).map(|_| OnceCell::new()).collect(),
             origins: (0..n).map(|_| OnceCell::new()).collect(),
+            images: (0..n).map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -119,15 +122,20 @@ impl Symbols {
         let cell = self.modules.get(index)?;
         Some(cell.get_or_init(|| {
             let m = &target.modules()[index];
-            let (syms, origin) = self.load(target, m);
+            let (syms, origin) = self.load(target, index, m);
             let _ = self.origins[index].set(origin);
             syms
         }))
     }
 
-    fn load(&self, target: &dyn Target, m: &ModuleRecord) -> (ModuleSymbols, String) {
-        let cv =
-            m.codeview.clone().or_else(|| dumpdiag_os::pe::read_headers(target.memory(), m.base).and_then(|h| dumpdiag_os::pe::codeview(target.memory(), &h)));
+    fn load(&self, target: &dyn Target, index: usize, m: &ModuleRecord) -> (ModuleSymbols, String) {
+        // The debug identity: the dump's module record, else the image in dump memory, else the
+        // image file on the symbol path (Wine's dump writer leaves CvRecord empty).
+        let cv = m
+            .codeview
+            .clone()
+            .or_else(|| dumpdiag_os::pe::read_headers(target.memory(), m.base).and_then(|h| dumpdiag_os::pe::codeview(target.memory(), &h)))
+            .or_else(|| self.image_file(target, index).and_then(|img| img.codeview()));
         if let Some(cv) = &cv {
             if let (Some(pdb_name), Some(id)) = (cv.pdb_name(), cv.pdb_id()) {
                 let file = dumpdiag_target::file_name_of(pdb_name).to_string();
@@ -172,10 +180,48 @@ impl Symbols {
                 }
             }
         }
-        match exports::read_exports(target.memory(), m.base) {
-            Some(e) if !e.is_empty() => (ModuleSymbols::Export(e), "exports in dump memory".into()),
+        if let Some(e) = exports::read_exports(target.memory(), m.base).filter(|e| !e.is_empty()) {
+            return (ModuleSymbols::Export(e), "exports in dump memory".into());
+        }
+        match self.image_file(target, index).and_then(exports::read_exports_file) {
+            Some(e) if !e.is_empty() => (ModuleSymbols::Export(e), "exports of the image file on the symbol path".into()),
             _ => (ModuleSymbols::None, String::new()),
         }
+    }
+
+    /// The module's image file from the symbol path (symbol-store id: TimeDateStamp as 8 hex
+    /// digits, then SizeOfImage), checked against the dump's module record.
+    pub fn image_file(&self, target: &dyn Target, index: usize) -> Option<&dumpdiag_os::pe::FileImage> {
+        self.images
+            .get(index)?
+            .get_or_init(|| {
+                let m = &target.modules()[index];
+                let name = m.file_name().to_string();
+                let id = format!("{:08X}{:x}", m.time_date_stamp, m.size);
+                let matches = |img: &dumpdiag_os::pe::FileImage| img.time_date_stamp == m.time_date_stamp && img.size_of_image == m.size;
+                for c in self.path.local_candidates(&name, &id) {
+                    if let Some(img) = std::fs::read(&c).ok().and_then(dumpdiag_os::pe::FileImage::parse).filter(matches) {
+                        return Some(img);
+                    }
+                }
+                for (url, cache) in self.path.servers() {
+                    if self.unreachable.borrow().iter().any(|u| u == url) {
+                        continue;
+                    }
+                    let cache = cache.map(PathBuf::from).unwrap_or_else(sympath::default_cache);
+                    match server::fetch(url, &cache, &name, &id) {
+                        Ok(p) => {
+                            if let Some(img) = std::fs::read(&p).ok().and_then(dumpdiag_os::pe::FileImage::parse).filter(matches) {
+                                return Some(img);
+                            }
+                        }
+                        Err(server::FetchError::Unreachable(_)) => self.unreachable.borrow_mut().push(url.to_string()),
+                        Err(_) => {}
+                    }
+                }
+                None
+            })
+            .as_ref()
     }
 
     /// Symbolize an address.

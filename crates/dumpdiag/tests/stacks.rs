@@ -112,3 +112,29 @@ fn mozilla_x86_64_dump_walks_with_breakpad_symbols_and_names_main_thread() {
     let k = s.execute("~0kn").text;
     assert!(k.contains("xul!") || k.contains("firefox!") || k.contains("ntdll!"), "{k}");
 }
+
+#[test]
+fn a_minidump_without_code_unwinds_from_image_files_on_the_symbol_path() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wine = "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows";
+    let t = dumpdiag_mdmp::MdmpTarget::open(root.join("samples/cs_deadlock.dmp")).unwrap();
+    let mut s = dumpdiag_engine::Session::new(Box::new(t));
+    s.set_symbol_path(&format!("{};{wine}", root.join("samples").display()));
+    // The exe beside the sample supplies unwind data and, through its CodeView record, the PDB.
+    let k = s.execute("~1kn").text;
+    assert!(k.contains("cs_deadlock!transfer_funds+0x2f"), "{k}");
+    assert!(k.contains("cs_deadlock!transfer_thread+0xf"), "{k}");
+    let k2 = s.execute("~2kn").text;
+    assert!(k2.contains("cs_deadlock!audit_ledger+0x2f"), "{k2}");
+    // With the very Wine DLLs the sample was taken with, every frame comes from unwind data.
+    use dumpdiag_target::Target;
+    let ntdll = s.target().modules().iter().position(|m| m.file_name() == "ntdll.dll").unwrap();
+    if s.symbols().image_file(s.target(), ntdll).is_some() {
+        let ctx = s.thread_context(1).unwrap();
+        let stack = cmd_stacks::stack_of(&s, 1, &ctx);
+        assert!(stack.frames.iter().all(|f| f.trust != Trust::Scan), "{k}");
+        assert!(k.contains("ntdll!RtlEnterCriticalSection+0x91"), "{k}");
+    } else {
+        eprintln!("note: this machine's Wine DLLs differ from the sample's; checked the application frames only");
+    }
+}
