@@ -34,7 +34,7 @@ pub fn unwind(env: &Env, regs: &HashMap<String, u64>, ip: u64, caller: bool, ptr
     let Some(lines) = b.cfi_rules(rva) else {
         // x64 functions without unwind records are leaves (the ABI requires records for every
         // function that moves the stack pointer): the return address is at the stack pointer.
-        if ptr != 8 || b.cfi.is_empty() {
+        if ptr != 8 || !b.has_cfi() {
             return None;
         }
         let rsp = *regs.get(sp)?;

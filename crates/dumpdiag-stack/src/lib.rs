@@ -168,6 +168,12 @@ impl Env<'_> {
         None
     }
 
+    /// Is `a` in memory the dump describes as executable (JIT code, thunks)? Only answerable
+    /// with a MemoryInfoList.
+    pub fn is_executable_memory(&self, a: u64) -> bool {
+        self.target.region_at(a).is_some_and(|r| r.state == dumpdiag_target::MEM_COMMIT && r.protect & 0xf0 != 0)
+    }
+
     /// Scanned values must fall past the image headers and, where the module's symbols cover
     /// functions, inside one.
     fn plausible_return_target(&self, v: u64) -> bool {
@@ -177,9 +183,10 @@ impl Env<'_> {
         }
         let idx = self.target.modules().iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
         match self.symbols.module(self.target, idx) {
-            Some(dumpdiag_symbols::ModuleSymbols::Breakpad(..)) | Some(dumpdiag_symbols::ModuleSymbols::Pdb(_)) => {
-                self.symbols.lookup(self.target, v - 1).is_some()
-            }
+            // With full function records, a return address must fall inside a function, and
+            // not at its very first byte (a call never returns there).
+            Some(dumpdiag_symbols::ModuleSymbols::Breakpad(b, _)) if !b.funcs.is_empty() => b.in_func(v - 1 - m.base) && b.in_func(v - m.base),
+            Some(dumpdiag_symbols::ModuleSymbols::Pdb(_)) => self.symbols.lookup(self.target, v - 1).is_some(),
             _ => true,
         }
     }

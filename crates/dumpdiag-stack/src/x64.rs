@@ -116,7 +116,11 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
                 next = Some((ra, Trust::UnwindInfo));
             }
         }
-        let valid = |ra: u64, new_sp: u64| ra != 0 && new_sp > sp && env.bounds.contains(new_sp.saturating_sub(8)) && env.target.module_at(ra).is_some();
+        // Unwind data is trusted to lead outside modules too (JIT code), when the dump says
+        // that memory is executable.
+        let valid = |ra: u64, new_sp: u64| {
+            ra != 0 && new_sp > sp && env.bounds.contains(new_sp.saturating_sub(8)) && (env.target.module_at(ra).is_some() || env.is_executable_memory(ra))
+        };
         let next = match next {
             Some((ra, t)) if valid(ra, regs.gpr[4]) => Some((ra, t)),
             Some((0, _)) => None,

@@ -1,16 +1,20 @@
 //! Breakpad `.sym` text files: FILE, FUNC (+ line records), PUBLIC, STACK WIN and STACK CFI.
-//! Parsed once into sorted tables; malformed lines are skipped and counted.
+//!
+//! The file is memory-mapped and indexed in one pass that only records where things are:
+//! function and public names, line records, CFI blocks and STACK WIN records are byte ranges
+//! into the text, parsed when an address actually needs them. Most of a symbol file is line
+//! and CFI records that a given stack never touches, so this keeps loading cheap.
 
-use std::collections::HashMap;
+use std::ops::Range;
 
 #[derive(Debug, Clone)]
 pub struct Func {
     pub address: u64,
     pub size: u64,
     pub parameter_size: u32,
-    pub name: String,
-    /// (address, size, line, file index), sorted by address.
-    pub lines: Vec<(u64, u64, u32, u32)>,
+    name: Range<u32>,
+    /// Byte range of this function's line records.
+    lines: Range<u32>,
 }
 
 /// A STACK WIN record (x86 frame data).
@@ -31,134 +35,230 @@ pub struct StackWin {
     pub allocates_base_pointer: bool,
 }
 
+/// Where a CFI block (INIT line and its deltas) lies in the text.
 #[derive(Debug, Clone)]
-pub struct CfiEntry {
-    pub address: u64,
-    pub size: u64,
-    /// INIT rules, then (address, rules) deltas in address order.
-    pub init: String,
-    pub deltas: Vec<(u64, String)>,
+struct CfiBlock {
+    address: u64,
+    size: u64,
+    text: Range<u32>,
 }
 
-#[derive(Debug, Default)]
+enum Text {
+    Map(memmap2::Mmap),
+    Owned(String),
+}
+
 pub struct BreakpadSymbols {
+    text: Text,
     pub module_line: String,
-    pub files: HashMap<u32, String>,
+    /// (file number, name range), sorted by number.
+    files: Vec<(u32, Range<u32>)>,
     pub funcs: Vec<Func>,
-    /// (address, parameter size, name), sorted.
-    pub publics: Vec<(u64, u32, String)>,
-    pub stack_win: Vec<StackWin>,
-    pub cfi: Vec<CfiEntry>,
+    /// (address, parameter size, name range), sorted.
+    publics: Vec<(u64, u32, Range<u32>)>,
+    /// (address, size, kind, record range), sorted by address.
+    stack_win: Vec<(u64, u64, u8, Range<u32>)>,
+    cfi: Vec<CfiBlock>,
     pub skipped_lines: usize,
+}
+
+impl std::fmt::Debug for BreakpadSymbols {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BreakpadSymbols({} funcs, {} publics, {} cfi, {} win)", self.funcs.len(), self.publics.len(), self.cfi.len(), self.stack_win.len())
+    }
 }
 
 fn hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
 
+/// Largest symbol file indexed (offsets are 32-bit).
+const MAX_SYM_FILE: usize = u32::MAX as usize;
+
 impl BreakpadSymbols {
+    /// Map and index a `.sym` file.
+    pub fn open(path: &std::path::Path) -> std::io::Result<BreakpadSymbols> {
+        let f = std::fs::File::open(path)?;
+        // SAFETY: read-only private map; a file changing underneath yields wrong names, never
+        // unsafety, because every access below goes through bounds-checked str slicing of
+        // text validated as UTF-8 here.
+        let map = unsafe { memmap2::Mmap::map(&f)? };
+        if std::str::from_utf8(&map).is_ok() && map.len() <= MAX_SYM_FILE {
+            return Ok(Self::index(Text::Map(map)));
+        }
+        let lossy = String::from_utf8_lossy(&map[..map.len().min(MAX_SYM_FILE)]).into_owned();
+        Ok(Self::index(Text::Owned(lossy)))
+    }
+
+    /// Index symbol text held in memory.
     pub fn parse(text: &str) -> BreakpadSymbols {
-        let mut s = BreakpadSymbols::default();
-        let mut current_func: Option<Func> = None;
-        for line in text.lines() {
-            let mut it = line.split(' ');
-            let head = it.next().unwrap_or("");
-            let ok = match head {
-                "MODULE" => {
-                    s.module_line = line.to_string();
-                    true
+        Self::index(Text::Owned(text[..text.len().min(MAX_SYM_FILE)].to_string()))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.text {
+            Text::Map(m) => m,
+            Text::Owned(s) => s.as_bytes(),
+        }
+    }
+
+    /// The whole text (validated once, while indexing).
+    fn text(&self) -> &str {
+        std::str::from_utf8(self.bytes()).unwrap_or("")
+    }
+
+    /// A small piece of the text; each access checks only its own bytes.
+    fn slice(&self, r: &Range<u32>) -> &str {
+        self.bytes().get(r.start as usize..r.end as usize).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+    }
+
+    fn index(text: Text) -> BreakpadSymbols {
+        let mut s = BreakpadSymbols {
+            text,
+            module_line: String::new(),
+            files: Vec::new(),
+            funcs: Vec::new(),
+            publics: Vec::new(),
+            stack_win: Vec::new(),
+            cfi: Vec::new(),
+            skipped_lines: 0,
+        };
+        let mut files = Vec::new();
+        let mut funcs: Vec<Func> = Vec::new();
+        let mut publics = Vec::new();
+        let mut wins = Vec::new();
+        let mut cfi: Vec<CfiBlock> = Vec::new();
+        let mut skipped = 0usize;
+        let mut module_line = String::new();
+        {
+            let t = s.text();
+            let mut pos = 0usize;
+            // What the previous line was: line records extend a FUNC, deltas a CFI block.
+            #[derive(PartialEq)]
+            enum Open {
+                None,
+                Func,
+                Cfi,
+            }
+            let mut open = Open::None;
+            for line in t.split_inclusive('\n') {
+                let start = pos;
+                pos += line.len();
+                let l = line.trim_end_matches(['\n', '\r']);
+                let end = start + l.len();
+                let r = |a: usize, b: usize| (a as u32)..(b as u32);
+                let first = l.as_bytes().first().copied().unwrap_or(b' ');
+                if first.is_ascii_hexdigit() && open == Open::Func && !l.starts_with("FUNC") && !l.starts_with("FILE") {
+                    if let Some(f) = funcs.last_mut() {
+                        f.lines.end = end as u32;
+                    }
+                    continue;
                 }
-                "INFO" => true,
-                "FILE" => {
-                    let rest = &line[5.min(line.len())..];
+                if l.starts_with("STACK CFI ") && !l.starts_with("STACK CFI INIT") && open == Open::Cfi {
+                    if let Some(c) = cfi.last_mut() {
+                        c.text.end = end as u32;
+                    }
+                    continue;
+                }
+                open = Open::None;
+                if let Some(rest) = l.strip_prefix("FUNC ") {
+                    let (rest, skip) = match rest.strip_prefix("m ") {
+                        Some(x) => (x, 2),
+                        None => (rest, 0),
+                    };
+                    let mut p = rest.splitn(4, ' ');
+                    match (p.next().and_then(hex), p.next().and_then(hex), p.next().and_then(hex), p.next()) {
+                        (Some(a), Some(sz), Some(ps), Some(name)) => {
+                            let name_start = end - name.len();
+                            let _ = skip;
+                            funcs.push(Func { address: a, size: sz, parameter_size: ps as u32, name: r(name_start, end), lines: r(end, end) });
+                            open = Open::Func;
+                        }
+                        _ => skipped += 1,
+                    }
+                } else if let Some(rest) = l.strip_prefix("PUBLIC ") {
+                    let rest = rest.strip_prefix("m ").unwrap_or(rest);
+                    let mut p = rest.splitn(3, ' ');
+                    match (p.next().and_then(hex), p.next().and_then(hex), p.next()) {
+                        (Some(a), Some(ps), Some(name)) => publics.push((a, ps as u32, r(end - name.len(), end))),
+                        _ => skipped += 1,
+                    }
+                } else if let Some(rest) = l.strip_prefix("STACK CFI INIT ") {
+                    let mut p = rest.splitn(3, ' ');
+                    match (p.next().and_then(hex), p.next().and_then(hex)) {
+                        (Some(a), Some(sz)) => {
+                            cfi.push(CfiBlock { address: a, size: sz, text: r(start, end) });
+                            open = Open::Cfi;
+                        }
+                        _ => skipped += 1,
+                    }
+                } else if let Some(rest) = l.strip_prefix("STACK WIN ") {
+                    let mut p = rest.splitn(4, ' ');
+                    match (p.next().and_then(hex), p.next().and_then(hex), p.next().and_then(hex)) {
+                        (Some(kind), Some(a), Some(sz)) => wins.push((a, sz, kind as u8, r(start, end))),
+                        _ => skipped += 1,
+                    }
+                } else if let Some(rest) = l.strip_prefix("FILE ") {
                     match rest.split_once(' ') {
-                        Some((n, name)) => n.parse().map(|n| s.files.insert(n, name.to_string())).is_ok(),
-                        None => false,
+                        Some((n, name)) if n.parse::<u32>().is_ok() => files.push((n.parse().unwrap_or(0), r(end - name.len(), end))),
+                        _ => skipped += 1,
                     }
+                } else if l.starts_with("MODULE ") {
+                    module_line = l.to_string();
+                } else if !(l.is_empty() || l.starts_with("INFO ")) {
+                    skipped += 1;
                 }
-                "FUNC" => {
-                    if let Some(f) = current_func.take() {
-                        s.funcs.push(f);
-                    }
-                    let rest = line.get(5..).unwrap_or("");
-                    let rest = rest.strip_prefix("m ").unwrap_or(rest);
-                    let n: Vec<&str> = rest.splitn(4, ' ').collect();
-                    match (n.first().and_then(|v| hex(v)), n.get(1).and_then(|v| hex(v)), n.get(2).and_then(|v| hex(v)), n.get(3)) {
-                        (Some(a), Some(sz), Some(p), Some(name)) => {
-                            current_func = Some(Func { address: a, size: sz, parameter_size: p as u32, name: name.to_string(), lines: Vec::new() });
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                "PUBLIC" => {
-                    if let Some(f) = current_func.take() {
-                        s.funcs.push(f);
-                    }
-                    let rest = line.get(7..).unwrap_or("");
-                    let rest = rest.strip_prefix("m ").unwrap_or(rest);
-                    let n: Vec<&str> = rest.splitn(3, ' ').collect();
-                    match (n.first().and_then(|v| hex(v)), n.get(1).and_then(|v| hex(v)), n.get(2)) {
-                        (Some(a), Some(p), Some(name)) => {
-                            s.publics.push((a, p as u32, name.to_string()));
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                "STACK" => {
-                    if let Some(f) = current_func.take() {
-                        s.funcs.push(f);
-                    }
-                    match it.next() {
-                        Some("WIN") => parse_stack_win(line).map(|w| s.stack_win.push(w)).is_some(),
-                        Some("CFI") => parse_cfi(line, &mut s.cfi),
-                        _ => false,
-                    }
-                }
-                _ => {
-                    // A line record inside a FUNC: address size line file.
-                    let parts: Vec<&str> = line.split(' ').collect();
-                    match (&mut current_func, parts.as_slice()) {
-                        (Some(f), [a, sz, l, file]) => match (hex(a), hex(sz), l.parse::<u32>(), file.parse::<u32>()) {
-                            (Some(a), Some(sz), Ok(l), Ok(file)) => {
-                                f.lines.push((a, sz, l, file));
-                                true
-                            }
-                            _ => false,
-                        },
-                        _ => line.is_empty(),
-                    }
-                }
-            };
-            if !ok {
-                s.skipped_lines += 1;
             }
         }
-        if let Some(f) = current_func.take() {
-            s.funcs.push(f);
-        }
-        s.funcs.sort_by_key(|f| f.address);
-        for f in &mut s.funcs {
-            f.lines.sort_by_key(|l| l.0);
-        }
-        s.publics.sort_by_key(|p| p.0);
-        s.stack_win.sort_by_key(|w| (w.address, std::cmp::Reverse(w.kind)));
-        s.cfi.sort_by_key(|c| c.address);
+        funcs.sort_by_key(|f| f.address);
+        publics.sort_by_key(|p| p.0);
+        wins.sort_by_key(|w| (w.0, std::cmp::Reverse(w.2)));
+        cfi.sort_by_key(|c| c.address);
+        files.sort_by_key(|f| f.0);
+        s.files = files;
+        s.funcs = funcs;
+        s.publics = publics;
+        s.stack_win = wins;
+        s.cfi = cfi;
+        s.skipped_lines = skipped;
+        s.module_line = module_line;
         s
     }
 
-    /// The FUNC containing `rva`, or the nearest PUBLIC below it.
+    pub fn func_name(&self, f: &Func) -> &str {
+        self.slice(&f.name)
+    }
+
+    /// Every function and public symbol: (address, name).
+    pub fn symbols(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.funcs.iter().map(|f| (f.address, self.slice(&f.name))).chain(self.publics.iter().map(|p| (p.0, self.slice(&p.2))))
+    }
+
+    fn file(&self, n: u32) -> Option<&str> {
+        let i = self.files.binary_search_by_key(&n, |f| f.0).ok()?;
+        Some(self.slice(&self.files[i].1))
+    }
+
+    /// The source line of `rva` inside `f`, parsing only that function's line records.
+    fn line_of(&self, f: &Func, rva: u64) -> Option<(String, u32)> {
+        for l in self.slice(&f.lines).lines() {
+            let mut p = l.split(' ');
+            let (Some(a), Some(sz), Some(line), Some(file)) = (p.next().and_then(hex), p.next().and_then(hex), p.next(), p.next()) else { continue };
+            if rva >= a && rva < a + sz.max(1) {
+                return Some((self.file(file.parse().ok()?)?.to_string(), line.parse().ok()?));
+            }
+        }
+        None
+    }
+
+    /// The FUNC containing `rva`, or the nearest PUBLIC below it:
+    /// (name, displacement, source, parameter size).
     pub fn lookup(&self, rva: u64) -> Option<(String, u64, Option<(String, u32)>, u32)> {
         let i = self.funcs.partition_point(|f| f.address <= rva);
         if i > 0 {
             let f = &self.funcs[i - 1];
             if rva < f.address + f.size.max(1) {
-                let line = {
-                    let j = f.lines.partition_point(|l| l.0 <= rva);
-                    (j > 0).then(|| &f.lines[j - 1]).filter(|l| rva < l.0 + l.1.max(1)).map(|l| (self.files.get(&l.3).cloned().unwrap_or_default(), l.2))
-                };
-                return Some((f.name.clone(), rva - f.address, line, f.parameter_size));
+                return Some((self.func_name(f).to_string(), rva - f.address, self.line_of(f, rva), f.parameter_size));
             }
         }
         let j = self.publics.partition_point(|p| p.0 <= rva);
@@ -167,24 +267,48 @@ impl BreakpadSymbols {
             let p = &self.publics[j - 1];
             let next_func = self.funcs.get(i).map(|f| f.address).unwrap_or(u64::MAX);
             if i == 0 || self.funcs[i - 1].address < p.0 || rva < next_func {
-                return Some((p.2.clone(), rva - p.0, None, p.1));
+                return Some((self.slice(&p.2).to_string(), rva - p.0, None, p.1));
             }
         }
         None
     }
 
+    /// Is `rva` inside a FUNC record (not merely after a PUBLIC)?
+    pub fn in_func(&self, rva: u64) -> bool {
+        let i = self.funcs.partition_point(|f| f.address <= rva);
+        i > 0 && rva < self.funcs[i - 1].address + self.funcs[i - 1].size.max(1)
+    }
+
     /// The STACK WIN record for `rva` (frame data preferred over FPO).
-    pub fn stack_win(&self, rva: u64) -> Option<&StackWin> {
-        let i = self.stack_win.partition_point(|w| w.address <= rva);
-        self.stack_win[..i].iter().rev().take(8).find(|w| rva < w.address + w.size)
+    pub fn stack_win(&self, rva: u64) -> Option<StackWin> {
+        let i = self.stack_win.partition_point(|w| w.0 <= rva);
+        let w = self.stack_win[..i].iter().rev().take(8).find(|w| rva < w.0 + w.1)?;
+        parse_stack_win(self.slice(&w.3))
+    }
+
+    pub fn has_cfi(&self) -> bool {
+        !self.cfi.is_empty()
     }
 
     /// CFI rules in effect at `rva`: INIT, then each delta at or below `rva`.
     pub fn cfi_rules(&self, rva: u64) -> Option<Vec<&str>> {
         let i = self.cfi.partition_point(|c| c.address <= rva);
-        let c = &self.cfi[..i].last().filter(|c| rva < c.address + c.size)?;
-        let mut rules = vec![c.init.as_str()];
-        rules.extend(c.deltas.iter().take_while(|d| d.0 <= rva).map(|d| d.1.as_str()));
+        let c = self.cfi[..i].last().filter(|c| rva < c.address + c.size)?;
+        let mut rules = Vec::new();
+        for (n, l) in self.slice(&c.text).lines().enumerate() {
+            if n == 0 {
+                // STACK CFI INIT address size rules
+                rules.push(l.splitn(6, ' ').nth(5)?);
+            } else {
+                let mut p = l.splitn(4, ' ');
+                let (_, _, addr, r) = (p.next(), p.next(), p.next().and_then(hex), p.next());
+                match (addr, r) {
+                    (Some(a), Some(r)) if a <= rva => rules.push(r),
+                    (Some(_), Some(_)) => break,
+                    _ => {}
+                }
+            }
+        }
         Some(rules)
     }
 }
@@ -212,36 +336,13 @@ fn parse_stack_win(line: &str) -> Option<StackWin> {
     })
 }
 
-fn parse_cfi(line: &str, out: &mut Vec<CfiEntry>) -> bool {
-    let rest = &line["STACK CFI ".len().min(line.len())..];
-    if let Some(init) = rest.strip_prefix("INIT ") {
-        let mut p = init.splitn(3, ' ');
-        match (p.next().and_then(hex), p.next().and_then(hex), p.next()) {
-            (Some(a), Some(sz), Some(rules)) => {
-                out.push(CfiEntry { address: a, size: sz, init: rules.to_string(), deltas: Vec::new() });
-                true
-            }
-            _ => false,
-        }
-    } else {
-        let mut p = rest.splitn(2, ' ');
-        match (p.next().and_then(hex), p.next(), out.last_mut()) {
-            (Some(a), Some(rules), Some(last)) => {
-                last.deltas.push((a, rules.to_string()));
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_functions_lines_publics_and_stack_records() {
-        let text = "MODULE windows x86 ABC1 t.pdb\nFILE 1 c:\\t.cc\nFUNC 1000 20 4 crash(int)\n1000 10 42 1\n1010 10 43 1\nPUBLIC 2000 0 _start\nSTACK WIN 4 1000 20 3 0 4 0 8 0 1 $T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + =\nSTACK CFI INIT 3000 10 .cfa: $esp 4 + .ra: .cfa 4 - ^\nSTACK CFI 3001 .cfa: $esp 8 +\ngarbage line here\n";
+        let text = "MODULE windows x86 ABC1 t.pdb\nFILE 1 c:\\t.cc\nFUNC 1000 20 4 crash(int)\n1000 10 42 1\n1010 10 43 1\nPUBLIC 2000 0 _start\nSTACK WIN 4 1000 20 3 0 4 0 8 0 1 $T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + =\nSTACK CFI INIT 3000 10 .cfa: $esp 4 + .ra: .cfa 4 - ^\nSTACK CFI 3001 .cfa: $esp 8 +\nSTACK CFI 3005 .cfa: $esp 12 +\ngarbage line here\n";
         let s = BreakpadSymbols::parse(text);
         assert_eq!(s.lookup(0x1012), Some(("crash(int)".into(), 0x12, Some(("c:\\t.cc".into(), 43)), 4)));
         assert_eq!(s.lookup(0x2004).map(|l| l.0), Some("_start".into()));
@@ -249,6 +350,9 @@ mod tests {
         assert_eq!(w.kind, 4);
         assert!(w.program.as_deref().unwrap().starts_with("$T0 .raSearch"));
         assert_eq!(s.cfi_rules(0x3002).unwrap(), vec![".cfa: $esp 4 + .ra: .cfa 4 - ^", ".cfa: $esp 8 +"]);
+        assert_eq!(s.cfi_rules(0x3000).unwrap(), vec![".cfa: $esp 4 + .ra: .cfa 4 - ^"]);
         assert_eq!(s.skipped_lines, 1);
+        assert!(s.in_func(0x101f) && !s.in_func(0x1020));
+        assert_eq!(s.symbols().count(), 2);
     }
 }

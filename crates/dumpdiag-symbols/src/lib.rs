@@ -174,8 +174,8 @@ impl Symbols {
                     None => format!("{file}.sym"),
                 };
                 for c in self.path.local_candidates(&file, &id).into_iter().map(|p| p.with_file_name(&sym)) {
-                    if let Ok(text) = std::fs::read_to_string(&c) {
-                        return (ModuleSymbols::Breakpad(Box::new(BreakpadSymbols::parse(&text)), c.display().to_string()), c.display().to_string());
+                    if let Ok(b) = BreakpadSymbols::open(&c) {
+                        return (ModuleSymbols::Breakpad(Box::new(b), c.display().to_string()), c.display().to_string());
                     }
                 }
             }
@@ -294,10 +294,7 @@ impl Symbols {
             };
             match self.module(target, i) {
                 Some(ModuleSymbols::Pdb(p)) => p.functions().iter().for_each(|(rva, n)| push(*rva as u64, n)),
-                Some(ModuleSymbols::Breakpad(b, _)) => {
-                    b.funcs.iter().for_each(|f| push(f.address, &f.name));
-                    b.publics.iter().for_each(|p| push(p.0, &p.2));
-                }
+                Some(ModuleSymbols::Breakpad(b, _)) => b.symbols().for_each(|(a, n)| push(a, n)),
                 Some(ModuleSymbols::Export(e)) => e.iter().for_each(|(rva, n)| push(*rva as u64, n)),
                 _ => {}
             }
