@@ -6,12 +6,15 @@ use std::fmt::Write;
 
 use crate::format;
 use crate::Session;
-use dumpdiag_stack::{Env, Stack, StackBounds, Trust};
+use dumpdiag_stack::{Env, Frame, Stack, StackBounds, Trust};
+use dumpdiag_symbols::locals;
 use dumpdiag_target::{Arch, Context, MemoryExt};
 
 /// `k` options parsed from the letters after `k`.
 #[derive(Default, Clone, Copy)]
 pub struct KOptions {
+    pub params: bool,
+    pub params_multiline: bool,
     pub numbers: bool,
     pub args: bool,
     pub verbose: bool,
@@ -153,13 +156,31 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
                 n += 1;
             }
         }
+        let params = if (o.params || o.params_multiline) && !o.call_site_only {
+            match frame_variables(s, stack, i, None) {
+                Some(vars) => {
+                    let ps: Vec<String> =
+                        vars.iter().filter(|v| v.is_param && v.name != "this").map(|v| format!("{} {} = {}", v.type_name, v.name, v.value)).collect();
+                    if o.params_multiline && !ps.is_empty() {
+                        format!("(\n\t\t\t{})", ps.join(", \n\t\t\t"))
+                    } else if ps.is_empty() {
+                        "(void)".to_string()
+                    } else {
+                        format!("({})", ps.join(", "))
+                    }
+                }
+                None => "(<no parameter info>)".to_string(),
+            }
+        } else {
+            String::new()
+        };
         let site = match &sym {
             Some(sym) => {
                 let m = &t.modules()[sym.module_index];
                 let base = if sym.displacement == 0 || o.call_site_only {
-                    format!("{}!{}", m.short_name(), sym.function)
+                    format!("{}!{}{params}", m.short_name(), sym.function)
                 } else {
-                    format!("{}!{}+{:#x}", m.short_name(), sym.function, sym.displacement)
+                    format!("{}!{}{params}+{:#x}", m.short_name(), sym.function, sym.displacement)
                 };
                 if o.no_source || o.call_site_only {
                     base
@@ -205,12 +226,35 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
     out
 }
 
+/// Register values of a frame for frame-relative variables (CodeView numbering).
+fn frame_register(f: &Frame, ctx: Option<&Context>, ptr: u64) -> impl Fn(u16) -> Option<u64> {
+    let r13 = ctx.and_then(|c| c.get("r13"));
+    let ebx = ctx.and_then(|c| c.get("ebx"));
+    let (fp, sp) = (f.fp, f.sp);
+    move |r| match (r, ptr) {
+        (locals::CV_X86_EBP, 4) => Some(fp),
+        (locals::CV_X86_ESP, 4) => Some(sp),
+        (locals::CV_X86_EBX, 4) => ebx,
+        (locals::CV_AMD64_RBP, _) => Some(fp),
+        (locals::CV_AMD64_RSP, _) => Some(sp),
+        (locals::CV_AMD64_R13, _) => r13,
+        _ => None,
+    }
+}
+
+/// Variables of frame `i` of `stack` (the context only helps frame 0).
+pub fn frame_variables(s: &Session, stack: &Stack, i: usize, ctx: Option<&Context>) -> Option<Vec<locals::Variable>> {
+    let f = stack.frames.get(i)?;
+    let probe = if i > 0 { f.ip - 1 } else { f.ip };
+    let regs = frame_register(f, if i == 0 { ctx } else { None }, s.ptr());
+    s.symbols().variables(s.target(), probe, &regs)
+}
+
 pub fn k(s: &mut Session, verb: &str, rest: &str) -> Result<String, String> {
     let letters = &verb[1..];
-    if letters.contains('p') || letters.contains('P') {
-        return Err("kp: typed parameters need PDB parameter records, which this build does not decode yet; use kb or dv-less kv".into());
-    }
     let o = KOptions {
+        params: letters.contains('p'),
+        params_multiline: letters.contains('P'),
         numbers: letters.contains('n'),
         args: letters.contains('b'),
         verbose: letters.contains('v'),
@@ -337,4 +381,38 @@ pub fn all_stacks(s: &Session) -> Vec<(usize, Stack)> {
 
 pub fn arch_of(s: &Session) -> Arch {
     s.effective_machine()
+}
+
+/// The current frame's variables (the `.frame` selection of the current thread).
+fn current_variables(s: &Session) -> Result<Vec<locals::Variable>, String> {
+    let ctx = s.context().ok_or("Unable to get thread context")?;
+    let stack = stack_of(s, s.current_thread(), &ctx);
+    frame_variables(s, &stack, s.frame_index, Some(&ctx)).ok_or_else(|| "Unable to enumerate locals: the frame's module has no private PDB symbols".to_string())
+}
+
+/// `dv [/t] [/V]`: parameters first, then locals.
+pub fn dv(s: &mut Session, rest: &str) -> Result<String, String> {
+    let types = rest.contains("/t");
+    let addrs = rest.contains("/V") || rest.contains("/v");
+    let vars = current_variables(s)?;
+    let mut o = String::new();
+    let mut sorted: Vec<&locals::Variable> = vars.iter().filter(|v| v.is_param).collect();
+    sorted.extend(vars.iter().filter(|v| !v.is_param));
+    for v in sorted {
+        let addr = if addrs { v.address.map(|a| format!("{} ", s.addr(a))).unwrap_or_default() } else { String::new() };
+        let ty = if types { format!("{} ", v.type_name) } else { String::new() };
+        let _ = writeln!(o, "{addr}{ty}{:>15} = {}", v.name, v.value);
+    }
+    Ok(o)
+}
+
+/// `dt name`: a local or parameter, with the members of the structure it is or points to.
+pub fn dt_local(s: &mut Session, name: &str) -> Result<String, String> {
+    let vars = current_variables(s)?;
+    let v = vars.iter().find(|v| v.name == name).ok_or_else(|| format!("Symbol {name} not found"))?;
+    let mut o = format!("Local var @ {} Type {}\n{}\n", v.address.map(|a| format!("{a:#x}")).unwrap_or_else(|| "?".into()), v.type_name, v.value);
+    for m in &v.members {
+        let _ = writeln!(o, "   +{:#05x} {:<16} : {}", m.offset, m.name, if m.value.is_empty() { m.type_name.clone() } else { m.value.clone() });
+    }
+    Ok(o)
 }

@@ -279,6 +279,8 @@ impl Session {
             "!lmi" => cmd_symbols::lmi(self, rest),
             "!dh" => cmd_symbols::dh(self, rest),
             ".frame" => cmd_stacks::frame(self, rest),
+            "dv" => cmd_stacks::dv(self, rest),
+            "dt" => cmd_stacks::dt_local(self, rest.split_whitespace().last().unwrap_or("")),
             "!uniqstack" => cmd_stacks::uniqstack(self),
             "!findstack" => cmd_stacks::findstack(self, rest),
             "u" => cmd_code::u(self, rest),

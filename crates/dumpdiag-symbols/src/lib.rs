@@ -5,6 +5,7 @@
 
 pub mod breakpad;
 pub mod exports;
+pub mod locals;
 pub mod pdb;
 pub mod server;
 pub mod sympath;
@@ -222,6 +223,22 @@ impl Symbols {
                 None
             })
             .as_ref()
+    }
+
+    /// Parameters and locals of the function at `addr`, with values read for a frame whose
+    /// registers `reg` answers (CodeView register numbers). None without a PDB.
+    pub fn variables(&self, target: &dyn Target, addr: u64, reg: &dyn Fn(u16) -> Option<u64>) -> Option<Vec<locals::Variable>> {
+        let index = target.modules().iter().position(|m| m.contains(addr))?;
+        let ModuleSymbols::Pdb(p) = self.module(target, index)? else { return None };
+        let m = &target.modules()[index];
+        let ptr = match dumpdiag_os::pe::read_headers(target.memory(), m.base) {
+            Some(h) if h.magic == 0x10b => 4,
+            Some(_) => 8,
+            None => target.facts().pointer_size(),
+        };
+        let mem = target.memory();
+        let read = |a: u64, n: usize| dumpdiag_target::MemoryExt::read_bytes(mem, a, n);
+        locals::frame_variables(std::path::Path::new(&p.path), (addr - m.base) as u32, ptr, reg, &read).ok()
     }
 
     /// Symbolize an address.

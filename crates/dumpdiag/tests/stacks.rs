@@ -156,3 +156,25 @@ fn a_minidump_without_code_unwinds_from_image_files_on_the_symbol_path() {
         eprintln!("note: this machine's Wine DLLs differ from the sample's; checked the application frames only");
     }
 }
+
+#[test]
+fn kdlib_typed_parameters_and_locals_match_the_kdlib_oracle() {
+    let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
+    s.set_symbol_path(dump("kdlibcpp/targetapp_stacktest_wow64").to_str().unwrap());
+    s.execute(".effmach x86; .ecxr");
+    // StackTest.TypedParam: frame 0 has this (-> m_param 1234), a = 0.8, b = 10.
+    let kp = s.execute("kp 2").text;
+    assert!(kp.contains("targetapp!stackTestClass::stackMethod(double a = 0.800000011920929, int b = 0n10)+0x2d"), "{kp}");
+    assert!(kp.contains("targetapp!stackTestRun2(int a = 0n10, double b = 0.800000011920929, const char* c = 0x006ff76c)+0x5a"), "{kp}");
+    let dt = s.execute("dt this").text;
+    assert!(dt.contains("+0x000 m_param          : 0n1234"), "{dt}");
+    let dv = s.execute("dv").text;
+    assert!(dv.contains("a = 0.800000011920929") && dv.contains("b = 0n10") && dv.contains("this = 0x006ff640"), "{dv}");
+    // StackTest.LocalVars: frame 2 has three locals, localDouble 0.0 and localFloat 0.8.
+    s.execute(".frame 2");
+    let dv2 = s.execute("dv").text;
+    assert!(dv2.contains("localDouble = 0\n"), "{dv2}");
+    assert!(dv2.contains("localFloat = 0.800000011920929"), "{dv2}");
+    assert!(dv2.contains("localChars ="), "{dv2}");
+    assert!(s.execute("dt notexist").text.contains("Symbol notexist not found"));
+}
