@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-const COMMANDS: &[&str] = &["vertarget", ".dumpdebug", "~", "~* r", ".exr -1", ".ecxr", "lmv", "lm u", "!teb", "!peb", "!address -summary", "!handle 0 f", "!runaway 7", "!gle", "dps @$csp", ".effmach x86", "!peb"];
+const COMMANDS: &[&str] = &["vertarget", ".dumpdebug", "~", "~* r", ".exr -1", ".ecxr", "lmv", "lm u", "!teb", "!peb", "!address -summary", "!handle 0 f", "!runaway 7", "!gle", "dps @$csp", "~*kv", "u @$ip", "ub @$ip", "!uniqstack", ".effmach x86", "!peb", "~*k"];
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(t) = dumpdiag_mdmp::MdmpTarget::from_bytes("fuzz.dmp", data.to_vec()) {
