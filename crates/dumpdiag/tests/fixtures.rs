@@ -238,3 +238,48 @@ fn every_scenario_stack_shows_its_expected_frames_without_scanning() {
         }
     }
 }
+
+#[test]
+fn stack_commands_group_search_and_check_stacks() {
+    let mut s = dumpdiag_engine::Session::new(Box::new(open("cs_chain3")));
+    s.set_symbol_path(fixtures().to_str().unwrap());
+    let u = s.execute("!uniqstack").text;
+    assert!(u.contains("cs_chain3!refresh_cache+0x2f") && u.contains("cs_chain3!read_cache") && u.contains("cs_chain3!hold_config_forever"), "{u}");
+    assert!(u.contains("Total threads: 4"), "{u}");
+    let f = s.execute("!findstack refresh_cache").text;
+    assert!(f.contains("Thread 002, 1 frame(s) match") && f.contains("* 04 cs_chain3!refresh_cache+0x2f"), "{f}");
+    assert!(s.execute("!findstack no_such_function").text.contains("No thread"));
+    // A complete stack raises no stack-trace warning.
+    let k = s.execute("~2k").text;
+    assert!(!k.contains("WARNING"), "{k}");
+    // A hand-made frame: k = bp sp ip from thread 2's own registers gives the same stack.
+    let r = s.thread_context(2).unwrap();
+    let manual = s.execute(&format!("~2k = {:#x} {:#x} {:#x}", r.fp(), r.sp(), r.ip())).text;
+    assert_eq!(manual.lines().filter(|l| l.contains('!')).count(), k.lines().filter(|l| l.contains('!')).count(), "{manual}");
+    // .frame selects a frame; dv then answers for it (clang keeps these locals in registers).
+    assert!(s.execute("~2s; .frame 4").text.contains("cs_chain3!refresh_cache+0x2f"));
+
+    // The swallowed AV's thread was moved by hand: its walk ends before the thread start.
+    let mut w = dumpdiag_engine::Session::new(Box::new(open("swallowed_av")));
+    w.set_symbol_path(fixtures().to_str().unwrap());
+    let k = w.execute("k").text;
+    assert!(k.contains("WARNING: the walk ends in swallowed_av!recover_and_idle+0x1a before the thread start routine"), "{k}");
+}
+
+#[test]
+fn disassembly_goes_backward_and_over_whole_functions() {
+    let mut s = dumpdiag_engine::Session::new(Box::new(open("null_data_write")));
+    s.set_symbol_path(fixtures().to_str().unwrap());
+    s.execute(".ecxr");
+    let ip = s.context().unwrap().ip();
+    let ub = s.execute("ub @rip L2").text;
+    let last = ub.lines().last().unwrap();
+    let next = u64::from_str_radix(&last.split_whitespace().next().unwrap().replace('`', ""), 16).unwrap();
+    assert!(next < ip && ip - next <= 15, "{ub}");
+    let uf = s.execute("uf null_data_write!store_value").text;
+    assert!(uf.starts_with("null_data_write!store_value"), "{uf}");
+    assert!(uf.contains("mov     dword ptr [rcx+10h],edx") || uf.contains("[rcx+10h]"), "{uf}");
+    assert!(uf.trim_end().ends_with("ret"), "{uf}");
+    let u = s.execute("u null_data_write!update_record L6").text;
+    assert!(u.contains("call    null_data_write!store_value ("), "{u}");
+}
