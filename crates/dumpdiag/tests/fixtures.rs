@@ -283,3 +283,31 @@ fn disassembly_goes_backward_and_over_whole_functions() {
     let u = s.execute("u null_data_write!update_record L6").text;
     assert!(u.contains("call    null_data_write!store_value ("), "{u}");
 }
+
+#[test]
+fn cxr_switches_to_a_context_record_found_in_memory() {
+    // The exception dispatcher leaves a CONTEXT copy on the faulting thread's stack: find the
+    // one whose Rip (offset 0xf8) is the exception address, then `.cxr` to it.
+    let t = open("null_data_write");
+    let e = t.exception().unwrap().clone();
+    let ti = t.thread_index_by_id(e.thread_id).unwrap();
+    let th = t.threads()[ti].clone();
+    let bytes = t.memory().read_bytes(th.stack_start, th.stack_size as usize);
+    let at = (0..bytes.len().saturating_sub(0x100)).step_by(16).find(|&o| {
+        let flags = u32::from_le_bytes(bytes[o + 0x30..o + 0x34].try_into().unwrap());
+        let rip = u64::from_le_bytes(bytes[o + 0xf8..o + 0x100].try_into().unwrap());
+        flags & 0x0010_0000 != 0 && rip == e.record.address
+    });
+    let at = th.stack_start + at.expect("a CONTEXT record on the stack") as u64;
+    let mut s = dumpdiag_engine::Session::new(Box::new(t));
+    s.set_symbol_path(fixtures().to_str().unwrap());
+    let out = s.execute(&format!(".cxr {at:#x}")).text;
+    assert!(out.contains(&format!("rip={:016x}", e.record.address)), "{out}");
+    let k = s.execute("k").text;
+    assert!(k.contains("null_data_write!store_value+0x4") && k.contains("null_data_write!update_record"), "{k}");
+    // `.cxr` with no argument returns to the thread's own context.
+    // (the crashed thread itself was waiting in the crash filter when the dump was written).
+    s.execute(".cxr");
+    assert_eq!(s.current_thread(), ti);
+    assert!(!s.execute("r rip").text.contains(&format!("{:016x}", e.record.address)));
+}
