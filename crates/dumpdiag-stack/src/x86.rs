@@ -20,9 +20,13 @@ struct Regs {
 fn unwind_frame_data(env: &Env, r: &Regs, callee_params: u64, caller: bool) -> Option<(Regs, u64)> {
     let idx = env.target.modules().iter().position(|m| m.contains(r.eip))?;
     let m = &env.target.modules()[idx];
-    let ModuleSymbols::Breakpad(b, _) = env.symbols.module(env.target, idx)? else { return None };
     let rva = (r.eip - m.base).saturating_sub(caller as u64);
-    let w = b.stack_win(rva)?;
+    // Frame data from a Breakpad .sym, or from the PDB's FPO / frame-data streams.
+    let w = match env.symbols.module(env.target, idx)? {
+        ModuleSymbols::Breakpad(b, _) => b.stack_win(rva)?,
+        ModuleSymbols::Pdb(p) => p.frame_data_at(rva)?.clone(),
+        _ => return None,
+    };
     let mem = env.mem();
     let deref = |a: u64| mem.read_u32(a).map(u64::from);
     let mut vars: HashMap<String, u64> = HashMap::new();

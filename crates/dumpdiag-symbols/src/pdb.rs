@@ -23,6 +23,8 @@ pub struct PdbSymbols {
     pub path: String,
     pub guid: [u8; 16],
     pub age: u32,
+    /// x86 frame data (FPO and program-string records), sorted by address.
+    pub frame_data: Vec<crate::breakpad::StackWin>,
 }
 
 /// One resolved address.
@@ -58,6 +60,7 @@ impl PdbSymbols {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
         let info = pdb.pdb_information().map_err(|e| e.to_string())?;
+        let frame_data = read_frame_data(&mut pdb);
         let guid = guid_bytes(&info.guid);
         let age = pdb.debug_information().map(|d| d.age().unwrap_or(info.age)).unwrap_or(info.age);
         let data = ContextPdbData::try_from_pdb(pdb).map_err(|e| e.to_string())?;
@@ -66,7 +69,7 @@ impl PdbSymbols {
             | pdb_addr2line::TypeFormatterFlags::NO_FUNCTION_RETURN
             | pdb_addr2line::TypeFormatterFlags::NAME_ONLY;
         let cell = Cell::try_new(data, |d| d.make_context_with_formatter_flags(flags)).map_err(|e| e.to_string())?;
-        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age })
+        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age, frame_data })
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
@@ -84,8 +87,45 @@ impl PdbSymbols {
         })
     }
 
+    /// The frame-data record covering `rva` (program strings preferred over plain FPO).
+    pub fn frame_data_at(&self, rva: u64) -> Option<&crate::breakpad::StackWin> {
+        let i = self.frame_data.partition_point(|w| w.address <= rva);
+        self.frame_data[..i].iter().rev().take(8).find(|w| rva < w.address + w.size)
+    }
+
     /// Every function: (start rva, name).
     pub fn functions(&self) -> Vec<(u32, String)> {
         self.cell.with_dependent(|_, ctx| ctx.functions().filter_map(|f| Some((f.start_rva, demangle(&f.name?)))).collect())
     }
+}
+
+/// The PDB's x86 frame data (the FPO and "new FPO" streams), as STACK WIN-shaped records.
+fn read_frame_data(pdb: &mut pdb::PDB<'static, File>) -> Vec<crate::breakpad::StackWin> {
+    use pdb::FallibleIterator;
+    let (Ok(table), Ok(map)) = (pdb.frame_table(), pdb.address_map()) else { return Vec::new() };
+    let strings = pdb.string_table().ok();
+    let mut out = Vec::new();
+    let mut it = table.iter();
+    while let Ok(Some(f)) = it.next() {
+        let Some(rva) = f.code_start.to_rva(&map) else { continue };
+        let program = f.program.and_then(|p| strings.as_ref().and_then(|st| p.to_string_lossy(st).ok()).map(|c| c.into_owned()));
+        out.push(crate::breakpad::StackWin {
+            kind: if program.is_some() { 4 } else { 0 },
+            address: rva.0 as u64,
+            size: f.code_size as u64,
+            prolog_size: f.prolog_size as u32,
+            epilog_size: 0,
+            parameter_size: f.params_size,
+            saved_register_size: f.saved_regs_size as u32,
+            local_size: f.locals_size,
+            max_stack_size: f.max_stack_size.unwrap_or(0),
+            allocates_base_pointer: f.uses_base_pointer,
+            program,
+        });
+        if out.len() >= 1 << 22 {
+            break;
+        }
+    }
+    out.sort_by_key(|w| (w.address, std::cmp::Reverse(w.kind)));
+    out
 }

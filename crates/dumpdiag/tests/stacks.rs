@@ -178,3 +178,23 @@ fn kdlib_typed_parameters_and_locals_match_the_kdlib_oracle() {
     assert!(dv2.contains("localChars ="), "{dv2}");
     assert!(s.execute("dt notexist").text.contains("Symbol notexist not found"));
 }
+
+#[test]
+fn x86_pdb_frame_data_unwinds_a_release_build() {
+    let mut s = session("bugsplat/minidump.dmp");
+    s.set_symbol_path(dump("bugsplat").to_str().unwrap());
+    s.execute(".ecxr");
+    let ctx = s.context().unwrap();
+    let stack = cmd_stacks::stack_of(&s, s.current_thread(), &ctx);
+    let names: Vec<String> = stack
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| s.symbols().lookup(s.target(), if i > 0 { f.ip - 1 } else { f.ip }).map(|x| x.function).unwrap_or_default())
+        .collect();
+    assert_eq!(names[..3], ["MemoryException", "wmain", "__scrt_common_main_seh"], "{names:?}");
+    assert_eq!(stack.frames[1].trust, Trust::FrameData, "wmain's caller from the PDB's frame data");
+    let k = s.execute("kn 4").text;
+    assert!(k.contains("myConsoleCrasher!invoke_main [inline]"), "inline frames shown: {k}");
+    assert!(k.contains("myConsoleCrasher.cpp @ 153]"), "{k}");
+}
