@@ -18,6 +18,9 @@ use dumpdiag_target::{CodeViewRecord, ModuleRecord, Target};
 pub use breakpad::BreakpadSymbols;
 pub use sympath::SymbolPath;
 
+/// How far past a data symbol an address may lie and still be named after it.
+const MAX_DATA_DISPLACEMENT: u64 = 0x1000;
+
 /// What a module's symbols come from (the `lm` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SymbolKind {
@@ -257,7 +260,17 @@ impl Symbols {
         };
         match self.module(target, index)? {
             ModuleSymbols::Pdb(p) => {
-                let f = p.find(u32::try_from(rva).ok()?)?;
+                let Some(f) = p.find(u32::try_from(rva).ok()?) else {
+                    // Not code: a global or static variable?
+                    let (start, name) = p.global_at(rva as u32).filter(|g| rva - g.0 as u64 <= MAX_DATA_DISPLACEMENT)?;
+                    return Some(Symbol {
+                        function: name.clone(),
+                        displacement: rva - *start as u64,
+                        function_start: m.base + *start as u64,
+                        kind: SymbolKind::Pdb,
+                        ..base
+                    });
+                };
                 let mut frames = f.frames;
                 let (function, file, line) = frames.pop()?;
                 let start = m.base + f.start_rva as u64;
@@ -310,7 +323,10 @@ impl Symbols {
                 }
             };
             match self.module(target, i) {
-                Some(ModuleSymbols::Pdb(p)) => p.functions().iter().for_each(|(rva, n)| push(*rva as u64, n)),
+                Some(ModuleSymbols::Pdb(p)) => {
+                    p.functions().iter().for_each(|(rva, n)| push(*rva as u64, n));
+                    p.globals.iter().for_each(|(rva, n)| push(*rva as u64, n));
+                }
                 Some(ModuleSymbols::Breakpad(b, _)) => b.symbols().for_each(|(a, n)| push(a, n)),
                 Some(ModuleSymbols::Export(e)) => e.iter().for_each(|(rva, n)| push(*rva as u64, n)),
                 _ => {}

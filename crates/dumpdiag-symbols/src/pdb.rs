@@ -25,6 +25,8 @@ pub struct PdbSymbols {
     pub age: u32,
     /// x86 frame data (FPO and program-string records), sorted by address.
     pub frame_data: Vec<crate::breakpad::StackWin>,
+    /// Global and static data symbols: (rva, name), sorted.
+    pub globals: Vec<(u32, String)>,
 }
 
 /// One resolved address.
@@ -61,6 +63,7 @@ impl PdbSymbols {
         let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
         let info = pdb.pdb_information().map_err(|e| e.to_string())?;
         let frame_data = read_frame_data(&mut pdb);
+        let globals = read_globals(&mut pdb);
         let guid = guid_bytes(&info.guid);
         let age = pdb.debug_information().map(|d| d.age().unwrap_or(info.age)).unwrap_or(info.age);
         let data = ContextPdbData::try_from_pdb(pdb).map_err(|e| e.to_string())?;
@@ -69,7 +72,7 @@ impl PdbSymbols {
             | pdb_addr2line::TypeFormatterFlags::NO_FUNCTION_RETURN
             | pdb_addr2line::TypeFormatterFlags::NAME_ONLY;
         let cell = Cell::try_new(data, |d| d.make_context_with_formatter_flags(flags)).map_err(|e| e.to_string())?;
-        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age, frame_data })
+        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age, frame_data, globals })
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
@@ -91,6 +94,12 @@ impl PdbSymbols {
     pub fn frame_data_at(&self, rva: u64) -> Option<&crate::breakpad::StackWin> {
         let i = self.frame_data.partition_point(|w| w.address <= rva);
         self.frame_data[..i].iter().rev().take(8).find(|w| rva < w.address + w.size)
+    }
+
+    /// The data symbol at or below `rva`: (start rva, name).
+    pub fn global_at(&self, rva: u32) -> Option<&(u32, String)> {
+        let i = self.globals.partition_point(|g| g.0 <= rva);
+        self.globals.get(i.checked_sub(1)?)
     }
 
     /// Every function: (start rva, name).
@@ -127,5 +136,46 @@ fn read_frame_data(pdb: &mut pdb::PDB<'static, File>) -> Vec<crate::breakpad::St
         }
     }
     out.sort_by_key(|w| (w.address, std::cmp::Reverse(w.kind)));
+    out
+}
+
+/// Global and static data (S_GDATA32 / S_LDATA32 in the global symbol stream and the modules).
+fn read_globals(pdb: &mut pdb::PDB<'static, File>) -> Vec<(u32, String)> {
+    use pdb::FallibleIterator;
+    let Ok(map) = pdb.address_map() else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut push = |data: pdb::SymbolData| {
+        if let pdb::SymbolData::Data(d) = data {
+            if let Some(rva) = d.offset.to_rva(&map) {
+                out.push((rva.0, d.name.to_string().into_owned()));
+            }
+        }
+    };
+    if let Ok(globals) = pdb.global_symbols() {
+        let mut it = globals.iter();
+        while let Ok(Some(sym)) = it.next() {
+            if let Ok(data) = sym.parse() {
+                push(data);
+            }
+        }
+    }
+    // File-static data lives in the module streams only.
+    if let Ok(dbi) = pdb.debug_information() {
+        if let Ok(mut modules) = dbi.modules() {
+            while let Ok(Some(m)) = modules.next() {
+                if let Ok(Some(info)) = pdb.module_info(&m) {
+                    if let Ok(mut syms) = info.symbols() {
+                        while let Ok(Some(sym)) = syms.next() {
+                            if let Ok(data @ pdb::SymbolData::Data(_)) = sym.parse() {
+                                push(data);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
     out
 }

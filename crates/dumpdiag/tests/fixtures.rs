@@ -311,3 +311,13 @@ fn cxr_switches_to_a_context_record_found_in_memory() {
     assert_eq!(s.current_thread(), ti);
     assert!(!s.execute("r rip").text.contains(&format!("{:016x}", e.record.address)));
 }
+
+#[test]
+fn pdb_global_variables_are_symbols() {
+    let mut s = dumpdiag_engine::Session::new(Box::new(open("cs_deadlock")));
+    s.set_symbol_path(fixtures().to_str().unwrap());
+    let x = s.execute("x cs_deadlock!g_*").text;
+    assert!(x.contains("cs_deadlock!g_accounts_lock") && x.contains("cs_deadlock!g_ledger_lock"), "{x}");
+    let a = s.eval("cs_deadlock!g_ledger_lock").unwrap();
+    assert_eq!(s.execute(&format!("ln {:#x}", a + 8)).text.trim_end(), format!("({})   cs_deadlock!g_ledger_lock+0x8", dumpdiag_engine::format::addr(a, 8)));
+}
