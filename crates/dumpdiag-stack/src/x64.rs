@@ -30,7 +30,9 @@ impl UnwindState for Regs<'_> {
 /// Unwind one frame with the module's unwind data: from the image in dump memory, else from
 /// the image file on the symbol path; None when neither is at hand.
 fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<u64> {
-    let m = env.target.module_at(ip)?;
+    let Some(m) = env.target.module_at(ip) else {
+        return unwind_with_function_table(env, regs, ip, caller);
+    };
     // A return address may sit just past the end of its call's function: look up ra - 1.
     let rva = (ip - m.base).saturating_sub(caller as u64) as u32;
     let in_dump = pe::read_headers(env.mem(), m.base).and_then(|h| {
@@ -53,6 +55,18 @@ fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Optio
     let (pdata_rva, pdata_size) = image.exception_directory?;
     let pdata = image.at_rva(pdata_rva, pdata_size as usize)?;
     unwind_table(regs, pdata, |rva: u32| image.at_rva(rva, 1 << 20), rva)
+}
+
+/// Code outside every module (JIT) described by the dump's FunctionTable stream: its
+/// RUNTIME_FUNCTION entries are relative to the table's base, and the unwind data they point
+/// to lies in dump memory.
+fn unwind_with_function_table(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<u64> {
+    let ft = env.target.extras().function_tables.iter().find(|t| ip >= t.minimum_address && ip < t.maximum_address)?;
+    let base = ft.base_address;
+    let rva = u32::try_from((ip - base).saturating_sub(caller as u64)).ok()?;
+    let mem = env.mem();
+    let read = move |rva: u32| -> Option<&[u8]> { mem.slice(base.checked_add(rva as u64)?, 1 << 16) };
+    unwind_table(regs, &ft.entries, read, rva)
 }
 
 fn unwind_table<'m>(regs: &mut Regs, pdata: &[u8], read: impl FnMut(u32) -> Option<&'m [u8]> + 'm, rva: u32) -> Option<u64> {
