@@ -58,7 +58,7 @@ def main():
     dd_scans = sum(v for k, v in per_thread.items() if k != crashed) + ecxr_scans
     print(f"input: {os.path.basename(dump)} ({len(ms['threads'])} threads) with its Breakpad symbol store")
     print(f"time   minidump-stackwalk / dumpdiag: {t_ms / t_dd:.2f}x  (dumpdiag {'faster' if t_dd < t_ms else 'slower'})")
-    print(f"peak RSS dumpdiag / minidump-stackwalk: {rss_dd / rss_ms:.2f}")
+    print(f"peak RSS dumpdiag / minidump-stackwalk: {rss_dd / rss_ms:.3f} ({rss_dd >> 20} MB / {rss_ms >> 20} MB)")
     print(f"scanned frames: dumpdiag {dd_scans}, minidump-stackwalk {ms_scans}")
 
 

@@ -137,8 +137,8 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
     let mut n = 0usize;
     for (i, f) in stack.frames.iter().enumerate().take(max) {
         // A caller frame's ip is a return address: its call (and source line) is just before.
-        let sym = s.symbols().lookup(t, if i > 0 { f.ip - 1 } else { f.ip }).map(|mut x| {
-            x.displacement = f.ip - x.function_start;
+        let sym = s.symbols().lookup(t, if i > 0 { f.ip.saturating_sub(1) } else { f.ip }).map(|mut x| {
+            x.displacement = f.ip.saturating_sub(x.function_start);
             x
         });
         // Inline frames first (innermost), each on its own line.
@@ -245,7 +245,7 @@ fn frame_register(f: &Frame, ctx: Option<&Context>, ptr: u64) -> impl Fn(u16) ->
 /// Variables of frame `i` of `stack` (the context only helps frame 0).
 pub fn frame_variables(s: &Session, stack: &Stack, i: usize, ctx: Option<&Context>) -> Option<Vec<locals::Variable>> {
     let f = stack.frames.get(i)?;
-    let probe = if i > 0 { f.ip - 1 } else { f.ip };
+    let probe = if i > 0 { f.ip.saturating_sub(1) } else { f.ip };
     let regs = frame_register(f, if i == 0 { ctx } else { None }, s.ptr());
     s.symbols().variables(s.target(), probe, &regs)
 }

@@ -84,7 +84,18 @@ impl BreakpadSymbols {
         // text validated as UTF-8 here.
         let map = unsafe { memmap2::Mmap::map(&f)? };
         if std::str::from_utf8(&map).is_ok() && map.len() <= MAX_SYM_FILE {
-            return Ok(Self::index(Text::Map(map)));
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::Sequential);
+            let s = Self::index(Text::Map(map));
+            // Indexing touched every page once; lookups touch a few. Hand the pages back (they
+            // are file-backed and come back from the file when needed) so memory follows use.
+            #[cfg(unix)]
+            if let Text::Map(m) = &s.text {
+                // SAFETY: a read-only, file-backed private mapping: dropped pages are re-read
+                // from the file on the next access, so no data is lost.
+                let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+            }
+            return Ok(s);
         }
         let lossy = String::from_utf8_lossy(&map[..map.len().min(MAX_SYM_FILE)]).into_owned();
         Ok(Self::index(Text::Owned(lossy)))
