@@ -198,3 +198,15 @@ fn x86_pdb_frame_data_unwinds_a_release_build() {
     assert!(k.contains("myConsoleCrasher!invoke_main [inline]"), "inline frames shown: {k}");
     assert!(k.contains("myConsoleCrasher.cpp @ 153]"), "{k}");
 }
+
+#[test]
+fn x86_disassembly_in_the_wow64_view() {
+    let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
+    s.set_symbol_path(dump("kdlibcpp/targetapp_stacktest_wow64").to_str().unwrap());
+    s.execute(".effmach x86; .ecxr");
+    // __debugbreak() in stackMethod, then its epilogue.
+    let u = s.execute("u @eip L3").text;
+    assert!(u.contains("00875f5d cc               int     3") && u.contains("00875f5e 5f               pop     edi"), "{u}");
+    let ub = s.execute("ub @eip L2").text;
+    assert!(ub.contains("00875f58 e837b8feff       call    targetapp+0x11794 (00861794)"), "{ub}");
+}
