@@ -49,6 +49,19 @@ fn flag_text(efl: u64) -> String {
     )
 }
 
+/// `cs=0033  ss=002b ... efl=00010246`, the same on x86 and x64.
+fn segment_line(g: &dyn Fn(&str) -> u64, efl: u64) -> String {
+    format!(
+        "cs={:04x}  ss={:04x}  ds={:04x}  es={:04x}  fs={:04x}  gs={:04x}             efl={efl:08x}\n",
+        g("cs"),
+        g("ss"),
+        g("ds"),
+        g("es"),
+        g("fs"),
+        g("gs")
+    )
+}
+
 /// The full register display `r` prints, with the instruction location line.
 pub fn format_registers(s: &Session, c: &Context) -> String {
     let g = |n: &str| c.get(n).unwrap_or(0);
@@ -63,17 +76,7 @@ pub fn format_registers(s: &Session, c: &Context) -> String {
             let _ = writeln!(o, "r14={:016x} r15={:016x}", g("r14"), g("r15"));
             let efl = g("efl");
             let _ = writeln!(o, "iopl={}         {}", (efl >> 12) & 3, flag_text(efl));
-            let _ = writeln!(
-                o,
-                "cs={:04x}  ss={:04x}  ds={:04x}  es={:04x}  fs={:04x}  gs={:04x}             efl={:08x}",
-                g("cs"),
-                g("ss"),
-                g("ds"),
-                g("es"),
-                g("fs"),
-                g("gs"),
-                efl
-            );
+            o.push_str(&segment_line(&g, efl));
             if let Some(x) = c.xstate() {
                 let _ = writeln!(o, "xstate mask={:016x}{}", x.mask, x.cet_ssp.map(|p| format!(" ssp={p:016x}")).unwrap_or_default());
             }
@@ -83,17 +86,7 @@ pub fn format_registers(s: &Session, c: &Context) -> String {
                 writeln!(o, "eax={:08x} ebx={:08x} ecx={:08x} edx={:08x} esi={:08x} edi={:08x}", g("eax"), g("ebx"), g("ecx"), g("edx"), g("esi"), g("edi"));
             let efl = g("efl");
             let _ = writeln!(o, "eip={:08x} esp={:08x} ebp={:08x} iopl={}         {}", g("eip"), g("esp"), g("ebp"), (efl >> 12) & 3, flag_text(efl));
-            let _ = writeln!(
-                o,
-                "cs={:04x}  ss={:04x}  ds={:04x}  es={:04x}  fs={:04x}  gs={:04x}             efl={:08x}",
-                g("cs"),
-                g("ss"),
-                g("ds"),
-                g("es"),
-                g("fs"),
-                g("gs"),
-                efl
-            );
+            o.push_str(&segment_line(&g, efl));
         }
         Context::Arm64(_) => {
             for chunk in c.gpr_names().chunks(4) {

@@ -49,22 +49,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// `Wed Jul 25 11:39:44.000 2018 (UTC + 0:00)` for Unix seconds.
-pub fn debug_time(unix: i64) -> String {
+/// `Wed Jul 25 11:39:44{fraction} 2018` for Unix seconds.
+fn calendar_time(unix: i64, fraction: &str) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let wd = DAYS[days.rem_euclid(7) as usize];
-    format!("{wd} {} {d:2} {:02}:{:02}:{:02}.000 {y} (UTC + 0:00)", MONTHS[(m - 1) as usize], secs / 3600, secs / 60 % 60, secs % 60)
+    format!("{wd} {} {d:2} {:02}:{:02}:{:02}{fraction} {y}", MONTHS[(m - 1) as usize], secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `Wed Jul 25 11:39:44.000 2018 (UTC + 0:00)` for Unix seconds.
+pub fn debug_time(unix: i64) -> String {
+    format!("{} (UTC + 0:00)", calendar_time(unix, ".000"))
 }
 
 /// `Wed Jul 25 11:39:44 2018` (module timestamps).
 pub fn short_time(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let wd = DAYS[days.rem_euclid(7) as usize];
-    format!("{wd} {} {d:2} {:02}:{:02}:{:02} {y}", MONTHS[(m - 1) as usize], secs / 3600, secs / 60 % 60, secs % 60)
+    calendar_time(unix, "")
 }
 
 /// A duration in FILETIME units as `0 days 0:00:00.015`.
