@@ -99,6 +99,12 @@ fn parse_addr_count(s: &Session, rest: &str, default: usize) -> Result<(Option<u
     Ok((Some(s.eval(rest)?), default))
 }
 
+/// `count` instructions at `a`, rendered as `u` prints them.
+pub fn disassemble(s: &Session, a: u64, count: usize) -> String {
+    let bytes = s.target().memory().read_bytes(a, count * MAX_INSN);
+    render(s, &decode(s, &bytes, a, count), true)
+}
+
 pub fn u(s: &mut Session, rest: &str) -> Result<String, String> {
     let (a, n) = parse_addr_count(s, rest, 8)?;
     let a = a.or(s.next_disassembly).or_else(|| s.context().map(|c| c.ip())).ok_or("Missing address")?;

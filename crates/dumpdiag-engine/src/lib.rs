@@ -7,6 +7,8 @@ mod cmd_memory;
 mod cmd_modules;
 mod cmd_process;
 pub mod cmd_stacks;
+pub use cmd_target::dump_flag_names;
+pub use cmd_threads::fast_fail_name;
 mod cmd_symbols;
 mod cmd_target;
 mod cmd_threads;
@@ -227,6 +229,11 @@ impl Session {
     /// `module!symbol+0xoffset` (or `module+0xoffset`) for an address inside a module.
     pub fn describe_address(&self, a: u64) -> Option<String> {
         self.symbols.describe(self.target.as_ref(), a)
+    }
+
+    /// `count` instructions at `addr` as `u` prints them.
+    pub fn disassemble(&self, addr: u64, count: usize) -> String {
+        cmd_code::disassemble(self, addr, count)
     }
 
     pub fn eval(&self, e: &str) -> Result<u64, String> {

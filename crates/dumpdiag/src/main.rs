@@ -88,7 +88,7 @@ fn repl(session: &mut Session) -> ExitCode {
             }
             // Echo prompt and command so piped sessions read like a debugger transcript.
             let prompt = session.prompt();
-            let out = session.execute(line.trim_end());
+            let out = run_line(session, line.trim_end());
             print!("{prompt}{}\n{}", line.trim_end(), out.text);
             if out.quit {
                 return ExitCode::SUCCESS;
@@ -113,7 +113,7 @@ fn repl(session: &mut Session) -> ExitCode {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                let out = session.execute(&line);
+                let out = run_line(session, &line);
                 print!("{}", out.text);
                 let _ = std::io::stdout().flush();
                 if out.quit {
@@ -130,7 +130,71 @@ fn repl(session: &mut Session) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `dumpdiag analyze DUMP [-y SYMPATH] [--format text|json] [-o FILE]`.
+#[derive(Parser)]
+#[command(name = "dumpdiag analyze", about = "Automatic diagnosis of a dump in the diagnostic pattern language.")]
+struct AnalyzeCli {
+    dump: String,
+    #[arg(short = 'y', long = "sympath")]
+    sympath: Option<String>,
+    #[arg(long = "format", default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+    #[arg(short = 'o', long = "output")]
+    output: Option<String>,
+}
+
+fn analyze_main(args: Vec<String>) -> ExitCode {
+    let cli = AnalyzeCli::parse_from(args);
+    let target = match MdmpTarget::open(&cli.dump) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dumpdiag: {}: {e}", cli.dump);
+            return ExitCode::from(2);
+        }
+    };
+    let mut session = Session::new(Box::new(target));
+    if let Some(p) = cli.sympath.clone().or_else(|| std::env::var("_NT_SYMBOL_PATH").ok()) {
+        session.set_symbol_path(&p);
+    }
+    let report = dumpdiag_analysis::analyze(&session);
+    let text = if cli.format == "json" { report.to_json() + "\n" } else { report.to_text() };
+    match &cli.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("dumpdiag: cannot write {path}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+        None => print!("{text}"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Run a command line, handling `!analyze` here: the analysis sits above the command engine.
+fn run_line(session: &mut Session, line: &str) -> dumpdiag_engine::Outcome {
+    let mut out = dumpdiag_engine::Outcome::default();
+    for part in line.split(';') {
+        if part.trim().starts_with("!analyze") {
+            out.text.push_str(&dumpdiag_analysis::analyze(session).to_text());
+            continue;
+        }
+        let o = session.execute(part);
+        out.text.push_str(&o.text);
+        if o.quit {
+            out.quit = true;
+            break;
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "analyze") {
+        let mut rest = vec![args[0].clone()];
+        rest.extend(args[2..].iter().cloned());
+        return analyze_main(rest);
+    }
     let cli = Cli::parse();
     let target = match MdmpTarget::open(&cli.dump) {
         Ok(t) => t,
@@ -167,7 +231,7 @@ fn main() -> ExitCode {
     if scripted {
         let mut stdout = std::io::stdout().lock();
         for l in lines {
-            let out = session.execute(&l);
+            let out = run_line(&mut session, &l);
             if stdout.write_all(out.text.as_bytes()).is_err() {
                 return ExitCode::SUCCESS;
             }

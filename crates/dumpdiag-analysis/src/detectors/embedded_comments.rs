@@ -1,0 +1,24 @@
+//! Embedded Comments: comment streams written by the dump tool.
+
+use crate::{Detector, Evidence, Finding};
+
+pub struct EmbeddedComments;
+
+impl Detector for EmbeddedComments {
+    fn pattern(&self) -> &'static str {
+        "Embedded Comments"
+    }
+    fn category(&self) -> &'static str {
+        "Meta-Memory Dump"
+    }
+    fn detect(&self, ev: &Evidence) -> Vec<Finding> {
+        let x = ev.target().extras();
+        let comments: Vec<String> = [x.comment_a.as_ref(), x.comment_w.as_ref()].into_iter().flatten().filter(|c| !c.trim().is_empty()).cloned().collect();
+        if comments.is_empty() {
+            return Vec::new();
+        }
+        vec![Finding::new(self.pattern(), self.category(), "high", format!("the dump tool left a comment: {}", comments[0]))
+            .evidence(comments)
+            .recommend("The comment usually says why and when the dump was taken.")]
+    }
+}

@@ -1,0 +1,105 @@
+//! What the detectors look at, gathered once: the exception, every thread's symbolized stack
+//! (the faulting thread from the exception context), the target itself.
+
+use dumpdiag_engine::cmd_stacks;
+use dumpdiag_engine::Session;
+use dumpdiag_stack::Trust;
+use dumpdiag_target::{ExceptionInfo, Target, ThreadTimes};
+
+#[derive(Debug, Clone)]
+pub struct FrameView {
+    pub ip: u64,
+    pub module: Option<String>,
+    pub function: Option<String>,
+    /// Offset from the function (or module, without a symbol).
+    pub offset: u64,
+    pub source: Option<(String, u32)>,
+    pub trust: Trust,
+}
+
+impl FrameView {
+    /// `module!function` (or `module+0xoff`, or the address).
+    pub fn call_site(&self) -> String {
+        match (&self.module, &self.function) {
+            (Some(m), Some(f)) => format!("{m}!{f}"),
+            (Some(m), None) => format!("{m}+{:#x}", self.offset),
+            _ => format!("{:#x}", self.ip),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ThreadView {
+    pub index: usize,
+    pub id: u32,
+    pub name: Option<String>,
+    pub frames: Vec<FrameView>,
+    pub times: Option<ThreadTimes>,
+}
+
+pub struct Evidence<'s> {
+    pub session: &'s Session,
+    pub exception: Option<ExceptionInfo>,
+    /// The faulting thread's stack from the exception context.
+    pub exception_frames: Vec<FrameView>,
+    pub threads: Vec<ThreadView>,
+    pub ptr: u64,
+}
+
+fn frames(s: &Session, index: usize, ctx: &dumpdiag_target::Context) -> Vec<FrameView> {
+    let t = s.target();
+    let stack = cmd_stacks::stack_of(s, index, ctx);
+    stack
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let probe = if i > 0 { f.ip.saturating_sub(1) } else { f.ip };
+            let sym = s.symbols().lookup(t, probe);
+            let module = t.module_at(f.ip).map(|m| m.short_name());
+            let (function, offset, source) = match sym {
+                Some(x) => (Some(x.function), f.ip.saturating_sub(x.function_start), x.source),
+                None => (None, t.module_at(f.ip).map(|m| f.ip - m.base).unwrap_or(0), None),
+            };
+            FrameView { ip: f.ip, module, function, offset, source, trust: f.trust }
+        })
+        .collect()
+}
+
+impl<'s> Evidence<'s> {
+    pub fn gather(s: &'s Session) -> Evidence<'s> {
+        let t = s.target();
+        let exception = t.exception().cloned();
+        let exception_frames = match (&exception, t.exception_context()) {
+            (Some(e), Some(ctx)) => t.thread_index_by_id(e.thread_id).map(|i| frames(s, i, &ctx)).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let threads = t
+            .threads()
+            .iter()
+            .enumerate()
+            .map(|(i, th)| ThreadView {
+                index: i,
+                id: th.id,
+                name: th.name.clone(),
+                frames: s.thread_context(i).map(|c| frames(s, i, &c)).unwrap_or_default(),
+                times: th.info.clone(),
+            })
+            .collect();
+        Evidence { session: s, exception, exception_frames, threads, ptr: s.ptr() }
+    }
+
+    pub fn target(&self) -> &dyn Target {
+        self.session.target()
+    }
+
+    /// The application's own modules: the main image and anything outside the system
+    /// directories.
+    pub fn is_app_module(&self, name: &str) -> bool {
+        let t = self.target();
+        t.modules().iter().find(|m| m.short_name() == name).is_some_and(|m| {
+            let p = m.path.to_ascii_lowercase();
+            std::ptr::eq(m, &t.modules()[0]) || !(p.contains("\\windows\\") || p.contains("/wine/"))
+        })
+    }
+}

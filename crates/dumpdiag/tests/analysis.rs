@@ -1,0 +1,128 @@
+//! Automatic diagnosis on the fixtures: every implemented detector fires on the scenarios whose
+//! expected results name its pattern and on no other (the negative half of each detector's
+//! test), the JSON contract holds, and the whole real corpus analyzes without failure, its
+//! findings kept as a reviewed snapshot.
+
+mod common;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixtures() -> PathBuf {
+    if let Ok(d) = std::env::var("DUMPDIAG_FIXTURES") {
+        return PathBuf::from(d);
+    }
+    let out = std::process::Command::new("python3").arg(repo().join("fixtures/build.py")).output().expect("run fixtures/build.py");
+    assert!(out.status.success(), "fixture build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn analyze(path: &std::path::Path, sympath: &str) -> dumpdiag_analysis::Report {
+    let t = dumpdiag_mdmp::MdmpTarget::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut s = dumpdiag_engine::Session::new(Box::new(t));
+    s.set_symbol_path(sympath);
+    dumpdiag_analysis::analyze(&s)
+}
+
+#[test]
+fn each_detector_fires_exactly_on_the_scenarios_that_show_its_pattern() {
+    let dir = fixtures();
+    let implemented: BTreeSet<&str> = dumpdiag_analysis::detectors::implemented().into_iter().collect();
+    let mut seen_positive: BTreeSet<&str> = BTreeSet::new();
+    for entry in std::fs::read_dir(repo().join("fixtures/scenarios")).unwrap().flatten() {
+        let p = entry.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let spec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let expected: BTreeSet<String> =
+            spec["patterns"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).filter(|n| implemented.contains(n.as_str())).collect();
+        let report = analyze(&dir.join(format!("{name}.dmp")), dir.to_str().unwrap());
+        let found: BTreeSet<String> = report.patterns.iter().map(|f| f.name.clone()).collect();
+        assert_eq!(found, expected, "{name}: detected vs expected");
+        for f in &report.patterns {
+            seen_positive.insert(implemented.iter().find(|i| **i == f.name).copied().unwrap());
+            assert!(!f.summary.is_empty() && !f.recommendation.is_empty(), "{name}: {} lacks a summary or recommendation", f.name);
+        }
+    }
+    assert_eq!(seen_positive, implemented, "every implemented detector has a scenario that shows it");
+}
+
+#[test]
+fn the_json_contract_holds() {
+    let dir = fixtures();
+    let report = analyze(&dir.join("null_data_write.dmp"), dir.to_str().unwrap());
+    let v: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(v["schema"], "dumpdiag.analysis/1");
+    assert_eq!(v["dump"]["arch"], "x64");
+    assert!(v["dump"]["streams"].as_array().unwrap().iter().any(|s| s == "ExceptionStream"));
+    let e = &v["exception"];
+    assert_eq!(e["code"], "0xc0000005");
+    assert_eq!(e["access"], "write");
+    assert_eq!(e["target"], "0x10");
+    assert!(e["address"].as_str().unwrap().starts_with("0x"));
+    let crashed = v["threads"].as_array().unwrap().iter().find(|t| t["id"] == e["thread_id"]).unwrap();
+    let f0 = &crashed["frames"][0];
+    assert_eq!(f0["module"], "null_data_write");
+    assert_eq!(f0["function"], "store_value");
+    assert_eq!(f0["offset"], "0x4");
+    assert_eq!(f0["trust"], "context");
+    assert!(f0["source"].as_str().unwrap().ends_with("null_data_write.c:3"));
+    let p = v["patterns"].as_array().unwrap().iter().find(|p| p["name"] == "NULL Pointer (Data)").unwrap();
+    assert_eq!(p["category"], "Pointer");
+    assert_eq!(p["confidence"], "high");
+    assert_eq!(p["threads"][0], e["thread_id"]);
+    // The signature names the code and the application frames, no addresses: stable across runs
+    // and layouts.
+    assert_eq!(v["signature"], "c0000005_write|null_data_write!store_value|null_data_write!update_record|null_data_write!main");
+}
+
+#[test]
+fn cpp_exception_types_and_fast_fail_codes_are_decoded() {
+    let dir = fixtures();
+    let r = analyze(&dir.join("cpp_exception.dmp"), dir.to_str().unwrap());
+    let f = r.patterns.iter().find(|f| f.name == "C++ Exception").unwrap();
+    assert_eq!(f.summary, "unhandled C++ exception: class std::runtime_error");
+    assert!(f.evidence.contains(&"catchable as class std::exception".to_string()));
+    let r = analyze(&dir.join("fast_fail.dmp"), dir.to_str().unwrap());
+    let f = r.patterns.iter().find(|f| f.name == "Local Buffer Overflow (User Space)").unwrap();
+    assert!(f.summary.contains("FAST_FAIL_FATAL_APP_EXIT"), "{}", f.summary);
+    let r = analyze(&dir.join("stack_overflow.dmp"), dir.to_str().unwrap());
+    let f = r.patterns.iter().find(|f| f.name == "Stack Overflow").unwrap();
+    assert!(f.summary.contains("recursion in stack_overflow!recurse_forever"), "{}", f.summary);
+    let r = analyze(&dir.join("divide_by_zero.dmp"), dir.to_str().unwrap());
+    let f = r.patterns.iter().find(|f| f.name == "Divide by Zero").unwrap();
+    assert!(f.evidence[0].contains("idiv"), "{:?}", f.evidence);
+    let r = analyze(&dir.join("spiking_thread.dmp"), dir.to_str().unwrap());
+    let f = r.patterns.iter().find(|f| f.name == "Spiking Thread").unwrap();
+    assert!(f.summary.contains("spiking_thread!spin_compute"), "{}", f.summary);
+}
+
+/// Findings per real dump, reviewed and kept in tests/snapshots/corpus-analysis.txt; refresh
+/// with DUMPDIAG_BLESS=1 after reviewing the difference.
+#[test]
+fn the_real_corpus_analyzes_and_matches_its_snapshot() {
+    let mut lines = Vec::new();
+    for path in common::all_dumps() {
+        let rel = path.strip_prefix(common::corpus()).unwrap().display().to_string();
+        let sym = path.parent().unwrap().join("symbols");
+        let sympath = if sym.is_dir() { sym.display().to_string() } else { path.parent().unwrap().display().to_string() };
+        let r = analyze(&path, &sympath);
+        let names: Vec<String> = r.patterns.iter().map(|f| f.name.clone()).collect();
+        lines.push(format!("{rel}: {} | {}", names.join(", "), r.signature));
+    }
+    let text = lines.join("\n") + "\n";
+    let snap = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/corpus-analysis.txt");
+    if std::env::var("DUMPDIAG_BLESS").is_ok() {
+        std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
+        std::fs::write(&snap, &text).unwrap();
+    }
+    let want = std::fs::read_to_string(&snap).expect("snapshot missing: run with DUMPDIAG_BLESS=1 and review it");
+    assert_eq!(text, want);
+}
