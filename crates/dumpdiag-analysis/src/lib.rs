@@ -7,6 +7,7 @@
 pub mod detectors;
 mod evidence;
 mod report;
+pub mod waits;
 
 pub use evidence::{Evidence, FrameView, ThreadView};
 pub use report::{Finding, Report};

@@ -126,3 +126,31 @@ fn the_real_corpus_analyzes_and_matches_its_snapshot() {
     let want = std::fs::read_to_string(&snap).expect("snapshot missing: run with DUMPDIAG_BLESS=1 and review it");
     assert_eq!(text, want);
 }
+
+#[test]
+fn wait_chains_name_the_locks_objects_and_threads() {
+    let dir = fixtures();
+    let sym = dir.to_str().unwrap().to_string();
+    let find = |name: &str, pattern: &str| {
+        let r = analyze(&dir.join(format!("{name}.dmp")), &sym);
+        r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
+    };
+    let d = find("cs_deadlock", "Deadlock (Critical Sections)");
+    assert_eq!(d.threads.len(), 2);
+    assert!(d.summary.contains("cs_deadlock!g_accounts_lock") && d.summary.contains("cs_deadlock!g_ledger_lock"), "{}", d.summary);
+    let c = find("cs_chain3", "Wait Chain (Critical Sections)");
+    assert!(
+        c.evidence.iter().any(|e| e.contains("cs_chain3!g_config_lock")) && c.evidence.iter().any(|e| e.contains("cs_chain3!g_cache_lock")),
+        "{:?}",
+        c.evidence
+    );
+    let m = find("mixed_deadlock", "Deadlock (Mixed Objects, User Space)");
+    assert!(
+        m.evidence.iter().any(|e| e.contains("mixed_deadlock!g_shutdown_lock")) && m.evidence.iter().any(|e| e.contains("waits for Thread")),
+        "{:?}",
+        m.evidence
+    );
+    let g = find("mutex_event_chain", "Wait Chain (General)");
+    assert!(g.evidence.iter().any(|e| e.contains("dumpdiag_fixture_mutex") && e.contains("held")), "{:?}", g.evidence);
+    assert!(g.evidence.iter().any(|e| e.contains("dumpdiag_fixture_event") && e.contains("not signaled")), "{:?}", g.evidence);
+}

@@ -11,6 +11,7 @@ mod manual_dump;
 mod null_pointer;
 mod spiking_thread;
 mod stack_overflow;
+mod wait_chains;
 mod wild_code;
 
 use crate::Detector;
@@ -31,6 +32,11 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(embedded_comments::EmbeddedComments),
         Box::new(handle_leak::HandleLeak),
         Box::new(spiking_thread::SpikingThread),
+        Box::new(wait_chains::DeadlockCriticalSections),
+        Box::new(wait_chains::DeadlockMixed),
+        Box::new(wait_chains::WaitChainCriticalSections),
+        Box::new(wait_chains::WaitChainGeneral),
+        Box::new(wait_chains::BlockedThread),
     ]
 }
 
