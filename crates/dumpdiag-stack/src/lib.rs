@@ -157,7 +157,7 @@ impl Env<'_> {
     pub fn scan(&self, from: u64, ptr: u64) -> Option<(u64, u64)> {
         let end = from.saturating_add(SCAN_WINDOW).min(self.bounds.high);
         let mut a = from;
-        while a + ptr <= end {
+        while a.checked_add(ptr).is_some_and(|next| next <= end) {
             if let Some(v) = self.mem().read_ptr(a, ptr) {
                 if self.is_code(v) && self.preceded_by_call(v) && self.plausible_return_target(v) {
                     return Some((a, v));
