@@ -40,7 +40,7 @@ pub fn unwind(env: &Env, regs: &HashMap<String, u64>, ip: u64, caller: bool, ptr
         let rsp = *regs.get(sp)?;
         let mut out = regs.clone();
         out.insert(".ra".into(), env.mem().read_u64(rsp)?);
-        out.insert(sp.into(), rsp + 8);
+        out.insert(sp.into(), rsp.wrapping_add(8));
         return Some(out);
     };
     // Later records override earlier ones register by register.

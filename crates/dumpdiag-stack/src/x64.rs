@@ -112,7 +112,7 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
         let fp = regs.gpr[5];
         let caller = !stack.frames.is_empty();
         if env.is_thread_start(ip, caller) {
-            stack.frames.push(Frame { ip, sp, fp, return_address: 0, trust, args: env.args_at(sp + 8, 8) });
+            stack.frames.push(Frame { ip, sp, fp, return_address: 0, trust, args: env.args_at(sp.wrapping_add(8), 8) });
             break;
         }
         let before = regs.gpr;
@@ -126,7 +126,7 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
             // address is at the stack pointer only if the bad jump was a call.
             regs.gpr = before;
             if let Some(ra) = env.mem().read_u64(sp).filter(|&ra| env.is_code(ra) && env.preceded_by_call(ra)) {
-                regs.gpr[4] = sp + 8;
+                regs.gpr[4] = sp.wrapping_add(8);
                 next = Some((ra, Trust::UnwindInfo));
             }
         }
@@ -142,14 +142,14 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
                 regs.gpr = before;
                 match env.scan(sp, 8) {
                     Some((slot, ra)) => {
-                        regs.gpr[4] = slot + 8;
+                        regs.gpr[4] = slot.wrapping_add(8);
                         Some((ra, Trust::Scan))
                     }
                     None => None,
                 }
             }
         };
-        let args = env.args_at(regs.gpr[4].max(sp + 8), 8);
+        let args = env.args_at(regs.gpr[4].max(sp.wrapping_add(8)), 8);
         stack.frames.push(Frame { ip, sp, fp, return_address: next.map(|n| n.0).unwrap_or(0), trust, args });
         match next {
             Some((ra, t)) => {

@@ -33,7 +33,7 @@ fn unwind_frame_data(env: &Env, r: &Regs, callee_params: u64, caller: bool) -> O
     for (k, v) in [("$eip", r.eip), ("$esp", r.esp), ("$ebp", r.ebp), ("$ebx", r.ebx), ("$esi", r.esi), ("$edi", r.edi)] {
         vars.insert(k.to_string(), v);
     }
-    let ra_search = r.esp + callee_params + w.local_size as u64 + w.saved_register_size as u64;
+    let ra_search = r.esp.wrapping_add(callee_params).wrapping_add(w.local_size as u64).wrapping_add(w.saved_register_size as u64);
     vars.insert(".raSearch".into(), ra_search);
     vars.insert(".raSearchStart".into(), ra_search);
     vars.insert(".cbCalleeParams".into(), callee_params);
@@ -90,20 +90,20 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
             let chain = (|| {
                 let ra = mem.read_u32(r.ebp.checked_add(4)?)? as u64;
                 let saved = mem.read_u32(r.ebp)? as u64;
-                Some(Regs { eip: ra, esp: r.ebp + 8, ebp: saved, ebx: r.ebx, esi: r.esi, edi: r.edi })
+                Some(Regs { eip: ra, esp: r.ebp.wrapping_add(8), ebp: saved, ebx: r.ebx, esi: r.esi, edi: r.edi })
             })();
             if let Some(ra) = leaf.filter(|&ra| chain.as_ref().is_none_or(|c| c.eip != ra)) {
-                next = Some((Regs { eip: ra, esp: r.esp + 4, ebp: r.ebp, ebx: r.ebx, esi: r.esi, edi: r.edi }, Trust::FramePointer));
+                next = Some((Regs { eip: ra, esp: r.esp.wrapping_add(4), ebp: r.ebp, ebx: r.ebx, esi: r.esi, edi: r.edi }, Trust::FramePointer));
             } else if let Some(c) = chain.filter(|c| valid(c) && r.ebp >= r.esp) {
                 next = Some((c, Trust::FramePointer));
             } else if let Some((slot, ra)) = env.scan(r.esp, 4) {
-                let n = Regs { eip: ra, esp: slot + 4, ebp: r.ebp, ebx: r.ebx, esi: r.esi, edi: r.edi };
+                let n = Regs { eip: ra, esp: slot.wrapping_add(4), ebp: r.ebp, ebx: r.ebx, esi: r.esi, edi: r.edi };
                 if valid(&n) {
                     next = Some((n, Trust::Scan));
                 }
             }
         }
-        let args_from = next.as_ref().map(|n| n.0.esp).unwrap_or(r.esp + 4);
+        let args_from = next.as_ref().map(|n| n.0.esp).unwrap_or(r.esp.wrapping_add(4));
         let args = env.args_at(args_from, 4);
         stack.frames.push(Frame { ip: r.eip, sp: r.esp, fp: r.ebp, return_address: next.as_ref().map(|n| n.0.eip).unwrap_or(0), trust, args });
         match next {
