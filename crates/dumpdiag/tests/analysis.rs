@@ -154,3 +154,23 @@ fn wait_chains_name_the_locks_objects_and_threads() {
     assert!(g.evidence.iter().any(|e| e.contains("dumpdiag_fixture_mutex") && e.contains("held")), "{:?}", g.evidence);
     assert!(g.evidence.iter().any(|e| e.contains("dumpdiag_fixture_event") && e.contains("not signaled")), "{:?}", g.evidence);
 }
+
+#[test]
+fn message_box_hidden_exception_heap_corruption_and_multiple_exceptions_show_their_evidence() {
+    let dir = fixtures();
+    let sym = dir.to_str().unwrap().to_string();
+    let find = |name: &str, pattern: &str| {
+        let r = analyze(&dir.join(format!("{name}.dmp")), &sym);
+        r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
+    };
+    let m = find("message_box", "Message Box");
+    assert_eq!(m.summary, format!("thread {:x} shows a message box: \"The configuration could not be saved.\"", m.threads[0]));
+    assert!(m.evidence.iter().any(|e| e.contains("\"Fixture Settings\"")), "{:?}", m.evidence);
+    let h = find("swallowed_av", "Hidden Exception");
+    assert!(h.evidence[0].contains("code c0000005 at swallowed_av!parse_packet"), "{:?}", h.evidence);
+    let c = find("heap_overrun_free", "Dynamic Memory Corruption (Process Heap)");
+    assert!(c.evidence.iter().any(|e| e.contains("RtlFreeHeap")) && c.evidence.iter().any(|e| e.contains("heap_overrun_free!main")), "{:?}", c.evidence);
+    let x = find("two_thread_fault", "Multiple Exceptions");
+    assert_eq!(x.threads.len(), 2);
+    assert!(x.evidence.iter().any(|e| e.contains("corrupt_first")) && x.evidence.iter().any(|e| e.contains("corrupt_second")), "{:?}", x.evidence);
+}

@@ -5,9 +5,13 @@ mod divide_by_zero;
 mod embedded_comments;
 mod exception_stack_trace;
 mod handle_leak;
+mod heap_corruption;
+mod hidden_exception;
 mod invalid_pointer;
 mod local_buffer_overflow;
 mod manual_dump;
+mod message_box;
+mod multiple_exceptions;
 mod null_pointer;
 mod spiking_thread;
 mod stack_overflow;
@@ -37,6 +41,10 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(wait_chains::WaitChainCriticalSections),
         Box::new(wait_chains::WaitChainGeneral),
         Box::new(wait_chains::BlockedThread),
+        Box::new(multiple_exceptions::MultipleExceptions),
+        Box::new(message_box::MessageBox),
+        Box::new(heap_corruption::HeapCorruption),
+        Box::new(hidden_exception::HiddenException),
     ]
 }
 
