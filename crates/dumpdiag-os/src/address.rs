@@ -87,7 +87,10 @@ fn markers(target: &dyn Target) -> Markers {
                 if tb.peb != 0 && !m.pebs.contains(&tb.peb) {
                     m.pebs.push(tb.peb);
                     if let Some(p) = peb::read_peb(mem, tb.peb, &l) {
-                        m.heaps.extend(p.process_heaps.iter().copied());
+                        // The heap list can be empty (Wine keeps none); the default heap is
+                        // always named by ProcessHeap.
+                        m.heaps.extend(p.process_heaps.iter().copied().chain(std::iter::once(p.process_heap)).filter(|&h| h != 0));
+                        m.heaps.dedup();
                     }
                 }
             }

@@ -13,6 +13,7 @@ mod manual_dump;
 mod message_box;
 mod multiple_exceptions;
 mod null_pointer;
+mod process_facts;
 mod spiking_thread;
 mod stack_overflow;
 mod wait_chains;
@@ -45,6 +46,9 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(message_box::MessageBox),
         Box::new(heap_corruption::HeapCorruption),
         Box::new(hidden_exception::HiddenException),
+        Box::new(process_facts::VirtualizedProcess),
+        Box::new(process_facts::InstrumentationInformation),
+        Box::new(process_facts::EnvironmentHint),
     ]
 }
 
