@@ -197,3 +197,68 @@ pub fn cycles(waits: &[Wait]) -> Vec<Vec<u32>> {
     }
     seen_cycles
 }
+
+/// `!cs -l` / `!locks`: the locked critical sections the waits lead to, with owners and waiters.
+pub fn locks_text(ev: &Evidence) -> String {
+    use std::fmt::Write;
+    let all = waits(ev);
+    let mut sections: BTreeMap<u64, (&CriticalSection, Vec<u32>)> = BTreeMap::new();
+    for w in &all {
+        if let WaitObject::CriticalSection(cs) = &w.object {
+            sections.entry(cs.address).or_insert((cs, Vec::new())).1.push(w.thread);
+        }
+    }
+    let mut o = String::new();
+    if sections.is_empty() {
+        o.push_str("No locked critical section with waiters found (sections are located from the threads that wait on them).\n");
+    }
+    for (addr, (cs, waiters)) in &sections {
+        let _ = writeln!(o, "-----------------------------------------");
+        let _ = writeln!(o, "Critical section   = {addr:#x} ({})", cs.name);
+        let _ = writeln!(o, "LOCKED");
+        let _ = writeln!(o, "LockCount          = {:#x}", cs.lock_count);
+        let _ = writeln!(o, "WaiterWoken        = No");
+        let _ = writeln!(o, "OwningThread       = {:#x}", cs.owner);
+        let _ = writeln!(o, "RecursionCount     = {:#x}", cs.recursion);
+        let _ = writeln!(o, "Waiting threads    = {}", waiters.iter().map(|w| format!("{w:#x}")).collect::<Vec<_>>().join(" "));
+    }
+    o
+}
+
+/// The wait-chain view: each waiting thread, what it waits for, and the chain it leads to.
+pub fn wait_chain_text(ev: &Evidence) -> String {
+    use std::fmt::Write;
+    let all = waits(ev);
+    let mut o = String::new();
+    if all.is_empty() {
+        o.push_str("No thread waits on an object this dump lets us resolve.\n");
+        return o;
+    }
+    for w in &all {
+        let mut line = format!("thread {:x} -> {}", w.thread, w.object.describe());
+        let mut seen = vec![w.thread];
+        let mut next = w.blocker;
+        while let Some(b) = next {
+            if seen.contains(&b) {
+                line.push_str(&format!(" -> thread {b:x} (cycle: deadlock)"));
+                break;
+            }
+            seen.push(b);
+            match all.iter().find(|x| x.thread == b) {
+                Some(x) => {
+                    line.push_str(&format!(" -> thread {b:x} -> {}", x.object.describe()));
+                    next = x.blocker;
+                }
+                None => {
+                    line.push_str(&format!(" -> thread {b:x} (waits on no object)"));
+                    break;
+                }
+            }
+            if seen.len() > 32 {
+                break;
+            }
+        }
+        let _ = writeln!(o, "{line}");
+    }
+    o
+}

@@ -174,8 +174,17 @@ fn analyze_main(args: Vec<String>) -> ExitCode {
 fn run_line(session: &mut Session, line: &str) -> dumpdiag_engine::Outcome {
     let mut out = dumpdiag_engine::Outcome::default();
     for part in line.split(';') {
-        if part.trim().starts_with("!analyze") {
+        let cmd = part.trim();
+        if cmd.starts_with("!analyze") {
             out.text.push_str(&dumpdiag_analysis::analyze(session).to_text());
+            continue;
+        }
+        if cmd.starts_with("!cs") || cmd == "!locks" {
+            out.text.push_str(&dumpdiag_analysis::waits::locks_text(&dumpdiag_analysis::Evidence::gather(session)));
+            continue;
+        }
+        if cmd == "!waitchain" || cmd == "!wct" {
+            out.text.push_str(&dumpdiag_analysis::waits::wait_chain_text(&dumpdiag_analysis::Evidence::gather(session)));
             continue;
         }
         let o = session.execute(part);

@@ -181,3 +181,20 @@ fn message_box_hidden_exception_heap_corruption_and_multiple_exceptions_show_the
     assert_eq!(x.threads.len(), 2);
     assert!(x.evidence.iter().any(|e| e.contains("corrupt_first")) && x.evidence.iter().any(|e| e.contains("corrupt_second")), "{:?}", x.evidence);
 }
+
+#[test]
+fn locks_and_wait_chain_views() {
+    let dir = fixtures();
+    let t = dumpdiag_mdmp::MdmpTarget::open(dir.join("cs_chain3.dmp")).unwrap();
+    let mut s = dumpdiag_engine::Session::new(Box::new(t));
+    s.set_symbol_path(dir.to_str().unwrap());
+    let ev = dumpdiag_analysis::Evidence::gather(&s);
+    let locks = dumpdiag_analysis::waits::locks_text(&ev);
+    assert!(locks.contains("Critical section   = ") && locks.contains("(cs_chain3!g_config_lock)") && locks.contains("(cs_chain3!g_cache_lock)"), "{locks}");
+    assert_eq!(locks.matches("LOCKED").count(), 2, "{locks}");
+    let chain = dumpdiag_analysis::waits::wait_chain_text(&ev);
+    assert!(
+        chain.lines().any(|l| l.contains("cs_chain3!g_cache_lock") && l.contains("cs_chain3!g_config_lock") && l.ends_with("(waits on no object)")),
+        "{chain}"
+    );
+}
