@@ -6,6 +6,7 @@
 
 pub mod detectors;
 mod evidence;
+pub mod html;
 mod report;
 pub mod waits;
 
@@ -20,6 +21,17 @@ pub trait Detector {
     fn pattern(&self) -> &'static str;
     fn category(&self) -> &'static str;
     fn detect(&self, ev: &Evidence) -> Vec<Finding>;
+}
+
+/// The HTML report of a session's dump (findings, threads, wait-chain drawing).
+pub fn html_report(s: &Session) -> String {
+    let ev = Evidence::gather(s);
+    let mut findings = Vec::new();
+    for d in detectors::all() {
+        findings.extend(d.detect(&ev));
+    }
+    let waits = waits::waits(&ev);
+    html::render(&Report::new(&ev, findings), &waits)
 }
 
 /// Run every detector over the session's dump.

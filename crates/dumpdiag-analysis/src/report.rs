@@ -85,9 +85,18 @@ pub struct ThreadJson {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct ModuleJson {
+    pub name: String,
+    pub path: String,
+    pub base: String,
+    pub size: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema: &'static str,
     pub dump: DumpInfo,
+    pub modules: Vec<ModuleJson>,
     pub exception: Option<ExceptionJson>,
     pub threads: Vec<ThreadJson>,
     pub patterns: Vec<Finding>,
@@ -178,6 +187,11 @@ impl Report {
                 flags: dumpdiag_engine::dump_flag_names(f.flags).into_iter().map(str::to_string).collect(),
                 streams: t.streams().iter().map(|s| s.name.clone()).collect(),
             },
+            modules: t
+                .modules()
+                .iter()
+                .map(|m| ModuleJson { name: m.short_name(), path: m.path.clone(), base: hex(m.base), size: hex(m.size as u64) })
+                .collect(),
             exception,
             threads,
             patterns: findings,

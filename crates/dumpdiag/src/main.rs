@@ -137,7 +137,7 @@ struct AnalyzeCli {
     dump: String,
     #[arg(short = 'y', long = "sympath")]
     sympath: Option<String>,
-    #[arg(long = "format", default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long = "format", default_value = "text", value_parser = ["text", "json", "html"])]
     format: String,
     #[arg(short = 'o', long = "output")]
     output: Option<String>,
@@ -156,8 +156,11 @@ fn analyze_main(args: Vec<String>) -> ExitCode {
     if let Some(p) = cli.sympath.clone().or_else(|| std::env::var("_NT_SYMBOL_PATH").ok()) {
         session.set_symbol_path(&p);
     }
-    let report = dumpdiag_analysis::analyze(&session);
-    let text = if cli.format == "json" { report.to_json() + "\n" } else { report.to_text() };
+    let text = match cli.format.as_str() {
+        "json" => dumpdiag_analysis::analyze(&session).to_json() + "\n",
+        "html" => dumpdiag_analysis::html_report(&session),
+        _ => dumpdiag_analysis::analyze(&session).to_text(),
+    };
     match &cli.output {
         Some(path) => {
             if let Err(e) = std::fs::write(path, text) {
