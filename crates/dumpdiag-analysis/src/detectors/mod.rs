@@ -13,6 +13,7 @@ mod manual_dump;
 mod message_box;
 mod multiple_exceptions;
 mod null_pointer;
+mod passive_thread;
 mod process_facts;
 mod spiking_thread;
 mod stack_overflow;
@@ -49,6 +50,7 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(process_facts::VirtualizedProcess),
         Box::new(process_facts::InstrumentationInformation),
         Box::new(process_facts::EnvironmentHint),
+        Box::new(passive_thread::PassiveThread),
     ]
 }
 
@@ -74,3 +76,16 @@ pub(crate) fn exception_thread(ev: &crate::Evidence) -> Vec<u32> {
 
 /// The highest user-space address of the NULL page range the catalog counts as "NULL".
 pub(crate) const NULL_PAGE_END: u64 = 0x10000;
+
+/// Was the dump taken on purpose: no exception stream, or only the breakpoint a dumping tool
+/// injects (DbgUiRemoteBreakin / DbgBreakPoint on its own thread)? Waits are hang evidence only
+/// then: in a crash dump every other thread was simply stopped by the crash.
+pub(crate) fn taken_on_purpose(ev: &crate::Evidence) -> bool {
+    match &ev.exception {
+        None => true,
+        Some(e) => {
+            e.record.code == 0x80000003
+                && ev.exception_frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("DbgUiRemoteBreakin") || n.contains("DbgBreakPoint")))
+        }
+    }
+}

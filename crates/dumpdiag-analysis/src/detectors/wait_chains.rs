@@ -163,7 +163,7 @@ impl Detector for BlockedThread {
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         // In a crash dump every other thread was stopped by the crash: waits are hang evidence
         // only in dumps taken on purpose.
-        if ev.exception.as_ref().is_some_and(|e| e.record.code != 0x80000003) {
+        if !super::taken_on_purpose(ev) {
             return Vec::new();
         }
         // A wait for the thread that is writing this very dump is not a hang. That thread has
