@@ -136,7 +136,8 @@ fn signature(ev: &Evidence, findings: &[Finding]) -> String {
             format!("{:08x}{access}|{}", e.record.code, frames.join("|"))
         }
         None => {
-            let mut names: Vec<&str> = findings.iter().map(|f| f.name.as_str()).collect();
+            // The walk's own quality says nothing about the problem: keep it out of the bucket.
+            let mut names: Vec<&str> = findings.iter().filter(|f| f.category != "Stack Trace").map(|f| f.name.as_str()).collect();
             names.sort();
             names.dedup();
             format!("manual|{}", names.join("|"))

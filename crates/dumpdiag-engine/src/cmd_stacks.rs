@@ -71,8 +71,11 @@ pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
         if f.trust == Trust::Scan {
             out.push(format!("frame {i:02x} was found by scanning the stack: it may not be part of the real call chain"));
         }
+        // The frame under the exception dispatcher returns to the faulting instruction (a trap
+        // frame), not to the instruction after a call.
+        let after_dispatcher = i > 0 && s.symbols().lookup(t, stack.frames[i - 1].ip).is_some_and(|x| x.function.starts_with("KiUserExceptionDispatch"));
         if i > 0 {
-            if env.call_before(f.ip) == Some(false) && t.module_at(f.ip).is_some() {
+            if env.call_before(f.ip) == Some(false) && t.module_at(f.ip).is_some() && !after_dispatcher {
                 out.push(format!("frame {i:02x}: return address {} is not preceded by a call", s.addr(f.ip)));
             }
             if f.sp <= stack.frames[i - 1].sp {
@@ -82,7 +85,11 @@ pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
         if !b.contains(f.sp) && i > 0 {
             out.push(format!("frame {i:02x}: stack pointer {} lies outside the thread's stack", s.addr(f.sp)));
         }
-        if t.module_at(f.ip).is_none() {
+        let generated_code =
+            t.extras().function_tables.iter().any(|ft| f.ip >= ft.minimum_address && f.ip < ft.maximum_address) || env.is_executable_memory(f.ip);
+        // Frame 0 is the context itself: a bad instruction pointer there is the crash (NULL
+        // Pointer (Code), Wild Code), not a walking error.
+        if t.module_at(f.ip).is_none() && i > 0 && !generated_code {
             let unloaded = t.unloaded_modules().iter().any(|u| f.ip >= u.base && f.ip < u.base + u.size as u64);
             out.push(format!("frame {i:02x}: {} is {}", s.addr(f.ip), if unloaded { "in an unloaded module" } else { "outside every loaded module" }));
         } else if let Some(sym) = s.symbols().lookup(t, f.ip) {
@@ -95,6 +102,11 @@ pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
                 ));
             }
         }
+    }
+    if stack.frames.len() >= dumpdiag_stack::MAX_FRAMES {
+        // Cut by the frame limit (deep recursion), not by a failing walk.
+        out.dedup();
+        return out;
     }
     let last = stack.frames.last().map(|f| s.symbols().describe(t, f.ip).unwrap_or_default()).unwrap_or_default();
     let starts =

@@ -17,6 +17,7 @@ mod passive_thread;
 mod process_facts;
 mod spiking_thread;
 mod stack_overflow;
+mod stack_trace_checks;
 mod wait_chains;
 mod wild_code;
 
@@ -51,6 +52,8 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(process_facts::InstrumentationInformation),
         Box::new(process_facts::EnvironmentHint),
         Box::new(passive_thread::PassiveThread),
+        Box::new(stack_trace_checks::IncorrectStackTrace),
+        Box::new(stack_trace_checks::TruncatedStackTrace),
     ]
 }
 
