@@ -1,24 +1,33 @@
 //! One detector per pattern. Each file names the pattern it finds.
 
+mod blocked_thread;
 mod cpp_exception;
+mod deadlock_critical_sections;
+mod deadlock_mixed;
 mod divide_by_zero;
 mod embedded_comments;
+mod environment_hint;
 mod exception_stack_trace;
 mod handle_leak;
 mod heap_corruption;
 mod hidden_exception;
+mod incorrect_stack_trace;
+mod instrumentation_information;
 mod invalid_pointer;
 mod local_buffer_overflow;
 mod manual_dump;
 mod message_box;
 mod multiple_exceptions;
-mod null_pointer;
+mod null_pointer_code;
+mod null_pointer_data;
 mod passive_thread;
-mod process_facts;
 mod spiking_thread;
 mod stack_overflow;
-mod stack_trace_checks;
-mod wait_chains;
+mod stored_exception;
+mod truncated_stack_trace;
+mod virtualized_process;
+mod wait_chain_critical_sections;
+mod wait_chain_general;
 mod wild_code;
 
 use crate::Detector;
@@ -26,9 +35,9 @@ use crate::Detector;
 pub fn all() -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(exception_stack_trace::ExceptionStackTrace),
-        Box::new(exception_stack_trace::StoredException),
-        Box::new(null_pointer::NullPointerData),
-        Box::new(null_pointer::NullPointerCode),
+        Box::new(stored_exception::StoredException),
+        Box::new(null_pointer_data::NullPointerData),
+        Box::new(null_pointer_code::NullPointerCode),
         Box::new(invalid_pointer::InvalidPointer),
         Box::new(wild_code::WildCode),
         Box::new(divide_by_zero::DivideByZero),
@@ -39,21 +48,21 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(embedded_comments::EmbeddedComments),
         Box::new(handle_leak::HandleLeak),
         Box::new(spiking_thread::SpikingThread),
-        Box::new(wait_chains::DeadlockCriticalSections),
-        Box::new(wait_chains::DeadlockMixed),
-        Box::new(wait_chains::WaitChainCriticalSections),
-        Box::new(wait_chains::WaitChainGeneral),
-        Box::new(wait_chains::BlockedThread),
+        Box::new(deadlock_critical_sections::DeadlockCriticalSections),
+        Box::new(deadlock_mixed::DeadlockMixed),
+        Box::new(wait_chain_critical_sections::WaitChainCriticalSections),
+        Box::new(wait_chain_general::WaitChainGeneral),
+        Box::new(blocked_thread::BlockedThread),
         Box::new(multiple_exceptions::MultipleExceptions),
         Box::new(message_box::MessageBox),
         Box::new(heap_corruption::HeapCorruption),
         Box::new(hidden_exception::HiddenException),
-        Box::new(process_facts::VirtualizedProcess),
-        Box::new(process_facts::InstrumentationInformation),
-        Box::new(process_facts::EnvironmentHint),
+        Box::new(virtualized_process::VirtualizedProcess),
+        Box::new(instrumentation_information::InstrumentationInformation),
+        Box::new(environment_hint::EnvironmentHint),
         Box::new(passive_thread::PassiveThread),
-        Box::new(stack_trace_checks::IncorrectStackTrace),
-        Box::new(stack_trace_checks::TruncatedStackTrace),
+        Box::new(incorrect_stack_trace::IncorrectStackTrace),
+        Box::new(truncated_stack_trace::TruncatedStackTrace),
     ]
 }
 
@@ -91,4 +100,45 @@ pub(crate) fn taken_on_purpose(ev: &crate::Evidence) -> bool {
                 && ev.exception_frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("DbgUiRemoteBreakin") || n.contains("DbgBreakPoint")))
         }
     }
+}
+
+/// `thread X waits for ...`.
+pub(crate) fn wait_line(w: &crate::waits::Wait) -> String {
+    format!("thread {:x} waits for {}", w.thread, w.object.describe())
+}
+
+pub(crate) fn is_cs(w: &crate::waits::Wait) -> bool {
+    matches!(w.object, crate::waits::WaitObject::CriticalSection(_))
+}
+
+/// The waits that make up a cycle, in its order.
+pub(crate) fn cycle_waits<'a>(all: &'a [crate::waits::Wait], cycle: &[u32]) -> Vec<&'a crate::waits::Wait> {
+    cycle.iter().filter_map(|t| all.iter().find(|w| w.thread == *t && w.blocker.is_some())).collect()
+}
+
+/// The PEB of the process's own bitness (the 32-bit one under WOW64).
+pub(crate) fn process_peb(ev: &crate::Evidence) -> Option<(dumpdiag_os::peb::Peb, dumpdiag_os::layout::Layout)> {
+    let native = dumpdiag_os::layout::Layout::for_pointer_size(ev.target().facts().pointer_size());
+    let mem = ev.target().memory();
+    let teb = ev.target().threads().first()?.teb;
+    let (teb, l) = if ev.session.is_wow64() { (dumpdiag_os::wow64::teb32_of(mem, teb)?, dumpdiag_os::layout::X86) } else { (teb, native) };
+    let peb_addr = dumpdiag_target::MemoryExt::read_ptr(mem, teb.wrapping_add(l.teb_peb), l.ptr)?;
+    Some((dumpdiag_os::peb::read_peb(mem, peb_addr, &l)?, l))
+}
+
+/// The checks of every thread's stack; the faulting thread's stack is the one walked from the
+/// exception context, and a walk cut by the frame limit is not a walking error.
+pub(crate) fn stack_checks(ev: &crate::Evidence) -> Vec<(u32, Vec<String>)> {
+    let s = ev.session;
+    let exception_ctx = ev.target().exception_context();
+    ev.threads
+        .iter()
+        .filter_map(|t| {
+            let faulting = ev.exception.as_ref().is_some_and(|e| e.thread_id == t.id);
+            let ctx = if faulting { exception_ctx.clone()? } else { s.thread_context(t.index)? };
+            let stack = dumpdiag_engine::cmd_stacks::stack_of(s, t.index, &ctx);
+            let notes = dumpdiag_engine::cmd_stacks::stack_checks(s, t.index, &stack).into_iter().filter(|w| !w.starts_with("walk stopped after")).collect();
+            Some((t.id, notes))
+        })
+        .collect()
 }

@@ -1,0 +1,36 @@
+//! Wait Chain (Critical Sections): a critical-section wait whose owner waits on another one.
+
+use super::{is_cs, wait_line as line};
+use crate::waits::{waits, Wait};
+use crate::{Detector, Evidence, Finding};
+
+pub struct WaitChainCriticalSections;
+
+impl Detector for WaitChainCriticalSections {
+    fn pattern(&self) -> &'static str {
+        "Wait Chain (Critical Sections)"
+    }
+    fn category(&self) -> &'static str {
+        "Wait Chain"
+    }
+    fn detect(&self, ev: &Evidence) -> Vec<Finding> {
+        let all = waits(ev);
+        let cs: Vec<&Wait> = all.iter().filter(|w| is_cs(w)).collect();
+        // A chain: a critical-section wait whose owner itself waits for a critical section.
+        let chained: Vec<&&Wait> = cs.iter().filter(|w| cs.iter().any(|o| Some(o.thread) == w.blocker)).collect();
+        if chained.is_empty() {
+            return Vec::new();
+        }
+        let mut threads: Vec<u32> = cs.iter().map(|w| w.thread).collect();
+        threads.dedup();
+        vec![Finding::new(
+            self.pattern(),
+            self.category(),
+            "high",
+            format!("{} threads wait on critical sections held by threads that wait themselves", cs.len()),
+        )
+        .threads(threads)
+        .evidence(cs.iter().map(|w| line(w)).collect())
+        .recommend("Follow the chain to the last owner (the one not waiting on a critical section): what it does decides the wait of all the others.")]
+    }
+}

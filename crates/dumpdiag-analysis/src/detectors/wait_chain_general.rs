@@ -1,0 +1,37 @@
+//! Wait Chain (General): waits through kernel objects (held mutexes, events, threads).
+
+use super::{is_cs, wait_line as line};
+use crate::waits::{cycles, waits, Wait, WaitObject};
+use crate::{Detector, Evidence, Finding};
+use dumpdiag_os::handles::ObjectState;
+
+pub struct WaitChainGeneral;
+
+impl Detector for WaitChainGeneral {
+    fn pattern(&self) -> &'static str {
+        "Wait Chain (General)"
+    }
+    fn category(&self) -> &'static str {
+        "Wait Chain"
+    }
+    fn detect(&self, ev: &Evidence) -> Vec<Finding> {
+        let all = waits(ev);
+        let in_cycle: Vec<u32> = cycles(&all).concat();
+        let held_mutex = |w: &&Wait| matches!(&w.object, WaitObject::Handle { state: Some(ObjectState::Mutant { count, .. }), .. } if *count <= 0);
+        let links: Vec<&Wait> = all.iter().filter(|w| !in_cycle.contains(&w.thread)).filter(held_mutex).collect();
+        if links.is_empty() {
+            return Vec::new();
+        }
+        // Show every kernel-object wait of the process: the chain runs through them.
+        let kernel: Vec<&Wait> = all.iter().filter(|w| !is_cs(w) && !in_cycle.contains(&w.thread)).collect();
+        vec![Finding::new(
+            self.pattern(),
+            self.category(),
+            "medium",
+            format!("thread {:x} waits for a held mutex; {} threads wait on kernel objects", links[0].thread, kernel.len()),
+        )
+        .threads(kernel.iter().map(|w| w.thread).collect())
+        .evidence(kernel.iter().map(|w| line(w)).collect())
+        .recommend("Find the mutex owner (the thread that acquired it and now waits on something else) and what it waits for.")]
+    }
+}
