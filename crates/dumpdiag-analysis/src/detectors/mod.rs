@@ -23,6 +23,7 @@ mod null_pointer_data;
 mod passive_thread;
 mod spiking_thread;
 mod stack_overflow;
+mod stack_trace_collection;
 mod stored_exception;
 mod truncated_stack_trace;
 mod virtualized_process;
@@ -63,6 +64,7 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(passive_thread::PassiveThread),
         Box::new(incorrect_stack_trace::IncorrectStackTrace),
         Box::new(truncated_stack_trace::TruncatedStackTrace),
+        Box::new(stack_trace_collection::StackTraceCollection),
     ]
 }
 
