@@ -143,19 +143,26 @@ struct AnalyzeCli {
     output: Option<String>,
 }
 
-fn analyze_main(args: Vec<String>) -> ExitCode {
-    let cli = AnalyzeCli::parse_from(args);
-    let target = match MdmpTarget::open(&cli.dump) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("dumpdiag: {}: {e}", cli.dump);
-            return ExitCode::from(2);
-        }
-    };
+/// Open a dump as a session with the symbol path (`-y`, else `_NT_SYMBOL_PATH`); a one-line
+/// error and exit code 2 when the file cannot be read as a dump.
+fn open_session(dump: &str, sympath: Option<String>) -> Result<Session, ExitCode> {
+    let target = MdmpTarget::open(dump).map_err(|e| {
+        eprintln!("dumpdiag: {dump}: {e}");
+        ExitCode::from(2)
+    })?;
     let mut session = Session::new(Box::new(target));
-    if let Some(p) = cli.sympath.clone().or_else(|| std::env::var("_NT_SYMBOL_PATH").ok()) {
+    if let Some(p) = sympath.or_else(|| std::env::var("_NT_SYMBOL_PATH").ok()) {
         session.set_symbol_path(&p);
     }
+    Ok(session)
+}
+
+fn analyze_main(args: Vec<String>) -> ExitCode {
+    let cli = AnalyzeCli::parse_from(args);
+    let session = match open_session(&cli.dump, cli.sympath.clone()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let text = match cli.format.as_str() {
         "json" => dumpdiag_analysis::analyze(&session).to_json() + "\n",
         "html" => dumpdiag_analysis::html_report(&session),
@@ -208,17 +215,10 @@ fn main() -> ExitCode {
         return analyze_main(rest);
     }
     let cli = Cli::parse();
-    let target = match MdmpTarget::open(&cli.dump) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("dumpdiag: {}: {e}", cli.dump);
-            return ExitCode::from(2);
-        }
+    let mut session = match open_session(&cli.dump, cli.sympath.clone()) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let mut session = Session::new(Box::new(target));
-    if let Some(p) = cli.sympath.clone().or_else(|| std::env::var("_NT_SYMBOL_PATH").ok()) {
-        session.set_symbol_path(&p);
-    }
     let scripted = cli.commands.is_some() || cli.script.is_some();
     if !cli.quiet && !scripted {
         print!("{}", banner(&session));
