@@ -1,9 +1,11 @@
 //! What the detectors look at, gathered once: the exception, every thread's symbolized stack
 //! (the faulting thread from the exception context), the target itself.
 
+use std::cell::OnceCell;
+
 use dumpdiag_engine::cmd_stacks;
 use dumpdiag_engine::Session;
-use dumpdiag_stack::Trust;
+use dumpdiag_stack::{Stack, Trust};
 use dumpdiag_target::{ExceptionInfo, Target, ThreadTimes};
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,8 @@ pub struct ThreadView {
     pub id: u32,
     pub name: Option<String>,
     pub frames: Vec<FrameView>,
+    /// The walk behind `frames` (from the thread's own context), for the stack-trace checks.
+    pub stack: Option<Stack>,
     pub times: Option<ThreadTimes>,
 }
 
@@ -42,13 +46,20 @@ pub struct Evidence<'s> {
     pub exception: Option<ExceptionInfo>,
     /// The faulting thread's stack from the exception context.
     pub exception_frames: Vec<FrameView>,
+    pub exception_stack: Option<Stack>,
     pub threads: Vec<ThreadView>,
     pub ptr: u64,
+    /// Every thread's resolved wait, computed on first use and shared by the wait detectors.
+    waits: OnceCell<Vec<crate::waits::Wait>>,
 }
 
-fn frames(s: &Session, index: usize, ctx: &dumpdiag_target::Context) -> Vec<FrameView> {
-    let t = s.target();
+fn walk(s: &Session, index: usize, ctx: &dumpdiag_target::Context) -> (Vec<FrameView>, Stack) {
     let stack = cmd_stacks::stack_of(s, index, ctx);
+    (frames(s, &stack), stack)
+}
+
+fn frames(s: &Session, stack: &Stack) -> Vec<FrameView> {
+    let t = s.target();
     stack
         .frames
         .iter()
@@ -70,23 +81,32 @@ impl<'s> Evidence<'s> {
     pub fn gather(s: &'s Session) -> Evidence<'s> {
         let t = s.target();
         let exception = t.exception().cloned();
-        let exception_frames = match (&exception, t.exception_context()) {
-            (Some(e), Some(ctx)) => t.thread_index_by_id(e.thread_id).map(|i| frames(s, i, &ctx)).unwrap_or_default(),
-            _ => Vec::new(),
+        let (exception_frames, exception_stack) = match (&exception, t.exception_context()) {
+            (Some(e), Some(ctx)) => match t.thread_index_by_id(e.thread_id).map(|i| walk(s, i, &ctx)) {
+                Some((f, st)) => (f, Some(st)),
+                None => (Vec::new(), None),
+            },
+            _ => (Vec::new(), None),
         };
         let threads = t
             .threads()
             .iter()
             .enumerate()
-            .map(|(i, th)| ThreadView {
-                index: i,
-                id: th.id,
-                name: th.name.clone(),
-                frames: s.thread_context(i).map(|c| frames(s, i, &c)).unwrap_or_default(),
-                times: th.info.clone(),
+            .map(|(i, th)| {
+                let walked = s.thread_context(i).map(|c| walk(s, i, &c));
+                let (frames, stack) = match walked {
+                    Some((f, st)) => (f, Some(st)),
+                    None => (Vec::new(), None),
+                };
+                ThreadView { index: i, id: th.id, name: th.name.clone(), frames, stack, times: th.info.clone() }
             })
             .collect();
-        Evidence { session: s, exception, exception_frames, threads, ptr: s.ptr() }
+        Evidence { session: s, exception, exception_frames, exception_stack, threads, ptr: s.ptr(), waits: OnceCell::new() }
+    }
+
+    /// Every thread's resolved wait (see [`crate::waits`]).
+    pub fn waits(&self) -> &[crate::waits::Wait] {
+        self.waits.get_or_init(|| crate::waits::waits(self))
     }
 
     pub fn target(&self) -> &dyn Target {

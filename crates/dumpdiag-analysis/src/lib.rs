@@ -30,7 +30,7 @@ pub fn html_report(s: &Session) -> String {
     for d in detectors::all() {
         findings.extend(d.detect(&ev));
     }
-    let waits = waits::waits(&ev);
+    let waits = ev.waits().to_vec();
     html::render(&Report::new(&ev, findings), &waits)
 }
 

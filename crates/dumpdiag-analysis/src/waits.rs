@@ -201,9 +201,9 @@ pub fn cycles(waits: &[Wait]) -> Vec<Vec<u32>> {
 /// `!cs -l` / `!locks`: the locked critical sections the waits lead to, with owners and waiters.
 pub fn locks_text(ev: &Evidence) -> String {
     use std::fmt::Write;
-    let all = waits(ev);
+    let all = ev.waits();
     let mut sections: BTreeMap<u64, (&CriticalSection, Vec<u32>)> = BTreeMap::new();
-    for w in &all {
+    for w in all {
         if let WaitObject::CriticalSection(cs) = &w.object {
             sections.entry(cs.address).or_insert((cs, Vec::new())).1.push(w.thread);
         }
@@ -228,13 +228,13 @@ pub fn locks_text(ev: &Evidence) -> String {
 /// The wait-chain view: each waiting thread, what it waits for, and the chain it leads to.
 pub fn wait_chain_text(ev: &Evidence) -> String {
     use std::fmt::Write;
-    let all = waits(ev);
+    let all = ev.waits();
     let mut o = String::new();
     if all.is_empty() {
         o.push_str("No thread waits on an object this dump lets us resolve.\n");
         return o;
     }
-    for w in &all {
+    for w in all {
         let mut line = format!("thread {:x} -> {}", w.thread, w.object.describe());
         let mut seen = vec![w.thread];
         let mut next = w.blocker;

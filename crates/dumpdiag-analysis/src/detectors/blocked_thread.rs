@@ -2,7 +2,7 @@
 //! process, resolved through handle data.
 
 use super::wait_line as line;
-use crate::waits::{waits, WaitObject};
+use crate::waits::WaitObject;
 use crate::{Detector, Evidence, Finding};
 use dumpdiag_os::handles::ObjectState;
 
@@ -31,7 +31,7 @@ impl Detector for BlockedThread {
                         || t.frames.iter().any(|f| f.function.as_deref() == Some("MiniDumpWriteDump") || f.module.as_deref() == Some("dbghelp")))
             })
         };
-        waits(ev)
+        ev.waits()
             .iter()
             .filter(|w| !dump_writer(w.blocker))
             .filter(|w| match &w.object {

@@ -1,7 +1,7 @@
 //! Deadlock (Critical Sections): a cycle of threads each waiting for a critical section another owns.
 
 use super::{cycle_waits, is_cs, wait_line as line};
-use crate::waits::{cycles, waits, WaitObject};
+use crate::waits::{cycles, WaitObject};
 use crate::{Detector, Evidence, Finding};
 
 pub struct DeadlockCriticalSections;
@@ -14,7 +14,7 @@ impl Detector for DeadlockCriticalSections {
         "Deadlock and Livelock"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let all = waits(ev);
+        let all = ev.waits();
         cycles(&all)
             .into_iter()
             .filter(|c| cycle_waits(&all, c).iter().all(|w| is_cs(w)))

@@ -2,7 +2,7 @@
 //! waiting for another's exit while that one waits for a lock the first holds).
 
 use super::{cycle_waits, is_cs, wait_line as line};
-use crate::waits::{cycles, waits};
+use crate::waits::cycles;
 use crate::{Detector, Evidence, Finding};
 
 pub struct DeadlockMixed;
@@ -15,7 +15,7 @@ impl Detector for DeadlockMixed {
         "Deadlock and Livelock"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let all = waits(ev);
+        let all = ev.waits();
         cycles(&all)
             .into_iter()
             .filter(|c| {

@@ -131,15 +131,13 @@ pub(crate) fn process_peb(ev: &crate::Evidence) -> Option<(dumpdiag_os::peb::Peb
 /// The checks of every thread's stack; the faulting thread's stack is the one walked from the
 /// exception context, and a walk cut by the frame limit is not a walking error.
 pub(crate) fn stack_checks(ev: &crate::Evidence) -> Vec<(u32, Vec<String>)> {
-    let s = ev.session;
-    let exception_ctx = ev.target().exception_context();
     ev.threads
         .iter()
         .filter_map(|t| {
             let faulting = ev.exception.as_ref().is_some_and(|e| e.thread_id == t.id);
-            let ctx = if faulting { exception_ctx.clone()? } else { s.thread_context(t.index)? };
-            let stack = dumpdiag_engine::cmd_stacks::stack_of(s, t.index, &ctx);
-            let notes = dumpdiag_engine::cmd_stacks::stack_checks(s, t.index, &stack).into_iter().filter(|w| !w.starts_with("walk stopped after")).collect();
+            let stack = if faulting { ev.exception_stack.as_ref()? } else { t.stack.as_ref()? };
+            let notes =
+                dumpdiag_engine::cmd_stacks::stack_checks(ev.session, t.index, stack).into_iter().filter(|w| !w.starts_with("walk stopped after")).collect();
             Some((t.id, notes))
         })
         .collect()

@@ -2,7 +2,7 @@
 //! for work or for an event nobody holds, pumping messages), set apart from the waits that
 //! matter. Only in dumps taken on purpose: in a crash dump every thread was stopped by the crash.
 
-use crate::waits::{waits, WaitObject};
+use crate::waits::WaitObject;
 use crate::{Detector, Evidence, Finding};
 use dumpdiag_os::handles::ObjectState;
 
@@ -30,7 +30,7 @@ impl Detector for PassiveThread {
         if !super::taken_on_purpose(ev) {
             return Vec::new();
         }
-        let all = waits(ev);
+        let all = ev.waits();
         // A held mutex whose owner the dump does not record could be held by any thread that
         // waits on a kernel object: those are not called idle then.
         let unknown_owner = all

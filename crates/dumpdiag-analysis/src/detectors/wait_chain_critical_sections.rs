@@ -1,7 +1,7 @@
 //! Wait Chain (Critical Sections): a critical-section wait whose owner waits on another one.
 
 use super::{is_cs, wait_line as line};
-use crate::waits::{waits, Wait};
+use crate::waits::Wait;
 use crate::{Detector, Evidence, Finding};
 
 pub struct WaitChainCriticalSections;
@@ -14,7 +14,7 @@ impl Detector for WaitChainCriticalSections {
         "Wait Chain"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let all = waits(ev);
+        let all = ev.waits();
         let cs: Vec<&Wait> = all.iter().filter(|w| is_cs(w)).collect();
         // A chain: a critical-section wait whose owner itself waits for a critical section.
         let chained: Vec<&&Wait> = cs.iter().filter(|w| cs.iter().any(|o| Some(o.thread) == w.blocker)).collect();

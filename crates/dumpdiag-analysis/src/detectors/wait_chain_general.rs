@@ -1,7 +1,7 @@
 //! Wait Chain (General): waits through kernel objects (held mutexes, events, threads).
 
 use super::{is_cs, wait_line as line};
-use crate::waits::{cycles, waits, Wait, WaitObject};
+use crate::waits::{cycles, Wait, WaitObject};
 use crate::{Detector, Evidence, Finding};
 use dumpdiag_os::handles::ObjectState;
 
@@ -15,7 +15,7 @@ impl Detector for WaitChainGeneral {
         "Wait Chain"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let all = waits(ev);
+        let all = ev.waits();
         let in_cycle: Vec<u32> = cycles(&all).concat();
         let held_mutex = |w: &&Wait| matches!(&w.object, WaitObject::Handle { state: Some(ObjectState::Mutant { count, .. }), .. } if *count <= 0);
         let links: Vec<&Wait> = all.iter().filter(|w| !in_cycle.contains(&w.thread)).filter(held_mutex).collect();
