@@ -8,7 +8,7 @@ use crate::format;
 use crate::Session;
 use dumpdiag_stack::{Env, Frame, Stack, StackBounds, Trust};
 use dumpdiag_symbols::locals;
-use dumpdiag_target::{Arch, Context, MemoryExt};
+use dumpdiag_target::{Context, MemoryExt};
 
 /// `k` options parsed from the letters after `k`.
 #[derive(Default, Clone, Copy)]
@@ -384,15 +384,6 @@ pub fn findstack(s: &mut Session, rest: &str) -> Result<String, String> {
         o = format!("No thread has '{needle}' on its stack\n");
     }
     Ok(o)
-}
-
-/// All threads' stacks (`~*k` output), for callers outside the REPL.
-pub fn all_stacks(s: &Session) -> Vec<(usize, Stack)> {
-    (0..s.target().threads().len()).filter_map(|i| Some((i, stack_of(s, i, &s.thread_context(i)?)))).collect()
-}
-
-pub fn arch_of(s: &Session) -> Arch {
-    s.effective_machine()
 }
 
 /// The current frame's variables (the `.frame` selection of the current thread).

@@ -327,9 +327,6 @@ impl Target for MdmpTarget {
     fn file_size(&self) -> u64 {
         self.map.len() as u64
     }
-    fn module_at(&self, addr: u64) -> Option<&ModuleRecord> {
-        self.modules.iter().find(|m| m.contains(addr))
-    }
 }
 
 impl MemoryReader for MdmpTarget {

@@ -27,6 +27,8 @@ pub struct PdbSymbols {
     pub frame_data: Vec<crate::breakpad::StackWin>,
     /// Global and static data symbols: (rva, name), sorted.
     pub globals: Vec<(u32, String)>,
+    /// Every function, enumerated on first use (`x`, `module!name` expressions).
+    functions: std::cell::OnceCell<Vec<(u32, String)>>,
 }
 
 /// One resolved address.
@@ -72,7 +74,7 @@ impl PdbSymbols {
             | pdb_addr2line::TypeFormatterFlags::NO_FUNCTION_RETURN
             | pdb_addr2line::TypeFormatterFlags::NAME_ONLY;
         let cell = Cell::try_new(data, |d| d.make_context_with_formatter_flags(flags)).map_err(|e| e.to_string())?;
-        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age, frame_data, globals })
+        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age, frame_data, globals, functions: std::cell::OnceCell::new() })
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
@@ -103,8 +105,8 @@ impl PdbSymbols {
     }
 
     /// Every function: (start rva, name).
-    pub fn functions(&self) -> Vec<(u32, String)> {
-        self.cell.with_dependent(|_, ctx| ctx.functions().filter_map(|f| Some((f.start_rva, demangle(&f.name?)))).collect())
+    pub fn functions(&self) -> &[(u32, String)] {
+        self.functions.get_or_init(|| self.cell.with_dependent(|_, ctx| ctx.functions().filter_map(|f| Some((f.start_rva, demangle(&f.name?)))).collect()))
     }
 }
 
