@@ -6,38 +6,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-const COMMANDS: &[&str] = &[
-    "vertarget",
-    ".time",
-    ".dumpdebug",
-    ".lastevent",
-    "~",
-    "~* r",
-    ".exr -1",
-    ".ecxr",
-    "lmv",
-    "lm u",
-    "!teb",
-    "!peb",
-    "!address",
-    "!address -summary",
-    "!handle 0 f",
-    "!runaway 7",
-    "!gle",
-    "dps @$csp",
-    "db @$ip",
-    "~*kv",
-    "kp",
-    "u @$ip",
-    "ub @$ip",
-    "!uniqstack",
-    ".effmach x86",
-    "~*k",
-    "!teb",
-    "!peb",
-    "r",
-];
-
 /// Splitmix64: a fixed, dependency-free stream of test positions.
 fn rng(seed: u64) -> impl FnMut() -> u64 {
     let mut x = seed;
@@ -57,7 +25,7 @@ fn exercise(bytes: &[u8], label: &str, scratch: &std::path::Path) {
         Err(e) => assert!(!e.to_string().is_empty(), "{label}: empty error"),
         Ok(t) => {
             let mut s = dumpdiag_engine::Session::new(Box::new(t));
-            for cmd in COMMANDS {
+            for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
         }
@@ -131,7 +99,7 @@ fn fuzz_regressions_stay_fixed() {
         let bytes = std::fs::read(e.path()).unwrap();
         if let Ok(t) = dumpdiag_mdmp::MdmpTarget::from_bytes("regression.dmp", bytes) {
             let mut s = dumpdiag_engine::Session::new(Box::new(t));
-            for cmd in COMMANDS {
+            for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
         }

@@ -11,28 +11,7 @@ fn every_corpus_dump_opens_and_answers_the_information_commands() {
         let t = dumpdiag_mdmp::MdmpTarget::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!t.threads().is_empty(), "{}: no threads", path.display());
         let mut s = dumpdiag_engine::Session::new(Box::new(t));
-        for cmd in [
-            "vertarget",
-            "||",
-            "|",
-            ".time",
-            ".dumpdebug",
-            ".lastevent",
-            "~",
-            "r",
-            ".exr -1",
-            ".ecxr",
-            "lmv",
-            "lm u",
-            "!teb",
-            "!peb",
-            "!address -summary",
-            "!handle",
-            "!runaway 7",
-            "!gle",
-            "dps @$csp",
-            "db @$ip",
-        ] {
+        for cmd in COMMANDS {
             let out = s.execute(cmd).text;
             assert!(!out.is_empty(), "{}: `{cmd}` printed nothing", path.display());
         }

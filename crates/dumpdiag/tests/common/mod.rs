@@ -45,3 +45,39 @@ pub fn all_dumps() -> Vec<PathBuf> {
     assert!(v.len() >= 15, "expected the real corpus, found {} dumps", v.len());
     v
 }
+
+/// The command battery every dump must answer: the information, stack and disassembly
+/// commands, run by the corpus and bad-input tests.
+pub const COMMANDS: &[&str] = &[
+    "||",
+    "|",
+    "vertarget",
+    ".time",
+    ".dumpdebug",
+    ".lastevent",
+    "~",
+    "~* r",
+    ".exr -1",
+    ".ecxr",
+    "lmv",
+    "lm u",
+    "!teb",
+    "!peb",
+    "!address",
+    "!address -summary",
+    "!handle 0 f",
+    "!runaway 7",
+    "!gle",
+    "dps @$csp",
+    "db @$ip",
+    "~*kv",
+    "kp",
+    "u @$ip",
+    "ub @$ip",
+    "!uniqstack",
+    ".effmach x86",
+    "~*k",
+    "!teb",
+    "!peb",
+    "r",
+];
