@@ -113,6 +113,11 @@ impl<'s> Evidence<'s> {
         self.session.target()
     }
 
+    /// The process's image (the first module of the list).
+    pub fn is_main_image(&self, name: &str) -> bool {
+        self.target().modules().first().is_some_and(|m| m.short_name() == name)
+    }
+
     /// The application's own modules: the main image and anything outside the system
     /// directories.
     pub fn is_app_module(&self, name: &str) -> bool {

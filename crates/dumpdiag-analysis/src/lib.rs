@@ -8,6 +8,7 @@ pub mod detectors;
 mod evidence;
 pub mod html;
 mod report;
+pub mod thread_facts;
 pub mod waits;
 
 pub use evidence::{Evidence, FrameView, ThreadView};

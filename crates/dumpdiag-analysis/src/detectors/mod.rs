@@ -30,6 +30,10 @@ mod virtualized_process;
 mod wait_chain_critical_sections;
 mod wait_chain_general;
 mod wild_code;
+mod main_thread;
+mod active_thread;
+mod thread_age;
+mod not_my_thread;
 
 use crate::Detector;
 
@@ -65,6 +69,10 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(incorrect_stack_trace::IncorrectStackTrace),
         Box::new(truncated_stack_trace::TruncatedStackTrace),
         Box::new(stack_trace_collection::StackTraceCollection),
+        Box::new(main_thread::MainThread),
+        Box::new(active_thread::ActiveThread),
+        Box::new(thread_age::ThreadAge),
+        Box::new(not_my_thread::NotMyThread),
     ]
 }
 

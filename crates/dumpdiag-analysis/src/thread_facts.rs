@@ -1,0 +1,107 @@
+//! Facts about threads that several thread detectors share: which thread is the main one, where
+//! a thread started, whether it sits in a kernel wait or writes the dump.
+
+use crate::evidence::{Evidence, FrameView, ThreadView};
+
+/// Routines every thread starts in before the code that created it gets control.
+const THREAD_START_ROUTINES: &[&str] = &["BaseThreadInitThunk", "RtlUserThreadStart", "_RtlUserThreadStart", "__RtlUserThreadStart"];
+
+/// Entry points that only the process's first thread runs.
+const MAIN_ENTRY_FUNCTIONS: &[&str] = &["main", "wmain", "WinMain", "wWinMain", "mainCRTStartup", "wmainCRTStartup", "WinMainCRTStartup", "wWinMainCRTStartup"];
+
+/// The first thread of the process and how it was recognised.
+pub struct MainThread<'a> {
+    pub thread: &'a ThreadView,
+    pub how: String,
+}
+
+/// The process's first thread: the earliest creation time when the dump records thread times,
+/// else the thread running the image's `main`/`WinMain` or its CRT startup.
+pub fn main_thread<'a>(ev: &'a Evidence) -> Option<MainThread<'a>> {
+    fn runs_main<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
+        t.frames.iter().find(|f| {
+            f.module.as_deref().is_some_and(|m| ev.is_main_image(m)) && f.function.as_deref().is_some_and(|n| MAIN_ENTRY_FUNCTIONS.contains(&short_function(n)))
+        })
+    }
+    let by_time = ev.threads.iter().filter(|t| t.times.as_ref().is_some_and(|x| x.create_time != 0)).min_by_key(|t| t.times.as_ref().map(|x| x.create_time));
+    if let Some(t) = by_time {
+        let also = runs_main(ev, t).map(|f| format!(" and runs {}", f.call_site())).unwrap_or_default();
+        return Some(MainThread { thread: t, how: format!("earliest creation time{also}") });
+    }
+    ev.threads.iter().find_map(|t| runs_main(ev, t).map(|f| MainThread { thread: t, how: format!("runs {}", f.call_site()) }))
+}
+
+/// `ns::Class::method(args)` → `method`; keeps plain C names.
+pub fn short_function(name: &str) -> &str {
+    let base = name.split('(').next().unwrap_or(name);
+    base.rsplit("::").next().unwrap_or(base).trim()
+}
+
+/// The code the thread was created to run: the frame the thread-start routines called, or the
+/// Win32 start address the dump records.
+pub fn thread_procedure(ev: &Evidence, t: &ThreadView) -> Option<ThreadProcedure> {
+    if let Some(i) = t.frames.iter().position(|f| f.function.as_deref().is_some_and(|n| THREAD_START_ROUTINES.contains(&n))) {
+        if i > 0 {
+            let f = &t.frames[i - 1];
+            return Some(ThreadProcedure { address: f.ip, module: f.module.clone(), name: f.call_site() });
+        }
+    }
+    let start = t.times.as_ref().map(|x| x.start_address).filter(|a| *a != 0)?;
+    let module = ev.target().module_at(start).map(|m| m.short_name());
+    let name = ev.session.symbols().describe(ev.target(), start).unwrap_or_else(|| format!("{start:#x}"));
+    Some(ThreadProcedure { address: start, module, name })
+}
+
+pub struct ThreadProcedure {
+    pub address: u64,
+    pub module: Option<String>,
+    pub name: String,
+}
+
+/// Where a thread's top frame is: inside a system call (a wait, a sleep, a message wait),
+/// running ordinary code, or unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopFrame {
+    SystemCall,
+    Running,
+    Unknown,
+}
+
+/// The thread's top frame is an `Nt`/`Zw` stub of ntdll or win32u by name, or — without a
+/// symbol — its instruction pointer sits right after a `syscall`, `sysenter` or `int 2e`.
+pub fn top_frame_state(ev: &Evidence, t: &ThreadView) -> TopFrame {
+    let Some(top) = t.frames.first() else { return TopFrame::Unknown };
+    if let Some(function) = top.function.as_deref() {
+        let module = top.module.as_deref().unwrap_or("").to_ascii_lowercase();
+        let stub = (function.starts_with("Nt") || function.starts_with("Zw")) && function.as_bytes().get(2).is_some_and(|c| c.is_ascii_uppercase());
+        if stub && (module == "ntdll" || module == "win32u") {
+            return TopFrame::SystemCall;
+        }
+        if !after_trap_instruction(ev, top.ip).unwrap_or(false) {
+            return TopFrame::Running;
+        }
+        return TopFrame::SystemCall;
+    }
+    match after_trap_instruction(ev, top.ip) {
+        Some(true) => TopFrame::SystemCall,
+        Some(false) => TopFrame::Running,
+        None => TopFrame::Unknown,
+    }
+}
+
+/// Are the two bytes before `ip` a system-call instruction? None when they are not in the dump.
+fn after_trap_instruction(ev: &Evidence, ip: u64) -> Option<bool> {
+    let mut b = [0u8; 2];
+    (ev.target().memory().read(ip.checked_sub(2)?, &mut b) == 2).then(|| matches!(b, [0x0f, 0x05] | [0x0f, 0x34] | [0xcd, 0x2e]))
+}
+
+/// The top frame when the thread is inside a system call.
+pub fn in_system_call<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
+    (top_frame_state(ev, t) == TopFrame::SystemCall).then(|| t.frames.first()).flatten()
+}
+
+/// The thread writes the dump (MiniDumpWriteDump on its stack) or was injected by the dumping
+/// tool (DbgUiRemoteBreakin): it shows the dumper, not the application.
+pub fn is_dump_writer(t: &ThreadView) -> bool {
+    t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")))
+}
