@@ -113,9 +113,13 @@ impl<'s> Evidence<'s> {
         self.session.target()
     }
 
-    /// The process's image (the first module of the list).
+    /// The process's image: the first module of the list (listed again under WOW64, at the same base).
     pub fn is_main_image(&self, name: &str) -> bool {
         self.target().modules().first().is_some_and(|m| m.short_name() == name)
+    }
+
+    pub fn is_main_image_base(&self, base: u64) -> bool {
+        self.target().modules().first().is_some_and(|m| m.base == base)
     }
 
     /// The application's own modules: the main image and anything outside the system

@@ -100,6 +100,9 @@ pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
     }
     let _ = writeln!(o, "    Symbol Type: {}", s.symbols().state(i).windbg_label());
     let _ = writeln!(o, "    Load Report: {}", s.symbols().origin(i).filter(|x| !x.is_empty()).unwrap_or("no symbols found"));
+    if let Some(m) = s.symbols().pdb_mismatch(i) {
+        let _ = writeln!(o, "    Mismatched PDB: {m}");
+    }
     Ok(o)
 }
 

@@ -84,6 +84,9 @@ pub struct Symbols {
     origins: Vec<OnceCell<String>>,
     /// Image files found on the symbol path, for unwind data a minidump does not carry.
     images: Vec<OnceCell<Option<dumpdiag_os::pe::FileImage>>>,
+    /// PDBs found under a module's PDB name that belong to another build, refused as WinDbg
+    /// refuses them: (module index, what was found).
+    mismatches: std::cell::RefCell<Vec<(usize, String)>>,
 }
 
 /// The symbol-store id of a PDB: GUID (as Windows prints it, no dashes) followed by the age.
@@ -100,6 +103,7 @@ impl Symbols {
             modules: (0..n).map(|_| OnceCell::new()).collect(),
             origins: (0..n).map(|_| OnceCell::new()).collect(),
             images: (0..n).map(|_| OnceCell::new()).collect(),
+            mismatches: Default::default(),
         }
     }
 
@@ -115,6 +119,12 @@ impl Symbols {
 
     pub fn state(&self, index: usize) -> SymbolKind {
         self.modules.get(index).and_then(|c| c.get()).map(|m| m.kind()).unwrap_or(SymbolKind::Deferred)
+    }
+
+    /// A PDB with the module's PDB name that was refused because it belongs to another build
+    /// (looked for when the module's symbols were loaded).
+    pub fn pdb_mismatch(&self, index: usize) -> Option<String> {
+        self.mismatches.borrow().iter().find(|m| m.0 == index).map(|m| m.1.clone())
     }
 
     pub fn origin(&self, index: usize) -> Option<&str> {
@@ -152,6 +162,11 @@ impl Symbols {
                     if let Ok(p) = pdb::PdbSymbols::open(&c) {
                         if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid) || matches!(cv, CodeViewRecord::Pdb20 { .. }) {
                             return (ModuleSymbols::Pdb(Box::new(p)), c.display().to_string());
+                        }
+                        let found = pdb_store_id(&CodeViewRecord::Pdb70 { guid: p.guid, age: p.age, pdb_name: String::new() }).unwrap_or_default();
+                        let mut mm = self.mismatches.borrow_mut();
+                        if !mm.iter().any(|x| x.0 == index) {
+                            mm.push((index, format!("{} is {found}, the image expects {id}", c.display())));
                         }
                     }
                 }

@@ -34,6 +34,8 @@ mod main_thread;
 mod active_thread;
 mod thread_age;
 mod not_my_thread;
+mod not_my_version;
+mod unknown_component;
 
 use crate::Detector;
 
@@ -73,6 +75,8 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(active_thread::ActiveThread),
         Box::new(thread_age::ThreadAge),
         Box::new(not_my_thread::NotMyThread),
+        Box::new(unknown_component::UnknownComponent),
+        Box::new(not_my_version::NotMyVersion),
     ]
 }
 

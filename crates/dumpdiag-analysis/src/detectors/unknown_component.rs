@@ -1,0 +1,63 @@
+//! Unknown Component: modules that cannot say who made them — no version resource, no company
+//! name — or that were loaded from where code does not belong (temporary and download folders,
+//! or a system DLL's name loaded from outside the system directory). The process's own image is
+//! known by definition; system-directory modules are judged by their path (Wine's own DLLs carry
+//! no version resources, and a Windows one always does).
+
+use crate::{Detector, Evidence, Finding};
+use dumpdiag_os::pe;
+
+pub struct UnknownComponent;
+
+/// Folders code is not installed in.
+const UNEXPECTED_FOLDERS: &[&str] = &["\\temp\\", "\\tmp\\", "\\downloads\\", "\\appdata\\local\\temp\\", "\\users\\public\\", "\\$recycle.bin\\"];
+/// DLLs that only ever come from the system directory.
+const SYSTEM_DLLS: &[&str] = &["ntdll.dll", "kernel32.dll", "kernelbase.dll", "user32.dll", "gdi32.dll", "advapi32.dll", "ws2_32.dll", "ole32.dll", "combase.dll", "rpcrt4.dll", "msvcrt.dll", "ucrtbase.dll", "dbghelp.dll", "version.dll", "winmm.dll", "shell32.dll"];
+
+fn in_system_directory(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    p.contains("\\windows\\") || p.starts_with("/") && p.contains("/wine/")
+}
+
+impl Detector for UnknownComponent {
+    fn pattern(&self) -> &'static str {
+        "Unknown Component"
+    }
+    fn category(&self) -> &'static str {
+        "Module"
+    }
+    fn detect(&self, ev: &Evidence) -> Vec<Finding> {
+        let t = ev.target();
+        let mem = t.memory();
+        let mut evidence = Vec::new();
+        for m in t.modules().iter().filter(|m| !ev.is_main_image_base(m.base)) {
+            let lower = m.path.to_ascii_lowercase();
+            let file = m.file_name().to_ascii_lowercase();
+            if UNEXPECTED_FOLDERS.iter().any(|f| lower.contains(f)) {
+                evidence.push(format!("{}: loaded from {}", m.short_name(), m.path));
+                continue;
+            }
+            if SYSTEM_DLLS.contains(&file.as_str()) && !in_system_directory(&m.path) {
+                evidence.push(format!("{}: a system DLL's name loaded from outside the system directory: {}", m.short_name(), m.path));
+                continue;
+            }
+            if in_system_directory(&m.path) {
+                continue;
+            }
+            let fixed = m.version.as_ref().filter(|v| v.signature == 0xfeef04bd);
+            let strings = pe::read_headers(mem, m.base).and_then(|h| pe::version_strings(mem, &h));
+            let company = strings.as_ref().and_then(|s| s.iter().find(|(k, _)| k == "CompanyName").map(|(_, v)| v.trim().to_string())).filter(|c| !c.is_empty());
+            match (fixed, &strings, company) {
+                (None, None, _) => evidence.push(format!("{}: no version information ({})", m.short_name(), m.path)),
+                (_, Some(_), None) => evidence.push(format!("{}: no company name in its version resource ({})", m.short_name(), m.path)),
+                _ => {}
+            }
+        }
+        if evidence.is_empty() {
+            return Vec::new();
+        }
+        vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} module(s) of unknown origin", evidence.len()))
+            .evidence(evidence)
+            .recommend("Identify these modules (vendor, purpose, how they got into the process): injected hooks, security products and stale private copies are common suspects.")]
+    }
+}
