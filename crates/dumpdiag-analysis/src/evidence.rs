@@ -39,6 +39,9 @@ pub struct ThreadView {
     /// The walk behind `frames` (from the thread's own context), for the stack-trace checks.
     pub stack: Option<Stack>,
     pub times: Option<ThreadTimes>,
+    /// The dump records the exception's context for this thread, which is not the faulting one:
+    /// Wine's writer does that for the thread calling MiniDumpWriteDump. Its frames are left empty.
+    pub borrowed_context: bool,
 }
 
 pub struct Evidence<'s> {
@@ -93,12 +96,15 @@ impl<'s> Evidence<'s> {
             .iter()
             .enumerate()
             .map(|(i, th)| {
-                let walked = s.thread_context(i).map(|c| walk(s, i, &c));
+                let ctx = s.thread_context(i);
+                let borrowed_context = matches!((&exception, &ctx, t.exception_context()), (Some(e), Some(c), Some(x))
+                    if e.thread_id != th.id && c.ip() == x.ip() && c.sp() == x.sp());
+                let walked = ctx.filter(|_| !borrowed_context).map(|c| walk(s, i, &c));
                 let (frames, stack) = match walked {
                     Some((f, st)) => (f, Some(st)),
                     None => (Vec::new(), None),
                 };
-                ThreadView { index: i, id: th.id, name: th.name.clone(), frames, stack, times: th.info.clone() }
+                ThreadView { index: i, id: th.id, name: th.name.clone(), frames, stack, times: th.info.clone(), borrowed_context }
             })
             .collect();
         Evidence { session: s, exception, exception_frames, exception_stack, threads, ptr: s.ptr(), waits: OnceCell::new() }

@@ -8,6 +8,7 @@ pub mod detectors;
 mod evidence;
 pub mod html;
 mod report;
+mod managed;
 pub mod thread_facts;
 pub mod waits;
 

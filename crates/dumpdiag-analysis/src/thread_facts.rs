@@ -103,5 +103,6 @@ pub fn in_system_call<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameV
 /// The thread writes the dump (MiniDumpWriteDump on its stack) or was injected by the dumping
 /// tool (DbgUiRemoteBreakin): it shows the dumper, not the application.
 pub fn is_dump_writer(t: &ThreadView) -> bool {
-    t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")))
+    t.borrowed_context
+        || t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")))
 }

@@ -36,6 +36,10 @@ mod thread_age;
 mod not_my_thread;
 mod not_my_version;
 mod unknown_component;
+mod managed_code_exception;
+mod clr_thread;
+mod jit_code;
+mod active_space;
 
 use crate::Detector;
 
@@ -76,6 +80,10 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(thread_age::ThreadAge),
         Box::new(not_my_thread::NotMyThread),
         Box::new(unknown_component::UnknownComponent),
+        Box::new(active_space::ActiveSpace),
+        Box::new(jit_code::JitCode),
+        Box::new(clr_thread::ClrThread),
+        Box::new(managed_code_exception::ManagedCodeException),
         Box::new(not_my_version::NotMyVersion),
     ]
 }
