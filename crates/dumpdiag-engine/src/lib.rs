@@ -65,6 +65,7 @@ pub const COMMANDS: &[&str] = &[
     "s",
     "?",
     "!address",
+    "!heap",
     "!handle",
     "!runaway",
     "!gle",
@@ -307,6 +308,7 @@ impl Session {
             "!handle" => cmd_process::handle(self, rest),
             "!error" => cmd_process::error(self, rest),
             "!address" => cmd_memory::address(self, rest),
+            "!heap" => cmd_memory::heap(self, rest),
             "?" => {
                 let v = self.eval(rest)?;
                 Ok(format!("Evaluate expression: {} = {}\n", v as i64, format::addr(v, 8)))

@@ -62,13 +62,15 @@ struct Markers {
     tebs: Vec<(u64, usize, u32)>,
     pebs: Vec<u64>,
     heaps: Vec<u64>,
+    /// Allocation base → the heap it belongs to.
+    heap_allocations: Vec<(u64, u64)>,
 }
 
 fn markers(target: &dyn Target) -> Markers {
     let mem = target.memory();
     let native = Layout::for_pointer_size(target.facts().pointer_size());
     let wow = wow64::is_wow64(target);
-    let mut m = Markers { stacks: Vec::new(), tebs: Vec::new(), pebs: Vec::new(), heaps: Vec::new() };
+    let mut m = Markers { stacks: Vec::new(), tebs: Vec::new(), pebs: Vec::new(), heaps: Vec::new(), heap_allocations: Vec::new() };
     for (i, t) in target.threads().iter().enumerate() {
         m.tebs.push((t.teb, i, t.id));
         let mut views = vec![(t.teb, native)];
@@ -99,6 +101,9 @@ fn markers(target: &dyn Target) -> Markers {
             m.stacks.push((t.stack_start, t.stack_start.wrapping_add(t.stack_size), i, t.id));
         }
     }
+    for h in crate::heaps::find_heaps(target, &m.heaps) {
+        m.heap_allocations.extend(h.segments.iter().map(|s| (s.base, h.base)));
+    }
     m
 }
 
@@ -123,6 +128,9 @@ fn classify(target: &dyn Target, m: &Markers, r: &RegionInfo) -> Usage {
         return Usage::Stack { thread_index: i, thread_id: id };
     }
     if let Some(&h) = m.heaps.iter().find(|&&h| h == alloc || r.contains(h)) {
+        return Usage::Heap { heap: h };
+    }
+    if let Some(&(_, h)) = m.heap_allocations.iter().find(|a| a.0 == alloc) {
         return Usage::Heap { heap: h };
     }
     if r.kind == MEM_MAPPED {

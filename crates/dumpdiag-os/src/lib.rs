@@ -12,6 +12,7 @@
 pub mod address;
 pub mod errors;
 pub mod handles;
+pub mod heaps;
 pub mod layout;
 pub mod pe;
 pub mod peb;

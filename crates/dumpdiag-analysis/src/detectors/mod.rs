@@ -40,6 +40,7 @@ mod managed_code_exception;
 mod clr_thread;
 mod jit_code;
 mod active_space;
+mod memory_leak_process_heap;
 
 use crate::Detector;
 
@@ -58,6 +59,7 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(manual_dump::ManualDump),
         Box::new(embedded_comments::EmbeddedComments),
         Box::new(handle_leak::HandleLeak),
+        Box::new(memory_leak_process_heap::MemoryLeakProcessHeap),
         Box::new(spiking_thread::SpikingThread),
         Box::new(deadlock_critical_sections::DeadlockCriticalSections),
         Box::new(deadlock_mixed::DeadlockMixed),

@@ -1,0 +1,165 @@
+//! The process's heaps at the level of their memory: which allocations belong to which heap, and
+//! how much each has reserved and committed. Found from the PEB (ProcessHeap, ProcessHeaps) and
+//! from the heap headers at the start of each allocation, so that a heap's later segments count
+//! too: an NT heap segment (HEAP_SEGMENT) carries SegmentSignature 0xffeeffee and a pointer to
+//! its heap; a segment heap (SEGMENT_HEAP) carries 0xddeeddee; Wine 8's subheaps carry no
+//! signature but point back to their heap from the header (SUBHEAP.user_value).
+//! Walking blocks inside a heap needs its internal formats and is not done here.
+
+use std::collections::BTreeMap;
+
+use dumpdiag_target::{MemoryExt, Target, MEM_COMMIT, MEM_FREE};
+
+const NT_SEGMENT_SIGNATURE: u32 = 0xffee_ffee;
+const SEGMENT_HEAP_SIGNATURE: u32 = 0xddee_ddee;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeapKind {
+    /// NT heap (or Wine's heap, which lays out the same header).
+    Nt,
+    SegmentHeap,
+    /// Named by the PEB, header not in the dump.
+    Unknown,
+}
+
+impl HeapKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            HeapKind::Nt => "NT heap",
+            HeapKind::SegmentHeap => "segment heap",
+            HeapKind::Unknown => "heap",
+        }
+    }
+}
+
+/// One allocation (VirtualAlloc unit) that belongs to a heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapSegment {
+    pub base: u64,
+    pub reserved: u64,
+    pub committed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heap {
+    pub base: u64,
+    pub kind: HeapKind,
+    pub segments: Vec<HeapSegment>,
+}
+
+impl Heap {
+    pub fn committed(&self) -> u64 {
+        self.segments.iter().map(|s| s.committed).sum()
+    }
+    pub fn reserved(&self) -> u64 {
+        self.segments.iter().map(|s| s.reserved).sum()
+    }
+}
+
+/// Every heap the PEB names (`peb_heaps`) or whose header starts an allocation of the
+/// MemoryInfoList, with the allocations that belong to it. Bounded by the region count.
+pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
+    let mem = target.memory();
+    // Allocations: base → (reserved, committed).
+    let mut allocations: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for r in target.regions().iter().filter(|r| r.state != MEM_FREE) {
+        let base = if r.allocation_base != 0 { r.allocation_base } else { r.base };
+        let a = allocations.entry(base).or_default();
+        a.0 = a.0.saturating_add(r.size);
+        if r.state == MEM_COMMIT {
+            a.1 = a.1.saturating_add(r.size);
+        }
+    }
+    let mut heaps: BTreeMap<u64, Heap> = BTreeMap::new();
+    for &h in peb_heaps.iter().filter(|&&h| h != 0) {
+        heaps.entry(h).or_insert(Heap { base: h, kind: HeapKind::Unknown, segments: Vec::new() });
+    }
+    // Headers: (allocation base, owning heap, kind).
+    let mut owners: Vec<(u64, u64, HeapKind)> = Vec::new();
+    for &base in allocations.keys() {
+        // x64 layout first (signature at +0x10, heap pointer at +0x28), then x86 (+0x8, +0x18).
+        for (sig_at, heap_at, ptr) in [(0x10u64, 0x28u64, 8u64), (0x8, 0x18, 4)] {
+            match mem.read_u32(base.wrapping_add(sig_at)) {
+                Some(NT_SEGMENT_SIGNATURE) => {
+                    let owner = mem.read_ptr(base.wrapping_add(heap_at), ptr).filter(|&o| o != 0 && allocations.contains_key(&o)).unwrap_or(base);
+                    owners.push((base, owner, HeapKind::Nt));
+                    break;
+                }
+                Some(SEGMENT_HEAP_SIGNATURE) => {
+                    owners.push((base, base, HeapKind::SegmentHeap));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    for &(base, owner, kind) in &owners {
+        if base == owner {
+            let h = heaps.entry(base).or_insert(Heap { base, kind, segments: Vec::new() });
+            h.kind = kind;
+        }
+    }
+    for &(base, owner, _) in &owners {
+        if base != owner && !heaps.contains_key(&owner) {
+            heaps.insert(owner, Heap { base: owner, kind: HeapKind::Nt, segments: Vec::new() });
+        }
+    }
+    let mut owner_of: BTreeMap<u64, u64> = owners.iter().map(|&(b, o, _)| (b, o)).collect();
+    for &h in heaps.keys() {
+        owner_of.entry(h).or_insert(h);
+    }
+    // Wine's subheaps: no signature, the header's user value (x64: +0x30) is the heap.
+    for &base in allocations.keys() {
+        if owner_of.contains_key(&base) {
+            continue;
+        }
+        if let Some(h) = mem.read_u64(base.wrapping_add(0x30)).filter(|h| heaps.get(h).is_some_and(|x| x.kind == HeapKind::Nt)) {
+            let list_next = mem.read_u64(base.wrapping_add(0x20)).unwrap_or(0);
+            // The subheap list entry points into the heap or into another allocation.
+            if allocations.range(..=list_next).next_back().is_some_and(|(b, a)| list_next < b.saturating_add(a.0)) {
+                owner_of.insert(base, h);
+            }
+        }
+    }
+    for (base, owner) in owner_of {
+        let (reserved, committed) = allocations.get(&base).copied().unwrap_or_default();
+        if let Some(h) = heaps.get_mut(&owner) {
+            if reserved > 0 {
+                h.segments.push(HeapSegment { base, reserved, committed });
+            }
+        }
+    }
+    heaps.into_values().collect()
+}
+
+/// The heaps every PEB of the process names (the native one, and the 32-bit one under WOW64).
+pub fn peb_heap_bases(target: &dyn Target) -> Vec<u64> {
+    let mem = target.memory();
+    let native = crate::Layout::for_pointer_size(target.facts().pointer_size());
+    let mut views = Vec::new();
+    if let Some(t) = target.threads().first() {
+        views.push((t.teb, native));
+        if crate::wow64::is_wow64(target) {
+            if let Some(t32) = crate::wow64::teb32_of(mem, t.teb) {
+                views.push((t32, crate::layout::X86));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (teb, l) in views {
+        let Some(tb) = crate::teb::read_teb(mem, teb, &l) else { continue };
+        if let Some(p) = crate::peb::read_peb(mem, tb.peb, &l) {
+            for h in p.process_heaps.iter().copied().chain(std::iter::once(p.process_heap)) {
+                if h != 0 && !out.contains(&h) {
+                    out.push(h);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The process's heaps: [`peb_heap_bases`] and [`find_heaps`] together.
+pub fn process_heaps(target: &dyn Target) -> Vec<Heap> {
+    find_heaps(target, &peb_heap_bases(target))
+}
