@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::cmd_stacks;
 use crate::format;
 use crate::Session;
 use dumpdiag_os::address::Usage;
@@ -136,6 +137,9 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
         }
         "dps" | "dds" | "dqs" | "dpp" | "dpa" | "dpu" => {
             let n = bytes_total / unit;
+            // Over the current thread's stack, symbolic values are marked by their place in the
+            // walked call chain (Coincidental Symbolic Information).
+            let raw = if matches!(verb, "dps" | "dds" | "dqs") { raw_stack_at(s, r.start) } else { None };
             for i in 0..n {
                 let a = r.start.wrapping_add(i * unit);
                 let Some(v) = mem.read_ptr(a, unit) else {
@@ -158,7 +162,15 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
                         .read_wstring(v, 64)
                         .map(|t| format!(" \"{}\"", t.chars().map(|c| if c.is_control() { '.' } else { c }).collect::<String>()))
                         .unwrap_or_default(),
-                    _ => s.describe_address(v).map(|d| format!(" {d}")).unwrap_or_default(),
+                    _ => {
+                        let described = s.describe_address(v).map(|d| format!(" {d}")).unwrap_or_default();
+                        let mark = match raw.as_ref().and_then(|rs| rs.role(s, a, v)) {
+                            Some(cmd_stacks::SlotRole::FrameReturn(f)) if !described.is_empty() => format!("  <- frame {f:02x}"),
+                            Some(cmd_stacks::SlotRole::NotInCallChain) if !described.is_empty() => "  <- not in the call chain".to_string(),
+                            _ => String::new(),
+                        };
+                        format!("{described}{mark}")
+                    }
                 };
                 let _ = writeln!(o, "{}  {vs}{extra}", s.addr(a));
             }
@@ -523,4 +535,15 @@ pub fn heap(s: &mut Session, rest: &str) -> Result<String, String> {
         heaps.iter().map(|h| h.committed()).sum::<u64>() / 1024
     );
     Ok(o)
+}
+
+/// The current thread's walked raw stack, when `addr` lies on that stack.
+fn raw_stack_at(s: &Session, addr: u64) -> Option<cmd_stacks::RawStack> {
+    let ctx = s.context()?;
+    let index = s.current_thread();
+    if !cmd_stacks::bounds(s, index, ctx.sp()).contains(addr) {
+        return None;
+    }
+    let stack = cmd_stacks::stack_of(s, index, &ctx);
+    cmd_stacks::RawStack::of(s, index, &stack)
 }

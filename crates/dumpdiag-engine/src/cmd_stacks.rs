@@ -419,3 +419,71 @@ pub fn dt_local(s: &mut Session, name: &str) -> Result<String, String> {
     }
     Ok(o)
 }
+
+/// What a raw-stack slot holds relative to the walked call chain (for `dps` and the analysis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRole {
+    /// The return address of frame N (the slot the call wrote).
+    FrameReturn(usize),
+    /// A value that looks like a return address (code with a call before it) in the live part of
+    /// the stack, but no frame returns through this slot: Coincidental Symbolic Information.
+    NotInCallChain,
+}
+
+/// The raw stack of a walked thread: which slots hold the chain's return addresses, and which
+/// return-address-like values in the live part of the stack are not part of it. Bounded by
+/// `MAX_SLOTS`; code bytes not in the dump decide nothing (a minidump without code pages).
+pub struct RawStack {
+    pub live_low: u64,
+    pub live_high: u64,
+    pub bounds: StackBounds,
+    return_slots: Vec<(u64, usize)>,
+    ptr: u64,
+}
+
+const MAX_SLOTS: u64 = 1 << 15;
+
+impl RawStack {
+    pub fn of(s: &Session, index: usize, stack: &Stack) -> Option<RawStack> {
+        let first = stack.frames.first()?;
+        let ptr = s.ptr();
+        let bounds = bounds(s, index, first.sp);
+        let return_slots = stack.frames.iter().enumerate().skip(1).map(|(i, f)| (f.sp.wrapping_sub(ptr), i)).collect();
+        Some(RawStack { live_low: first.sp, live_high: bounds.high, bounds, return_slots, ptr })
+    }
+
+    /// The role of the value `v` found at `slot`, if it has one.
+    pub fn role(&self, s: &Session, slot: u64, v: u64) -> Option<SlotRole> {
+        if let Some(&(_, i)) = self.return_slots.iter().find(|r| r.0 == slot) {
+            return Some(SlotRole::FrameReturn(i));
+        }
+        let live = slot >= self.live_low && slot < self.live_high;
+        (live && self.return_like(s, v)).then_some(SlotRole::NotInCallChain)
+    }
+
+    /// Is `v` a return address by its looks: in a module's code, after a call instruction whose
+    /// bytes the dump holds?
+    pub fn return_like(&self, s: &Session, v: u64) -> bool {
+        let env = Env { target: s.target(), symbols: s.symbols(), bounds: self.bounds };
+        env.is_code(v) && env.call_before(v) == Some(true)
+    }
+
+    /// Slots in [low, high) (clipped to the stack and to `MAX_SLOTS`) with return-address-like
+    /// values: (slot, value).
+    pub fn return_like_values(&self, s: &Session, low: u64, high: u64) -> Vec<(u64, u64)> {
+        let low = low.max(self.bounds.low);
+        let high = high.min(self.bounds.high).min(low.saturating_add(MAX_SLOTS * self.ptr));
+        let mem = s.target().memory();
+        let mut out = Vec::new();
+        let mut a = low;
+        while a < high {
+            if let Some(v) = mem.read_ptr(a, self.ptr) {
+                if v != 0 && self.return_like(s, v) {
+                    out.push((a, v));
+                }
+            }
+            a = a.wrapping_add(self.ptr);
+        }
+        out
+    }
+}

@@ -41,6 +41,8 @@ mod clr_thread;
 mod jit_code;
 mod active_space;
 mod memory_leak_process_heap;
+mod coincidental_symbolic_information;
+mod execution_residue;
 
 use crate::Detector;
 
@@ -70,6 +72,8 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(message_box::MessageBox),
         Box::new(heap_corruption::HeapCorruption),
         Box::new(hidden_exception::HiddenException),
+        Box::new(execution_residue::ExecutionResidue),
+        Box::new(coincidental_symbolic_information::CoincidentalSymbolicInformation),
         Box::new(virtualized_process::VirtualizedProcess),
         Box::new(instrumentation_information::InstrumentationInformation),
         Box::new(environment_hint::EnvironmentHint),

@@ -1,0 +1,58 @@
+//! Coincidental Symbolic Information: values on the faulting thread's live stack that look like
+//! return addresses — code, right after a call instruction — but that no frame of the walked
+//! call chain returns through. A `dps` reader or a scanning walker would take them for frames;
+//! `dps` marks them "not in the call chain". Only asked when the chain itself was found from
+//! unwind data or frame records, not by scanning: then the difference is trustworthy.
+
+use dumpdiag_engine::cmd_stacks::{RawStack, SlotRole};
+use dumpdiag_stack::Trust;
+
+use crate::{Detector, Evidence, Finding};
+
+pub struct CoincidentalSymbolicInformation;
+
+/// Evidence lines kept.
+const MAX_SHOWN: usize = 8;
+
+impl Detector for CoincidentalSymbolicInformation {
+    fn pattern(&self) -> &'static str {
+        "Coincidental Symbolic Information"
+    }
+    fn category(&self) -> &'static str {
+        "Falsity and Coincidence"
+    }
+    fn detect(&self, ev: &Evidence) -> Vec<Finding> {
+        let (Some(e), Some(stack)) = (&ev.exception, &ev.exception_stack) else { return Vec::new() };
+        if stack.frames.len() < 2 || stack.frames.iter().any(|f| f.trust == Trust::Scan) {
+            return Vec::new();
+        }
+        let Some(index) = ev.target().thread_index_by_id(e.thread_id) else { return Vec::new() };
+        let Some(raw) = RawStack::of(ev.session, index, stack) else { return Vec::new() };
+        // The live part the chain covers: from the faulting frame to the last frame walked.
+        let top = stack.frames.last().map(|f| f.sp).unwrap_or(raw.live_low);
+        let s = ev.session;
+        let found: Vec<(u64, u64)> =
+            raw.return_like_values(s, raw.live_low, top).into_iter().filter(|&(slot, v)| raw.role(s, slot, v) == Some(SlotRole::NotInCallChain)).collect();
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let mut evidence: Vec<String> = found
+            .iter()
+            .take(MAX_SHOWN)
+            .map(|&(slot, v)| format!("{} holds {} — not a frame of the call chain", s.addr(slot), s.describe_address(v).unwrap_or_else(|| format!("{v:#x}"))))
+            .collect();
+        if found.len() > MAX_SHOWN {
+            evidence.push(format!("... {} more", found.len() - MAX_SHOWN));
+        }
+        evidence.push(format!("the call chain has {} frames, found from {}", stack.frames.len(), stack.frames.get(1).map(|f| f.trust.label()).unwrap_or("the context")));
+        vec![Finding::new(
+            self.pattern(),
+            self.category(),
+            "low",
+            format!("{} return-address-like value(s) on thread {:x}'s live stack are not part of its call chain", found.len(), e.thread_id),
+        )
+        .threads(vec![e.thread_id])
+        .evidence(evidence)
+        .recommend("Read the stack from k, not from dps: these values are stale return addresses or function pointers left in locals (dps marks them).")]
+    }
+}
