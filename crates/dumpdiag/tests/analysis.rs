@@ -55,10 +55,56 @@ fn each_detector_fires_exactly_on_the_scenarios_that_show_its_pattern() {
     // telling environment) find it in the real corpus, pinned by the reviewed snapshot.
     let snapshot = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/corpus-analysis.txt")).unwrap();
     for d in &implemented {
-        if !seen_positive.contains(d) {
+        if !seen_positive.contains(d) && !SHOWN_BY_NO_DUMP_HERE.iter().any(|(p, _)| p == d) {
             assert!(snapshot.contains(d), "{d}: shown by no fixture and no corpus dump");
         }
     }
+}
+
+/// Patterns no dump made or kept here can show, with the reason; their detectors' unit tests
+/// check the signs, and the fixtures above check they stay silent.
+const SHOWN_BY_NO_DUMP_HERE: &[(&str, &str)] = &[(
+    "Double Free",
+    "Wine's heap fails a second free silently (the double_free fixture) and no public dump shows Windows' heap terminating on one",
+)];
+
+#[test]
+fn thread_module_memory_and_managed_detectors_show_their_evidence() {
+    let dir = fixtures();
+    let sym = dir.to_str().unwrap().to_string();
+    let find = |name: &str, pattern: &str| {
+        let r = analyze(&dir.join(format!("{name}.dmp")), &sym);
+        r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
+    };
+    let m = find("message_box", "Main Thread");
+    assert!(m.summary.contains("waits in win32u!NtUserGetMessage, called from message_box!main"), "{}", m.summary);
+    let a = find("spiking_thread", "Active Thread");
+    assert!(a.evidence.iter().any(|e| e.contains("spiking_thread!spin_compute")), "{:?}", a.evidence);
+    assert_eq!(a.threads.len(), 1);
+    let age = find("foreign_threads", "Thread Age");
+    assert_eq!(age.threads.len(), 1);
+    assert!(age.evidence.iter().any(|e| e.contains("started in foreign_threads!late_worker")), "{:?}", age.evidence);
+    let foreign = find("foreign_threads", "Not My Thread");
+    assert_eq!(foreign.threads.len(), 1);
+    assert!(foreign.evidence.iter().any(|e| e.contains("started in ntdll!") && e.contains("foreign_threads!pool_callback")), "{:?}", foreign.evidence);
+    let v = find("stale_pdb", "Not My Version");
+    assert!(v.evidence.iter().any(|e| e.starts_with("stale_pdb: PDB from another build") && e.contains("stale_pdb.pdb")), "{:?}", v.evidence);
+    let leak = find("heap_leak", "Memory Leak (Process Heap)");
+    assert!(leak.evidence.iter().any(|e| e.contains("(process default heap)") && e.contains("5 segment(s)")), "{:?}", leak.evidence);
+    let e = find("managed_exception", "Managed Code Exception");
+    assert_eq!(e.summary, "unhandled .NET exception: System.InvalidOperationException");
+    let clr = find("managed_exception", "CLR Thread");
+    assert!(clr.evidence.iter().any(|e| e.contains("finalizer thread (coreclr!FinalizerThreadStart)")), "{:?}", clr.evidence);
+    let jit = find("managed_exception", "JIT Code (.NET)");
+    assert!(jit.evidence.iter().any(|e| e.contains("calls coreclr!IL_Throw, called from managed_exception!run_managed_main")), "{:?}", jit.evidence);
+    let space = find("managed_exception", "Active Space");
+    assert!(space.evidence.iter().any(|e| e.contains("native ← runtime ← managed (JIT) ← native")), "{:?}", space.evidence);
+    let u = find("managed_exception", "Unknown Component");
+    assert!(u.evidence.iter().any(|e| e.starts_with("coreclr: no version information")), "{:?}", u.evidence);
+    let c = find("null_data_write", "Coincidental Symbolic Information");
+    assert!(c.evidence.iter().all(|e| !e.contains("store_value") && !e.contains("update_record")), "real frames reported as coincidental: {:?}", c.evidence);
+    let r = find("swallowed_av", "Execution Residue");
+    assert!(r.evidence.iter().any(|e| e.contains("KiUserExceptionDispatcher")), "{:?}", r.evidence);
 }
 
 #[test]

@@ -2,17 +2,9 @@
 //! (header, SystemInfo with PROCESSOR_ARCHITECTURE_ARM64, one thread with an ARM64 CONTEXT, one
 //! module) byte by byte, following minidumpapiset.h, and checks it opens and lists both.
 
+mod common;
+use common::Bytes;
 use dumpdiag_target::{Arch, Target};
-
-fn u16le(v: &mut Vec<u8>, x: u16) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn u32le(v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn u64le(v: &mut Vec<u8>, x: u64) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
 
 fn arm64_dump() -> Vec<u8> {
     const HEADER: u32 = 32;
@@ -24,71 +16,71 @@ fn arm64_dump() -> Vec<u8> {
     let name_rva = modules_rva + 4 + 108;
     let name: Vec<u16> = "C:\\Windows\\System32\\notepad.exe".encode_utf16().collect();
 
-    let mut d = Vec::new();
-    u32le(&mut d, 0x504d_444d); // MDMP
-    u32le(&mut d, 0xa793);
-    u32le(&mut d, 3);
-    u32le(&mut d, DIR);
-    u32le(&mut d, 0);
-    u32le(&mut d, 0x6000_0000);
-    u64le(&mut d, 0);
+    let mut d = Bytes::default();
+    d.u32(0x504d_444d); // MDMP
+    d.u32(0xa793);
+    d.u32(3);
+    d.u32(DIR);
+    d.u32(0);
+    d.u32(0x6000_0000);
+    d.u64(0);
     for (ty, size, rva) in [(7u32, 56u32, sysinfo_rva), (3, 4 + 48, threads_rva), (4, 4 + 108, modules_rva)] {
-        u32le(&mut d, ty);
-        u32le(&mut d, size);
-        u32le(&mut d, rva);
+        d.u32(ty);
+        d.u32(size);
+        d.u32(rva);
     }
     // SystemInfo: ARM64 (12), Windows 10 build 22621.
-    u16le(&mut d, 12);
-    u16le(&mut d, 8);
-    u16le(&mut d, 0);
-    d.push(8);
-    d.push(1);
-    u32le(&mut d, 10);
-    u32le(&mut d, 0);
-    u32le(&mut d, 22621);
-    u32le(&mut d, 2);
-    u32le(&mut d, 0);
-    u16le(&mut d, 0x100);
-    u16le(&mut d, 0);
-    d.extend_from_slice(&[0u8; 24]);
+    d.u16(12);
+    d.u16(8);
+    d.u16(0);
+    d.u8(8);
+    d.u8(1);
+    d.u32(10);
+    d.u32(0);
+    d.u32(22621);
+    d.u32(2);
+    d.u32(0);
+    d.u16(0x100);
+    d.u16(0);
+    d.bytes(&[0u8; 24]);
     // ThreadList: one thread.
-    u32le(&mut d, 1);
-    u32le(&mut d, 0x1a2b);
-    u32le(&mut d, 0);
-    u32le(&mut d, 0x20);
-    u32le(&mut d, 0);
-    u64le(&mut d, 0x7ff6_0000_1000);
-    u64le(&mut d, 0);
-    u32le(&mut d, 0);
-    u32le(&mut d, 0);
-    u32le(&mut d, 912);
-    u32le(&mut d, context_rva);
+    d.u32(1);
+    d.u32(0x1a2b);
+    d.u32(0);
+    d.u32(0x20);
+    d.u32(0);
+    d.u64(0x7ff6_0000_1000);
+    d.u64(0);
+    d.u32(0);
+    d.u32(0);
+    d.u32(912);
+    d.u32(context_rva);
     // ARM64 CONTEXT: flags, cpsr, x0..x28, fp, lr, sp, pc, then floating point and debug state.
-    let ctx_start = d.len();
-    u32le(&mut d, 0x0040_0003);
-    u32le(&mut d, 0x6000_0000);
+    let ctx_start = d.len() as usize;
+    d.u32(0x0040_0003);
+    d.u32(0x6000_0000);
     for i in 0..29u64 {
-        u64le(&mut d, 0x1000 + i);
+        d.u64(0x1000 + i);
     }
-    u64le(&mut d, 0x0000_00aa_bbcc_0000); // fp
-    u64le(&mut d, 0x7ff7_1234_5678); // lr
-    u64le(&mut d, 0x0000_00aa_bbcc_1000); // sp
-    u64le(&mut d, 0x7ff7_0000_2000); // pc
-    d.resize(ctx_start + 912, 0);
+    d.u64(0x0000_00aa_bbcc_0000); // fp
+    d.u64(0x7ff7_1234_5678); // lr
+    d.u64(0x0000_00aa_bbcc_1000); // sp
+    d.u64(0x7ff7_0000_2000); // pc
+    d.pad_to(ctx_start + 912);
     // ModuleList: one module.
-    u32le(&mut d, 1);
-    u64le(&mut d, 0x7ff7_0000_0000);
-    u32le(&mut d, 0x40000);
-    u32le(&mut d, 0);
-    u32le(&mut d, 0x5f00_0000);
-    u32le(&mut d, name_rva);
-    d.extend_from_slice(&[0u8; 52 + 16 + 16]);
-    u32le(&mut d, (name.len() * 2) as u32);
+    d.u32(1);
+    d.u64(0x7ff7_0000_0000);
+    d.u32(0x40000);
+    d.u32(0);
+    d.u32(0x5f00_0000);
+    d.u32(name_rva);
+    d.bytes(&[0u8; 52 + 16 + 16]);
+    d.u32((name.len() * 2) as u32);
     for u in name {
-        u16le(&mut d, u);
+        d.u16(u);
     }
-    u16le(&mut d, 0);
-    d
+    d.u16(0);
+    d.0
 }
 
 #[test]

@@ -43,6 +43,7 @@ mod active_space;
 mod memory_leak_process_heap;
 mod coincidental_symbolic_information;
 mod execution_residue;
+mod double_free;
 
 use crate::Detector;
 
@@ -71,6 +72,7 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(multiple_exceptions::MultipleExceptions),
         Box::new(message_box::MessageBox),
         Box::new(heap_corruption::HeapCorruption),
+        Box::new(double_free::DoubleFree),
         Box::new(hidden_exception::HiddenException),
         Box::new(execution_residue::ExecutionResidue),
         Box::new(coincidental_symbolic_information::CoincidentalSymbolicInformation),

@@ -81,3 +81,38 @@ pub const COMMANDS: &[&str] = &[
     "!peb",
     "r",
 ];
+
+/// Little-endian writer for dumps built byte by byte in tests (what no public dump shows).
+#[derive(Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Bytes {
+    pub fn u8(&mut self, x: u8) -> &mut Self {
+        self.0.push(x);
+        self
+    }
+    pub fn u16(&mut self, x: u16) -> &mut Self {
+        self.0.extend_from_slice(&x.to_le_bytes());
+        self
+    }
+    pub fn u32(&mut self, x: u32) -> &mut Self {
+        self.0.extend_from_slice(&x.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, x: u64) -> &mut Self {
+        self.0.extend_from_slice(&x.to_le_bytes());
+        self
+    }
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(b);
+        self
+    }
+    /// Zero-fill up to `len` bytes in all.
+    pub fn pad_to(&mut self, len: usize) -> &mut Self {
+        self.0.resize(len, 0);
+        self
+    }
+    pub fn len(&self) -> u32 {
+        self.0.len() as u32
+    }
+}
