@@ -69,8 +69,9 @@ fn unwind_with_function_table(env: &Env, regs: &mut Regs, ip: u64, caller: bool)
     unwind_table(regs, &ft.entries, read, rva)
 }
 
-fn unwind_table<'m>(regs: &mut Regs, pdata: &[u8], read: impl FnMut(u32) -> Option<&'m [u8]> + 'm, rva: u32) -> Option<u64> {
+fn unwind_table<'m>(regs: &mut Regs, pdata: &[u8], mut read: impl FnMut(u32) -> Option<&'m [u8]> + 'm, rva: u32) -> Option<u64> {
     let table = FunctionTableEntries::parse(&pdata[..pdata.len() - pdata.len() % 12]);
+    let rva = body_address_for_loop_jump(&table, &mut read, rva);
     // pe-unwind-info trusts its input; a hostile image must not take the walker down.
     let saved = regs.gpr;
     let gpr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -80,6 +81,28 @@ fn unwind_table<'m>(regs: &mut Regs, pdata: &[u8], read: impl FnMut(u32) -> Opti
     .ok()??;
     regs.gpr = gpr.1;
     Some(gpr.0)
+}
+
+/// An instruction pointer on a short or near `jmp` whose target lies in the same function's
+/// body is a loop's back edge, not the end of an epilog (a tail call leaves the function;
+/// RtlVirtualUnwind checks the target). pe-unwind-info 0.6 takes every relative `jmp` for an
+/// epilog's last instruction and then unwinds from the wrong stack slot, so the walk is asked
+/// about the jump's target instead: any body address has the same unwind state.
+fn body_address_for_loop_jump<'m>(table: &FunctionTableEntries, read: &mut impl FnMut(u32) -> Option<&'m [u8]>, rva: u32) -> u32 {
+    let Some(f) = table.lookup(rva) else { return rva };
+    let (begin, end) = (f.begin_address.get(), f.end_address.get());
+    let Some(code) = read(rva) else { return rva };
+    let target = match code {
+        [0xeb, rel, ..] => (rva as i64 + 2 + *rel as i8 as i64) as u32,
+        [0xe9, a, b, c, d, ..] => (rva as i64 + 5 + i32::from_le_bytes([*a, *b, *c, *d]) as i64) as u32,
+        _ => return rva,
+    };
+    let prolog = read(f.unwind_info_address.get()).and_then(|u| u.get(1).copied()).unwrap_or(u8::MAX) as u32;
+    if target >= begin.saturating_add(prolog) && target < end && target != rva {
+        target
+    } else {
+        rva
+    }
 }
 
 const NAMES: [&str; 16] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
@@ -163,4 +186,34 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
         stack.notes.push(format!("walk stopped after {MAX_FRAMES} frames"));
     }
     stack
+}
+
+#[cfg(test)]
+mod loop_jump_tests {
+    use super::*;
+
+    /// One function at 0x100..0x140 with a 4-byte prolog; its unwind info at 0x200.
+    fn image() -> (Vec<u8>, Vec<u8>) {
+        let mut img = vec![0x90u8; 0x300];
+        img[0x130..0x132].copy_from_slice(&[0xeb, 0xee]); // jmp 0x120 (back edge)
+        img[0x132..0x134].copy_from_slice(&[0xeb, 0xcc]); // jmp 0x100 (into the prolog)
+        img[0x134..0x139].copy_from_slice(&[0xe9, 0xc7, 0x0e, 0x00, 0x00]); // jmp 0x1000 (tail call)
+        img[0x200..0x204].copy_from_slice(&[0x01, 0x04, 0x01, 0x00]);
+        let mut pdata = Vec::new();
+        for v in [0x100u32, 0x140, 0x200] {
+            pdata.extend_from_slice(&v.to_le_bytes());
+        }
+        (img, pdata)
+    }
+
+    #[test]
+    fn a_back_edge_is_unwound_as_its_target_and_other_jumps_are_left_alone() {
+        let (img, pdata) = image();
+        let table = FunctionTableEntries::parse(&pdata);
+        let mut read = |rva: u32| img.get(rva as usize..);
+        assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x130), 0x120);
+        assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x132), 0x132, "a jump into the prolog");
+        assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x134), 0x134, "a tail call leaves the function");
+        assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x110), 0x110, "not a jump");
+    }
 }

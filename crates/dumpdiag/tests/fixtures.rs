@@ -98,8 +98,11 @@ fn every_scenario_dump_matches_its_expected_results() {
         // ThreadInfoList covers every thread; MemoryInfoList covers the address space.
         assert!(t.threads().iter().all(|th| th.info.is_some()), "{}", ctx("thread without ThreadInfo"));
         assert!(t.regions().len() > 50, "{}", ctx("MemoryInfoList too small"));
-        // The expected frame names are real symbols of the program (spelled as in its PDB).
-        let pdb = std::fs::read(fixtures().join(format!("{name}.pdb"))).unwrap();
+        // The expected frame names are real symbols of the program or of the DLLs it builds.
+        let mut pdb = std::fs::read(fixtures().join(format!("{name}.pdb"))).unwrap();
+        for dll in spec["dlls"].as_array().into_iter().flatten() {
+            pdb.extend(std::fs::read(fixtures().join(format!("{}.pdb", dll.as_str().unwrap()))).unwrap());
+        }
         for stack in spec["stacks"].as_array().unwrap() {
             for f in stack["frames"].as_array().unwrap() {
                 for f in f.as_str().unwrap().split('|') {
