@@ -110,6 +110,15 @@ impl<'s> Evidence<'s> {
         Evidence { session: s, exception, exception_frames, exception_stack, threads, ptr: s.ptr(), waits: OnceCell::new() }
     }
 
+    /// A thread's frames as the analysis reads them: for the faulting thread, the stack walked
+    /// from the exception context (its own context sits in the exception dispatcher).
+    pub fn frames_of<'a>(&'a self, t: &'a ThreadView) -> &'a [FrameView] {
+        match &self.exception {
+            Some(e) if e.thread_id == t.id && !self.exception_frames.is_empty() => &self.exception_frames,
+            _ => &t.frames,
+        }
+    }
+
     /// Every thread's resolved wait (see [`crate::waits`]).
     pub fn waits(&self) -> &[crate::waits::Wait] {
         self.waits.get_or_init(|| crate::waits::waits(self))

@@ -22,6 +22,12 @@ fn fixtures() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The finding of `pattern` on fixture `name` (symbols beside the dumps).
+fn finding(dir: &std::path::Path, name: &str, pattern: &str) -> dumpdiag_analysis::Finding {
+    let r = analyze(&dir.join(format!("{name}.dmp")), dir.to_str().unwrap());
+    r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
+}
+
 fn analyze(path: &std::path::Path, sympath: &str) -> dumpdiag_analysis::Report {
     let t = dumpdiag_mdmp::MdmpTarget::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut s = dumpdiag_engine::Session::new(Box::new(t));
@@ -71,11 +77,7 @@ const SHOWN_BY_NO_DUMP_HERE: &[(&str, &str)] = &[(
 #[test]
 fn thread_module_memory_and_managed_detectors_show_their_evidence() {
     let dir = fixtures();
-    let sym = dir.to_str().unwrap().to_string();
-    let find = |name: &str, pattern: &str| {
-        let r = analyze(&dir.join(format!("{name}.dmp")), &sym);
-        r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
-    };
+    let find = |name: &str, pattern: &str| finding(&dir, name, pattern);
     let m = find("message_box", "Main Thread");
     assert!(m.summary.contains("waits in win32u!NtUserGetMessage, called from message_box!main"), "{}", m.summary);
     let a = find("spiking_thread", "Active Thread");
@@ -183,11 +185,7 @@ fn the_real_corpus_analyzes_and_matches_its_snapshot() {
 #[test]
 fn wait_chains_name_the_locks_objects_and_threads() {
     let dir = fixtures();
-    let sym = dir.to_str().unwrap().to_string();
-    let find = |name: &str, pattern: &str| {
-        let r = analyze(&dir.join(format!("{name}.dmp")), &sym);
-        r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
-    };
+    let find = |name: &str, pattern: &str| finding(&dir, name, pattern);
     let d = find("cs_deadlock", "Deadlock (Critical Sections)");
     assert_eq!(d.threads.len(), 2);
     assert!(d.summary.contains("cs_deadlock!g_accounts_lock") && d.summary.contains("cs_deadlock!g_ledger_lock"), "{}", d.summary);
@@ -211,11 +209,7 @@ fn wait_chains_name_the_locks_objects_and_threads() {
 #[test]
 fn message_box_hidden_exception_heap_corruption_and_multiple_exceptions_show_their_evidence() {
     let dir = fixtures();
-    let sym = dir.to_str().unwrap().to_string();
-    let find = |name: &str, pattern: &str| {
-        let r = analyze(&dir.join(format!("{name}.dmp")), &sym);
-        r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
-    };
+    let find = |name: &str, pattern: &str| finding(&dir, name, pattern);
     let m = find("message_box", "Message Box");
     assert_eq!(m.summary, format!("thread {:x} shows a message box: \"The configuration could not be saved.\"", m.threads[0]));
     assert!(m.evidence.iter().any(|e| e.contains("\"Fixture Settings\"")), "{:?}", m.evidence);

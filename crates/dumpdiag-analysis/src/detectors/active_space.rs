@@ -68,10 +68,9 @@ fn wow64_spaces(ev: &Evidence) -> Vec<(u32, String)> {
 
 /// Threads whose stacks pass between native, runtime and JIT-compiled code.
 fn managed_spaces(ev: &Evidence) -> Vec<(u32, String)> {
-    let exception_thread = ev.exception.as_ref().map(|e| e.thread_id);
     let mut out = Vec::new();
     for t in &ev.threads {
-        let frames = if Some(t.id) == exception_thread && !ev.exception_frames.is_empty() { &ev.exception_frames } else { &t.frames };
+        let frames = ev.frames_of(t);
         if !frames.iter().any(|f| is_generated_code(ev, f.ip)) {
             continue;
         }

@@ -18,9 +18,8 @@ impl Detector for JitCode {
         let Some(runtime) = runtime_module(ev) else { return Vec::new() };
         let mut evidence = Vec::new();
         let mut threads = Vec::new();
-        let exception_thread = ev.exception.as_ref().map(|e| e.thread_id);
         for t in &ev.threads {
-            let frames = if Some(t.id) == exception_thread && !ev.exception_frames.is_empty() { &ev.exception_frames } else { &t.frames };
+            let frames = ev.frames_of(t);
             for (i, f) in frames.iter().enumerate().filter(|(_, f)| is_generated_code(ev, f.ip)) {
                 let caller = frames.get(i + 1).map(|c| format!(", called from {}", c.call_site())).unwrap_or_default();
                 let callee = i.checked_sub(1).and_then(|j| frames.get(j)).map(|c| format!(", calls {}", c.call_site())).unwrap_or_default();
