@@ -1,8 +1,8 @@
-//! Any bytes: open them as a dump and run the information commands over the result.
+//! Any bytes: open them as a dump, run the information commands over the result, then the analysis.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-const COMMANDS: &[&str] = &["vertarget", ".dumpdebug", "~", "~* r", ".exr -1", ".ecxr", "lmv", "lm u", "!teb", "!peb", "!address -summary", "!handle 0 f", "!runaway 7", "!gle", "dps @$csp", "~*kv", "u @$ip", "ub @$ip", "!uniqstack", ".effmach x86", "!peb", "~*k"];
+const COMMANDS: &[&str] = &["vertarget", ".dumpdebug", "~", "~* r", ".exr -1", ".ecxr", "lmv", "lm u", "!teb", "!peb", "!address -summary", "!heap -s -v", "!handle 0 f", "!runaway 7", "!gle", "dps @$csp", "~*kv", "u @$ip", "ub @$ip", "!uniqstack", ".effmach x86", "!peb", "~*k"];
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(t) = dumpdiag_mdmp::MdmpTarget::from_bytes("fuzz.dmp", data.to_vec()) {
@@ -10,5 +10,6 @@ fuzz_target!(|data: &[u8]| {
         for c in COMMANDS {
             let _ = s.execute(c);
         }
+        let _ = dumpdiag_analysis::analyze(&s).to_json();
     }
 });

@@ -1,6 +1,6 @@
 //! Bad input is normal input: truncated and bit-flipped copies of every real dump must open
-//! with a clear error or a partial view, and every information command must finish quickly
-//! without panicking.
+//! with a clear error or a partial view, and every information command and the whole analysis
+//! must finish quickly without panicking.
 
 mod common;
 use common::*;
@@ -28,6 +28,7 @@ fn exercise(bytes: &[u8], label: &str, scratch: &std::path::Path) {
             for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
+            let _ = dumpdiag_analysis::analyze(&s).to_json();
         }
     }
     assert!(start.elapsed() < Duration::from_secs(10), "{label}: took {:?}", start.elapsed());
@@ -102,6 +103,7 @@ fn fuzz_regressions_stay_fixed() {
             for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
+            let _ = dumpdiag_analysis::analyze(&s).to_json();
         }
         n += 1;
     }

@@ -65,6 +65,7 @@ pub const COMMANDS: &[&str] = &[
     "!peb",
     "!address",
     "!address -summary",
+    "!heap -s -v",
     "!handle 0 f",
     "!runaway 7",
     "!gle",
