@@ -238,3 +238,12 @@ fn locks_and_wait_chain_views() {
         "{chain}"
     );
 }
+
+#[test]
+fn the_json_documentation_lists_every_pattern_with_its_category() {
+    let doc = std::fs::read_to_string(repo().join("docs/analysis-json.md")).unwrap();
+    for d in dumpdiag_analysis::detectors::all() {
+        let row = format!("| {} | {} |", d.pattern(), d.category());
+        assert!(doc.contains(&row), "docs/analysis-json.md lacks the row {row}");
+    }
+}

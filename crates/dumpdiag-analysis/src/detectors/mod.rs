@@ -88,11 +88,11 @@ pub fn all() -> Vec<Box<dyn Detector>> {
         Box::new(thread_age::ThreadAge),
         Box::new(not_my_thread::NotMyThread),
         Box::new(unknown_component::UnknownComponent),
-        Box::new(active_space::ActiveSpace),
-        Box::new(jit_code::JitCode),
-        Box::new(clr_thread::ClrThread),
-        Box::new(managed_code_exception::ManagedCodeException),
         Box::new(not_my_version::NotMyVersion),
+        Box::new(managed_code_exception::ManagedCodeException),
+        Box::new(clr_thread::ClrThread),
+        Box::new(jit_code::JitCode),
+        Box::new(active_space::ActiveSpace),
     ]
 }
 
