@@ -531,8 +531,8 @@ pub fn heap(s: &mut Session, rest: &str) -> Result<String, String> {
         o,
         "{} heap(s), {}k reserved, {}k committed",
         heaps.len(),
-        heaps.iter().map(|h| h.reserved()).sum::<u64>() / 1024,
-        heaps.iter().map(|h| h.committed()).sum::<u64>() / 1024
+        heaps.iter().fold(0u64, |a, h| a.saturating_add(h.reserved())) / 1024,
+        heaps.iter().fold(0u64, |a, h| a.saturating_add(h.committed())) / 1024
     );
     Ok(o)
 }

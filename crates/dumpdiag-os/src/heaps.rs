@@ -49,10 +49,10 @@ pub struct Heap {
 
 impl Heap {
     pub fn committed(&self) -> u64 {
-        self.segments.iter().map(|s| s.committed).sum()
+        self.segments.iter().fold(0u64, |a, s| a.saturating_add(s.committed))
     }
     pub fn reserved(&self) -> u64 {
-        self.segments.iter().map(|s| s.reserved).sum()
+        self.segments.iter().fold(0u64, |a, s| a.saturating_add(s.reserved))
     }
 }
 

@@ -26,7 +26,7 @@ impl Detector for ActiveThread {
             .iter()
             .map(|t| {
                 let frames: Vec<String> = t.frames.iter().take(3).map(|f| f.call_site()).collect();
-                let cpu = t.times.as_ref().map(|x| format!(" ({:.2} s CPU)", (x.user_time + x.kernel_time) as f64 / 1e7)).unwrap_or_default();
+                let cpu = t.times.as_ref().map(|x| format!(" ({:.2} s CPU)", (x.user_time as f64 + x.kernel_time as f64) / 1e7)).unwrap_or_default();
                 format!("thread {:x}{cpu} runs {}", t.id, frames.join(" ← "))
             })
             .collect();

@@ -30,8 +30,8 @@ impl Detector for MemoryLeakProcessHeap {
             return Vec::new();
         }
         let heaps = dumpdiag_os::heaps::process_heaps(t);
-        let heap_commit: u64 = heaps.iter().map(|h| h.committed()).sum();
-        let private_commit: u64 = t.regions().iter().filter(|r| r.state == MEM_COMMIT && r.kind == MEM_PRIVATE).map(|r| r.size).sum();
+        let heap_commit: u64 = heaps.iter().fold(0u64, |a, h| a.saturating_add(h.committed()));
+        let private_commit: u64 = t.regions().iter().filter(|r| r.state == MEM_COMMIT && r.kind == MEM_PRIVATE).fold(0u64, |a, r| a.saturating_add(r.size));
         let Some(top) = heaps.iter().max_by_key(|h| h.committed()) else { return Vec::new() };
         let share = heap_commit as f64 / private_commit.max(1) as f64;
         if heap_commit < MIN_HEAP_COMMIT || share < MIN_SHARE_OF_PRIVATE {

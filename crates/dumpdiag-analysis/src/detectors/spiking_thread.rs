@@ -16,8 +16,8 @@ impl Detector for SpikingThread {
         "CPU Consumption"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let cpu: Vec<(usize, u64)> = ev.threads.iter().filter_map(|t| t.times.as_ref().map(|x| (t.index, x.user_time + x.kernel_time))).collect();
-        let total: u64 = cpu.iter().map(|c| c.1).sum();
+        let cpu: Vec<(usize, u64)> = ev.threads.iter().filter_map(|t| t.times.as_ref().map(|x| (t.index, x.user_time.saturating_add(x.kernel_time)))).collect();
+        let total: u64 = cpu.iter().fold(0u64, |a, c| a.saturating_add(c.1));
         let Some(&(index, top)) = cpu.iter().max_by_key(|c| c.1) else { return Vec::new() };
         if top < MIN_CPU || (top as f64) < MIN_SHARE * total as f64 {
             return Vec::new();
