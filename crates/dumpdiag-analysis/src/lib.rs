@@ -7,8 +7,8 @@
 pub mod detectors;
 mod evidence;
 pub mod html;
-mod report;
 mod managed;
+mod report;
 pub mod thread_facts;
 pub mod waits;
 

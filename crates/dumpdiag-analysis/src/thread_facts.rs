@@ -103,6 +103,12 @@ pub fn in_system_call<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameV
 /// The thread writes the dump (MiniDumpWriteDump on its stack) or was injected by the dumping
 /// tool (DbgUiRemoteBreakin): it shows the dumper, not the application.
 pub fn is_dump_writer(t: &ThreadView) -> bool {
-    t.borrowed_context
-        || t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")))
+    t.borrowed_context || t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")))
+}
+
+/// The first application frame of the part of the walk found before any scanning: the code that
+/// made the thread's current call. (A scanned frame may be a stale value, and so may the frames
+/// unwound from it.)
+pub fn application_caller<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
+    t.frames.iter().take_while(|f| f.trust != dumpdiag_stack::Trust::Scan).find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
 }

@@ -47,13 +47,7 @@ fn x86_cpp_exception_dump() -> Vec<u8> {
 
     let mut d = Bytes::default();
     d.u32(0x504d_444d).u32(0xa793).u32(STREAMS).u32(dir).u32(0).u32(0x6000_0000).u64(0);
-    for (ty, size, rva) in [
-        (7u32, 56u32, sysinfo),
-        (3, 4 + 48, threads),
-        (6, 168, exception),
-        (4, 4 + 108, modules),
-        (5, 4 + 16, memory_list),
-    ] {
+    for (ty, size, rva) in [(7u32, 56u32, sysinfo), (3, 4 + 48, threads), (6, 168, exception), (4, 4 + 108, modules), (5, 4 + 16, memory_list)] {
         d.u32(ty).u32(size).u32(rva);
     }
     // SystemInfo: x86 (0), Windows 10 build 19045.

@@ -44,7 +44,11 @@ impl Detector for CoincidentalSymbolicInformation {
         if found.len() > MAX_SHOWN {
             evidence.push(format!("... {} more", found.len() - MAX_SHOWN));
         }
-        evidence.push(format!("the call chain has {} frames, found from {}", stack.frames.len(), stack.frames.get(1).map(|f| f.trust.label()).unwrap_or("the context")));
+        evidence.push(format!(
+            "the call chain has {} frames, found from {}",
+            stack.frames.len(),
+            stack.frames.get(1).map(|f| f.trust.label()).unwrap_or("the context")
+        ));
         vec![Finding::new(
             self.pattern(),
             self.category(),

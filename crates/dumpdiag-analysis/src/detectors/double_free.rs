@@ -124,7 +124,8 @@ mod tests {
 
     #[test]
     fn a_failure_on_an_allocation_or_a_fault_in_free_is_not_a_double_free() {
-        let alloc = frames(&["ntdll!RtlReportCriticalFailure", "ntdll!RtlpLogHeapFailure", "ntdll!RtlpAllocateHeapInternal", "ntdll!RtlAllocateHeap", "app!main"]);
+        let alloc =
+            frames(&["ntdll!RtlReportCriticalFailure", "ntdll!RtlpLogHeapFailure", "ntdll!RtlpAllocateHeapInternal", "ntdll!RtlAllocateHeap", "app!main"]);
         assert_eq!(double_free_signs(Some(0xc0000374), &alloc), None);
         let fault_in_free = frames(&["ntdll!RtlFreeHeap", "kernelbase!HeapFree", "app!main"]);
         assert_eq!(double_free_signs(Some(0xc0000005), &fault_in_free), None);

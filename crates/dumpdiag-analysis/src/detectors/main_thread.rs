@@ -22,7 +22,7 @@ impl Detector for MainThread {
         let t = main.thread;
         let doing = match (in_system_call(ev, t), t.frames.first()) {
             (Some(stub), _) => {
-                let caller = t.frames.iter().find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m))).map(|f| format!(", called from {}", f.call_site()));
+                let caller = crate::thread_facts::application_caller(ev, t).map(|f| format!(", called from {}", f.call_site()));
                 format!("waits in {}{}", stub.call_site(), caller.unwrap_or_default())
             }
             (None, Some(top)) => format!("runs {}", top.call_site()),

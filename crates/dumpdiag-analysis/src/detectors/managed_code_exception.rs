@@ -40,18 +40,16 @@ impl Detector for ManagedCodeException {
         } else if let Some(m) = runtime {
             evidence.push(format!("runtime loaded: {}", m.path));
         }
-        let managed_frames: Vec<String> = ev
-            .exception_frames
-            .iter()
-            .filter(|f| crate::managed::is_generated_code(ev, f.ip))
-            .map(|f| format!("JIT-compiled frame at {:#x}", f.ip))
-            .collect();
+        let managed_frames: Vec<String> =
+            ev.exception_frames.iter().filter(|f| crate::managed::is_generated_code(ev, f.ip)).map(|f| format!("JIT-compiled frame at {:#x}", f.ip)).collect();
         evidence.extend(managed_frames);
         evidence.push("the exception object (type, message, managed stack) needs the runtime's data structures: not read yet".to_string());
         let what = type_name.map(|t| t.to_string()).unwrap_or_else(|| format!("HRESULT {:#010x}", hresult.unwrap_or(0)));
         vec![Finding::new(self.pattern(), self.category(), "high", format!("unhandled .NET exception: {what}"))
             .threads(vec![e.thread_id])
             .evidence(evidence)
-            .recommend("Read the managed exception and its stack with SOS (!pe, !clrstack) or dotnet-dump; look for the missing catch or the failing call it names.")]
+            .recommend(
+                "Read the managed exception and its stack with SOS (!pe, !clrstack) or dotnet-dump; look for the missing catch or the failing call it names.",
+            )]
     }
 }

@@ -38,15 +38,17 @@ impl Detector for MemoryLeakProcessHeap {
             return Vec::new();
         }
         let process_heap = dumpdiag_os::heaps::peb_heap_bases(t);
-        let mut evidence = vec![format!(
-            "heaps commit {} of the process's {} private commit ({:.0}%)",
-            mb(heap_commit),
-            mb(private_commit),
-            share * 100.0
-        )];
+        let mut evidence = vec![format!("heaps commit {} of the process's {} private commit ({:.0}%)", mb(heap_commit), mb(private_commit), share * 100.0)];
         for h in heaps.iter().filter(|h| h.committed() > 0) {
             let default = if process_heap.first() == Some(&h.base) { " (process default heap)" } else { "" };
-            evidence.push(format!("{} {:#x}{default}: {} committed, {} reserved, {} segment(s)", h.kind.label(), h.base, mb(h.committed()), mb(h.reserved()), h.segments.len()));
+            evidence.push(format!(
+                "{} {:#x}{default}: {} committed, {} reserved, {} segment(s)",
+                h.kind.label(),
+                h.base,
+                mb(h.committed()),
+                mb(h.reserved()),
+                h.segments.len()
+            ));
         }
         if top.segments.len() > 1 {
             let sizes: Vec<String> = top.segments.iter().map(|s| mb(s.reserved)).collect();

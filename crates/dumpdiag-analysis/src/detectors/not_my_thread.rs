@@ -32,7 +32,7 @@ impl Detector for NotMyThread {
         let mut evidence: Vec<String> = foreign
             .iter()
             .map(|(t, p)| {
-                let app = t.frames.iter().find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m))).map(|f| format!("; runs application code {}", f.call_site()));
+                let app = crate::thread_facts::application_caller(ev, t).map(|f| format!("; runs application code {}", f.call_site()));
                 format!("thread {:x} started in {} ({:#x}){}", t.id, p.name, p.address, app.unwrap_or_default())
             })
             .collect();

@@ -59,7 +59,7 @@ impl Detector for PassiveThread {
                 continue;
             }
             let what = own.first().map(|w| w.object.describe()).unwrap_or_else(|| top.to_string());
-            let app = t.frames.iter().find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m))).map(|f| f.call_site()).unwrap_or_default();
+            let app = crate::thread_facts::application_caller(ev, t).map(|f| f.call_site()).unwrap_or_default();
             passive.push((t.id, format!("thread {:x} idle in {what}{}", t.id, if app.is_empty() { String::new() } else { format!(" (from {app})") })));
         }
         if passive.is_empty() {

@@ -32,7 +32,8 @@ impl Detector for ThreadAge {
         // Dump time in FILETIME units, at its recorded resolution (whole seconds).
         let dump_ft = dump_time * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME;
         let first_thread = created.iter().map(|c| c.1).min().unwrap_or(0);
-        let process_start = ev.target().facts().process_create_time.map(|s| s as u64 * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME).unwrap_or(first_thread).min(first_thread);
+        let process_start =
+            ev.target().facts().process_create_time.map(|s| s as u64 * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME).unwrap_or(first_thread).min(first_thread);
         let age = |ft: u64| dump_ft.saturating_sub(ft) as f64 / TICKS_PER_SECOND as f64;
         let process_age = age(process_start);
         if process_age < MIN_PROCESS_AGE_S {
@@ -45,7 +46,12 @@ impl Detector for ThreadAge {
         let mut evidence = vec![format!("process age at dump time: {process_age:.1} s")];
         for (t, c) in &young {
             let proc_ = crate::thread_facts::thread_procedure(ev, t).map(|p| format!(", started in {}", p.name)).unwrap_or_default();
-            evidence.push(format!("thread {:x} created {:.1} s before the dump, {:.1} s after the process started{proc_}", t.id, age(*c), (c - process_start) as f64 / TICKS_PER_SECOND as f64));
+            evidence.push(format!(
+                "thread {:x} created {:.1} s before the dump, {:.1} s after the process started{proc_}",
+                t.id,
+                age(*c),
+                (c - process_start) as f64 / TICKS_PER_SECOND as f64
+            ));
         }
         vec![Finding::new(
             self.pattern(),

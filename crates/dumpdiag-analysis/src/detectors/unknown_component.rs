@@ -12,7 +12,24 @@ pub struct UnknownComponent;
 /// Folders code is not installed in.
 const UNEXPECTED_FOLDERS: &[&str] = &["\\temp\\", "\\tmp\\", "\\downloads\\", "\\appdata\\local\\temp\\", "\\users\\public\\", "\\$recycle.bin\\"];
 /// DLLs that only ever come from the system directory.
-const SYSTEM_DLLS: &[&str] = &["ntdll.dll", "kernel32.dll", "kernelbase.dll", "user32.dll", "gdi32.dll", "advapi32.dll", "ws2_32.dll", "ole32.dll", "combase.dll", "rpcrt4.dll", "msvcrt.dll", "ucrtbase.dll", "dbghelp.dll", "version.dll", "winmm.dll", "shell32.dll"];
+const SYSTEM_DLLS: &[&str] = &[
+    "ntdll.dll",
+    "kernel32.dll",
+    "kernelbase.dll",
+    "user32.dll",
+    "gdi32.dll",
+    "advapi32.dll",
+    "ws2_32.dll",
+    "ole32.dll",
+    "combase.dll",
+    "rpcrt4.dll",
+    "msvcrt.dll",
+    "ucrtbase.dll",
+    "dbghelp.dll",
+    "version.dll",
+    "winmm.dll",
+    "shell32.dll",
+];
 
 fn in_system_directory(path: &str) -> bool {
     let p = path.to_ascii_lowercase();
@@ -46,7 +63,8 @@ impl Detector for UnknownComponent {
             }
             let fixed = m.version.as_ref().filter(|v| v.signature == 0xfeef04bd);
             let strings = pe::read_headers(mem, m.base).and_then(|h| pe::version_strings(mem, &h));
-            let company = strings.as_ref().and_then(|s| s.iter().find(|(k, _)| k == "CompanyName").map(|(_, v)| v.trim().to_string())).filter(|c| !c.is_empty());
+            let company =
+                strings.as_ref().and_then(|s| s.iter().find(|(k, _)| k == "CompanyName").map(|(_, v)| v.trim().to_string())).filter(|c| !c.is_empty());
             match (fixed, &strings, company) {
                 (None, None, _) => evidence.push(format!("{}: no version information ({})", m.short_name(), m.path)),
                 (_, Some(_), None) => evidence.push(format!("{}: no company name in its version resource ({})", m.short_name(), m.path)),
