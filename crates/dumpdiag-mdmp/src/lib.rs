@@ -72,6 +72,7 @@ pub struct MdmpTarget {
     threads: Vec<ThreadRecord>,
     thread_contexts: Vec<Option<FileSpan>>,
     modules: Vec<ModuleRecord>,
+    module_index: dumpdiag_target::ModuleIndex,
     unloaded: Vec<UnloadedModuleRecord>,
     regions: Vec<RegionInfo>,
     memory: MemoryIndex,
@@ -237,6 +238,7 @@ impl MdmpTarget {
             facts,
             threads,
             thread_contexts,
+            module_index: dumpdiag_target::ModuleIndex::new(&modules),
             modules,
             unloaded,
             regions,
@@ -287,6 +289,9 @@ impl Target for MdmpTarget {
     }
     fn modules(&self) -> &[ModuleRecord] {
         &self.modules
+    }
+    fn module_at(&self, addr: u64) -> Option<&ModuleRecord> {
+        self.module_index.find(addr).map(|i| &self.modules[i])
     }
     fn unloaded_modules(&self) -> &[UnloadedModuleRecord] {
         &self.unloaded

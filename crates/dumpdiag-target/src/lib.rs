@@ -179,6 +179,46 @@ impl ModuleRecord {
     }
 }
 
+/// Address → module lookup in O(log n): modules sorted by base, with the running maximum of their
+/// ends so that overlapping records (hostile dumps; WOW64 lists the image twice) still resolve
+/// to the first module of the list that contains the address, as a linear search would.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleIndex {
+    /// (base, end, position in the module list), sorted by base.
+    sorted: Vec<(u64, u64, usize)>,
+    max_end: Vec<u64>,
+}
+
+impl ModuleIndex {
+    pub fn new(modules: &[ModuleRecord]) -> ModuleIndex {
+        let mut sorted: Vec<(u64, u64, usize)> = modules.iter().enumerate().map(|(i, m)| (m.base, m.end(), i)).collect();
+        sorted.sort_unstable();
+        let mut high = 0;
+        let max_end = sorted
+            .iter()
+            .map(|s| {
+                high = high.max(s.1);
+                high
+            })
+            .collect();
+        ModuleIndex { sorted, max_end }
+    }
+
+    /// The list position of the first module containing `addr`.
+    pub fn find(&self, addr: u64) -> Option<usize> {
+        let mut j = self.sorted.partition_point(|s| s.0 <= addr);
+        let mut best: Option<usize> = None;
+        while j > 0 && self.max_end[j - 1] > addr {
+            j -= 1;
+            let (base, end, i) = self.sorted[j];
+            if addr >= base && addr < end && best.is_none_or(|b| i < b) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+}
+
 /// File name component of a Windows or POSIX path.
 pub fn file_name_of(path: &str) -> &str {
     path.rsplit(['\\', '/']).next().unwrap_or(path)
@@ -393,5 +433,23 @@ pub trait Target: Send + Sync {
         let regions = self.regions();
         let i = regions.partition_point(|r| r.end() <= addr);
         regions.get(i).filter(|r| r.contains(addr))
+    }
+}
+
+#[cfg(test)]
+mod module_index_tests {
+    use super::*;
+
+    fn m(base: u64, size: u32) -> ModuleRecord {
+        ModuleRecord { base, size, ..Default::default() }
+    }
+
+    #[test]
+    fn finds_what_a_linear_search_finds_even_with_overlaps() {
+        let mods = vec![m(0x5000, 0x1000), m(0x1000, 0x10000), m(0x1000, 0x100), m(0x20000, 0x10), m(0x3000, 0x100)];
+        let index = ModuleIndex::new(&mods);
+        for addr in (0..0x21000u64).step_by(0x80).chain([0x0fff, 0x1000, 0x10fff, 0x11000, 0x2000f, 0x20010]) {
+            assert_eq!(index.find(addr), mods.iter().position(|x| x.contains(addr)), "{addr:#x}");
+        }
     }
 }
