@@ -92,7 +92,7 @@ pub fn top_frame_state(ev: &Evidence, t: &ThreadView) -> TopFrame {
 /// Are the two bytes before `ip` a system-call instruction? None when they are not in the dump.
 fn after_trap_instruction(ev: &Evidence, ip: u64) -> Option<bool> {
     let mut b = [0u8; 2];
-    (ev.target().memory().read(ip.checked_sub(2)?, &mut b) == 2).then(|| matches!(b, [0x0f, 0x05] | [0x0f, 0x34] | [0xcd, 0x2e]))
+    (ev.target().memory().read(ip.checked_sub(2)?, &mut b) == 2).then_some(matches!(b, [0x0f, 0x05] | [0x0f, 0x34] | [0xcd, 0x2e]))
 }
 
 /// The top frame when the thread is inside a system call.

@@ -505,20 +505,20 @@ fn summary(s: &Session) -> String {
 /// `-v`. Block-level views (`-a`, `-p -a`, `-stat`) need the heap walkers of a later stage.
 pub fn heap(s: &mut Session, rest: &str) -> Result<String, String> {
     let args: Vec<&str> = rest.split_whitespace().collect();
-    if !args.iter().any(|a| *a == "-s") {
+    if !args.contains(&"-s") {
         return Err("Usage: !heap -s [-v]   (block-level views -a / -p -a need heap walking, not available yet)".into());
     }
-    let verbose = args.iter().any(|a| *a == "-v");
+    let verbose = args.contains(&"-v");
     let t = s.target();
     if t.regions().is_empty() {
         return Err("!heap -s needs the dump's MemoryInfoList to size heaps; this dump has none".into());
     }
-    let heaps = dumpdiag_os::heaps::process_heaps(t);
+    let heaps = &s.address_map().heaps;
     let w = if s.ptr() == 8 { 16 } else { 8 };
     let mut o = String::new();
     let _ = writeln!(o, "{:<w$}  {:<12} {:>10} {:>10} {:>8}", "Heap", "Kind", "Reserv(k)", "Commit(k)", "Segments");
     let _ = writeln!(o, "{}", "-".repeat(w + 46));
-    for h in &heaps {
+    for h in heaps {
         let _ = writeln!(o, "{:0w$x}  {:<12} {:>10} {:>10} {:>8}", h.base, h.kind.label(), h.reserved() / 1024, h.committed() / 1024, h.segments.len());
         if verbose {
             for seg in &h.segments {

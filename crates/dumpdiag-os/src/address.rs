@@ -55,6 +55,10 @@ pub struct Region {
 pub struct AddressMap {
     pub regions: Vec<Region>,
     pub from_memory_info: bool,
+    /// The process's heaps with their segments (see [`crate::heaps`]), found once for the map.
+    pub heaps: Vec<crate::heaps::Heap>,
+    /// PEB.ProcessHeap of each PEB (the native one, and the 32-bit one under WOW64).
+    pub default_heaps: Vec<u64>,
 }
 
 struct Markers {
@@ -62,15 +66,16 @@ struct Markers {
     tebs: Vec<(u64, usize, u32)>,
     pebs: Vec<u64>,
     heaps: Vec<u64>,
-    /// Allocation base → the heap it belongs to.
-    heap_allocations: Vec<(u64, u64)>,
+    default_heaps: Vec<u64>,
+    /// The heaps found from the PEB and from heap headers, with their allocations.
+    found_heaps: Vec<crate::heaps::Heap>,
 }
 
 fn markers(target: &dyn Target) -> Markers {
     let mem = target.memory();
     let native = Layout::for_pointer_size(target.facts().pointer_size());
     let wow = wow64::is_wow64(target);
-    let mut m = Markers { stacks: Vec::new(), tebs: Vec::new(), pebs: Vec::new(), heaps: Vec::new(), heap_allocations: Vec::new() };
+    let mut m = Markers { stacks: Vec::new(), tebs: Vec::new(), pebs: Vec::new(), heaps: Vec::new(), default_heaps: Vec::new(), found_heaps: Vec::new() };
     for (i, t) in target.threads().iter().enumerate() {
         m.tebs.push((t.teb, i, t.id));
         let mut views = vec![(t.teb, native)];
@@ -92,6 +97,9 @@ fn markers(target: &dyn Target) -> Markers {
                         // The heap list can be empty (Wine keeps none); the default heap is
                         // always named by ProcessHeap.
                         m.heaps.extend(p.process_heaps.iter().copied().chain(std::iter::once(p.process_heap)).filter(|&h| h != 0));
+                        if p.process_heap != 0 {
+                            m.default_heaps.push(p.process_heap);
+                        }
                         m.heaps.dedup();
                     }
                 }
@@ -101,9 +109,7 @@ fn markers(target: &dyn Target) -> Markers {
             m.stacks.push((t.stack_start, t.stack_start.wrapping_add(t.stack_size), i, t.id));
         }
     }
-    for h in crate::heaps::find_heaps(target, &m.heaps) {
-        m.heap_allocations.extend(h.segments.iter().map(|s| (s.base, h.base)));
-    }
+    m.found_heaps = crate::heaps::find_heaps(target, &m.heaps);
     m
 }
 
@@ -130,8 +136,8 @@ fn classify(target: &dyn Target, m: &Markers, r: &RegionInfo) -> Usage {
     if let Some(&h) = m.heaps.iter().find(|&&h| h == alloc || r.contains(h)) {
         return Usage::Heap { heap: h };
     }
-    if let Some(&(_, h)) = m.heap_allocations.iter().find(|a| a.0 == alloc) {
-        return Usage::Heap { heap: h };
+    if let Some(h) = m.found_heaps.iter().find(|h| h.segments.iter().any(|s| s.base == alloc)) {
+        return Usage::Heap { heap: h.base };
     }
     if r.kind == MEM_MAPPED {
         return Usage::MappedFile;
@@ -144,7 +150,7 @@ impl AddressMap {
         let m = markers(target);
         if !target.regions().is_empty() {
             let regions = target.regions().iter().map(|r| Region { info: *r, usage: classify(target, &m, r), inferred: false }).collect();
-            return AddressMap { regions, from_memory_info: true };
+            return AddressMap { regions, from_memory_info: true, heaps: m.found_heaps, default_heaps: m.default_heaps };
         }
         // No MemoryInfoList: what the dump captured plus the module ranges.
         let mut infos: Vec<RegionInfo> = target
@@ -165,7 +171,7 @@ impl AddressMap {
         }
         infos.sort_by_key(|r| r.base);
         let regions = infos.iter().map(|r| Region { info: *r, usage: classify(target, &m, r), inferred: true }).collect();
-        AddressMap { regions, from_memory_info: false }
+        AddressMap { regions, from_memory_info: false, heaps: m.found_heaps, default_heaps: m.default_heaps }
     }
 
     pub fn region_at(&self, addr: u64) -> Option<&Region> {

@@ -131,35 +131,3 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
     }
     heaps.into_values().collect()
 }
-
-/// The heaps every PEB of the process names (the native one, and the 32-bit one under WOW64).
-pub fn peb_heap_bases(target: &dyn Target) -> Vec<u64> {
-    let mem = target.memory();
-    let native = crate::Layout::for_pointer_size(target.facts().pointer_size());
-    let mut views = Vec::new();
-    if let Some(t) = target.threads().first() {
-        views.push((t.teb, native));
-        if crate::wow64::is_wow64(target) {
-            if let Some(t32) = crate::wow64::teb32_of(mem, t.teb) {
-                views.push((t32, crate::layout::X86));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (teb, l) in views {
-        let Some(tb) = crate::teb::read_teb(mem, teb, &l) else { continue };
-        if let Some(p) = crate::peb::read_peb(mem, tb.peb, &l) {
-            for h in p.process_heaps.iter().copied().chain(std::iter::once(p.process_heap)) {
-                if h != 0 && !out.contains(&h) {
-                    out.push(h);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The process's heaps: [`peb_heap_bases`] and [`find_heaps`] together.
-pub fn process_heaps(target: &dyn Target) -> Vec<Heap> {
-    find_heaps(target, &peb_heap_bases(target))
-}

@@ -42,7 +42,7 @@ const FREE_CALLS: &[&str] = &[
 
 const STATUS_HEAP_CORRUPTION: u32 = 0xc0000374;
 
-fn named<'a>(f: &'a FrameView) -> &'a str {
+fn named(f: &FrameView) -> &str {
     f.function.as_deref().map(|n| n.split('(').next().unwrap_or(n).trim()).unwrap_or("")
 }
 

@@ -1,6 +1,6 @@
 //! Memory Leak (Process Heap): heap memory that dominates the process — a large committed total,
 //! concentrated in one heap that kept adding segments. Sized from the MemoryInfoList with the
-//! heaps found by their headers (dumpdiag_os::heaps); the process's VM counters back it up when
+//! heaps found by their headers (dumpdiag_os::heaps, once for the session's address map); the process's VM counters back it up when
 //! the dump has them. One dump shows size, not growth: the finding says so. Block-size
 //! histograms need the heap walkers of a later stage.
 
@@ -29,7 +29,8 @@ impl Detector for MemoryLeakProcessHeap {
         if t.regions().is_empty() {
             return Vec::new();
         }
-        let heaps = dumpdiag_os::heaps::process_heaps(t);
+        let map = ev.session.address_map();
+        let heaps = &map.heaps;
         let heap_commit: u64 = heaps.iter().fold(0u64, |a, h| a.saturating_add(h.committed()));
         let private_commit: u64 = t.regions().iter().filter(|r| r.state == MEM_COMMIT && r.kind == MEM_PRIVATE).fold(0u64, |a, r| a.saturating_add(r.size));
         let Some(top) = heaps.iter().max_by_key(|h| h.committed()) else { return Vec::new() };
@@ -37,10 +38,9 @@ impl Detector for MemoryLeakProcessHeap {
         if heap_commit < MIN_HEAP_COMMIT || share < MIN_SHARE_OF_PRIVATE {
             return Vec::new();
         }
-        let process_heap = dumpdiag_os::heaps::peb_heap_bases(t);
         let mut evidence = vec![format!("heaps commit {} of the process's {} private commit ({:.0}%)", mb(heap_commit), mb(private_commit), share * 100.0)];
         for h in heaps.iter().filter(|h| h.committed() > 0) {
-            let default = if process_heap.first() == Some(&h.base) { " (process default heap)" } else { "" };
+            let default = if map.default_heaps.contains(&h.base) { " (process default heap)" } else { "" };
             evidence.push(format!(
                 "{} {:#x}{default}: {} committed, {} reserved, {} segment(s)",
                 h.kind.label(),
