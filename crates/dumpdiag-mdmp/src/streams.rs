@@ -204,7 +204,7 @@ pub(crate) fn read_minidump_string(data: &[u8], rva: u64) -> Option<String> {
 
 pub(crate) fn module_record(m: &minidump::MinidumpModule, data: &[u8]) -> ModuleRecord {
     let v = &m.raw.version_info;
-    let version = (v.signature == 0xfeef04bd).then(|| FixedFileInfo {
+    let version = (v.signature == 0xfeef04bd).then_some(FixedFileInfo {
         signature: v.signature,
         file_version: ((v.file_version_hi >> 16) as u16, v.file_version_hi as u16, (v.file_version_lo >> 16) as u16, v.file_version_lo as u16),
         product_version: ((v.product_version_hi >> 16) as u16, v.product_version_hi as u16, (v.product_version_lo >> 16) as u16, v.product_version_lo as u16),

@@ -15,11 +15,11 @@ impl Detector for DeadlockCriticalSections {
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let all = ev.waits();
-        cycles(&all)
+        cycles(all)
             .into_iter()
-            .filter(|c| cycle_waits(&all, c).iter().all(|w| is_cs(w)))
+            .filter(|c| cycle_waits(all, c).iter().all(|w| is_cs(w)))
             .map(|c| {
-                let ws = cycle_waits(&all, &c);
+                let ws = cycle_waits(all, &c);
                 let names: Vec<String> =
                     ws.iter().filter_map(|w| if let WaitObject::CriticalSection(cs) = &w.object { Some(cs.name.clone()) } else { None }).collect();
                 Finding::new(

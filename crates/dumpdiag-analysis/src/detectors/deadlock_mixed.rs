@@ -16,14 +16,14 @@ impl Detector for DeadlockMixed {
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let all = ev.waits();
-        cycles(&all)
+        cycles(all)
             .into_iter()
             .filter(|c| {
-                let ws = cycle_waits(&all, c);
+                let ws = cycle_waits(all, c);
                 ws.iter().any(|w| is_cs(w)) != ws.iter().all(|w| is_cs(w)) || ws.iter().all(|w| !is_cs(w))
             })
             .map(|c| {
-                let ws = cycle_waits(&all, &c);
+                let ws = cycle_waits(all, &c);
                 Finding::new(
                     self.pattern(),
                     self.category(),

@@ -37,7 +37,7 @@ impl Detector for MessageBox {
             // The strings the call was given are pointed to from the stack between the top of
             // the stack and the MessageBox frame (saved arguments, MSGBOXPARAMS).
             let sp = ev.session.thread_context(t.index).map(|c| c.sp()).unwrap_or(0);
-            let outer = t.frames.iter().skip(pos + 1).next().map(|_| sp + 0x1000).unwrap_or(sp + 0x400);
+            let outer = t.frames.iter().nth(pos + 1).map(|_| sp + 0x1000).unwrap_or(sp + 0x400);
             let mut strings: Vec<String> = Vec::new();
             let mut a = sp;
             while a < outer && strings.len() < 4 {

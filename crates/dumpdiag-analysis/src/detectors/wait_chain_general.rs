@@ -16,7 +16,7 @@ impl Detector for WaitChainGeneral {
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let all = ev.waits();
-        let in_cycle: Vec<u32> = cycles(&all).concat();
+        let in_cycle: Vec<u32> = cycles(all).concat();
         let held_mutex = |w: &&Wait| matches!(&w.object, WaitObject::Handle { state: Some(ObjectState::Mutant { count, .. }), .. } if *count <= 0);
         let links: Vec<&Wait> = all.iter().filter(|w| !in_cycle.contains(&w.thread)).filter(held_mutex).collect();
         if links.is_empty() {
