@@ -67,10 +67,12 @@ fn each_detector_fires_exactly_on_the_scenarios_that_show_its_pattern() {
     }
 }
 
-/// Patterns no dump made or kept here can show, with the reason; their detectors' unit tests
-/// check the signs, and the fixtures above check they stay silent.
-const SHOWN_BY_NO_DUMP_HERE: &[(&str, &str)] =
-    &[("Double Free", "Wine's heap fails a second free silently (the double_free fixture) and no public dump shows Windows' heap terminating on one")];
+/// Patterns no fixture or corpus dump can show, with the reason and the test that shows them on
+/// a dump written byte by byte; the fixtures above check they stay silent elsewhere.
+const SHOWN_BY_NO_DUMP_HERE: &[(&str, &str)] = &[(
+    "Double Free",
+    "Wine's heap fails a second free silently (the double_free fixture) and no public dump shows Windows' heap terminating on one: tests/double_free_windows_shape.rs",
+)];
 
 #[test]
 fn thread_module_memory_and_managed_detectors_show_their_evidence() {

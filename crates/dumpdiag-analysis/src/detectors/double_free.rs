@@ -2,8 +2,9 @@
 //! (RtlpLogHeapFailure, RtlReportCriticalFailure, RtlpHeapHandleError, the page heap's and
 //! verifier's block reports) above a free call (RtlFreeHeap, HeapFree, free, operator delete),
 //! or STATUS_HEAP_CORRUPTION raised with a free call on the stack. Windows' heap terminates the
-//! process that way when a block that is not busy is freed again. (Wine's heap fails such a free
-//! silently: the double_free fixture shows that nothing is reported then.)
+//! process that way when a block that is not busy is freed again (tests/double_free_windows_shape.rs
+//! in the dumpdiag crate walks a dump of that shape). Wine's heap fails such a free silently: the
+//! double_free fixture shows that nothing is reported then.
 
 use super::exception_thread;
 use crate::evidence::FrameView;
