@@ -11,7 +11,8 @@ pub struct UnknownComponent;
 
 /// Folders code is not installed in.
 const UNEXPECTED_FOLDERS: &[&str] = &["\\temp\\", "\\tmp\\", "\\downloads\\", "\\appdata\\local\\temp\\", "\\users\\public\\", "\\$recycle.bin\\"];
-/// DLLs that only ever come from the system directory.
+/// DLLs that only ever come from the system directory (not the ones applications may deploy
+/// beside themselves, such as ucrtbase.dll or dbghelp.dll).
 const SYSTEM_DLLS: &[&str] = &[
     "ntdll.dll",
     "kernel32.dll",
@@ -24,8 +25,6 @@ const SYSTEM_DLLS: &[&str] = &[
     "combase.dll",
     "rpcrt4.dll",
     "msvcrt.dll",
-    "ucrtbase.dll",
-    "dbghelp.dll",
     "version.dll",
     "winmm.dll",
     "shell32.dll",
