@@ -6,6 +6,8 @@ mod common;
 use common::Bytes;
 use dumpdiag_target::{Arch, Target};
 
+const NAME: &str = "C:\\Windows\\System32\\notepad.exe";
+
 fn arm64_dump() -> Vec<u8> {
     const HEADER: u32 = 32;
     const DIR: u32 = HEADER;
@@ -14,35 +16,11 @@ fn arm64_dump() -> Vec<u8> {
     let context_rva = threads_rva + 4 + 48;
     let modules_rva = context_rva + 912;
     let name_rva = modules_rva + 4 + 108;
-    let name: Vec<u16> = "C:\\Windows\\System32\\notepad.exe".encode_utf16().collect();
 
     let mut d = Bytes::default();
-    d.u32(0x504d_444d); // MDMP
-    d.u32(0xa793);
-    d.u32(3);
-    d.u32(DIR);
-    d.u32(0);
-    d.u32(0x6000_0000);
-    d.u64(0);
-    for (ty, size, rva) in [(7u32, 56u32, sysinfo_rva), (3, 4 + 48, threads_rva), (4, 4 + 108, modules_rva)] {
-        d.u32(ty);
-        d.u32(size);
-        d.u32(rva);
-    }
+    d.minidump_header(0x6000_0000, &[(7, 56, sysinfo_rva), (3, 4 + 48, threads_rva), (4, 4 + 108, modules_rva)]);
     // SystemInfo: ARM64 (12), Windows 10 build 22621.
-    d.u16(12);
-    d.u16(8);
-    d.u16(0);
-    d.u8(8);
-    d.u8(1);
-    d.u32(10);
-    d.u32(0);
-    d.u32(22621);
-    d.u32(2);
-    d.u32(0);
-    d.u16(0x100);
-    d.u16(0);
-    d.bytes(&[0u8; 24]);
+    d.system_info(12, 8, 0, 8, 22621);
     // ThreadList: one thread.
     d.u32(1);
     d.u32(0x1a2b);
@@ -75,11 +53,7 @@ fn arm64_dump() -> Vec<u8> {
     d.u32(0x5f00_0000);
     d.u32(name_rva);
     d.bytes(&[0u8; 52 + 16 + 16]);
-    d.u32((name.len() * 2) as u32);
-    for u in name {
-        d.u16(u);
-    }
-    d.u16(0);
+    d.minidump_string(NAME);
     d.0
 }
 

@@ -11,6 +11,7 @@ use common::Bytes;
 
 const IMAGE: u64 = 0x0040_0000;
 const EH_DATA: u64 = 0x0040_3000;
+const IMAGE_NAME: &str = "C:\\app\\thrower.exe";
 
 /// The throw information as an x86 MSVC image lays it out at `EH_DATA`.
 fn eh_data() -> Vec<u8> {
@@ -32,26 +33,20 @@ fn eh_data() -> Vec<u8> {
 }
 
 fn x86_cpp_exception_dump() -> Vec<u8> {
-    const STREAMS: u32 = 5;
-    let dir = 32u32;
-    let sysinfo = dir + STREAMS * 12;
+    let sysinfo = 32 + 5 * 12;
     let threads = sysinfo + 56;
     let context = threads + 4 + 48;
     let exception = context + 716;
     let modules = exception + 168;
     let name = modules + 4 + 108;
-    let image_name: Vec<u16> = "C:\\app\\thrower.exe".encode_utf16().collect();
-    let memory_list = name + 4 + 2 * image_name.len() as u32 + 2;
+    let memory_list = name + 4 + 2 * IMAGE_NAME.encode_utf16().count() as u32 + 2;
     let memory = memory_list + 4 + 16;
     let eh = eh_data();
 
     let mut d = Bytes::default();
-    d.u32(0x504d_444d).u32(0xa793).u32(STREAMS).u32(dir).u32(0).u32(0x6000_0000).u64(0);
-    for (ty, size, rva) in [(7u32, 56u32, sysinfo), (3, 4 + 48, threads), (6, 168, exception), (4, 4 + 108, modules), (5, 4 + 16, memory_list)] {
-        d.u32(ty).u32(size).u32(rva);
-    }
+    d.minidump_header(0x6000_0000, &[(7, 56, sysinfo), (3, 4 + 48, threads), (6, 168, exception), (4, 4 + 108, modules), (5, 4 + 16, memory_list)]);
     // SystemInfo: x86 (0), Windows 10 build 19045.
-    d.u16(0).u16(6).u16(0x9e0a).u8(4).u8(1).u32(10).u32(0).u32(19045).u32(2).u32(0).u16(0x100).u16(0).pad_to((sysinfo + 56) as usize);
+    d.system_info(0, 6, 0x9e0a, 4, 19045);
     // ThreadList: one thread, no stack memory.
     d.u32(1).u32(0x2a10).u32(0).u32(0x20).u32(0).u64(0x0030_0000).u64(0x0019_f000).u32(0).u32(0).u32(716).u32(context);
     // x86 CONTEXT: flags, then Eip at +184 inside the image, Esp at +196.
@@ -66,11 +61,7 @@ fn x86_cpp_exception_dump() -> Vec<u8> {
     d.u32(716).u32(context);
     // ModuleList: the image.
     d.u32(1).u64(IMAGE).u32(0x10000).u32(0).u32(0x6500_0000).u32(name).pad_to((modules + 4 + 108) as usize);
-    d.u32(2 * image_name.len() as u32);
-    for u in &image_name {
-        d.u16(*u);
-    }
-    d.u16(0);
+    d.minidump_string(IMAGE_NAME);
     // MemoryList: the EH data.
     d.u32(1).u64(EH_DATA).u32(eh.len() as u32).u32(memory);
     d.bytes(&eh);

@@ -70,11 +70,8 @@ fn double_free_dump() -> Vec<u8> {
     let context = x64_context(rip, STACK);
     let (_, ntdll_cv) = codeview(0x11, "ntdll.pdb");
     let (_, app_cv) = codeview(0x22, "heapfail.pdb");
-    let names: Vec<Vec<u16>> = ["C:\\app\\heapfail.exe", "C:\\Windows\\System32\\ntdll.dll"].iter().map(|n| n.encode_utf16().collect()).collect();
 
-    const STREAMS: u32 = 5;
-    let dir = 32u32;
-    let sysinfo = dir + STREAMS * 12;
+    let sysinfo = 32 + 5 * 12;
     let threads = sysinfo + 56;
     let exception = threads + 4 + 48;
     let modules = exception + 168;
@@ -89,27 +86,20 @@ fn double_free_dump() -> Vec<u8> {
         blobs.push((rva, bytes));
         rva
     };
-    let name_rvas: Vec<u32> = names
+    let name_rvas: Vec<u32> = ["C:\\app\\heapfail.exe", "C:\\Windows\\System32\\ntdll.dll"]
         .iter()
         .map(|n| {
             let mut b = Bytes::default();
-            b.u32(2 * n.len() as u32);
-            for u in n {
-                b.u16(*u);
-            }
-            b.u16(0);
+            b.minidump_string(n);
             place(b.0)
         })
         .collect();
     let cv_rvas = [(place(app_cv.clone()), app_cv.len()), (place(ntdll_cv.clone()), ntdll_cv.len())];
 
     let mut d = Bytes::default();
-    d.u32(0x504d_444d).u32(0xa793).u32(STREAMS).u32(dir).u32(0).u32(0x6600_0000).u64(0);
-    for (ty, size, rva) in [(7u32, 56u32, sysinfo), (3, 4 + 48, threads), (6, 168, exception), (4, 4 + 2 * 108, modules), (5, 4 + 16, memory_list)] {
-        d.u32(ty).u32(size).u32(rva);
-    }
+    d.minidump_header(0x6600_0000, &[(7, 56, sysinfo), (3, 4 + 48, threads), (6, 168, exception), (4, 4 + 2 * 108, modules), (5, 4 + 16, memory_list)]);
     // SystemInfo: AMD64 (9), Windows 10 build 19045.
-    d.u16(9).u16(6).u16(0x9e0a).u8(4).u8(1).u32(10).u32(0).u32(19045).u32(2).u32(0).u16(0x100).u16(0).pad_to((sysinfo + 56) as usize);
+    d.system_info(9, 6, 0x9e0a, 4, 19045);
     // ThreadList: the thread, its stack memory and context.
     d.u32(1).u32(0x1d4c).u32(0).u32(0x20).u32(0).u64(0).u64(STACK).u32(STACK_SIZE as u32).u32(stack_rva).u32(1232).u32(context_rva);
     // Exception: STATUS_HEAP_CORRUPTION, non-continuable, the heap as parameter 0.

@@ -116,4 +116,29 @@ impl Bytes {
     pub fn len(&self) -> u32 {
         self.0.len() as u32
     }
+
+    /// MINIDUMP_HEADER (directory right after it, at 32) and the directory: (type, size, rva).
+    pub fn minidump_header(&mut self, time: u32, directory: &[(u32, u32, u32)]) -> &mut Self {
+        self.u32(0x504d_444d).u32(0xa793).u32(directory.len() as u32).u32(32).u32(0).u32(time).u64(0);
+        for &(ty, size, rva) in directory {
+            self.u32(ty).u32(size).u32(rva);
+        }
+        self
+    }
+
+    /// MINIDUMP_SYSTEM_INFO (56 bytes) of Windows 10 `build` on processor `arch` (0 x86, 9 AMD64,
+    /// 12 ARM64), with the given level, revision and processor count.
+    pub fn system_info(&mut self, arch: u16, level: u16, revision: u16, processors: u8, build: u32) -> &mut Self {
+        self.u16(arch).u16(level).u16(revision).u8(processors).u8(1).u32(10).u32(0).u32(build).u32(2).u32(0).u16(0x100).u16(0).bytes(&[0u8; 24])
+    }
+
+    /// MINIDUMP_STRING: byte length, UTF-16 text, terminating NUL.
+    pub fn minidump_string(&mut self, text: &str) -> &mut Self {
+        let units: Vec<u16> = text.encode_utf16().collect();
+        self.u32(2 * units.len() as u32);
+        for u in units {
+            self.u16(u);
+        }
+        self.u16(0)
+    }
 }
