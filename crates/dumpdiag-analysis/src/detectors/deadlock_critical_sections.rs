@@ -1,7 +1,7 @@
 //! Deadlock (Critical Sections): a cycle of threads each waiting for a critical section another owns.
 
-use super::{cycle_waits, is_cs, wait_line as line};
-use crate::waits::{cycles, WaitObject};
+use super::{wait_cycles, wait_line as line};
+use crate::waits::WaitObject;
 use crate::{Detector, Evidence, Finding};
 
 pub struct DeadlockCriticalSections;
@@ -14,12 +14,10 @@ impl Detector for DeadlockCriticalSections {
         "Deadlock and Livelock"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let all = ev.waits();
-        cycles(all)
+        wait_cycles(ev)
             .into_iter()
-            .filter(|c| cycle_waits(all, c).iter().all(|w| is_cs(w)))
-            .map(|c| {
-                let ws = cycle_waits(all, &c);
+            .filter(|(_, _, only_cs)| *only_cs)
+            .map(|(c, ws, _)| {
                 let names: Vec<String> =
                     ws.iter().filter_map(|w| if let WaitObject::CriticalSection(cs) = &w.object { Some(cs.name.clone()) } else { None }).collect();
                 Finding::new(

@@ -1,8 +1,7 @@
 //! Deadlock (Mixed Objects, User Space): a wait cycle through different kinds of objects (a thread
 //! waiting for another's exit while that one waits for a lock the first holds).
 
-use super::{cycle_waits, is_cs, wait_line as line};
-use crate::waits::cycles;
+use super::{wait_cycles, wait_line as line};
 use crate::{Detector, Evidence, Finding};
 
 pub struct DeadlockMixed;
@@ -15,15 +14,11 @@ impl Detector for DeadlockMixed {
         "Deadlock and Livelock"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let all = ev.waits();
-        cycles(all)
+        // Every cycle that is not made of critical sections alone (those are the other detector's).
+        wait_cycles(ev)
             .into_iter()
-            .filter(|c| {
-                let ws = cycle_waits(all, c);
-                ws.iter().any(|w| is_cs(w)) != ws.iter().all(|w| is_cs(w)) || ws.iter().all(|w| !is_cs(w))
-            })
-            .map(|c| {
-                let ws = cycle_waits(all, &c);
+            .filter(|(_, ws, only_cs)| !only_cs || ws.is_empty())
+            .map(|(c, ws, _)| {
                 Finding::new(
                     self.pattern(),
                     self.category(),

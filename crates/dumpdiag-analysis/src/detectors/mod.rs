@@ -141,9 +141,18 @@ pub(crate) fn is_cs(w: &crate::waits::Wait) -> bool {
     matches!(w.object, crate::waits::WaitObject::CriticalSection(_))
 }
 
-/// The waits that make up a cycle, in its order.
-pub(crate) fn cycle_waits<'a>(all: &'a [crate::waits::Wait], cycle: &[u32]) -> Vec<&'a crate::waits::Wait> {
-    cycle.iter().filter_map(|t| all.iter().find(|w| w.thread == *t && w.blocker.is_some())).collect()
+/// Every wait cycle with the waits that make it up, in its order, and whether all of them are
+/// critical sections (the two deadlock detectors split the cycles on that).
+pub(crate) fn wait_cycles<'e>(ev: &'e crate::Evidence) -> Vec<(Vec<u32>, Vec<&'e crate::waits::Wait>, bool)> {
+    let all = ev.waits();
+    crate::waits::cycles(all)
+        .into_iter()
+        .map(|cycle| {
+            let ws: Vec<&crate::waits::Wait> = cycle.iter().filter_map(|t| all.iter().find(|w| w.thread == *t && w.blocker.is_some())).collect();
+            let only_cs = ws.iter().all(|w| is_cs(w));
+            (cycle, ws, only_cs)
+        })
+        .collect()
 }
 
 /// The PEB of the process's own bitness (the 32-bit one under WOW64).
