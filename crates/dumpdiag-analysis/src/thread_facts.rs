@@ -77,10 +77,8 @@ pub fn top_frame_state(ev: &Evidence, t: &ThreadView) -> TopFrame {
         if stub && (module == "ntdll" || module == "win32u") {
             return TopFrame::SystemCall;
         }
-        if !after_trap_instruction(ev, top.ip).unwrap_or(false) {
-            return TopFrame::Running;
-        }
-        return TopFrame::SystemCall;
+        // A named function is running code unless its IP shows it is inside a system call.
+        return if after_trap_instruction(ev, top.ip) == Some(true) { TopFrame::SystemCall } else { TopFrame::Running };
     }
     match after_trap_instruction(ev, top.ip) {
         Some(true) => TopFrame::SystemCall,
@@ -97,7 +95,7 @@ fn after_trap_instruction(ev: &Evidence, ip: u64) -> Option<bool> {
 
 /// The top frame when the thread is inside a system call.
 pub fn in_system_call<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
-    (top_frame_state(ev, t) == TopFrame::SystemCall).then(|| t.frames.first()).flatten()
+    t.frames.first().filter(|_| top_frame_state(ev, t) == TopFrame::SystemCall)
 }
 
 /// The thread writes the dump (MiniDumpWriteDump on its stack) or was injected by the dumping

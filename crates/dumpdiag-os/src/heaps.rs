@@ -93,15 +93,11 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
             }
         }
     }
+    // Every owner is a heap; a heap's own header says its kind (an owner only pointed to is NT).
     for &(base, owner, kind) in &owners {
+        let h = heaps.entry(owner).or_insert(Heap { base: owner, kind: HeapKind::Nt, segments: Vec::new() });
         if base == owner {
-            let h = heaps.entry(base).or_insert(Heap { base, kind, segments: Vec::new() });
             h.kind = kind;
-        }
-    }
-    for &(base, owner, _) in &owners {
-        if base != owner && !heaps.contains_key(&owner) {
-            heaps.insert(owner, Heap { base: owner, kind: HeapKind::Nt, segments: Vec::new() });
         }
     }
     let mut owner_of: BTreeMap<u64, u64> = owners.iter().map(|&(b, o, _)| (b, o)).collect();
