@@ -72,10 +72,25 @@ fn frames(s: &Session, stack: &Stack) -> Vec<FrameView> {
             let sym = s.symbols().lookup(t, probe);
             let module = t.module_at(f.ip).map(|m| m.short_name());
             let (function, offset, source) = match sym {
-                Some(x) => (Some(x.function), f.ip.saturating_sub(x.function_start), x.source),
-                None => (None, t.module_at(f.ip).map(|m| f.ip - m.base).unwrap_or(0), None),
+                Some(x) => (
+                    Some(x.function),
+                    f.ip.saturating_sub(x.function_start),
+                    x.source,
+                ),
+                None => (
+                    None,
+                    t.module_at(f.ip).map(|m| f.ip - m.base).unwrap_or(0),
+                    None,
+                ),
             };
-            FrameView { ip: f.ip, module, function, offset, source, trust: f.trust }
+            FrameView {
+                ip: f.ip,
+                module,
+                function,
+                offset,
+                source,
+                trust: f.trust,
+            }
         })
         .collect()
 }
@@ -85,10 +100,12 @@ impl<'s> Evidence<'s> {
         let t = s.target();
         let exception = t.exception().cloned();
         let (exception_frames, exception_stack) = match (&exception, t.exception_context()) {
-            (Some(e), Some(ctx)) => match t.thread_index_by_id(e.thread_id).map(|i| walk(s, i, &ctx)) {
-                Some((f, st)) => (f, Some(st)),
-                None => (Vec::new(), None),
-            },
+            (Some(e), Some(ctx)) => {
+                match t.thread_index_by_id(e.thread_id).map(|i| walk(s, i, &ctx)) {
+                    Some((f, st)) => (f, Some(st)),
+                    None => (Vec::new(), None),
+                }
+            }
             _ => (Vec::new(), None),
         };
         let threads = t
@@ -107,14 +124,24 @@ impl<'s> Evidence<'s> {
                 ThreadView { index: i, id: th.id, name: th.name.clone(), frames, stack, times: th.info.clone(), borrowed_context }
             })
             .collect();
-        Evidence { session: s, exception, exception_frames, exception_stack, threads, ptr: s.ptr(), waits: OnceCell::new() }
+        Evidence {
+            session: s,
+            exception,
+            exception_frames,
+            exception_stack,
+            threads,
+            ptr: s.ptr(),
+            waits: OnceCell::new(),
+        }
     }
 
     /// A thread's frames as the analysis reads them: for the faulting thread, the stack walked
     /// from the exception context (its own context sits in the exception dispatcher).
     pub fn frames_of<'a>(&'a self, t: &'a ThreadView) -> &'a [FrameView] {
         match &self.exception {
-            Some(e) if e.thread_id == t.id && !self.exception_frames.is_empty() => &self.exception_frames,
+            Some(e) if e.thread_id == t.id && !self.exception_frames.is_empty() => {
+                &self.exception_frames
+            }
             _ => &t.frames,
         }
     }
@@ -130,20 +157,30 @@ impl<'s> Evidence<'s> {
 
     /// The process's image: the first module of the list (listed again under WOW64, at the same base).
     pub fn is_main_image(&self, name: &str) -> bool {
-        self.target().modules().first().is_some_and(|m| m.short_name() == name)
+        self.target()
+            .modules()
+            .first()
+            .is_some_and(|m| m.short_name() == name)
     }
 
     pub fn is_main_image_base(&self, base: u64) -> bool {
-        self.target().modules().first().is_some_and(|m| m.base == base)
+        self.target()
+            .modules()
+            .first()
+            .is_some_and(|m| m.base == base)
     }
 
     /// The application's own modules: the main image and anything outside the system
     /// directories.
     pub fn is_app_module(&self, name: &str) -> bool {
         let t = self.target();
-        t.modules().iter().find(|m| m.short_name() == name).is_some_and(|m| {
-            let p = m.path.to_ascii_lowercase();
-            std::ptr::eq(m, &t.modules()[0]) || !(p.contains("\\windows\\") || p.contains("/wine/"))
-        })
+        t.modules()
+            .iter()
+            .find(|m| m.short_name() == name)
+            .is_some_and(|m| {
+                let p = m.path.to_ascii_lowercase();
+                std::ptr::eq(m, &t.modules()[0])
+                    || !(p.contains("\\windows\\") || p.contains("/wine/"))
+            })
     }
 }

@@ -46,7 +46,11 @@ pub fn render(report: &Report, waits: &[Wait]) -> String {
         escape(&report.dump.arch),
         escape(&report.dump.os_version)
     );
-    let _ = write!(o, "<p>Bucket: <code id=\"signature\">{}</code></p>", escape(&report.signature));
+    let _ = write!(
+        o,
+        "<p>Bucket: <code id=\"signature\">{}</code></p>",
+        escape(&report.signature)
+    );
 
     let _ = write!(o, "<h2>Findings</h2>");
     if report.patterns.is_empty() {
@@ -75,7 +79,10 @@ pub fn render(report: &Report, waits: &[Wait]) -> String {
         let _ = write!(o, "<h2>Wait chains</h2>{}", wait_svg(waits));
     }
 
-    let _ = write!(o, "<h2>Threads</h2><table><tr><th>#</th><th>Id</th><th>Name</th><th>Top frames</th></tr>");
+    let _ = write!(
+        o,
+        "<h2>Threads</h2><table><tr><th>#</th><th>Id</th><th>Name</th><th>Top frames</th></tr>"
+    );
     for t in &report.threads {
         let frames: Vec<String> = t
             .frames
@@ -98,7 +105,13 @@ pub fn render(report: &Report, waits: &[Wait]) -> String {
     }
     o.push_str("</table><h2>Modules</h2><table><tr><th>Base</th><th>Size</th><th>Path</th></tr>");
     for m in &report.modules {
-        let _ = write!(o, "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>", escape(&m.base), escape(&m.size), escape(&m.path));
+        let _ = write!(
+            o,
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",
+            escape(&m.base),
+            escape(&m.size),
+            escape(&m.path)
+        );
     }
     o.push_str("</table><h2>Dump</h2><p>Streams: ");
     o.push_str(&escape(&report.dump.streams.join(", ")));
@@ -109,7 +122,11 @@ pub fn render(report: &Report, waits: &[Wait]) -> String {
 /// Threads on the left, the objects they wait for on the right, an arrow from each waiting
 /// thread to its object and from each object to the thread that holds it.
 fn wait_svg(waits: &[Wait]) -> String {
-    let mut threads: Vec<u32> = waits.iter().map(|w| w.thread).chain(waits.iter().filter_map(|w| w.blocker)).collect();
+    let mut threads: Vec<u32> = waits
+        .iter()
+        .map(|w| w.thread)
+        .chain(waits.iter().filter_map(|w| w.blocker))
+        .collect();
     threads.sort();
     threads.dedup();
     let row = 56;
@@ -143,6 +160,9 @@ fn wait_svg(waits: &[Wait]) -> String {
 mod tests {
     #[test]
     fn escapes_markup() {
-        assert_eq!(super::escape("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+        assert_eq!(
+            super::escape("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
     }
 }

@@ -8,7 +8,10 @@ use dumpdiag_target::{ModuleRecord, MEM_COMMIT, MEM_PRIVATE};
 const RUNTIME_MODULES: &[&str] = &["coreclr", "clr", "mscorwks", "mscorsvr"];
 
 pub fn runtime_module<'a>(ev: &'a Evidence) -> Option<&'a ModuleRecord> {
-    ev.target().modules().iter().find(|m| RUNTIME_MODULES.contains(&m.short_name().to_ascii_lowercase().as_str()))
+    ev.target()
+        .modules()
+        .iter()
+        .find(|m| RUNTIME_MODULES.contains(&m.short_name().to_ascii_lowercase().as_str()))
 }
 
 pub fn is_runtime_frame(module: Option<&str>) -> bool {

@@ -109,7 +109,10 @@ fn frame_json(f: &FrameView) -> FrameJson {
         module: f.module.clone(),
         function: f.function.clone(),
         offset: hex(f.offset),
-        source: f.source.as_ref().map(|(file, line)| format!("{file}:{line}")),
+        source: f
+            .source
+            .as_ref()
+            .map(|(file, line)| format!("{file}:{line}")),
         trust: f.trust.label().to_string(),
     }
 }
@@ -128,16 +131,30 @@ fn signature(ev: &Evidence, findings: &[Finding]) -> String {
             let app: Vec<String> = ev
                 .exception_frames
                 .iter()
-                .filter(|f| f.function.is_some() && f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
+                .filter(|f| {
+                    f.function.is_some() && f.module.as_deref().is_some_and(|m| ev.is_app_module(m))
+                })
                 .take(3)
                 .map(FrameView::call_site)
                 .collect();
-            let frames = if app.is_empty() { ev.exception_frames.iter().take(3).map(FrameView::call_site).collect() } else { app };
+            let frames = if app.is_empty() {
+                ev.exception_frames
+                    .iter()
+                    .take(3)
+                    .map(FrameView::call_site)
+                    .collect()
+            } else {
+                app
+            };
             format!("{:08x}{access}|{}", e.record.code, frames.join("|"))
         }
         None => {
             // The walk's own quality says nothing about the problem: keep it out of the bucket.
-            let mut names: Vec<&str> = findings.iter().filter(|f| f.category != "Stack Trace").map(|f| f.name.as_str()).collect();
+            let mut names: Vec<&str> = findings
+                .iter()
+                .filter(|f| f.category != "Stack Trace")
+                .map(|f| f.name.as_str())
+                .collect();
             names.sort();
             names.dedup();
             format!("manual|{}", names.join("|"))
@@ -152,14 +169,17 @@ impl Report {
         findings.sort_by(|a, b| a.category.cmp(&b.category).then(a.name.cmp(&b.name)));
         let exception = ev.exception.as_ref().map(|e| {
             let r = &e.record;
-            let access = (r.code == 0xc0000005 && r.parameters.len() >= 2).then(|| match r.parameters[0] {
-                0 => "read".to_string(),
-                1 => "write".to_string(),
-                _ => "execute".to_string(),
-            });
+            let access =
+                (r.code == 0xc0000005 && r.parameters.len() >= 2).then(|| match r.parameters[0] {
+                    0 => "read".to_string(),
+                    1 => "write".to_string(),
+                    _ => "execute".to_string(),
+                });
             ExceptionJson {
                 code: format!("{:#010x}", r.code),
-                name: dumpdiag_os::errors::exception_name(r.code).unwrap_or("UNKNOWN_EXCEPTION").to_string(),
+                name: dumpdiag_os::errors::exception_name(r.code)
+                    .unwrap_or("UNKNOWN_EXCEPTION")
+                    .to_string(),
                 address: hex(r.address),
                 thread_id: e.thread_id,
                 access: access.clone(),
@@ -170,12 +190,19 @@ impl Report {
             .threads
             .iter()
             .map(|th| {
-                let frames = if ev.exception.as_ref().is_some_and(|e| e.thread_id == th.id) && !ev.exception_frames.is_empty() {
+                let frames = if ev.exception.as_ref().is_some_and(|e| e.thread_id == th.id)
+                    && !ev.exception_frames.is_empty()
+                {
                     &ev.exception_frames
                 } else {
                     &th.frames
                 };
-                ThreadJson { id: th.id, index: th.index, name: th.name.clone(), frames: frames.iter().map(frame_json).collect() }
+                ThreadJson {
+                    id: th.id,
+                    index: th.index,
+                    name: th.name.clone(),
+                    frames: frames.iter().map(frame_json).collect(),
+                }
             })
             .collect();
         let signature = signature(ev, &findings);
@@ -185,13 +212,21 @@ impl Report {
                 path: t.path().to_string(),
                 arch: f.arch.windbg_name().to_string(),
                 os_version: format!("{}.{}.{}", f.os_major, f.os_minor, f.os_build),
-                flags: dumpdiag_engine::dump_flag_names(f.flags).into_iter().map(str::to_string).collect(),
+                flags: dumpdiag_engine::dump_flag_names(f.flags)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
                 streams: t.streams().iter().map(|s| s.name.clone()).collect(),
             },
             modules: t
                 .modules()
                 .iter()
-                .map(|m| ModuleJson { name: m.short_name(), path: m.path.clone(), base: hex(m.base), size: hex(m.size as u64) })
+                .map(|m| ModuleJson {
+                    name: m.short_name(),
+                    path: m.path.clone(),
+                    base: hex(m.base),
+                    size: hex(m.size as u64),
+                })
                 .collect(),
             exception,
             threads,
@@ -225,7 +260,15 @@ impl Report {
                             (Some(m), None) => format!("{m}+{}", f.offset),
                             _ => f.ip.clone(),
                         };
-                        let _ = writeln!(o, "{:<20} {site}{}", f.ip, f.source.as_ref().map(|s| format!(" [{s}]")).unwrap_or_default());
+                        let _ = writeln!(
+                            o,
+                            "{:<20} {site}{}",
+                            f.ip,
+                            f.source
+                                .as_ref()
+                                .map(|s| format!(" [{s}]"))
+                                .unwrap_or_default()
+                        );
                     }
                 }
             }

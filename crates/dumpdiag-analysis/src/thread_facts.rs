@@ -4,10 +4,24 @@
 use crate::evidence::{Evidence, FrameView, ThreadView};
 
 /// Routines every thread starts in before the code that created it gets control.
-const THREAD_START_ROUTINES: &[&str] = &["BaseThreadInitThunk", "RtlUserThreadStart", "_RtlUserThreadStart", "__RtlUserThreadStart"];
+const THREAD_START_ROUTINES: &[&str] = &[
+    "BaseThreadInitThunk",
+    "RtlUserThreadStart",
+    "_RtlUserThreadStart",
+    "__RtlUserThreadStart",
+];
 
 /// Entry points that only the process's first thread runs.
-const MAIN_ENTRY_FUNCTIONS: &[&str] = &["main", "wmain", "WinMain", "wWinMain", "mainCRTStartup", "wmainCRTStartup", "WinMainCRTStartup", "wWinMainCRTStartup"];
+const MAIN_ENTRY_FUNCTIONS: &[&str] = &[
+    "main",
+    "wmain",
+    "WinMain",
+    "wWinMain",
+    "mainCRTStartup",
+    "wmainCRTStartup",
+    "WinMainCRTStartup",
+    "wWinMainCRTStartup",
+];
 
 /// The first thread of the process and how it was recognised.
 pub struct MainThread<'a> {
@@ -20,15 +34,32 @@ pub struct MainThread<'a> {
 pub fn main_thread<'a>(ev: &'a Evidence) -> Option<MainThread<'a>> {
     fn runs_main<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
         t.frames.iter().find(|f| {
-            f.module.as_deref().is_some_and(|m| ev.is_main_image(m)) && f.function.as_deref().is_some_and(|n| MAIN_ENTRY_FUNCTIONS.contains(&short_function(n)))
+            f.module.as_deref().is_some_and(|m| ev.is_main_image(m))
+                && f.function
+                    .as_deref()
+                    .is_some_and(|n| MAIN_ENTRY_FUNCTIONS.contains(&short_function(n)))
         })
     }
-    let by_time = ev.threads.iter().filter(|t| t.times.as_ref().is_some_and(|x| x.create_time != 0)).min_by_key(|t| t.times.as_ref().map(|x| x.create_time));
+    let by_time = ev
+        .threads
+        .iter()
+        .filter(|t| t.times.as_ref().is_some_and(|x| x.create_time != 0))
+        .min_by_key(|t| t.times.as_ref().map(|x| x.create_time));
     if let Some(t) = by_time {
-        let also = runs_main(ev, t).map(|f| format!(" and runs {}", f.call_site())).unwrap_or_default();
-        return Some(MainThread { thread: t, how: format!("earliest creation time{also}") });
+        let also = runs_main(ev, t)
+            .map(|f| format!(" and runs {}", f.call_site()))
+            .unwrap_or_default();
+        return Some(MainThread {
+            thread: t,
+            how: format!("earliest creation time{also}"),
+        });
     }
-    ev.threads.iter().find_map(|t| runs_main(ev, t).map(|f| MainThread { thread: t, how: format!("runs {}", f.call_site()) }))
+    ev.threads.iter().find_map(|t| {
+        runs_main(ev, t).map(|f| MainThread {
+            thread: t,
+            how: format!("runs {}", f.call_site()),
+        })
+    })
 }
 
 /// `ns::Class::method(args)` → `method`; keeps plain C names.
@@ -40,16 +71,36 @@ pub fn short_function(name: &str) -> &str {
 /// The code the thread was created to run: the frame the thread-start routines called, or the
 /// Win32 start address the dump records.
 pub fn thread_procedure(ev: &Evidence, t: &ThreadView) -> Option<ThreadProcedure> {
-    if let Some(i) = t.frames.iter().position(|f| f.function.as_deref().is_some_and(|n| THREAD_START_ROUTINES.contains(&n))) {
+    if let Some(i) = t.frames.iter().position(|f| {
+        f.function
+            .as_deref()
+            .is_some_and(|n| THREAD_START_ROUTINES.contains(&n))
+    }) {
         if i > 0 {
             let f = &t.frames[i - 1];
-            return Some(ThreadProcedure { address: f.ip, module: f.module.clone(), name: f.call_site() });
+            return Some(ThreadProcedure {
+                address: f.ip,
+                module: f.module.clone(),
+                name: f.call_site(),
+            });
         }
     }
-    let start = t.times.as_ref().map(|x| x.start_address).filter(|a| *a != 0)?;
+    let start = t
+        .times
+        .as_ref()
+        .map(|x| x.start_address)
+        .filter(|a| *a != 0)?;
     let module = ev.target().module_at(start).map(|m| m.short_name());
-    let name = ev.session.symbols().describe(ev.target(), start).unwrap_or_else(|| format!("{start:#x}"));
-    Some(ThreadProcedure { address: start, module, name })
+    let name = ev
+        .session
+        .symbols()
+        .describe(ev.target(), start)
+        .unwrap_or_else(|| format!("{start:#x}"));
+    Some(ThreadProcedure {
+        address: start,
+        module,
+        name,
+    })
 }
 
 pub struct ThreadProcedure {
@@ -70,15 +121,25 @@ pub enum TopFrame {
 /// The thread's top frame is an `Nt`/`Zw` stub of ntdll or win32u by name, or — without a
 /// symbol — its instruction pointer sits right after a `syscall`, `sysenter` or `int 2e`.
 pub fn top_frame_state(ev: &Evidence, t: &ThreadView) -> TopFrame {
-    let Some(top) = t.frames.first() else { return TopFrame::Unknown };
+    let Some(top) = t.frames.first() else {
+        return TopFrame::Unknown;
+    };
     if let Some(function) = top.function.as_deref() {
         let module = top.module.as_deref().unwrap_or("").to_ascii_lowercase();
-        let stub = (function.starts_with("Nt") || function.starts_with("Zw")) && function.as_bytes().get(2).is_some_and(|c| c.is_ascii_uppercase());
+        let stub = (function.starts_with("Nt") || function.starts_with("Zw"))
+            && function
+                .as_bytes()
+                .get(2)
+                .is_some_and(|c| c.is_ascii_uppercase());
         if stub && (module == "ntdll" || module == "win32u") {
             return TopFrame::SystemCall;
         }
         // A named function is running code unless its IP shows it is inside a system call.
-        return if after_trap_instruction(ev, top.ip) == Some(true) { TopFrame::SystemCall } else { TopFrame::Running };
+        return if after_trap_instruction(ev, top.ip) == Some(true) {
+            TopFrame::SystemCall
+        } else {
+            TopFrame::Running
+        };
     }
     match after_trap_instruction(ev, top.ip) {
         Some(true) => TopFrame::SystemCall,
@@ -90,23 +151,34 @@ pub fn top_frame_state(ev: &Evidence, t: &ThreadView) -> TopFrame {
 /// Are the two bytes before `ip` a system-call instruction? None when they are not in the dump.
 fn after_trap_instruction(ev: &Evidence, ip: u64) -> Option<bool> {
     let mut b = [0u8; 2];
-    (ev.target().memory().read(ip.checked_sub(2)?, &mut b) == 2).then_some(matches!(b, [0x0f, 0x05] | [0x0f, 0x34] | [0xcd, 0x2e]))
+    (ev.target().memory().read(ip.checked_sub(2)?, &mut b) == 2)
+        .then_some(matches!(b, [0x0f, 0x05] | [0x0f, 0x34] | [0xcd, 0x2e]))
 }
 
 /// The top frame when the thread is inside a system call.
 pub fn in_system_call<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
-    t.frames.first().filter(|_| top_frame_state(ev, t) == TopFrame::SystemCall)
+    t.frames
+        .first()
+        .filter(|_| top_frame_state(ev, t) == TopFrame::SystemCall)
 }
 
 /// The thread writes the dump (MiniDumpWriteDump on its stack) or was injected by the dumping
 /// tool (DbgUiRemoteBreakin): it shows the dumper, not the application.
 pub fn is_dump_writer(t: &ThreadView) -> bool {
-    t.borrowed_context || t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")))
+    t.borrowed_context
+        || t.frames.iter().any(|f| {
+            f.function.as_deref().is_some_and(|n| {
+                n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")
+            })
+        })
 }
 
 /// The first application frame of the part of the walk found before any scanning: the code that
 /// made the thread's current call. (A scanned frame may be a stale value, and so may the frames
 /// unwound from it.)
 pub fn application_caller<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
-    t.frames.iter().take_while(|f| f.trust != dumpdiag_stack::Trust::Scan).find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
+    t.frames
+        .iter()
+        .take_while(|f| f.trust != dumpdiag_stack::Trust::Scan)
+        .find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
 }

@@ -38,21 +38,41 @@ pub struct CriticalSection {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WaitObject {
     CriticalSection(CriticalSection),
-    Handle { handle: u64, type_name: String, name: Option<String>, state: Option<ObjectState> },
+    Handle {
+        handle: u64,
+        type_name: String,
+        name: Option<String>,
+        state: Option<ObjectState>,
+    },
 }
 
 impl WaitObject {
     pub fn describe(&self) -> String {
         match self {
-            WaitObject::CriticalSection(cs) => format!("critical section {} ({:#x}) owned by thread {:x}", cs.name, cs.address, cs.owner),
-            WaitObject::Handle { handle, type_name, name, state } => {
+            WaitObject::CriticalSection(cs) => format!(
+                "critical section {} ({:#x}) owned by thread {:x}",
+                cs.name, cs.address, cs.owner
+            ),
+            WaitObject::Handle {
+                handle,
+                type_name,
+                name,
+                state,
+            } => {
                 let st = match state {
                     Some(ObjectState::Mutant { count, .. }) if *count <= 0 => ", held",
-                    Some(ObjectState::Event { signaled: false, .. }) => ", not signaled",
-                    Some(ObjectState::Thread { exit_status: 0x103, .. }) => ", still running",
+                    Some(ObjectState::Event {
+                        signaled: false, ..
+                    }) => ", not signaled",
+                    Some(ObjectState::Thread {
+                        exit_status: 0x103, ..
+                    }) => ", still running",
                     _ => "",
                 };
-                format!("{type_name} {}(handle {handle:#x}{st})", name.as_ref().map(|n| format!("{n} ")).unwrap_or_default())
+                format!(
+                    "{type_name} {}(handle {handle:#x}{st})",
+                    name.as_ref().map(|n| format!("{n} ")).unwrap_or_default()
+                )
             }
         }
     }
@@ -67,7 +87,10 @@ pub struct Wait {
 }
 
 fn is_waiting(t: &ThreadView) -> bool {
-    t.frames.first().and_then(|f| f.function.as_deref()).is_some_and(|f| WAIT_FUNCTIONS.contains(&f))
+    t.frames
+        .first()
+        .and_then(|f| f.function.as_deref())
+        .is_some_and(|f| WAIT_FUNCTIONS.contains(&f))
 }
 
 fn in_frames(t: &ThreadView, name: &str) -> bool {
@@ -82,46 +105,94 @@ fn critical_section(ev: &Evidence, addr: u64, thread_ids: &[u32]) -> Option<Crit
     let lock_count = mem.read_u32(addr + p)? as i32;
     let recursion = mem.read_u32(addr + p + 4)? as i32;
     let owner = mem.read_ptr(addr + p + 8, p)?;
-    if owner == 0 || owner > u32::MAX as u64 || !thread_ids.contains(&(owner as u32)) || !(1..=1000).contains(&recursion) {
+    if owner == 0
+        || owner > u32::MAX as u64
+        || !thread_ids.contains(&(owner as u32))
+        || !(1..=1000).contains(&recursion)
+    {
         return None;
     }
     // DebugInfo is absent (0 / -1) or a readable structure.
     if debug != 0 && debug != u64::MAX >> (64 - 8 * p) && mem.read_ptr(debug, p).is_none() {
         return None;
     }
-    let name = ev.session.describe_address(addr).unwrap_or_else(|| format!("{addr:#x}"));
-    Some(CriticalSection { address: addr, owner: owner as u32, recursion, lock_count, name })
+    let name = ev
+        .session
+        .describe_address(addr)
+        .unwrap_or_else(|| format!("{addr:#x}"));
+    Some(CriticalSection {
+        address: addr,
+        owner: owner as u32,
+        recursion,
+        lock_count,
+        name,
+    })
 }
 
 /// Stack words of a thread from its stack pointer up (bounded).
 fn stack_words(ev: &Evidence, t: &ThreadView) -> Vec<u64> {
-    let Some(f0) = t.frames.first() else { return Vec::new() };
-    let sp = ev.session.thread_context(t.index).map(|c| c.sp()).unwrap_or(f0.ip);
+    let Some(f0) = t.frames.first() else {
+        return Vec::new();
+    };
+    let sp = ev
+        .session
+        .thread_context(t.index)
+        .map(|c| c.sp())
+        .unwrap_or(f0.ip);
     let _ = f0;
-    let bytes = ev.target().memory().read_bytes(sp, (MAX_STACK_WORDS * ev.ptr) as usize);
+    let bytes = ev
+        .target()
+        .memory()
+        .read_bytes(sp, (MAX_STACK_WORDS * ev.ptr) as usize);
     bytes
         .chunks_exact(ev.ptr as usize)
-        .map(|c| if c.len() == 8 { u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) } else { u32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as u64 })
+        .map(|c| {
+            if c.len() == 8 {
+                u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))
+            } else {
+                u32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as u64
+            }
+        })
         .collect()
 }
 
 fn registers(ev: &Evidence, t: &ThreadView) -> Vec<u64> {
-    let Some(c) = ev.session.thread_context(t.index) else { return Vec::new() };
+    let Some(c) = ev.session.thread_context(t.index) else {
+        return Vec::new();
+    };
     c.gpr_names().iter().filter_map(|n| c.get(n)).collect()
 }
 
 fn handle_wait(h: &HandleRecord) -> WaitObject {
     let state = h.object_info.first().map(|(k, b)| decode(*k, b));
-    WaitObject::Handle { handle: h.handle, type_name: h.type_name.clone().unwrap_or_default(), name: h.object_name.clone(), state }
+    WaitObject::Handle {
+        handle: h.handle,
+        type_name: h.type_name.clone().unwrap_or_default(),
+        name: h.object_name.clone(),
+        state,
+    }
 }
 
-const WAITABLE: &[&str] = &["Event", "Mutant", "Semaphore", "Thread", "Process", "Timer", "IoCompletion"];
+const WAITABLE: &[&str] = &[
+    "Event",
+    "Mutant",
+    "Semaphore",
+    "Thread",
+    "Process",
+    "Timer",
+    "IoCompletion",
+];
 
 /// Every thread's wait, where it can be resolved.
 pub fn waits(ev: &Evidence) -> Vec<Wait> {
     let t = ev.target();
     let ids: Vec<u32> = t.threads().iter().map(|x| x.id).collect();
-    let handles: BTreeMap<u64, &HandleRecord> = t.handles().unwrap_or(&[]).iter().map(|h| (h.handle, h)).collect();
+    let handles: BTreeMap<u64, &HandleRecord> = t
+        .handles()
+        .unwrap_or(&[])
+        .iter()
+        .map(|h| (h.handle, h))
+        .collect();
     let mut out = Vec::new();
     for th in &ev.threads {
         if !is_waiting(th) {
@@ -131,41 +202,72 @@ pub fn waits(ev: &Evidence) -> Vec<Wait> {
         let words = stack_words(ev, th);
         if in_frames(th, "RtlEnterCriticalSection") || in_frames(th, "RtlpWaitForCriticalSection") {
             // The section's address (or a field of it) is in a register or on the stack.
-            let found = regs
-                .iter()
-                .chain(words.iter())
-                .find_map(|&v| (0..=5u64).find_map(|k| v.checked_sub(k * 8).and_then(|a| critical_section(ev, a, &ids).filter(|cs| cs.owner != th.id))));
+            let found = regs.iter().chain(words.iter()).find_map(|&v| {
+                (0..=5u64).find_map(|k| {
+                    v.checked_sub(k * 8)
+                        .and_then(|a| critical_section(ev, a, &ids).filter(|cs| cs.owner != th.id))
+                })
+            });
             if let Some(cs) = found {
                 let owner = cs.owner;
-                out.push(Wait { thread: th.id, object: WaitObject::CriticalSection(cs), blocker: Some(owner) });
+                out.push(Wait {
+                    thread: th.id,
+                    object: WaitObject::CriticalSection(cs),
+                    blocker: Some(owner),
+                });
             }
             continue;
         }
         // Kernel waits: the handle array of NtWaitForMultipleObjects (second argument), else the
         // first waitable handle value on the stack.
         let mut found: Vec<&HandleRecord> = Vec::new();
-        if th.frames.first().and_then(|f| f.function.as_deref()) == Some("NtWaitForMultipleObjects") {
+        if th.frames.first().and_then(|f| f.function.as_deref()) == Some("NtWaitForMultipleObjects")
+        {
             if let Some(c) = ev.session.thread_context(th.index) {
                 let array = c.get(if ev.ptr == 8 { "rdx" } else { "edx" }).unwrap_or(0);
                 for i in 0..64u64 {
-                    match t.memory().read_ptr(array + i * ev.ptr, ev.ptr).and_then(|v| handles.get(&v)) {
-                        Some(h) if h.type_name.as_deref().is_some_and(|n| WAITABLE.contains(&n)) => found.push(h),
+                    match t
+                        .memory()
+                        .read_ptr(array + i * ev.ptr, ev.ptr)
+                        .and_then(|v| handles.get(&v))
+                    {
+                        Some(h)
+                            if h.type_name
+                                .as_deref()
+                                .is_some_and(|n| WAITABLE.contains(&n)) =>
+                        {
+                            found.push(h)
+                        }
                         _ => break,
                     }
                 }
             }
         }
         if found.is_empty() {
-            if let Some(h) = words.iter().find_map(|v| handles.get(v).filter(|h| h.type_name.as_deref().is_some_and(|n| WAITABLE.contains(&n)))) {
+            if let Some(h) = words.iter().find_map(|v| {
+                handles.get(v).filter(|h| {
+                    h.type_name
+                        .as_deref()
+                        .is_some_and(|n| WAITABLE.contains(&n))
+                })
+            }) {
                 found.push(h);
             }
         }
         for h in found {
-            let blocker = h.object_info.iter().find(|(k, _)| *k == THREAD_INFO_1).and_then(|(k, b)| match decode(*k, b) {
-                ObjectState::Thread { thread_id, .. } => Some(thread_id as u32),
-                _ => None,
+            let blocker = h
+                .object_info
+                .iter()
+                .find(|(k, _)| *k == THREAD_INFO_1)
+                .and_then(|(k, b)| match decode(*k, b) {
+                    ObjectState::Thread { thread_id, .. } => Some(thread_id as u32),
+                    _ => None,
+                });
+            out.push(Wait {
+                thread: th.id,
+                object: handle_wait(h),
+                blocker,
             });
-            out.push(Wait { thread: th.id, object: handle_wait(h), blocker });
         }
     }
     out
@@ -173,7 +275,10 @@ pub fn waits(ev: &Evidence) -> Vec<Wait> {
 
 /// Cycles in the waits-for graph (each as the threads in order), found once.
 pub fn cycles(waits: &[Wait]) -> Vec<Vec<u32>> {
-    let next: BTreeMap<u32, u32> = waits.iter().filter_map(|w| Some((w.thread, w.blocker?))).collect();
+    let next: BTreeMap<u32, u32> = waits
+        .iter()
+        .filter_map(|w| Some((w.thread, w.blocker?)))
+        .collect();
     let mut seen_cycles: Vec<Vec<u32>> = Vec::new();
     for &start in next.keys() {
         let mut path = vec![start];
@@ -181,7 +286,12 @@ pub fn cycles(waits: &[Wait]) -> Vec<Vec<u32>> {
         while let Some(&n) = next.get(&cur) {
             if let Some(pos) = path.iter().position(|&p| p == n) {
                 let mut cyc = path[pos..].to_vec();
-                let min = cyc.iter().enumerate().min_by_key(|x| x.1).map(|x| x.0).unwrap_or(0);
+                let min = cyc
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|x| x.1)
+                    .map(|x| x.0)
+                    .unwrap_or(0);
                 cyc.rotate_left(min);
                 if !seen_cycles.contains(&cyc) {
                     seen_cycles.push(cyc);
@@ -205,7 +315,11 @@ pub fn locks_text(ev: &Evidence) -> String {
     let mut sections: BTreeMap<u64, (&CriticalSection, Vec<u32>)> = BTreeMap::new();
     for w in all {
         if let WaitObject::CriticalSection(cs) = &w.object {
-            sections.entry(cs.address).or_insert((cs, Vec::new())).1.push(w.thread);
+            sections
+                .entry(cs.address)
+                .or_insert((cs, Vec::new()))
+                .1
+                .push(w.thread);
         }
     }
     let mut o = String::new();
@@ -220,7 +334,15 @@ pub fn locks_text(ev: &Evidence) -> String {
         let _ = writeln!(o, "WaiterWoken        = No");
         let _ = writeln!(o, "OwningThread       = {:#x}", cs.owner);
         let _ = writeln!(o, "RecursionCount     = {:#x}", cs.recursion);
-        let _ = writeln!(o, "Waiting threads    = {}", waiters.iter().map(|w| format!("{w:#x}")).collect::<Vec<_>>().join(" "));
+        let _ = writeln!(
+            o,
+            "Waiting threads    = {}",
+            waiters
+                .iter()
+                .map(|w| format!("{w:#x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     o
 }

@@ -8,7 +8,10 @@ use crate::format;
 use crate::Session;
 use dumpdiag_os::pe;
 use dumpdiag_target::MemoryExt;
-use iced_x86::{Decoder, DecoderOptions, Formatter, FormatterTextKind, Instruction, MasmFormatter, SymbolResolver, SymbolResult};
+use iced_x86::{
+    Decoder, DecoderOptions, Formatter, FormatterTextKind, Instruction, MasmFormatter,
+    SymbolResolver, SymbolResult,
+};
 
 /// Longest x86 instruction.
 const MAX_INSN: usize = 15;
@@ -17,8 +20,17 @@ const MAX_UF_BYTES: u64 = 0x4000;
 struct Names(HashMap<u64, String>);
 
 impl SymbolResolver for Names {
-    fn symbol(&mut self, _: &Instruction, _: u32, _: Option<u32>, address: u64, _: u32) -> Option<SymbolResult<'_>> {
-        self.0.get(&address).map(|n| SymbolResult::with_str_kind(address, n.as_str(), FormatterTextKind::Label))
+    fn symbol(
+        &mut self,
+        _: &Instruction,
+        _: u32,
+        _: Option<u32>,
+        address: u64,
+        _: u32,
+    ) -> Option<SymbolResult<'_>> {
+        self.0
+            .get(&address)
+            .map(|n| SymbolResult::with_str_kind(address, n.as_str(), FormatterTextKind::Label))
     }
 }
 
@@ -51,7 +63,15 @@ fn render(s: &Session, insns: &[Instruction], first_header: bool) -> String {
     let t = s.target();
     let mut names = HashMap::new();
     for i in insns {
-        for a in [i.near_branch_target(), if i.is_ip_rel_memory_operand() { i.ip_rel_memory_address() } else { 0 }, i.memory_displacement64()] {
+        for a in [
+            i.near_branch_target(),
+            if i.is_ip_rel_memory_operand() {
+                i.ip_rel_memory_address()
+            } else {
+                0
+            },
+            i.memory_displacement64(),
+        ] {
             if a != 0 {
                 if let Some(d) = s.symbols().describe(t, a) {
                     names.insert(a, format!("{d} ({})", format::addr(a, s.ptr())));
@@ -65,10 +85,18 @@ fn render(s: &Session, insns: &[Instruction], first_header: bool) -> String {
     f.options_mut().set_rip_relative_addresses(true);
     let mut o = String::new();
     for (n, i) in insns.iter().enumerate() {
-        let at_symbol = s.symbols().lookup(t, i.ip()).filter(|x| x.displacement == 0);
+        let at_symbol = s
+            .symbols()
+            .lookup(t, i.ip())
+            .filter(|x| x.displacement == 0);
         if (n == 0 && first_header) || at_symbol.is_some() {
             if let Some(d) = s.symbols().describe(t, i.ip()) {
-                let src = s.symbols().lookup(t, i.ip()).and_then(|x| x.source).map(|(f, l)| format!(" [{f} @ {l}]")).unwrap_or_default();
+                let src = s
+                    .symbols()
+                    .lookup(t, i.ip())
+                    .and_then(|x| x.source)
+                    .map(|(f, l)| format!(" [{f} @ {l}]"))
+                    .unwrap_or_default();
                 let _ = writeln!(o, "{d}{src}:");
             }
         }
@@ -85,7 +113,11 @@ fn render(s: &Session, insns: &[Instruction], first_header: bool) -> String {
     o
 }
 
-fn parse_addr_count(s: &Session, rest: &str, default: usize) -> Result<(Option<u64>, usize), String> {
+fn parse_addr_count(
+    s: &Session,
+    rest: &str,
+    default: usize,
+) -> Result<(Option<u64>, usize), String> {
     let rest = rest.trim();
     if rest.is_empty() {
         return Ok((None, default));
@@ -107,10 +139,16 @@ pub fn disassemble(s: &Session, a: u64, count: usize) -> String {
 
 pub fn u(s: &mut Session, rest: &str) -> Result<String, String> {
     let (a, n) = parse_addr_count(s, rest, 8)?;
-    let a = a.or(s.next_disassembly).or_else(|| s.context().map(|c| c.ip())).ok_or("Missing address")?;
+    let a = a
+        .or(s.next_disassembly)
+        .or_else(|| s.context().map(|c| c.ip()))
+        .ok_or("Missing address")?;
     let bytes = s.target().memory().read_bytes(a, n * MAX_INSN);
     if bytes.is_empty() {
-        return Ok(format!("{} ??              ???\n", format::addr(a, s.ptr())));
+        return Ok(format!(
+            "{} ??              ???\n",
+            format::addr(a, s.ptr())
+        ));
     }
     let insns = decode(s, &bytes, a, n);
     s.next_disassembly = insns.last().map(|i| i.next_ip());
@@ -119,10 +157,14 @@ pub fn u(s: &mut Session, rest: &str) -> Result<String, String> {
 
 pub fn ub(s: &mut Session, rest: &str) -> Result<String, String> {
     let (a, n) = parse_addr_count(s, rest, 8)?;
-    let a = a.or_else(|| s.context().map(|c| c.ip())).ok_or("Missing address")?;
+    let a = a
+        .or_else(|| s.context().map(|c| c.ip()))
+        .ok_or("Missing address")?;
     // Decode forward from candidate starts; keep the one that lands exactly on `a` with the
     // most instructions (the function start when the symbols know it).
-    let mut starts: Vec<u64> = (1..=(n * MAX_INSN) as u64).map(|k| a.saturating_sub(k)).collect();
+    let mut starts: Vec<u64> = (1..=(n * MAX_INSN) as u64)
+        .map(|k| a.saturating_sub(k))
+        .collect();
     if let Some(sym) = s.symbols().lookup(s.target(), a.saturating_sub(1)) {
         if sym.function_start < a && a - sym.function_start < 0x2000 {
             starts.insert(0, sym.function_start);
@@ -137,7 +179,10 @@ pub fn ub(s: &mut Session, rest: &str) -> Result<String, String> {
         let insns = decode(s, &bytes, st, usize::MAX);
         if insns.last().is_some_and(|i| i.next_ip() == a) && !insns.iter().any(|i| i.is_invalid()) {
             let tail: Vec<Instruction> = insns[insns.len().saturating_sub(n)..].to_vec();
-            if tail.len() > best.len() || (tail.len() == best.len() && st < best.first().map(|i| i.ip()).unwrap_or(u64::MAX)) {
+            if tail.len() > best.len()
+                || (tail.len() == best.len()
+                    && st < best.first().map(|i| i.ip()).unwrap_or(u64::MAX))
+            {
                 best = tail;
             }
             if best.len() >= n {
@@ -146,7 +191,10 @@ pub fn ub(s: &mut Session, rest: &str) -> Result<String, String> {
         }
     }
     if best.is_empty() {
-        return Err(format!("No instructions decode backward to {}", format::addr(a, s.ptr())));
+        return Err(format!(
+            "No instructions decode backward to {}",
+            format::addr(a, s.ptr())
+        ));
     }
     Ok(render(s, &best, true))
 }
@@ -176,13 +224,17 @@ fn function_extent(s: &Session, a: u64) -> Option<(u64, u64)> {
 
 pub fn uf(s: &mut Session, rest: &str) -> Result<String, String> {
     let a = s.eval(rest.trim())?;
-    let (start, end) = function_extent(s, a).ok_or_else(|| format!("No function known at {}", format::addr(a, s.ptr())))?;
+    let (start, end) = function_extent(s, a)
+        .ok_or_else(|| format!("No function known at {}", format::addr(a, s.ptr())))?;
     let len = (end - start).min(MAX_UF_BYTES);
     let bytes = s.target().memory().read_bytes(start, len as usize);
     let mut insns = decode(s, &bytes, start, usize::MAX);
     if end - start >= MAX_UF_BYTES {
         // No exact extent: stop at the first return.
-        if let Some(p) = insns.iter().position(|i| i.mnemonic() == iced_x86::Mnemonic::Ret) {
+        if let Some(p) = insns
+            .iter()
+            .position(|i| i.mnemonic() == iced_x86::Mnemonic::Ret)
+        {
             insns.truncate(p + 1);
         }
     }

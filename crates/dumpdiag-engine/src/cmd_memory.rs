@@ -7,7 +7,9 @@ use crate::cmd_stacks;
 use crate::format;
 use crate::Session;
 use dumpdiag_os::address::Usage;
-use dumpdiag_target::{MemoryExt, MEM_COMMIT, MEM_FREE, MEM_IMAGE, MEM_MAPPED, MEM_PRIVATE, MEM_RESERVE};
+use dumpdiag_target::{
+    MemoryExt, MEM_COMMIT, MEM_FREE, MEM_IMAGE, MEM_MAPPED, MEM_PRIVATE, MEM_RESERVE,
+};
 
 /// Most bytes one display or search command covers (WinDbg asks for `L?` past 256 MB).
 const MAX_DISPLAY_BYTES: u64 = 1 << 20;
@@ -16,7 +18,9 @@ const MAX_DISPLAY_BYTES: u64 = 1 << 20;
 const MAX_SEARCH_SCANNED: u64 = 4 << 30;
 const MAX_SEARCH_HITS: usize = 4096;
 
-const DISPLAY: &[&str] = &["db", "dw", "dd", "dq", "dc", "da", "du", "dp", "dps", "dpp", "dpa", "dpu", "dds", "dqs"];
+const DISPLAY: &[&str] = &[
+    "db", "dw", "dd", "dq", "dc", "da", "du", "dp", "dps", "dpp", "dpa", "dpu", "dds", "dqs",
+];
 
 pub fn is_display_command(v: &str) -> bool {
     DISPLAY.contains(&v)
@@ -40,7 +44,11 @@ fn parse_range(s: &Session, rest: &str) -> Result<Range, String> {
     if let Some(pos) = lower.find(" l") {
         let start = s.eval(&rest[..pos])?;
         let len = rest[pos + 2..].trim_start_matches('?');
-        return Ok(Range { start, count: Some(s.eval(len)?), end: None });
+        return Ok(Range {
+            start,
+            count: Some(s.eval(len)?),
+            end: None,
+        });
     }
     let parts: Vec<&str> = rest.split_whitespace().collect();
     if parts.len() == 2 {
@@ -49,9 +57,17 @@ fn parse_range(s: &Session, rest: &str) -> Result<Range, String> {
         if end < start {
             return Err("Range error: end before start".into());
         }
-        return Ok(Range { start, count: None, end: Some(end) });
+        return Ok(Range {
+            start,
+            count: None,
+            end: Some(end),
+        });
     }
-    Ok(Range { start: s.eval(rest)?, count: None, end: None })
+    Ok(Range {
+        start: s.eval(rest)?,
+        count: None,
+        end: None,
+    })
 }
 
 fn ascii(b: u8) -> char {
@@ -103,7 +119,15 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
         "dqs" => (8, 1, 0x10),
         _ => (ptr, 1, 0x80 / ptr),
     };
-    let r = if rest.trim().is_empty() { Range { start: s.next_display.ok_or("Missing address")?, count: None, end: None } } else { parse_range(s, rest)? };
+    let r = if rest.trim().is_empty() {
+        Range {
+            start: s.next_display.ok_or("Missing address")?,
+            count: None,
+            end: None,
+        }
+    } else {
+        parse_range(s, rest)?
+    };
     let bytes_total = match (r.count, r.end) {
         (Some(c), _) => c.saturating_mul(unit),
         (None, Some(e)) => e - r.start,
@@ -114,8 +138,16 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
     let mem = s.target().memory();
     match verb {
         "da" | "du" => {
-            let max_chars = if r.count.is_some() || r.end.is_some() { bytes_total / unit } else { 0x100 };
-            let text = if verb == "da" { mem.read_cstring(r.start, max_chars as usize) } else { mem.read_wstring(r.start, max_chars as usize) };
+            let max_chars = if r.count.is_some() || r.end.is_some() {
+                bytes_total / unit
+            } else {
+                0x100
+            };
+            let text = if verb == "da" {
+                mem.read_cstring(r.start, max_chars as usize)
+            } else {
+                mem.read_wstring(r.start, max_chars as usize)
+            };
             match text {
                 Some(t) => {
                     let chars: Vec<char> = t.chars().collect();
@@ -124,9 +156,21 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
                         let _ = writeln!(o, "{}  \"\"", s.addr(a));
                     }
                     for chunk in chars.chunks(48) {
-                        let piece: String = chunk.iter().map(|&c| if c.is_control() { '.' } else { c }).collect();
+                        let piece: String = chunk
+                            .iter()
+                            .map(|&c| if c.is_control() { '.' } else { c })
+                            .collect();
                         let _ = writeln!(o, "{}  \"{piece}\"", s.addr(a));
-                        a += chunk.iter().map(|c| if verb == "du" { 2 * c.len_utf16() as u64 } else { c.len_utf8() as u64 }).sum::<u64>();
+                        a += chunk
+                            .iter()
+                            .map(|c| {
+                                if verb == "du" {
+                                    2 * c.len_utf16() as u64
+                                } else {
+                                    c.len_utf8() as u64
+                                }
+                            })
+                            .sum::<u64>();
                     }
                 }
                 None => {
@@ -139,34 +183,72 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
             let n = bytes_total / unit;
             // Over the current thread's stack, symbolic values are marked by their place in the
             // walked call chain (Coincidental Symbolic Information).
-            let raw = if matches!(verb, "dps" | "dds" | "dqs") { raw_stack_at(s, r.start) } else { None };
+            let raw = if matches!(verb, "dps" | "dds" | "dqs") {
+                raw_stack_at(s, r.start)
+            } else {
+                None
+            };
             for i in 0..n {
                 let a = r.start.wrapping_add(i * unit);
                 let Some(v) = mem.read_ptr(a, unit) else {
-                    let _ = writeln!(o, "{}  {}", s.addr(a), "?".repeat(if unit == 8 { 17 } else { 8 }));
+                    let _ = writeln!(
+                        o,
+                        "{}  {}",
+                        s.addr(a),
+                        "?".repeat(if unit == 8 { 17 } else { 8 })
+                    );
                     continue;
                 };
                 let vs = format::addr(v, unit);
                 let extra = match verb {
                     "dpp" => {
-                        let inner = mem
-                            .read_ptr(v, unit)
-                            .map(|x| format!(" {}{}", format::addr(x, unit), s.describe_address(x).map(|d| format!(" {d}")).unwrap_or_default()));
-                        inner.unwrap_or_else(|| format!(" {}", "?".repeat(if unit == 8 { 17 } else { 8 })))
+                        let inner = mem.read_ptr(v, unit).map(|x| {
+                            format!(
+                                " {}{}",
+                                format::addr(x, unit),
+                                s.describe_address(x)
+                                    .map(|d| format!(" {d}"))
+                                    .unwrap_or_default()
+                            )
+                        });
+                        inner.unwrap_or_else(|| {
+                            format!(" {}", "?".repeat(if unit == 8 { 17 } else { 8 }))
+                        })
                     }
                     "dpa" => mem
                         .read_cstring(v, 64)
-                        .map(|t| format!(" \"{}\"", t.chars().map(|c| if c.is_control() { '.' } else { c }).collect::<String>()))
+                        .map(|t| {
+                            format!(
+                                " \"{}\"",
+                                t.chars()
+                                    .map(|c| if c.is_control() { '.' } else { c })
+                                    .collect::<String>()
+                            )
+                        })
                         .unwrap_or_default(),
                     "dpu" => mem
                         .read_wstring(v, 64)
-                        .map(|t| format!(" \"{}\"", t.chars().map(|c| if c.is_control() { '.' } else { c }).collect::<String>()))
+                        .map(|t| {
+                            format!(
+                                " \"{}\"",
+                                t.chars()
+                                    .map(|c| if c.is_control() { '.' } else { c })
+                                    .collect::<String>()
+                            )
+                        })
                         .unwrap_or_default(),
                     _ => {
-                        let described = s.describe_address(v).map(|d| format!(" {d}")).unwrap_or_default();
+                        let described = s
+                            .describe_address(v)
+                            .map(|d| format!(" {d}"))
+                            .unwrap_or_default();
                         let mark = match raw.as_ref().and_then(|rs| rs.role(s, a, v)) {
-                            Some(cmd_stacks::SlotRole::FrameReturn(f)) if !described.is_empty() => format!("  <- frame {f:02x}"),
-                            Some(cmd_stacks::SlotRole::NotInCallChain) if !described.is_empty() => "  <- not in the call chain".to_string(),
+                            Some(cmd_stacks::SlotRole::FrameReturn(f)) if !described.is_empty() => {
+                                format!("  <- frame {f:02x}")
+                            }
+                            Some(cmd_stacks::SlotRole::NotInCallChain) if !described.is_empty() => {
+                                "  <- not in the call chain".to_string()
+                            }
                             _ => String::new(),
                         };
                         format!("{described}{mark}")
@@ -200,11 +282,16 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
                             };
                             let _ = write!(line, " {cell}");
                         } else {
-                            let _ = write!(line, " {}", "?".repeat(if unit == 8 { 17 } else { 2 * unit as usize }));
+                            let _ = write!(
+                                line,
+                                " {}",
+                                "?".repeat(if unit == 8 { 17 } else { 2 * unit as usize })
+                            );
                         }
                     }
                     if verb == "dc" {
-                        let text: String = raw.iter().map(|b| b.map(ascii).unwrap_or('?')).collect();
+                        let text: String =
+                            raw.iter().map(|b| b.map(ascii).unwrap_or('?')).collect();
                         let pad = 4 * 9 - (raw.len() / 4) * 9;
                         let _ = write!(line, "{}  {text}", " ".repeat(pad));
                     }
@@ -222,7 +309,9 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
 /// `s -[a|u|b|w|d|q] range pattern`.
 pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
     let rest = rest.trim();
-    let (flag, after) = rest.split_once(char::is_whitespace).ok_or("Usage: s -[a|u|b|w|d|q] range pattern")?;
+    let (flag, after) = rest
+        .split_once(char::is_whitespace)
+        .ok_or("Usage: s -[a|u|b|w|d|q] range pattern")?;
     let kind = flag.trim_start_matches('-').to_ascii_lowercase();
     let after = after.trim();
     // The pattern is a quoted string (-a, -u) or the trailing values.
@@ -230,7 +319,11 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
         "a" | "u" => {
             let q = after.find('"').ok_or("Search string must be quoted")?;
             let text = after[q + 1..].trim_end().trim_end_matches('"');
-            let bytes = if kind == "a" { text.as_bytes().to_vec() } else { text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect() };
+            let bytes = if kind == "a" {
+                text.as_bytes().to_vec()
+            } else {
+                text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+            };
             (&after[..q], bytes)
         }
         "b" | "w" | "d" | "q" => {
@@ -242,7 +335,10 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
             };
             let words: Vec<&str> = after.split_whitespace().collect();
             // Range is either `start L len` (3 words) or `start end` (2 words).
-            let range_words = if words.get(1).is_some_and(|w| w.to_ascii_lowercase().starts_with('l')) {
+            let range_words = if words
+                .get(1)
+                .is_some_and(|w| w.to_ascii_lowercase().starts_with('l'))
+            {
                 if words[1].len() > 1 && words[1] != "L?" && words[1] != "l?" {
                     2
                 } else {
@@ -377,7 +473,11 @@ pub fn protect_name(v: u32) -> String {
         _ => "PAGE_UNKNOWN",
     };
     let mut s = base.to_string();
-    for (bit, name) in [(0x100, "PAGE_GUARD"), (0x200, "PAGE_NOCACHE"), (0x400, "PAGE_WRITECOMBINE")] {
+    for (bit, name) in [
+        (0x100, "PAGE_GUARD"),
+        (0x200, "PAGE_NOCACHE"),
+        (0x400, "PAGE_WRITECOMBINE"),
+    ] {
         if v & bit != 0 {
             s.push_str(" | ");
             s.push_str(name);
@@ -399,7 +499,11 @@ pub fn address(s: &mut Session, rest: &str) -> Result<String, String> {
     }
     if rest.is_empty() {
         let w = if s.ptr() == 8 { 17 } else { 8 };
-        let _ = writeln!(o, "  {:>w$} {:>w$} {:>w$} {:<12} {:<12} {:<24} Usage", "BaseAddress", "EndAddress+1", "RegionSize", "Type", "State", "Protect");
+        let _ = writeln!(
+            o,
+            "  {:>w$} {:>w$} {:>w$} {:<12} {:<12} {:<24} Usage",
+            "BaseAddress", "EndAddress+1", "RegionSize", "Type", "State", "Protect"
+        );
         let _ = writeln!(o, "{}", "-".repeat(3 * w + 70));
         for r in &map.regions {
             let i = &r.info;
@@ -420,19 +524,47 @@ pub fn address(s: &mut Session, rest: &str) -> Result<String, String> {
     }
     let a = s.eval(rest)?;
     let Some(r) = map.region_at(a) else {
-        let _ = writeln!(o, "Usage:                  <unknown>\nAddress {} is not in any region the dump describes", s.addr(a));
+        let _ = writeln!(
+            o,
+            "Usage:                  <unknown>\nAddress {} is not in any region the dump describes",
+            s.addr(a)
+        );
         return Ok(o);
     };
     let i = &r.info;
     let _ = writeln!(o, "Usage:                  {}", r.usage.name());
     let _ = writeln!(o, "Base Address:           {}", s.addr(i.base));
     let _ = writeln!(o, "End Address:            {}", s.addr(i.end()));
-    let _ = writeln!(o, "Region Size:            {}", format::size_with_unit(i.size));
-    let _ = writeln!(o, "State:                  {:08x}          {}", i.state, state_name(i.state));
-    let _ = writeln!(o, "Protect:                {:08x}          {}", i.protect, protect_name(i.protect));
-    let _ = writeln!(o, "Type:                   {:08x}          {}", i.kind, type_name(i.kind));
+    let _ = writeln!(
+        o,
+        "Region Size:            {}",
+        format::size_with_unit(i.size)
+    );
+    let _ = writeln!(
+        o,
+        "State:                  {:08x}          {}",
+        i.state,
+        state_name(i.state)
+    );
+    let _ = writeln!(
+        o,
+        "Protect:                {:08x}          {}",
+        i.protect,
+        protect_name(i.protect)
+    );
+    let _ = writeln!(
+        o,
+        "Type:                   {:08x}          {}",
+        i.kind,
+        type_name(i.kind)
+    );
     let _ = writeln!(o, "Allocation Base:        {}", s.addr(i.allocation_base));
-    let _ = writeln!(o, "Allocation Protect:     {:08x}          {}", i.allocation_protect, protect_name(i.allocation_protect));
+    let _ = writeln!(
+        o,
+        "Allocation Protect:     {:08x}          {}",
+        i.allocation_protect,
+        protect_name(i.allocation_protect)
+    );
     let detail = r.usage.detail(s.target());
     if !detail.is_empty() {
         let _ = writeln!(o, "More info:              {detail}");
@@ -479,24 +611,83 @@ fn summary(s: &Session) -> String {
             p.1 = p.1.saturating_add(i.size);
         }
     }
-    let pct = |v: u64, of: u64| if of == 0 { 0.0 } else { v as f64 * 100.0 / of as f64 };
-    let mut o = String::new();
-    let mut section = |title: &str, rows: Vec<(String, usize, u64)>, busy_pct: bool, free_row: Option<&str>| {
-        let _ = writeln!(o, "\n--- {title:<30} RgnCount ----------- Total Size -------- %ofBusy %ofTotal");
-        let mut rows = rows;
-        rows.sort_by(|a, b| b.2.cmp(&a.2));
-        for (name, n, size) in rows {
-            let busy_col = if busy_pct && Some(name.as_str()) != free_row { format!("{:6.2}%", pct(size, busy)) } else { "       ".into() };
-            let _ = writeln!(o, "{name:<34} {n:>8} {:>34} {busy_col} {:7.2}%", format::size_with_unit(size), pct(size, total));
+    let pct = |v: u64, of: u64| {
+        if of == 0 {
+            0.0
+        } else {
+            v as f64 * 100.0 / of as f64
         }
     };
-    section("Usage Summary ----------------", usage.iter().map(|(k, v)| (k.to_string(), v.0, v.1)).collect(), true, Some("Free"));
-    section("Type Summary (for busy) ------", types.iter().map(|(k, v)| (k.to_string(), v.0, v.1)).collect(), true, None);
-    section("State Summary ----------------", states.iter().map(|(k, v)| (k.to_string(), v.0, v.1)).collect(), true, Some("MEM_FREE"));
-    section("Protect Summary (for commit) -", protects.iter().map(|(k, v)| (k.clone(), v.0, v.1)).collect(), true, None);
-    let _ = writeln!(o, "\n--- Largest Region by Usage ----------- Base Address -------- Region Size ----------");
+    let mut o = String::new();
+    let mut section =
+        |title: &str, rows: Vec<(String, usize, u64)>, busy_pct: bool, free_row: Option<&str>| {
+            let _ = writeln!(
+                o,
+                "\n--- {title:<30} RgnCount ----------- Total Size -------- %ofBusy %ofTotal"
+            );
+            let mut rows = rows;
+            rows.sort_by(|a, b| b.2.cmp(&a.2));
+            for (name, n, size) in rows {
+                let busy_col = if busy_pct && Some(name.as_str()) != free_row {
+                    format!("{:6.2}%", pct(size, busy))
+                } else {
+                    "       ".into()
+                };
+                let _ = writeln!(
+                    o,
+                    "{name:<34} {n:>8} {:>34} {busy_col} {:7.2}%",
+                    format::size_with_unit(size),
+                    pct(size, total)
+                );
+            }
+        };
+    section(
+        "Usage Summary ----------------",
+        usage
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.0, v.1))
+            .collect(),
+        true,
+        Some("Free"),
+    );
+    section(
+        "Type Summary (for busy) ------",
+        types
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.0, v.1))
+            .collect(),
+        true,
+        None,
+    );
+    section(
+        "State Summary ----------------",
+        states
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.0, v.1))
+            .collect(),
+        true,
+        Some("MEM_FREE"),
+    );
+    section(
+        "Protect Summary (for commit) -",
+        protects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0, v.1))
+            .collect(),
+        true,
+        None,
+    );
+    let _ = writeln!(
+        o,
+        "\n--- Largest Region by Usage ----------- Base Address -------- Region Size ----------"
+    );
     for (name, (base, size)) in largest {
-        let _ = writeln!(o, "{name:<38} {:>20} {:>34}", s.addr(base), format::size_with_unit(size));
+        let _ = writeln!(
+            o,
+            "{name:<38} {:>20} {:>34}",
+            s.addr(base),
+            format::size_with_unit(size)
+        );
     }
     o
 }
@@ -511,18 +702,38 @@ pub fn heap(s: &mut Session, rest: &str) -> Result<String, String> {
     let verbose = args.contains(&"-v");
     let t = s.target();
     if t.regions().is_empty() {
-        return Err("!heap -s needs the dump's MemoryInfoList to size heaps; this dump has none".into());
+        return Err(
+            "!heap -s needs the dump's MemoryInfoList to size heaps; this dump has none".into(),
+        );
     }
     let heaps = &s.address_map().heaps;
     let w = if s.ptr() == 8 { 16 } else { 8 };
     let mut o = String::new();
-    let _ = writeln!(o, "{:<w$}  {:<12} {:>10} {:>10} {:>8}", "Heap", "Kind", "Reserv(k)", "Commit(k)", "Segments");
+    let _ = writeln!(
+        o,
+        "{:<w$}  {:<12} {:>10} {:>10} {:>8}",
+        "Heap", "Kind", "Reserv(k)", "Commit(k)", "Segments"
+    );
     let _ = writeln!(o, "{}", "-".repeat(w + 46));
     for h in heaps {
-        let _ = writeln!(o, "{:0w$x}  {:<12} {:>10} {:>10} {:>8}", h.base, h.kind.label(), h.reserved() / 1024, h.committed() / 1024, h.segments.len());
+        let _ = writeln!(
+            o,
+            "{:0w$x}  {:<12} {:>10} {:>10} {:>8}",
+            h.base,
+            h.kind.label(),
+            h.reserved() / 1024,
+            h.committed() / 1024,
+            h.segments.len()
+        );
         if verbose {
             for seg in &h.segments {
-                let _ = writeln!(o, "    segment {:0w$x}  reserved {:>8}k  committed {:>8}k", seg.base, seg.reserved / 1024, seg.committed / 1024);
+                let _ = writeln!(
+                    o,
+                    "    segment {:0w$x}  reserved {:>8}k  committed {:>8}k",
+                    seg.base,
+                    seg.reserved / 1024,
+                    seg.committed / 1024
+                );
             }
         }
     }
@@ -531,8 +742,14 @@ pub fn heap(s: &mut Session, rest: &str) -> Result<String, String> {
         o,
         "{} heap(s), {}k reserved, {}k committed",
         heaps.len(),
-        heaps.iter().fold(0u64, |a, h| a.saturating_add(h.reserved())) / 1024,
-        heaps.iter().fold(0u64, |a, h| a.saturating_add(h.committed())) / 1024
+        heaps
+            .iter()
+            .fold(0u64, |a, h| a.saturating_add(h.reserved()))
+            / 1024,
+        heaps
+            .iter()
+            .fold(0u64, |a, h| a.saturating_add(h.committed()))
+            / 1024
     );
     Ok(o)
 }

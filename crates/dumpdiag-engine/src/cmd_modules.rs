@@ -62,14 +62,26 @@ pub fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, String> {
     let t = s.target();
     let ptr = s.ptr();
     let mut o = String::new();
-    let header_pad = if ptr == 8 { "start             end                 module name" } else { "start    end        module name" };
-    let matches = |m: &ModuleRecord| pattern.as_deref().is_none_or(|p| wildcard(p, &m.short_name()));
+    let header_pad = if ptr == 8 {
+        "start             end                 module name"
+    } else {
+        "start    end        module name"
+    };
+    let matches = |m: &ModuleRecord| {
+        pattern
+            .as_deref()
+            .is_none_or(|p| wildcard(p, &m.short_name()))
+    };
     if !unloaded_only {
         let _ = writeln!(o, "{header_pad}");
         let mut mods: Vec<&ModuleRecord> = t.modules().iter().filter(|m| matches(m)).collect();
         mods.sort_by_key(|m| m.base);
         for m in mods {
-            let index = t.modules().iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
+            let index = t
+                .modules()
+                .iter()
+                .position(|x| std::ptr::eq(x, m))
+                .unwrap_or(0);
             let tail = if paths {
                 m.path.clone()
             } else if image_names {
@@ -81,14 +93,27 @@ pub fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, String> {
                     None => state.windbg_label().to_string(),
                 }
             };
-            let _ = writeln!(o, "{} {}   {:<10} {tail}", format::addr(m.base, ptr), format::addr(m.end(), ptr), m.short_name());
+            let _ = writeln!(
+                o,
+                "{} {}   {:<10} {tail}",
+                format::addr(m.base, ptr),
+                format::addr(m.end(), ptr),
+                m.short_name()
+            );
             if verbose {
                 o.push_str(&module_details(s, m));
             }
         }
     }
-    let unloaded: Vec<_> =
-        t.unloaded_modules().iter().filter(|u| pattern.as_deref().is_none_or(|p| wildcard(p, &dumpdiag_target::module_short_name(&u.path)))).collect();
+    let unloaded: Vec<_> = t
+        .unloaded_modules()
+        .iter()
+        .filter(|u| {
+            pattern
+                .as_deref()
+                .is_none_or(|p| wildcard(p, &dumpdiag_target::module_short_name(&u.path)))
+        })
+        .collect();
     if !unloaded.is_empty() && (unloaded_only || pattern.is_none()) {
         let _ = writeln!(o, "\nUnloaded modules:");
         for u in unloaded {
@@ -147,10 +172,18 @@ fn module_details(s: &Session, m: &ModuleRecord) -> String {
     let mem = s.target().memory();
     let _ = writeln!(o, "    Image path: {}", m.path);
     let _ = writeln!(o, "    Image name: {}", m.file_name());
-    let _ = writeln!(o, "    Timestamp:        {} ({:08X})", format::short_time(m.time_date_stamp as i64), m.time_date_stamp);
+    let _ = writeln!(
+        o,
+        "    Timestamp:        {} ({:08X})",
+        format::short_time(m.time_date_stamp as i64),
+        m.time_date_stamp
+    );
     let _ = writeln!(o, "    CheckSum:         {:08X}", m.checksum);
     let _ = writeln!(o, "    ImageSize:        {:08X}", m.size);
-    let cv = m.codeview.clone().or_else(|| pe::read_headers(mem, m.base).and_then(|h| pe::codeview(mem, &h)));
+    let cv = m
+        .codeview
+        .clone()
+        .or_else(|| pe::read_headers(mem, m.base).and_then(|h| pe::codeview(mem, &h)));
     if let Some(cv) = &cv {
         if let (Some(name), Some(id)) = (cv.pdb_name(), cv.pdb_id()) {
             let _ = writeln!(o, "    PDB:              {name} ({id})");
@@ -159,10 +192,30 @@ fn module_details(s: &Session, m: &ModuleRecord) -> String {
     if let Some(v) = &m.version {
         let _ = writeln!(o, "    File version:     {}", version(v.file_version));
         let _ = writeln!(o, "    Product version:  {}", version(v.product_version));
-        let _ = writeln!(o, "    File flags:       {:X} (Mask {:X})", v.file_flags, v.file_flags_mask);
-        let _ = writeln!(o, "    File OS:          {:X} {}", v.file_os, file_os(v.file_os));
-        let _ = writeln!(o, "    File type:        {:X}.{:X} {}", v.file_type, v.file_subtype, file_type(v.file_type));
-        let _ = writeln!(o, "    File date:        {:08X}.{:08X}", v.file_date >> 32, v.file_date & 0xffff_ffff);
+        let _ = writeln!(
+            o,
+            "    File flags:       {:X} (Mask {:X})",
+            v.file_flags, v.file_flags_mask
+        );
+        let _ = writeln!(
+            o,
+            "    File OS:          {:X} {}",
+            v.file_os,
+            file_os(v.file_os)
+        );
+        let _ = writeln!(
+            o,
+            "    File type:        {:X}.{:X} {}",
+            v.file_type,
+            v.file_subtype,
+            file_type(v.file_type)
+        );
+        let _ = writeln!(
+            o,
+            "    File date:        {:08X}.{:08X}",
+            v.file_date >> 32,
+            v.file_date & 0xffff_ffff
+        );
     }
     match pe::read_headers(mem, m.base).and_then(|h| pe::version_strings(mem, &h)) {
         Some(strings) if !strings.is_empty() => {

@@ -8,21 +8,49 @@ use crate::Session;
 use dumpdiag_os::{errors, handles, peb};
 
 pub fn peb(s: &mut Session, rest: &str) -> Result<String, String> {
-    let a = if rest.trim().is_empty() { s.peb_address().ok_or("PEB address not available (no readable TEB)")? } else { s.eval(rest)? };
+    let a = if rest.trim().is_empty() {
+        s.peb_address()
+            .ok_or("PEB address not available (no readable TEB)")?
+    } else {
+        s.eval(rest)?
+    };
     let l = s.layout();
     let mem = s.target().memory();
-    let p =
-        peb::read_peb(mem, a, &l).ok_or_else(|| format!("PEB at {}\nerror 1 InitTypeRead( nt!_PEB at {} ): memory not in the dump", s.addr(a), s.addr(a)))?;
+    let p = peb::read_peb(mem, a, &l).ok_or_else(|| {
+        format!(
+            "PEB at {}\nerror 1 InitTypeRead( nt!_PEB at {} ): memory not in the dump",
+            s.addr(a),
+            s.addr(a)
+        )
+    })?;
     let yn = |b: bool| if b { "Yes" } else { "No" };
     let pl = |v: u64| format::plain(v, l.ptr);
     let mut o = String::new();
-    let title = if s.is_wow64() && l.ptr == 4 { "Wow64 PEB32" } else { "PEB" };
+    let title = if s.is_wow64() && l.ptr == 4 {
+        "Wow64 PEB32"
+    } else {
+        "PEB"
+    };
     let _ = writeln!(o, "{title} at {}", s.addr(a));
-    let _ = writeln!(o, "    InheritedAddressSpace:    {}", yn(p.inherited_address_space));
-    let _ = writeln!(o, "    ReadImageFileExecOptions: {}", yn(p.read_image_file_exec_options));
+    let _ = writeln!(
+        o,
+        "    InheritedAddressSpace:    {}",
+        yn(p.inherited_address_space)
+    );
+    let _ = writeln!(
+        o,
+        "    ReadImageFileExecOptions: {}",
+        yn(p.read_image_file_exec_options)
+    );
     let _ = writeln!(o, "    BeingDebugged:            {}", yn(p.being_debugged));
     let _ = writeln!(o, "    ImageBaseAddress:         {}", pl(p.image_base));
-    let _ = writeln!(o, "    NtGlobalFlag:             {}", p.nt_global_flag.map(|v| format!("{v:x}")).unwrap_or_else(|| "????????".into()));
+    let _ = writeln!(
+        o,
+        "    NtGlobalFlag:             {}",
+        p.nt_global_flag
+            .map(|v| format!("{v:x}"))
+            .unwrap_or_else(|| "????????".into())
+    );
     let _ = writeln!(o, "    Ldr                       {}", pl(p.ldr));
     match p.ldr_initialized {
         Some(init) => {
@@ -33,13 +61,27 @@ pub fn peb(s: &mut Session, rest: &str) -> Result<String, String> {
         }
     }
     if let Some(lists) = p.ldr_lists {
-        let names = ["InInitializationOrderModuleList", "InLoadOrderModuleList", "InMemoryOrderModuleList"];
+        let names = [
+            "InInitializationOrderModuleList",
+            "InLoadOrderModuleList",
+            "InMemoryOrderModuleList",
+        ];
         for (name, (f, b)) in names.iter().zip(lists) {
-            let _ = writeln!(o, "    Ldr.{:<32} {} . {}", format!("{name}:"), pl(f), pl(b));
+            let _ = writeln!(
+                o,
+                "    Ldr.{:<32} {} . {}",
+                format!("{name}:"),
+                pl(f),
+                pl(b)
+            );
         }
         let entries = peb::loader_entries(mem, &p, &l);
         let width = if l.ptr == 8 { 16 } else { 8 };
-        let _ = writeln!(o, "            {:>width$} TimeStamp                     Module", "Base");
+        let _ = writeln!(
+            o,
+            "            {:>width$} TimeStamp                     Module",
+            "Base"
+        );
         for e in entries {
             let stamp = e.time_date_stamp.unwrap_or(0);
             let _ = writeln!(
@@ -61,7 +103,11 @@ pub fn peb(s: &mut Session, rest: &str) -> Result<String, String> {
     }
     match peb::read_process_parameters(mem, p.process_parameters, &l) {
         Some(pp) => {
-            let q = |v: &Option<String>| v.as_ref().map(|s| format!("'{s}'")).unwrap_or_else(|| "< Name not readable >".into());
+            let q = |v: &Option<String>| {
+                v.as_ref()
+                    .map(|s| format!("'{s}'"))
+                    .unwrap_or_else(|| "< Name not readable >".into())
+            };
             let _ = writeln!(o, "    CurrentDirectory:  {}", q(&pp.current_directory));
             let _ = writeln!(o, "    WindowTitle:  {}", q(&pp.window_title));
             let _ = writeln!(o, "    ImageFile:    {}", q(&pp.image_path));
@@ -80,14 +126,23 @@ pub fn peb(s: &mut Session, rest: &str) -> Result<String, String> {
             }
         }
         None => {
-            let _ = writeln!(o, "    ProcessParameters not readable (memory not in the dump)");
+            let _ = writeln!(
+                o,
+                "    ProcessParameters not readable (memory not in the dump)"
+            );
         }
     }
     Ok(o)
 }
 
 fn access_text(type_name: &str, access: u32) -> String {
-    let generic = [(0x10000, "Delete"), (0x20000, "ReadControl"), (0x40000, "WriteDac"), (0x80000, "WriteOwner"), (0x100000, "Synch")];
+    let generic = [
+        (0x10000, "Delete"),
+        (0x20000, "ReadControl"),
+        (0x40000, "WriteDac"),
+        (0x80000, "WriteOwner"),
+        (0x100000, "Synch"),
+    ];
     let specific: &[(u32, &str)] = match type_name {
         "Event" => &[(0x1, "QueryState"), (0x2, "ModifyState")],
         "Mutant" => &[(0x1, "QueryState")],
@@ -102,12 +157,38 @@ fn access_text(type_name: &str, access: u32) -> String {
             (0x80, "ReadAttr"),
             (0x100, "WriteAttr"),
         ],
-        "Key" => &[(0x1, "QueryValue"), (0x2, "SetValue"), (0x4, "CreateSubKey"), (0x8, "EnumSubKey"), (0x10, "Notify"), (0x20, "CreateLink")],
-        "Thread" => &[(0x1, "Terminate"), (0x2, "Suspend"), (0x8, "GetContext"), (0x10, "SetContext"), (0x40, "QueryInfo"), (0x800, "QueryLimitedInfo")],
-        "Process" => &[(0x1, "Terminate"), (0x2, "CreateThread"), (0x10, "VMRead"), (0x20, "VMWrite"), (0x400, "QueryInfo"), (0x1000, "QueryLimitedInfo")],
+        "Key" => &[
+            (0x1, "QueryValue"),
+            (0x2, "SetValue"),
+            (0x4, "CreateSubKey"),
+            (0x8, "EnumSubKey"),
+            (0x10, "Notify"),
+            (0x20, "CreateLink"),
+        ],
+        "Thread" => &[
+            (0x1, "Terminate"),
+            (0x2, "Suspend"),
+            (0x8, "GetContext"),
+            (0x10, "SetContext"),
+            (0x40, "QueryInfo"),
+            (0x800, "QueryLimitedInfo"),
+        ],
+        "Process" => &[
+            (0x1, "Terminate"),
+            (0x2, "CreateThread"),
+            (0x10, "VMRead"),
+            (0x20, "VMWrite"),
+            (0x400, "QueryInfo"),
+            (0x1000, "QueryLimitedInfo"),
+        ],
         _ => &[],
     };
-    let names: Vec<&str> = generic.iter().chain(specific.iter()).filter(|(b, _)| access & b != 0).map(|(_, n)| *n).collect();
+    let names: Vec<&str> = generic
+        .iter()
+        .chain(specific.iter())
+        .filter(|(b, _)| access & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
     names.join(" ")
 }
 
@@ -132,7 +213,10 @@ pub fn handle(s: &mut Session, rest: &str) -> Result<String, String> {
     let ptr = t.facts().pointer_size();
     for h in handles {
         let ty = h.type_name.clone().unwrap_or_else(|| "None".into());
-        if type_filter.as_ref().is_some_and(|f| f != &ty.to_ascii_lowercase()) {
+        if type_filter
+            .as_ref()
+            .is_some_and(|f| f != &ty.to_ascii_lowercase())
+        {
             continue;
         }
         if wanted.is_some_and(|w| w != h.handle) {
@@ -150,7 +234,11 @@ pub fn handle(s: &mut Session, rest: &str) -> Result<String, String> {
                 let _ = writeln!(o, "  PointerCount \t{}", h.pointer_count);
             }
             if mask & 4 != 0 {
-                let _ = writeln!(o, "  Name         \t{}", h.object_name.as_deref().unwrap_or("<none>"));
+                let _ = writeln!(
+                    o,
+                    "  Name         \t{}",
+                    h.object_name.as_deref().unwrap_or("<none>")
+                );
             }
             if mask & 8 != 0 && !h.object_info.is_empty() {
                 let _ = writeln!(o, "  Object Specific Information");
@@ -163,7 +251,10 @@ pub fn handle(s: &mut Session, rest: &str) -> Result<String, String> {
         }
     }
     if wanted.is_some() && counts.is_empty() {
-        return Ok(format!("Handle {} not found in the dump's handle table\n", format::plain(wanted.unwrap_or(0), ptr)));
+        return Ok(format!(
+            "Handle {} not found in the dump's handle table\n",
+            format::plain(wanted.unwrap_or(0), ptr)
+        ));
     }
     if wanted.is_none() {
         let total: usize = counts.values().sum();
@@ -179,7 +270,10 @@ pub fn handle(s: &mut Session, rest: &str) -> Result<String, String> {
 }
 
 pub fn error(s: &mut Session, rest: &str) -> Result<String, String> {
-    let arg = rest.split_whitespace().next().ok_or("Usage: !error <value>")?;
+    let arg = rest
+        .split_whitespace()
+        .next()
+        .ok_or("Usage: !error <value>")?;
     let v = s.eval(arg)? as u32;
     Ok(format!("{}\n", errors::describe(v)))
 }

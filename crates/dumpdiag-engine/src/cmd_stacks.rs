@@ -24,7 +24,9 @@ pub struct KOptions {
 }
 
 pub fn is_k_command(verb: &str) -> bool {
-    let Some(rest) = verb.strip_prefix('k') else { return false };
+    let Some(rest) = verb.strip_prefix('k') else {
+        return false;
+    };
     rest.chars().all(|c| "bvpPncfL".contains(c))
 }
 
@@ -44,28 +46,52 @@ pub fn bounds(s: &Session, index: usize, sp: u64) -> StackBounds {
     }
     if let Some(t) = s.target().threads().get(index) {
         if t.stack_size > 0 && sp >= t.stack_start && sp < t.stack_start + t.stack_size {
-            return StackBounds { low: t.stack_start, high: t.stack_start + t.stack_size };
+            return StackBounds {
+                low: t.stack_start,
+                high: t.stack_start + t.stack_size,
+            };
         }
     }
-    let r = s.target().captured_ranges().iter().find(|r| sp >= r.0 && sp < r.0 + r.1).copied();
+    let r = s
+        .target()
+        .captured_ranges()
+        .iter()
+        .find(|r| sp >= r.0 && sp < r.0 + r.1)
+        .copied();
     match r {
-        Some((b, sz)) => StackBounds { low: b, high: b + sz },
-        None => StackBounds { low: sp, high: sp.saturating_add(0x10000) },
+        Some((b, sz)) => StackBounds {
+            low: b,
+            high: b + sz,
+        },
+        None => StackBounds {
+            low: sp,
+            high: sp.saturating_add(0x10000),
+        },
     }
 }
 
 /// Walk the stack of a thread (current view, or a given context).
 pub fn stack_of(s: &Session, index: usize, ctx: &Context) -> Stack {
-    let env = Env { target: s.target(), symbols: s.symbols(), bounds: bounds(s, index, ctx.sp()) };
+    let env = Env {
+        target: s.target(),
+        symbols: s.symbols(),
+        bounds: bounds(s, index, ctx.sp()),
+    };
     dumpdiag_stack::walk(&env, ctx)
 }
 
 /// The Incorrect / Truncated Stack Trace checks for one walked stack.
 pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
     let mut out = stack.notes.clone();
-    let Some(first) = stack.frames.first() else { return out };
+    let Some(first) = stack.frames.first() else {
+        return out;
+    };
     let b = bounds(s, index, first.sp);
-    let env = Env { target: s.target(), symbols: s.symbols(), bounds: b };
+    let env = Env {
+        target: s.target(),
+        symbols: s.symbols(),
+        bounds: b,
+    };
     let t = s.target();
     for (i, f) in stack.frames.iter().enumerate() {
         if f.trust == Trust::Scan {
@@ -73,25 +99,52 @@ pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
         }
         // The frame under the exception dispatcher returns to the faulting instruction (a trap
         // frame), not to the instruction after a call.
-        let after_dispatcher = i > 0 && s.symbols().lookup(t, stack.frames[i - 1].ip).is_some_and(|x| x.function.starts_with("KiUserExceptionDispatch"));
+        let after_dispatcher = i > 0
+            && s.symbols()
+                .lookup(t, stack.frames[i - 1].ip)
+                .is_some_and(|x| x.function.starts_with("KiUserExceptionDispatch"));
         if i > 0 {
-            if env.call_before(f.ip) == Some(false) && t.module_at(f.ip).is_some() && !after_dispatcher {
-                out.push(format!("frame {i:02x}: return address {} is not preceded by a call", s.addr(f.ip)));
+            if env.call_before(f.ip) == Some(false)
+                && t.module_at(f.ip).is_some()
+                && !after_dispatcher
+            {
+                out.push(format!(
+                    "frame {i:02x}: return address {} is not preceded by a call",
+                    s.addr(f.ip)
+                ));
             }
             if f.sp <= stack.frames[i - 1].sp {
                 out.push(format!("frame {i:02x}: stack pointer does not increase"));
             }
         }
         if !b.contains(f.sp) && i > 0 {
-            out.push(format!("frame {i:02x}: stack pointer {} lies outside the thread's stack", s.addr(f.sp)));
+            out.push(format!(
+                "frame {i:02x}: stack pointer {} lies outside the thread's stack",
+                s.addr(f.sp)
+            ));
         }
-        let generated_code =
-            t.extras().function_tables.iter().any(|ft| f.ip >= ft.minimum_address && f.ip < ft.maximum_address) || env.is_executable_memory(f.ip);
+        let generated_code = t
+            .extras()
+            .function_tables
+            .iter()
+            .any(|ft| f.ip >= ft.minimum_address && f.ip < ft.maximum_address)
+            || env.is_executable_memory(f.ip);
         // Frame 0 is the context itself: a bad instruction pointer there is the crash (NULL
         // Pointer (Code), Wild Code), not a walking error.
         if t.module_at(f.ip).is_none() && i > 0 && !generated_code {
-            let unloaded = t.unloaded_modules().iter().any(|u| f.ip >= u.base && f.ip < u.base + u.size as u64);
-            out.push(format!("frame {i:02x}: {} is {}", s.addr(f.ip), if unloaded { "in an unloaded module" } else { "outside every loaded module" }));
+            let unloaded = t
+                .unloaded_modules()
+                .iter()
+                .any(|u| f.ip >= u.base && f.ip < u.base + u.size as u64);
+            out.push(format!(
+                "frame {i:02x}: {} is {}",
+                s.addr(f.ip),
+                if unloaded {
+                    "in an unloaded module"
+                } else {
+                    "outside every loaded module"
+                }
+            ));
         } else if let Some(sym) = s.symbols().lookup(t, f.ip) {
             if sym.kind == dumpdiag_symbols::SymbolKind::Export && sym.displacement > 0x10000 {
                 out.push(format!(
@@ -108,9 +161,20 @@ pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
         out.dedup();
         return out;
     }
-    let last = stack.frames.last().map(|f| s.symbols().describe(t, f.ip).unwrap_or_default()).unwrap_or_default();
-    let starts =
-        ["RtlUserThreadStart", "BaseThreadInitThunk", "BaseProcessStart", "BaseThreadStart", "_RtlUserThreadStart", "__RtlUserThreadStart", "start_thread"];
+    let last = stack
+        .frames
+        .last()
+        .map(|f| s.symbols().describe(t, f.ip).unwrap_or_default())
+        .unwrap_or_default();
+    let starts = [
+        "RtlUserThreadStart",
+        "BaseThreadInitThunk",
+        "BaseProcessStart",
+        "BaseThreadStart",
+        "_RtlUserThreadStart",
+        "__RtlUserThreadStart",
+        "start_thread",
+    ];
     let ended_at_start = starts.iter().any(|st| last.contains(st));
     if !ended_at_start {
         let last_sp = stack.frames.last().map(|f| f.sp).unwrap_or(0);
@@ -125,7 +189,9 @@ pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
 }
 
 fn source_suffix(src: &Option<(String, u32)>) -> String {
-    src.as_ref().map(|(f, l)| format!(" [{f} @ {l}]")).unwrap_or_default()
+    src.as_ref()
+        .map(|(f, l)| format!(" [{f} @ {l}]"))
+        .unwrap_or_default()
 }
 
 /// The `k` text of a stack, showing at most `max` frames (the checks see the whole stack).
@@ -139,30 +205,52 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
         let _ = writeln!(out, "{}Call Site", if o.numbers { " # " } else { "" });
     } else if x64 {
         let mem_col = if o.frame_sizes { "  Memory  " } else { "" };
-        let args = if o.args || o.verbose { " : Args to Child                                                           :" } else { "" };
-        let _ = writeln!(out, "{num}{mem_col}Child-SP          RetAddr              {args} Call Site");
+        let args = if o.args || o.verbose {
+            " : Args to Child                                                           :"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "{num}{mem_col}Child-SP          RetAddr              {args} Call Site"
+        );
     } else {
         let mem_col = if o.frame_sizes { "  Memory  " } else { "" };
-        let args = if o.args || o.verbose { "Args to Child              " } else { "" };
+        let args = if o.args || o.verbose {
+            "Args to Child              "
+        } else {
+            ""
+        };
         let _ = writeln!(out, "{num}{mem_col}ChildEBP RetAddr  {args}");
     }
     let mut n = 0usize;
     for (i, f) in stack.frames.iter().enumerate().take(max) {
         // A caller frame's ip is a return address: its call (and source line) is just before.
-        let sym = s.symbols().lookup(t, if i > 0 { f.ip.saturating_sub(1) } else { f.ip }).map(|mut x| {
-            x.displacement = f.ip.saturating_sub(x.function_start);
-            x
-        });
+        let sym = s
+            .symbols()
+            .lookup(t, if i > 0 { f.ip.saturating_sub(1) } else { f.ip })
+            .map(|mut x| {
+                x.displacement = f.ip.saturating_sub(x.function_start);
+                x
+            });
         // Inline frames first (innermost), each on its own line.
         if let Some(sym) = &sym {
             for (name, _) in &sym.inlined {
                 let m = &t.modules()[sym.module_index];
                 let label = format!("{}!{} [inline]", m.short_name(), name);
-                let nn = if o.numbers { format!("{n:02x} ") } else { String::new() };
+                let nn = if o.numbers {
+                    format!("{n:02x} ")
+                } else {
+                    String::new()
+                };
                 if o.call_site_only {
                     let _ = writeln!(out, "{nn}{label}");
                 } else {
-                    let dash = if x64 { "(Inline Function) --------`--------" } else { "(Inline) --------" };
+                    let dash = if x64 {
+                        "(Inline Function) --------`--------"
+                    } else {
+                        "(Inline) --------"
+                    };
                     let _ = writeln!(out, "{nn}{dash}     {label}");
                 }
                 n += 1;
@@ -171,8 +259,11 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
         let params = if (o.params || o.params_multiline) && !o.call_site_only {
             match frame_variables(s, stack, i, None) {
                 Some(vars) => {
-                    let ps: Vec<String> =
-                        vars.iter().filter(|v| v.is_param && v.name != "this").map(|v| format!("{} {} = {}", v.type_name, v.name, v.value)).collect();
+                    let ps: Vec<String> = vars
+                        .iter()
+                        .filter(|v| v.is_param && v.name != "this")
+                        .map(|v| format!("{} {} = {}", v.type_name, v.name, v.value))
+                        .collect();
                     if o.params_multiline && !ps.is_empty() {
                         format!("(\n\t\t\t{})", ps.join(", \n\t\t\t"))
                     } else if ps.is_empty() {
@@ -192,7 +283,12 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
                 let base = if sym.displacement == 0 || o.call_site_only {
                     format!("{}!{}{params}", m.short_name(), sym.function)
                 } else {
-                    format!("{}!{}{params}+{:#x}", m.short_name(), sym.function, sym.displacement)
+                    format!(
+                        "{}!{}{params}+{:#x}",
+                        m.short_name(),
+                        sym.function,
+                        sym.displacement
+                    )
                 };
                 if o.no_source || o.call_site_only {
                     base
@@ -200,9 +296,15 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
                     format!("{base}{}", source_suffix(&sym.source))
                 }
             }
-            None => s.describe_address(f.ip).unwrap_or_else(|| format!("{:#x}", f.ip)),
+            None => s
+                .describe_address(f.ip)
+                .unwrap_or_else(|| format!("{:#x}", f.ip)),
         };
-        let nn = if o.numbers { format!("{n:02x} ") } else { String::new() };
+        let nn = if o.numbers {
+            format!("{n:02x} ")
+        } else {
+            String::new()
+        };
         n += 1;
         if o.call_site_only {
             let _ = writeln!(out, "{nn}{site}");
@@ -216,17 +318,40 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
         } else {
             String::new()
         };
-        let trust = if o.verbose { format!(" (found by {})", f.trust.label()) } else { String::new() };
+        let trust = if o.verbose {
+            format!(" (found by {})", f.trust.label())
+        } else {
+            String::new()
+        };
         if x64 {
             let args = if o.args || o.verbose {
-                format!(" : {} {} {} {} :", format::addr(f.args[0], 8), format::addr(f.args[1], 8), format::addr(f.args[2], 8), format::addr(f.args[3], 8))
+                format!(
+                    " : {} {} {} {} :",
+                    format::addr(f.args[0], 8),
+                    format::addr(f.args[1], 8),
+                    format::addr(f.args[2], 8),
+                    format::addr(f.args[3], 8)
+                )
             } else {
                 String::new()
             };
-            let _ = writeln!(out, "{nn}{mem_col}{} {}{args} {site}{trust}", format::addr(f.sp, 8), format::addr(f.return_address, 8));
+            let _ = writeln!(
+                out,
+                "{nn}{mem_col}{} {}{args} {site}{trust}",
+                format::addr(f.sp, 8),
+                format::addr(f.return_address, 8)
+            );
         } else {
-            let args = if o.args || o.verbose { format!("{:08x} {:08x} {:08x} ", f.args[0], f.args[1], f.args[2]) } else { String::new() };
-            let _ = writeln!(out, "{nn}{mem_col}{:08x} {:08x} {args}{site}{trust}", f.fp, f.return_address);
+            let args = if o.args || o.verbose {
+                format!("{:08x} {:08x} {:08x} ", f.args[0], f.args[1], f.args[2])
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "{nn}{mem_col}{:08x} {:08x} {args}{site}{trust}",
+                f.fp, f.return_address
+            );
         }
     }
     if x64 && (o.args || o.verbose) {
@@ -255,7 +380,12 @@ fn frame_register(f: &Frame, ctx: Option<&Context>, ptr: u64) -> impl Fn(u16) ->
 }
 
 /// Variables of frame `i` of `stack` (the context only helps frame 0).
-pub fn frame_variables(s: &Session, stack: &Stack, i: usize, ctx: Option<&Context>) -> Option<Vec<locals::Variable>> {
+pub fn frame_variables(
+    s: &Session,
+    stack: &Stack,
+    i: usize,
+    ctx: Option<&Context>,
+) -> Option<Vec<locals::Variable>> {
     let f = stack.frames.get(i)?;
     let probe = if i > 0 { f.ip.saturating_sub(1) } else { f.ip };
     let regs = frame_register(f, if i == 0 { ctx } else { None }, s.ptr());
@@ -279,9 +409,14 @@ pub fn k(s: &mut Session, verb: &str, rest: &str) -> Result<String, String> {
     let mut max = usize::MAX;
     if let Some(manual) = rest.strip_prefix('=') {
         // k = bp sp ip: a hand-made frame.
-        let vals: Vec<u64> = manual.split_whitespace().map(|w| s.eval(w)).collect::<Result<_, _>>()?;
+        let vals: Vec<u64> = manual
+            .split_whitespace()
+            .map(|w| s.eval(w))
+            .collect::<Result<_, _>>()?;
         if vals.len() != 3 {
-            return Err("k = needs three values: frame pointer, stack pointer, instruction pointer".into());
+            return Err(
+                "k = needs three values: frame pointer, stack pointer, instruction pointer".into(),
+            );
         }
         ctx = with_frame(&ctx, vals[0], vals[1], vals[2]);
     } else if !rest.is_empty() {
@@ -317,21 +452,50 @@ pub fn with_frame(ctx: &Context, bp: u64, sp: u64, ip: u64) -> Context {
 }
 
 pub fn frame(s: &mut Session, rest: &str) -> Result<String, String> {
-    let n = if rest.trim().is_empty() { s.frame_index } else { s.eval(rest.trim())? as usize };
+    let n = if rest.trim().is_empty() {
+        s.frame_index
+    } else {
+        s.eval(rest.trim())? as usize
+    };
     let ctx = s.context().ok_or("Unable to get thread context")?;
     let stack = stack_of(s, s.current_thread(), &ctx);
-    let f = stack.frames.get(n).ok_or_else(|| format!("Frame {n:x} does not exist"))?;
+    let f = stack
+        .frames
+        .get(n)
+        .ok_or_else(|| format!("Frame {n:x} does not exist"))?;
     s.frame_index = n;
-    let site = s.symbols().describe(s.target(), f.ip).unwrap_or_else(|| s.addr(f.ip));
-    let src = s.symbols().lookup(s.target(), f.ip).and_then(|x| x.source).map(|(f, l)| format!(" [{f} @ {l}]")).unwrap_or_default();
-    Ok(format!("{n:02x} {} {} {site}{src}\n", s.addr(f.sp), s.addr(f.return_address)))
+    let site = s
+        .symbols()
+        .describe(s.target(), f.ip)
+        .unwrap_or_else(|| s.addr(f.ip));
+    let src = s
+        .symbols()
+        .lookup(s.target(), f.ip)
+        .and_then(|x| x.source)
+        .map(|(f, l)| format!(" [{f} @ {l}]"))
+        .unwrap_or_default();
+    Ok(format!(
+        "{n:02x} {} {} {site}{src}\n",
+        s.addr(f.sp),
+        s.addr(f.return_address)
+    ))
 }
 
 /// Every thread's stack as a list of call sites (module!function), for grouping and search.
 fn call_sites(s: &Session, index: usize) -> Option<Vec<String>> {
     let ctx = s.thread_context(index)?;
     let stack = stack_of(s, index, &ctx);
-    Some(stack.frames.iter().map(|f| s.symbols().describe(s.target(), f.ip).unwrap_or_else(|| format!("{:#x}", f.ip))).collect())
+    Some(
+        stack
+            .frames
+            .iter()
+            .map(|f| {
+                s.symbols()
+                    .describe(s.target(), f.ip)
+                    .unwrap_or_else(|| format!("{:#x}", f.ip))
+            })
+            .collect(),
+    )
 }
 
 pub fn uniqstack(s: &mut Session) -> Result<String, String> {
@@ -353,29 +517,49 @@ pub fn uniqstack(s: &mut Session) -> Result<String, String> {
             "\n.{first:3}  Id: {pid:x}.{:x}  {} thread(s) with this stack: {}",
             t.threads()[first].id,
             threads.len(),
-            threads.iter().map(|i| format!("~{i}")).collect::<Vec<_>>().join(" ")
+            threads
+                .iter()
+                .map(|i| format!("~{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         for (n, site) in sites.iter().enumerate() {
             let _ = writeln!(o, "  {n:02x} {site}");
         }
     }
     let dups: usize = rows.iter().map(|r| r.1.len() - 1).sum();
-    let _ = writeln!(o, "\nTotal threads: {}, Duplicate callstacks: {dups} (windbg thread #s follow):", t.threads().len());
+    let _ = writeln!(
+        o,
+        "\nTotal threads: {}, Duplicate callstacks: {dups} (windbg thread #s follow):",
+        t.threads().len()
+    );
     Ok(o)
 }
 
 pub fn findstack(s: &mut Session, rest: &str) -> Result<String, String> {
-    let needle = rest.split_whitespace().next().ok_or("Usage: !findstack symbol [0|1|2]")?.to_ascii_lowercase();
+    let needle = rest
+        .split_whitespace()
+        .next()
+        .ok_or("Usage: !findstack symbol [0|1|2]")?
+        .to_ascii_lowercase();
     let t = s.target();
     let mut o = String::new();
     for i in 0..t.threads().len() {
-        let Some(sites) = call_sites(s, i) else { continue };
-        if let Some(n) = sites.iter().position(|x| x.to_ascii_lowercase().contains(&needle)) {
+        let Some(sites) = call_sites(s, i) else {
+            continue;
+        };
+        if let Some(n) = sites
+            .iter()
+            .position(|x| x.to_ascii_lowercase().contains(&needle))
+        {
             let _ = writeln!(
                 o,
                 "Thread {:03x}, {} frame(s) match\n        * {n:02x} {}",
                 i,
-                sites.iter().filter(|x| x.to_ascii_lowercase().contains(&needle)).count(),
+                sites
+                    .iter()
+                    .filter(|x| x.to_ascii_lowercase().contains(&needle))
+                    .count(),
                 sites[n]
             );
         }
@@ -390,7 +574,9 @@ pub fn findstack(s: &mut Session, rest: &str) -> Result<String, String> {
 fn current_variables(s: &Session) -> Result<Vec<locals::Variable>, String> {
     let ctx = s.context().ok_or("Unable to get thread context")?;
     let stack = stack_of(s, s.current_thread(), &ctx);
-    frame_variables(s, &stack, s.frame_index, Some(&ctx)).ok_or_else(|| "Unable to enumerate locals: the frame's module has no private PDB symbols".to_string())
+    frame_variables(s, &stack, s.frame_index, Some(&ctx)).ok_or_else(|| {
+        "Unable to enumerate locals: the frame's module has no private PDB symbols".to_string()
+    })
 }
 
 /// `dv [/t] [/V]`: parameters first, then locals.
@@ -402,8 +588,18 @@ pub fn dv(s: &mut Session, rest: &str) -> Result<String, String> {
     let mut sorted: Vec<&locals::Variable> = vars.iter().filter(|v| v.is_param).collect();
     sorted.extend(vars.iter().filter(|v| !v.is_param));
     for v in sorted {
-        let addr = if addrs { v.address.map(|a| format!("{} ", s.addr(a))).unwrap_or_default() } else { String::new() };
-        let ty = if types { format!("{} ", v.type_name) } else { String::new() };
+        let addr = if addrs {
+            v.address
+                .map(|a| format!("{} ", s.addr(a)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let ty = if types {
+            format!("{} ", v.type_name)
+        } else {
+            String::new()
+        };
         let _ = writeln!(o, "{addr}{ty}{:>15} = {}", v.name, v.value);
     }
     Ok(o)
@@ -412,10 +608,30 @@ pub fn dv(s: &mut Session, rest: &str) -> Result<String, String> {
 /// `dt name`: a local or parameter, with the members of the structure it is or points to.
 pub fn dt_local(s: &mut Session, name: &str) -> Result<String, String> {
     let vars = current_variables(s)?;
-    let v = vars.iter().find(|v| v.name == name).ok_or_else(|| format!("Symbol {name} not found"))?;
-    let mut o = format!("Local var @ {} Type {}\n{}\n", v.address.map(|a| format!("{a:#x}")).unwrap_or_else(|| "?".into()), v.type_name, v.value);
+    let v = vars
+        .iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| format!("Symbol {name} not found"))?;
+    let mut o = format!(
+        "Local var @ {} Type {}\n{}\n",
+        v.address
+            .map(|a| format!("{a:#x}"))
+            .unwrap_or_else(|| "?".into()),
+        v.type_name,
+        v.value
+    );
     for m in &v.members {
-        let _ = writeln!(o, "   +{:#05x} {:<16} : {}", m.offset, m.name, if m.value.is_empty() { m.type_name.clone() } else { m.value.clone() });
+        let _ = writeln!(
+            o,
+            "   +{:#05x} {:<16} : {}",
+            m.offset,
+            m.name,
+            if m.value.is_empty() {
+                m.type_name.clone()
+            } else {
+                m.value.clone()
+            }
+        );
     }
     Ok(o)
 }
@@ -448,8 +664,20 @@ impl RawStack {
         let first = stack.frames.first()?;
         let ptr = s.ptr();
         let bounds = bounds(s, index, first.sp);
-        let return_slots = stack.frames.iter().enumerate().skip(1).map(|(i, f)| (f.sp.wrapping_sub(ptr), i)).collect();
-        Some(RawStack { live_low: first.sp, live_high: bounds.high, bounds, return_slots, ptr })
+        let return_slots = stack
+            .frames
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, f)| (f.sp.wrapping_sub(ptr), i))
+            .collect();
+        Some(RawStack {
+            live_low: first.sp,
+            live_high: bounds.high,
+            bounds,
+            return_slots,
+            ptr,
+        })
     }
 
     /// The role of the value `v` found at `slot`, if it has one.
@@ -464,7 +692,11 @@ impl RawStack {
     /// Is `v` a return address by its looks: in a module's code, after a call instruction whose
     /// bytes the dump holds?
     pub fn return_like(&self, s: &Session, v: u64) -> bool {
-        let env = Env { target: s.target(), symbols: s.symbols(), bounds: self.bounds };
+        let env = Env {
+            target: s.target(),
+            symbols: s.symbols(),
+            bounds: self.bounds,
+        };
         env.is_code(v) && env.call_before(v) == Some(true)
     }
 
@@ -472,7 +704,9 @@ impl RawStack {
     /// values: (slot, value).
     pub fn return_like_values(&self, s: &Session, low: u64, high: u64) -> Vec<(u64, u64)> {
         let low = low.max(self.bounds.low);
-        let high = high.min(self.bounds.high).min(low.saturating_add(MAX_SLOTS * self.ptr));
+        let high = high
+            .min(self.bounds.high)
+            .min(low.saturating_add(MAX_SLOTS * self.ptr));
         let mem = s.target().memory();
         let mut out = Vec::new();
         let mut a = low;

@@ -9,25 +9,54 @@ use dumpdiag_os::pe;
 use dumpdiag_symbols::{sympath, SymbolPath};
 
 pub fn ln(s: &mut Session, rest: &str) -> Result<String, String> {
-    let a = if rest.trim().is_empty() { s.context().map(|c| c.ip()).ok_or("Missing address")? } else { s.eval(rest)? };
+    let a = if rest.trim().is_empty() {
+        s.context().map(|c| c.ip()).ok_or("Missing address")?
+    } else {
+        s.eval(rest)?
+    };
     let t = s.target();
     let Some(sym) = s.symbols().lookup(t, a) else {
         return Ok(match t.module_at(a) {
-            Some(m) => format!("({})   {}+{:#x}\n", s.addr(m.base), m.short_name(), a - m.base),
+            Some(m) => format!(
+                "({})   {}+{:#x}\n",
+                s.addr(m.base),
+                m.short_name(),
+                a - m.base
+            ),
             None => String::new(),
         });
     };
     let m = &t.modules()[sym.module_index];
-    let src = sym.source.as_ref().map(|(f, l)| format!("[{f} @ {l}] ")).unwrap_or_default();
-    let mut o = format!("{src}({})   {}!{}+{:#x}\n", s.addr(sym.function_start), m.short_name(), sym.function, sym.displacement);
+    let src = sym
+        .source
+        .as_ref()
+        .map(|(f, l)| format!("[{f} @ {l}] "))
+        .unwrap_or_default();
+    let mut o = format!(
+        "{src}({})   {}!{}+{:#x}\n",
+        s.addr(sym.function_start),
+        m.short_name(),
+        sym.function,
+        sym.displacement
+    );
     if sym.displacement == 0 {
-        o = format!("{src}({})   {}!{}\nExact matches:\n    {}!{}\n", s.addr(sym.function_start), m.short_name(), sym.function, m.short_name(), sym.function);
+        o = format!(
+            "{src}({})   {}!{}\nExact matches:\n    {}!{}\n",
+            s.addr(sym.function_start),
+            m.short_name(),
+            sym.function,
+            m.short_name(),
+            sym.function
+        );
     }
     Ok(o)
 }
 
 pub fn x(s: &mut Session, rest: &str) -> Result<String, String> {
-    let arg = rest.split_whitespace().last().ok_or("Usage: x module!pattern")?;
+    let arg = rest
+        .split_whitespace()
+        .last()
+        .ok_or("Usage: x module!pattern")?;
     let (module, pattern) = arg.split_once('!').unwrap_or(("*", arg));
     let hits = s.symbols().search(s.target(), module, pattern, &wildcard);
     let mut o = String::new();
@@ -38,7 +67,9 @@ pub fn x(s: &mut Session, rest: &str) -> Result<String, String> {
 }
 
 pub fn reload(s: &mut Session, rest: &str) -> Result<String, String> {
-    let force = rest.split_whitespace().any(|w| w.eq_ignore_ascii_case("/f"));
+    let force = rest
+        .split_whitespace()
+        .any(|w| w.eq_ignore_ascii_case("/f"));
     s.reload_symbols();
     let mut o = String::new();
     if force {
@@ -48,7 +79,13 @@ pub fn reload(s: &mut Session, rest: &str) -> Result<String, String> {
             let _ = s.symbols().module(s.target(), i);
             let m = &s.target().modules()[i];
             let kind = s.symbols().state(i);
-            let _ = writeln!(o, "{:<12} {} {}", m.short_name(), kind.windbg_label(), s.symbols().origin(i).unwrap_or(""));
+            let _ = writeln!(
+                o,
+                "{:<12} {} {}",
+                m.short_name(),
+                kind.windbg_label(),
+                s.symbols().origin(i).unwrap_or("")
+            );
         }
     } else {
         o.push_str("Reloading current modules\n");
@@ -58,9 +95,17 @@ pub fn reload(s: &mut Session, rest: &str) -> Result<String, String> {
 
 pub fn symfix(s: &mut Session, rest: &str, append: bool) -> Result<String, String> {
     let cache = rest.trim();
-    let cache = if cache.is_empty() { sympath::default_cache().display().to_string() } else { cache.to_string() };
+    let cache = if cache.is_empty() {
+        sympath::default_cache().display().to_string()
+    } else {
+        cache.to_string()
+    };
     let element = format!("srv*{cache}*https://msdl.microsoft.com/download/symbols");
-    let new = if append && !s.sympath.is_empty() { format!("{};{element}", s.sympath) } else { element };
+    let new = if append && !s.sympath.is_empty() {
+        format!("{};{element}", s.sympath)
+    } else {
+        element
+    };
     s.set_symbol_path(&new);
     Ok(format!("Symbol search path is: {new}\n"))
 }
@@ -72,7 +117,10 @@ pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
         .modules()
         .iter()
         .enumerate()
-        .find(|(_, m)| m.short_name().eq_ignore_ascii_case(name) || s.eval(name).ok().is_some_and(|a| m.contains(a)))
+        .find(|(_, m)| {
+            m.short_name().eq_ignore_ascii_case(name)
+                || s.eval(name).ok().is_some_and(|a| m.contains(a))
+        })
         .ok_or_else(|| format!("{name} not found"))?;
     let _ = s.symbols().module(t, i);
     let mut o = format!("Loaded Module Info: [{name}]\n");
@@ -92,14 +140,35 @@ pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
             }
         );
     }
-    let _ = writeln!(o, "     Time Stamp: {:x} {}", m.time_date_stamp, format::short_time(m.time_date_stamp as i64));
+    let _ = writeln!(
+        o,
+        "     Time Stamp: {:x} {}",
+        m.time_date_stamp,
+        format::short_time(m.time_date_stamp as i64)
+    );
     let _ = writeln!(o, "           Size: {:x}", m.size);
     let _ = writeln!(o, "       CheckSum: {:x}", m.checksum);
     if let Some(cv) = &m.codeview {
-        let _ = writeln!(o, "Debug Data Dirs: Type  CODEVIEW - {} {}", cv.pdb_name().unwrap_or(""), cv.pdb_id().unwrap_or_default());
+        let _ = writeln!(
+            o,
+            "Debug Data Dirs: Type  CODEVIEW - {} {}",
+            cv.pdb_name().unwrap_or(""),
+            cv.pdb_id().unwrap_or_default()
+        );
     }
-    let _ = writeln!(o, "    Symbol Type: {}", s.symbols().state(i).windbg_label());
-    let _ = writeln!(o, "    Load Report: {}", s.symbols().origin(i).filter(|x| !x.is_empty()).unwrap_or("no symbols found"));
+    let _ = writeln!(
+        o,
+        "    Symbol Type: {}",
+        s.symbols().state(i).windbg_label()
+    );
+    let _ = writeln!(
+        o,
+        "    Load Report: {}",
+        s.symbols()
+            .origin(i)
+            .filter(|x| !x.is_empty())
+            .unwrap_or("no symbols found")
+    );
     if let Some(m) = s.symbols().pdb_mismatch(i) {
         let _ = writeln!(o, "    Mismatched PDB: {m}");
     }
@@ -107,12 +176,29 @@ pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
 }
 
 pub fn dh(s: &mut Session, rest: &str) -> Result<String, String> {
-    let name = rest.split_whitespace().last().ok_or("Usage: !dh module|address")?;
+    let name = rest
+        .split_whitespace()
+        .last()
+        .ok_or("Usage: !dh module|address")?;
     let t = s.target();
-    let base = t.modules().iter().find(|m| m.short_name().eq_ignore_ascii_case(name)).map(|m| m.base).map_or_else(|| s.eval(name), Ok)?;
-    let h = pe::read_headers(t.memory(), base).ok_or_else(|| format!("No PE headers at {} (not in the dump)", s.addr(base)))?;
+    let base = t
+        .modules()
+        .iter()
+        .find(|m| m.short_name().eq_ignore_ascii_case(name))
+        .map(|m| m.base)
+        .map_or_else(|| s.eval(name), Ok)?;
+    let h = pe::read_headers(t.memory(), base)
+        .ok_or_else(|| format!("No PE headers at {} (not in the dump)", s.addr(base)))?;
     let mut o = String::new();
-    let _ = writeln!(o, "\nFile Type: {}", if h.characteristics & 0x2000 != 0 { "DLL" } else { "EXECUTABLE IMAGE" });
+    let _ = writeln!(
+        o,
+        "\nFile Type: {}",
+        if h.characteristics & 0x2000 != 0 {
+            "DLL"
+        } else {
+            "EXECUTABLE IMAGE"
+        }
+    );
     let _ = writeln!(
         o,
         "FILE HEADER VALUES\n    {:4X} machine\n    {:4X} number of sections\n{:8X} time date stamp {}\n    {:4X} characteristics",
@@ -152,7 +238,11 @@ pub fn dh(s: &mut Session, rest: &str) -> Result<String, String> {
         "Reserved",
     ];
     for (i, (rva, size)) in h.directories.iter().enumerate() {
-        let _ = writeln!(o, "{rva:8X} [{size:8X}] address [size] of {} Directory", names.get(i).unwrap_or(&"?"));
+        let _ = writeln!(
+            o,
+            "{rva:8X} [{size:8X}] address [size] of {} Directory",
+            names.get(i).unwrap_or(&"?")
+        );
     }
     for (i, sec) in h.sections.iter().enumerate() {
         let _ = writeln!(

@@ -37,7 +37,11 @@ const DUMP_FLAGS: &[(u64, &str)] = &[
 ];
 
 pub fn dump_flag_names(flags: u64) -> Vec<&'static str> {
-    DUMP_FLAGS.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect()
+    DUMP_FLAGS
+        .iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 pub fn dump_summary(s: &Session) -> String {
@@ -48,7 +52,11 @@ pub fn dump_summary(s: &Session) -> String {
 pub fn process_summary(s: &Session) -> String {
     let t = s.target();
     let pid = t.facts().process_id.unwrap_or(0);
-    let name = t.modules().first().map(|m| m.path.clone()).unwrap_or_else(|| "<unknown>".into());
+    let name = t
+        .modules()
+        .first()
+        .map(|m| m.path.clone())
+        .unwrap_or_else(|| "<unknown>".into());
     format!(".  0\tid: {pid:x}\texamine\tname: {name}\n")
 }
 
@@ -57,10 +65,30 @@ fn os_name(major: u32, minor: u32, build: u32, product_type: u8) -> String {
     match (major, minor) {
         (10, 0) if build >= 22000 && !server => "Windows 10".into(), // WinDbg says "Windows 10" for 11 too
         (10, 0) => "Windows 10".into(),
-        (6, 3) => if server { "Windows Server 2012 R2" } else { "Windows 8.1" }.into(),
-        (6, 2) => if server { "Windows Server 2012" } else { "Windows 8" }.into(),
-        (6, 1) => if server { "Windows Server 2008 R2" } else { "Windows 7" }.into(),
-        (6, 0) => if server { "Windows Server 2008" } else { "Windows Vista" }.into(),
+        (6, 3) => if server {
+            "Windows Server 2012 R2"
+        } else {
+            "Windows 8.1"
+        }
+        .into(),
+        (6, 2) => if server {
+            "Windows Server 2012"
+        } else {
+            "Windows 8"
+        }
+        .into(),
+        (6, 1) => if server {
+            "Windows Server 2008 R2"
+        } else {
+            "Windows 7"
+        }
+        .into(),
+        (6, 0) => if server {
+            "Windows Server 2008"
+        } else {
+            "Windows Vista"
+        }
+        .into(),
         (5, 2) => "Windows Server 2003".into(),
         (5, 1) => "Windows XP".into(),
         _ => format!("Windows {major}.{minor}"),
@@ -78,24 +106,44 @@ fn suite_names(mask: u16) -> Vec<&'static str> {
         (0x200, "Personal"),
         (0x400, "Blade"),
     ];
-    names.iter().filter(|(b, _)| mask & b != 0).map(|(_, n)| *n).collect()
+    names
+        .iter()
+        .filter(|(b, _)| mask & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 pub fn vertarget(s: &Session) -> String {
     let t = s.target();
     let f = t.facts();
     let mut o = String::new();
-    let mp = if f.processor_count > 1 { format!("MP ({} procs)", f.processor_count) } else { "UP".into() };
+    let mp = if f.processor_count > 1 {
+        format!("MP ({} procs)", f.processor_count)
+    } else {
+        "UP".into()
+    };
     let arch = match f.arch {
         Arch::X86 => "x86",
         Arch::Amd64 => "x64",
         Arch::Arm64 => "ARM64",
         Arch::Other(_) => "unknown",
     };
-    let sp = if f.csd_version.is_empty() { String::new() } else { format!(" ({})", f.csd_version) };
-    let _ = writeln!(o, "{} Version {}{sp} {mp} Free {arch}", os_name(f.os_major, f.os_minor, f.os_build, f.product_type), f.os_build);
+    let sp = if f.csd_version.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", f.csd_version)
+    };
+    let _ = writeln!(
+        o,
+        "{} Version {}{sp} {mp} Free {arch}",
+        os_name(f.os_major, f.os_minor, f.os_build, f.product_type),
+        f.os_build
+    );
     if s.is_wow64() {
-        let _ = writeln!(o, "WOW64: 32-bit process in a 64-bit dump (.effmach x86 for the 32-bit view)");
+        let _ = writeln!(
+            o,
+            "WOW64: 32-bit process in a 64-bit dump (.effmach x86 for the 32-bit view)"
+        );
     }
     let product = match f.product_type {
         1 => "WinNt",
@@ -103,14 +151,26 @@ pub fn vertarget(s: &Session) -> String {
         3 => "ServerNt",
         _ => "unknown",
     };
-    let _ = writeln!(o, "Product: {product}, suite: {}", suite_names(f.suite_mask).join(" "));
+    let _ = writeln!(
+        o,
+        "Product: {product}, suite: {}",
+        suite_names(f.suite_mask).join(" ")
+    );
     if let Some(b) = &f.build_string {
         let _ = writeln!(o, "Edition build lab: {b}");
     }
     if let Some(v) = &f.cpu_vendor {
-        let _ = writeln!(o, "CPU: {v} family {} revision {:x}", f.processor_level, f.processor_revision);
+        let _ = writeln!(
+            o,
+            "CPU: {v} family {} revision {:x}",
+            f.processor_level, f.processor_revision
+        );
     }
-    let _ = writeln!(o, "Debug session time: {}", format::debug_time(f.dump_time as i64));
+    let _ = writeln!(
+        o,
+        "Debug session time: {}",
+        format::debug_time(f.dump_time as i64)
+    );
     let _ = writeln!(o, "System Uptime: not available");
     o.push_str(&process_times(s));
     o
@@ -121,9 +181,21 @@ fn process_times(s: &Session) -> String {
     let mut o = String::new();
     match f.process_create_time {
         Some(created) if f.dump_time >= created => {
-            let _ = writeln!(o, "Process Uptime: {}", format::duration_secs((f.dump_time - created) as u64));
-            let _ = writeln!(o, "  Kernel time: {}", format::duration_secs(f.process_kernel_time.unwrap_or(0) as u64));
-            let _ = writeln!(o, "  User time: {}", format::duration_secs(f.process_user_time.unwrap_or(0) as u64));
+            let _ = writeln!(
+                o,
+                "Process Uptime: {}",
+                format::duration_secs((f.dump_time - created) as u64)
+            );
+            let _ = writeln!(
+                o,
+                "  Kernel time: {}",
+                format::duration_secs(f.process_kernel_time.unwrap_or(0) as u64)
+            );
+            let _ = writeln!(
+                o,
+                "  User time: {}",
+                format::duration_secs(f.process_user_time.unwrap_or(0) as u64)
+            );
         }
         _ => {
             let _ = writeln!(o, "Process Uptime: not available");
@@ -134,7 +206,10 @@ fn process_times(s: &Session) -> String {
 
 pub fn time(s: &Session) -> String {
     let f = s.target().facts();
-    let mut o = format!("Debug session time: {}\nSystem Uptime: not available\n", format::debug_time(f.dump_time as i64));
+    let mut o = format!(
+        "Debug session time: {}\nSystem Uptime: not available\n",
+        format::debug_time(f.dump_time as i64)
+    );
     if let Some(c) = f.process_create_time {
         let _ = writeln!(o, "Process creation time: {}", format::debug_time(c as i64));
     }
@@ -151,12 +226,26 @@ pub fn dumpdebug(s: &Session) -> String {
     let _ = writeln!(o, "NumberOfStreams {}", t.streams().len());
     let _ = writeln!(o, "Flags           {:x}", f.flags);
     for name in dump_flag_names(f.flags) {
-        let bit = DUMP_FLAGS.iter().find(|(_, n)| *n == name).map(|(b, _)| *b).unwrap_or(0);
+        let bit = DUMP_FLAGS
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(b, _)| *b)
+            .unwrap_or(0);
         let _ = writeln!(o, "                {bit:04x} {name}");
     }
     let _ = writeln!(o, "CheckSum        {:08x}", f.checksum);
-    let _ = writeln!(o, "TimeDateStamp   {:08x} {}", f.dump_time, format::short_time(f.dump_time as i64));
-    let _ = writeln!(o, "File size       {:x} ({} bytes)\n", t.file_size(), t.file_size());
+    let _ = writeln!(
+        o,
+        "TimeDateStamp   {:08x} {}",
+        f.dump_time,
+        format::short_time(f.dump_time as i64)
+    );
+    let _ = writeln!(
+        o,
+        "File size       {:x} ({} bytes)\n",
+        t.file_size(),
+        t.file_size()
+    );
     let _ = writeln!(o, "Streams:");
     for st in t.streams() {
         let note = match st.support {
@@ -164,7 +253,11 @@ pub fn dumpdebug(s: &Session) -> String {
             StreamSupport::Unsupported => "  [present but unsupported]",
             StreamSupport::Unknown => "  [unknown stream type, skipped]",
         };
-        let _ = writeln!(o, "Stream {}: type {} ({}), size {:08X}, RVA {:08X}{note}", st.index, st.name, st.stream_type, st.size, st.rva);
+        let _ = writeln!(
+            o,
+            "Stream {}: type {} ({}), size {:08X}, RVA {:08X}{note}",
+            st.index, st.name, st.stream_type, st.size, st.rva
+        );
     }
     let _ = writeln!(
         o,
@@ -215,10 +308,18 @@ pub fn dumpdebug(s: &Session) -> String {
         );
     }
     if let Some(id) = x.breakpad_dump_thread {
-        let _ = writeln!(o, "Breakpad: dump thread {id:x}, requesting thread {:x}", x.breakpad_requesting_thread.unwrap_or(0));
+        let _ = writeln!(
+            o,
+            "Breakpad: dump thread {id:x}, requesting thread {:x}",
+            x.breakpad_requesting_thread.unwrap_or(0)
+        );
     }
     if let Some(id) = &x.crashpad_report_id {
-        let _ = writeln!(o, "Crashpad report {id}, {} annotations", x.crashpad_annotations.len());
+        let _ = writeln!(
+            o,
+            "Crashpad report {id}, {} annotations",
+            x.crashpad_annotations.len()
+        );
         for (k, v) in &x.crashpad_annotations {
             let _ = writeln!(o, "  {k} = {v}");
         }
@@ -244,7 +345,9 @@ pub fn event_text(code: u32) -> String {
         0xc0000374 => "Heap corruption".into(),
         0xe06d7363 => "C++ EH exception".into(),
         0xc000001d => "Illegal instruction".into(),
-        _ => errors::exception_name(code).map(str::to_string).unwrap_or_else(|| "Unknown exception".into()),
+        _ => errors::exception_name(code)
+            .map(str::to_string)
+            .unwrap_or_else(|| "Unknown exception".into()),
     }
 }
 
@@ -261,6 +364,8 @@ pub fn lastevent(s: &Session) -> String {
                 format::debug_time(t.facts().dump_time as i64)
             )
         }
-        None => "Last event: <no event>: no exception stream (the dump was taken on purpose)\n".into(),
+        None => {
+            "Last event: <no event>: no exception stream (the dump was taken on purpose)\n".into()
+        }
     }
 }

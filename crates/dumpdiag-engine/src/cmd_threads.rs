@@ -28,8 +28,18 @@ pub fn list(s: &Session, only: Option<usize>) -> String {
             ' '
         };
         let teb = s.teb_of(i).unwrap_or(th.teb);
-        let name = th.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
-        let _ = writeln!(o, "{mark}{i:3}  Id: {pid:x}.{:x} Suspend: {} Teb: {} Unfrozen{name}", th.id, th.suspend_count, s.addr(teb));
+        let name = th
+            .name
+            .as_ref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{mark}{i:3}  Id: {pid:x}.{:x} Suspend: {} Teb: {} Unfrozen{name}",
+            th.id,
+            th.suspend_count,
+            s.addr(teb)
+        );
     }
     o
 }
@@ -68,9 +78,18 @@ pub fn format_registers(s: &Session, c: &Context) -> String {
     let mut o = String::new();
     match c {
         Context::Amd64(..) => {
-            let rows: [&[&str]; 5] = [&["rax", "rbx", "rcx"], &["rdx", "rsi", "rdi"], &["rip", "rsp", "rbp"], &["r8", "r9", "r10"], &["r11", "r12", "r13"]];
+            let rows: [&[&str]; 5] = [
+                &["rax", "rbx", "rcx"],
+                &["rdx", "rsi", "rdi"],
+                &["rip", "rsp", "rbp"],
+                &["r8", "r9", "r10"],
+                &["r11", "r12", "r13"],
+            ];
             for row in rows {
-                let line: Vec<String> = row.iter().map(|n| format!("{n:>3}={:016x}", g(n))).collect();
+                let line: Vec<String> = row
+                    .iter()
+                    .map(|n| format!("{n:>3}={:016x}", g(n)))
+                    .collect();
                 let _ = writeln!(o, "{}", line.join(" "));
             }
             let _ = writeln!(o, "r14={:016x} r15={:016x}", g("r14"), g("r15"));
@@ -78,28 +97,64 @@ pub fn format_registers(s: &Session, c: &Context) -> String {
             let _ = writeln!(o, "iopl={}         {}", (efl >> 12) & 3, flag_text(efl));
             o.push_str(&segment_line(&g, efl));
             if let Some(x) = c.xstate() {
-                let _ = writeln!(o, "xstate mask={:016x}{}", x.mask, x.cet_ssp.map(|p| format!(" ssp={p:016x}")).unwrap_or_default());
+                let _ = writeln!(
+                    o,
+                    "xstate mask={:016x}{}",
+                    x.mask,
+                    x.cet_ssp
+                        .map(|p| format!(" ssp={p:016x}"))
+                        .unwrap_or_default()
+                );
             }
         }
         Context::X86(_) => {
-            let _ =
-                writeln!(o, "eax={:08x} ebx={:08x} ecx={:08x} edx={:08x} esi={:08x} edi={:08x}", g("eax"), g("ebx"), g("ecx"), g("edx"), g("esi"), g("edi"));
+            let _ = writeln!(
+                o,
+                "eax={:08x} ebx={:08x} ecx={:08x} edx={:08x} esi={:08x} edi={:08x}",
+                g("eax"),
+                g("ebx"),
+                g("ecx"),
+                g("edx"),
+                g("esi"),
+                g("edi")
+            );
             let efl = g("efl");
-            let _ = writeln!(o, "eip={:08x} esp={:08x} ebp={:08x} iopl={}         {}", g("eip"), g("esp"), g("ebp"), (efl >> 12) & 3, flag_text(efl));
+            let _ = writeln!(
+                o,
+                "eip={:08x} esp={:08x} ebp={:08x} iopl={}         {}",
+                g("eip"),
+                g("esp"),
+                g("ebp"),
+                (efl >> 12) & 3,
+                flag_text(efl)
+            );
             o.push_str(&segment_line(&g, efl));
         }
         Context::Arm64(_) => {
             for chunk in c.gpr_names().chunks(4) {
-                let line: Vec<String> = chunk.iter().map(|n| format!("{n:>4}={:016x}", g(n))).collect();
+                let line: Vec<String> = chunk
+                    .iter()
+                    .map(|n| format!("{n:>4}={:016x}", g(n)))
+                    .collect();
                 let _ = writeln!(o, "{}", line.join(" "));
             }
         }
     }
     let ip = c.ip();
-    let loc = s.describe_address(ip).unwrap_or_else(|| "<Unloaded_or_unknown>".into());
+    let loc = s
+        .describe_address(ip)
+        .unwrap_or_else(|| "<Unloaded_or_unknown>".into());
     let code = s.target().memory().read_bytes(ip, 8);
-    let bytes: String = if code.is_empty() { "??".into() } else { code.iter().map(|b| format!("{b:02x}")).collect() };
-    let _ = writeln!(o, "{loc}:\n{} {bytes}", format::addr(ip, c.arch().pointer_size()));
+    let bytes: String = if code.is_empty() {
+        "??".into()
+    } else {
+        code.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let _ = writeln!(
+        o,
+        "{loc}:\n{} {bytes}",
+        format::addr(ip, c.arch().pointer_size())
+    );
     o
 }
 
@@ -113,10 +168,22 @@ pub fn registers(s: &mut Session, rest: &str) -> Result<String, String> {
         return Err("Registers of a dump cannot be changed".into());
     }
     let mut o = String::new();
-    for name in rest.split(|ch: char| ch == ',' || ch.is_whitespace()).filter(|n| !n.is_empty()) {
+    for name in rest
+        .split(|ch: char| ch == ',' || ch.is_whitespace())
+        .filter(|n| !n.is_empty())
+    {
         let n = name.trim_start_matches('@');
-        let v = c.get(n).ok_or_else(|| format!("Bad register error at '{name}'"))?;
-        let width = if matches!(c, Context::X86(_)) || n.starts_with('e') || ["cs", "ds", "es", "fs", "gs", "ss", "efl"].contains(&n) { 8 } else { 16 };
+        let v = c
+            .get(n)
+            .ok_or_else(|| format!("Bad register error at '{name}'"))?;
+        let width = if matches!(c, Context::X86(_))
+            || n.starts_with('e')
+            || ["cs", "ds", "es", "fs", "gs", "ss", "efl"].contains(&n)
+        {
+            8
+        } else {
+            16
+        };
         let _ = writeln!(o, "{n}={v:0width$x}");
     }
     Ok(o)
@@ -125,9 +192,21 @@ pub fn registers(s: &mut Session, rest: &str) -> Result<String, String> {
 fn exr_text(s: &Session, r: &ExceptionRecord) -> String {
     let ptr = s.ptr();
     let mut o = String::new();
-    let loc = s.describe_address(r.address).map(|l| format!(" ({l})")).unwrap_or_default();
-    let _ = writeln!(o, "ExceptionAddress: {}{loc}", format::plain(r.address, ptr));
-    let _ = writeln!(o, "   ExceptionCode: {:08x} ({})", r.code, event_text(r.code));
+    let loc = s
+        .describe_address(r.address)
+        .map(|l| format!(" ({l})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "ExceptionAddress: {}{loc}",
+        format::plain(r.address, ptr)
+    );
+    let _ = writeln!(
+        o,
+        "   ExceptionCode: {:08x} ({})",
+        r.code,
+        event_text(r.code)
+    );
     let _ = writeln!(o, "  ExceptionFlags: {:08x}", r.flags);
     let _ = writeln!(o, "NumberParameters: {}", r.parameters.len());
     for (i, p) in r.parameters.iter().enumerate() {
@@ -141,10 +220,19 @@ fn exr_text(s: &Session, r: &ExceptionRecord) -> String {
                 8 => "execute",
                 _ => "access",
             };
-            let _ = writeln!(o, "Attempt to {verb} address {}", format::plain(r.parameters[1], ptr));
+            let _ = writeln!(
+                o,
+                "Attempt to {verb} address {}",
+                format::plain(r.parameters[1], ptr)
+            );
         }
         0xc0000409 if !r.parameters.is_empty() => {
-            let _ = writeln!(o, "Subcode: {:#x} {}", r.parameters[0], fast_fail_name(r.parameters[0]));
+            let _ = writeln!(
+                o,
+                "Subcode: {:#x} {}",
+                r.parameters[0],
+                fast_fail_name(r.parameters[0])
+            );
         }
         0xe06d7363 if r.parameters.len() >= 3 => {
             let _ = writeln!(
@@ -203,31 +291,54 @@ pub fn read_exception_record(s: &Session, a: u64) -> Option<ExceptionRecord> {
     let nested = mem.read_ptr(a.wrapping_add(8), ptr)?;
     let address = mem.read_ptr(a.wrapping_add(8) + ptr, ptr)?;
     let n = mem.read_u32(a.wrapping_add(8) + 2 * ptr)?.min(15);
-    let params_at = if ptr == 8 { a.wrapping_add(32) } else { a.wrapping_add(20) };
-    let parameters = (0..n as u64).map_while(|i| mem.read_ptr(params_at.wrapping_add(i * ptr), ptr)).collect();
-    Some(ExceptionRecord { code, flags, nested_record: nested, address, parameters })
+    let params_at = if ptr == 8 {
+        a.wrapping_add(32)
+    } else {
+        a.wrapping_add(20)
+    };
+    let parameters = (0..n as u64)
+        .map_while(|i| mem.read_ptr(params_at.wrapping_add(i * ptr), ptr))
+        .collect();
+    Some(ExceptionRecord {
+        code,
+        flags,
+        nested_record: nested,
+        address,
+        parameters,
+    })
 }
 
 pub fn exr(s: &mut Session, rest: &str) -> Result<String, String> {
     let rest = rest.trim();
     if rest == "-1" {
-        let e = s.target().exception().ok_or("No exception record available (the dump has no exception stream)")?;
+        let e = s
+            .target()
+            .exception()
+            .ok_or("No exception record available (the dump has no exception stream)")?;
         return Ok(exr_text(s, &e.record.clone()));
     }
     let a = s.eval(rest)?;
-    let r = read_exception_record(s, a).ok_or_else(|| format!("Cannot read Exception record @ {}", s.addr(a)))?;
+    let r = read_exception_record(s, a)
+        .ok_or_else(|| format!("Cannot read Exception record @ {}", s.addr(a)))?;
     Ok(exr_text(s, &r))
 }
 
 pub fn ecxr(s: &mut Session) -> Result<String, String> {
     let t = s.target();
-    let e = t.exception().ok_or("Unable to get exception context, HRESULT 0x8000FFFF")?;
+    let e = t
+        .exception()
+        .ok_or("Unable to get exception context, HRESULT 0x8000FFFF")?;
     let idx = t.thread_index_by_id(e.thread_id);
-    let mut c = t.exception_context().ok_or("Unable to get exception context, HRESULT 0x8000FFFF")?;
+    let mut c = t
+        .exception_context()
+        .ok_or("Unable to get exception context, HRESULT 0x8000FFFF")?;
     // In the WOW64 view the exception context is the 64-bit one; the 32-bit state of the
     // faulting thread is what a 32-bit debugger would show.
     if s.is_wow64() && s.effective_machine() == Arch::X86 && c.arch() != Arch::X86 {
-        if let Some(x86) = c.wow64_as_x86().or_else(|| idx.and_then(|i| s.thread_context(i))) {
+        if let Some(x86) = c
+            .wow64_as_x86()
+            .or_else(|| idx.and_then(|i| s.thread_context(i)))
+        {
             c = x86;
         }
     }
@@ -247,10 +358,17 @@ pub fn cxr(s: &mut Session, rest: &str) -> Result<String, String> {
     }
     let a = s.eval(rest)?;
     let arch = s.effective_machine();
-    let size = if arch == Arch::X86 { CONTEXT_X86_SIZE } else { CONTEXT_AMD64_SIZE };
+    let size = if arch == Arch::X86 {
+        CONTEXT_X86_SIZE
+    } else {
+        CONTEXT_AMD64_SIZE
+    };
     let bytes = s.target().memory().read_bytes(a, size);
     if bytes.len() < size {
-        return Err(format!("Unable to read context, Win32 error 0n30 (memory at {} is not in the dump)", s.addr(a)));
+        return Err(format!(
+            "Unable to read context, Win32 error 0n30 (memory at {} is not in the dump)",
+            s.addr(a)
+        ));
     }
     let c = Context::decode(arch, &bytes, &[]).ok_or("Unable to read context")?;
     let text = format_registers(s, &c);
@@ -259,12 +377,26 @@ pub fn cxr(s: &mut Session, rest: &str) -> Result<String, String> {
 }
 
 pub fn teb(s: &mut Session, rest: &str) -> Result<String, String> {
-    let a = if rest.trim().is_empty() { s.teb_of(s.current_thread()).ok_or("Unable to get TEB address")? } else { s.eval(rest)? };
+    let a = if rest.trim().is_empty() {
+        s.teb_of(s.current_thread())
+            .ok_or("Unable to get TEB address")?
+    } else {
+        s.eval(rest)?
+    };
     let l = s.layout();
-    let t = teb::read_teb(s.target().memory(), a, &l).ok_or_else(|| format!("TEB at {}\nerror InitTypeRead( TEB ): memory not in the dump", s.addr(a)))?;
+    let t = teb::read_teb(s.target().memory(), a, &l).ok_or_else(|| {
+        format!(
+            "TEB at {}\nerror InitTypeRead( TEB ): memory not in the dump",
+            s.addr(a)
+        )
+    })?;
     let p = |v: u64| format::plain(v, l.ptr);
     let mut o = String::new();
-    let title = if s.is_wow64() && l.ptr == 4 { "Wow64 TEB32" } else { "TEB" };
+    let title = if s.is_wow64() && l.ptr == 4 {
+        "Wow64 TEB32"
+    } else {
+        "TEB"
+    };
     let _ = writeln!(o, "{title} at {}", s.addr(a));
     let _ = writeln!(o, "    ExceptionList:        {}", p(t.exception_list));
     let _ = writeln!(o, "    StackBase:            {}", p(t.stack_base));
@@ -274,27 +406,62 @@ pub fn teb(s: &mut Session, rest: &str) -> Result<String, String> {
     }
     let _ = writeln!(o, "    SubSystemTib:         {}", p(t.sub_system_tib));
     let _ = writeln!(o, "    FiberData:            {}", p(t.fiber_data));
-    let _ = writeln!(o, "    ArbitraryUserPointer: {}", p(t.arbitrary_user_pointer));
+    let _ = writeln!(
+        o,
+        "    ArbitraryUserPointer: {}",
+        p(t.arbitrary_user_pointer)
+    );
     let _ = writeln!(o, "    Self:                 {}", p(t.self_ptr));
     let _ = writeln!(o, "    EnvironmentPointer:   {}", p(t.environment_pointer));
-    let _ = writeln!(o, "    ClientId:             {} . {}", p(t.process_id), p(t.thread_id));
+    let _ = writeln!(
+        o,
+        "    ClientId:             {} . {}",
+        p(t.process_id),
+        p(t.thread_id)
+    );
     let _ = writeln!(o, "    RpcHandle:            {}", p(t.rpc_handle));
     let _ = writeln!(o, "    Tls Storage:          {}", p(t.tls_storage));
     let _ = writeln!(o, "    PEB Address:          {}", p(t.peb));
     let _ = writeln!(o, "    LastErrorValue:       {}", t.last_error);
-    let _ = writeln!(o, "    LastStatusValue:      {}", t.last_status.map(|v| format!("{v:x}")).unwrap_or_else(|| "????????".into()));
+    let _ = writeln!(
+        o,
+        "    LastStatusValue:      {}",
+        t.last_status
+            .map(|v| format!("{v:x}"))
+            .unwrap_or_else(|| "????????".into())
+    );
     let _ = writeln!(o, "    Count Owned Locks:    {}", t.owned_locks);
-    let _ = writeln!(o, "    HardErrorMode:        {}", t.hard_error_mode.map(|v| v.to_string()).unwrap_or_else(|| "????????".into()));
+    let _ = writeln!(
+        o,
+        "    HardErrorMode:        {}",
+        t.hard_error_mode
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "????????".into())
+    );
     Ok(o)
 }
 
 pub fn gle(s: &mut Session) -> Result<String, String> {
-    let a = s.teb_of(s.current_thread()).ok_or("Unable to get TEB address")?;
-    let t = teb::read_teb(s.target().memory(), a, &s.layout()).ok_or("Unable to read the TEB: memory not in the dump")?;
-    let text = |code: u32| errors::win32(code).map(|(_, t)| t.to_string()).unwrap_or_else(|| "<Unable to get error code text>".into());
-    let mut o = format!("LastErrorValue: (Win32) {:#x} ({}) - {}\n", t.last_error, t.last_error, text(t.last_error));
+    let a = s
+        .teb_of(s.current_thread())
+        .ok_or("Unable to get TEB address")?;
+    let t = teb::read_teb(s.target().memory(), a, &s.layout())
+        .ok_or("Unable to read the TEB: memory not in the dump")?;
+    let text = |code: u32| {
+        errors::win32(code)
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_else(|| "<Unable to get error code text>".into())
+    };
+    let mut o = format!(
+        "LastErrorValue: (Win32) {:#x} ({}) - {}\n",
+        t.last_error,
+        t.last_error,
+        text(t.last_error)
+    );
     if let Some(st) = t.last_status {
-        let nt = errors::ntstatus(st).map(|(_, t)| t.to_string()).unwrap_or_else(|| "<Unable to get error code text>".into());
+        let nt = errors::ntstatus(st)
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_else(|| "<Unable to get error code text>".into());
         let _ = writeln!(o, "LastStatusValue: (NTSTATUS) {st:#x} - {nt}");
     }
     Ok(o)
@@ -302,9 +469,17 @@ pub fn gle(s: &mut Session) -> Result<String, String> {
 
 pub fn runaway(s: &mut Session, rest: &str) -> Result<String, String> {
     let t = s.target();
-    let flags = if rest.trim().is_empty() { 1 } else { s.eval(rest)? };
-    let threads: Vec<(usize, u32, &dumpdiag_target::ThreadTimes)> =
-        t.threads().iter().enumerate().filter_map(|(i, th)| th.info.as_ref().map(|inf| (i, th.id, inf))).collect();
+    let flags = if rest.trim().is_empty() {
+        1
+    } else {
+        s.eval(rest)?
+    };
+    let threads: Vec<(usize, u32, &dumpdiag_target::ThreadTimes)> = t
+        .threads()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, th)| th.info.as_ref().map(|inf| (i, th.id, inf)))
+        .collect();
     if threads.is_empty() {
         return Ok("ERROR: !runaway: extension exception 0x80004002.\n    \"Unable to get thread times - the dump has no ThreadInfoList stream\"\n".into());
     }
@@ -313,14 +488,21 @@ pub fn runaway(s: &mut Session, rest: &str) -> Result<String, String> {
     let sections: [(u64, &str, Box<dyn Fn(&dumpdiag_target::ThreadTimes) -> u64>); 3] = [
         (1, "User Mode Time", Box::new(|i| i.user_time)),
         (2, "Kernel Mode Time", Box::new(|i| i.kernel_time)),
-        (4, "Elapsed Time", Box::new(move |i| dump_ft.saturating_sub(i.create_time))),
+        (
+            4,
+            "Elapsed Time",
+            Box::new(move |i| dump_ft.saturating_sub(i.create_time)),
+        ),
     ];
     for (bit, title, value) in sections.iter() {
         if flags & bit == 0 {
             continue;
         }
         let _ = writeln!(o, " {title}\n  Thread       Time");
-        let mut rows: Vec<(usize, u32, u64)> = threads.iter().map(|(i, id, inf)| (*i, *id, value(inf))).collect();
+        let mut rows: Vec<(usize, u32, u64)> = threads
+            .iter()
+            .map(|(i, id, inf)| (*i, *id, value(inf)))
+            .collect();
         rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
         for (i, id, v) in rows {
             let _ = writeln!(o, "  {i:3}:{id:<8x} {}", format::duration_100ns(v));

@@ -21,7 +21,9 @@ enum Tok {
     RParen,
 }
 
-const OPS: [&str; 17] = ["<<", ">>", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "&", "|", "^", "<", ">", "~"];
+const OPS: [&str; 17] = [
+    "<<", ">>", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "&", "|", "^", "<", ">", "~",
+];
 
 fn parse_number(s: &str) -> Option<u64> {
     let clean: String = s.chars().filter(|&c| c != '`').collect();
@@ -65,14 +67,19 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             i += 1;
             continue;
         }
-        if let Some(op) = OPS.iter().find(|op| chars[i..].iter().take(op.len()).collect::<String>() == **op) {
+        if let Some(op) = OPS
+            .iter()
+            .find(|op| chars[i..].iter().take(op.len()).collect::<String>() == **op)
+        {
             out.push(Tok::Op(op));
             i += op.len();
             continue;
         }
         if c.is_ascii_alphanumeric() || "_$@!.`?:".contains(c) {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_$@!.`?:".contains(chars[i])) {
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || "_$@!.`?:".contains(chars[i]))
+            {
                 i += 1;
             }
             let word: String = chars[start..i].iter().collect();
@@ -86,7 +93,10 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             continue;
         }
-        return Err(format!("Syntax error at '{}'", chars[i..].iter().collect::<String>()));
+        return Err(format!(
+            "Syntax error at '{}'",
+            chars[i..].iter().collect::<String>()
+        ));
     }
     Ok(out)
 }
@@ -183,7 +193,12 @@ impl Parser<'_> {
                     if self.next() != Some(Tok::RParen) {
                         return Err("Missing ')'".into());
                     }
-                    return self.r.read(a, size).ok_or_else(|| format!("Memory access error at '{}'", crate::format::addr(a, self.r.pointer_size())));
+                    return self.r.read(a, size).ok_or_else(|| {
+                        format!(
+                            "Memory access error at '{}'",
+                            crate::format::addr(a, self.r.pointer_size())
+                        )
+                    });
                 }
                 if matches!(lower.as_str(), "hi" | "low") && self.peek() == Some(&Tok::LParen) {
                     self.pos += 1;
@@ -191,7 +206,11 @@ impl Parser<'_> {
                     if self.next() != Some(Tok::RParen) {
                         return Err("Missing ')'".into());
                     }
-                    return Ok(if lower == "hi" { (a >> 16) & 0xffff } else { a & 0xffff });
+                    return Ok(if lower == "hi" {
+                        (a >> 16) & 0xffff
+                    } else {
+                        a & 0xffff
+                    });
                 }
                 self.identifier(&name)
             }
@@ -203,12 +222,21 @@ impl Parser<'_> {
     fn identifier(&self, name: &str) -> Result<u64, String> {
         if let Some(reg) = name.strip_prefix('@') {
             if let Some(p) = reg.strip_prefix('$') {
-                return self.r.pseudo(p).ok_or_else(|| format!("Bad register error at '{name}'"));
+                return self
+                    .r
+                    .pseudo(p)
+                    .ok_or_else(|| format!("Bad register error at '{name}'"));
             }
-            return self.r.register(reg).ok_or_else(|| format!("Bad register error at '{name}'"));
+            return self
+                .r
+                .register(reg)
+                .ok_or_else(|| format!("Bad register error at '{name}'"));
         }
         if let Some(p) = name.strip_prefix('$') {
-            return self.r.pseudo(p).ok_or_else(|| format!("Bad register error at '{name}'"));
+            return self
+                .r
+                .pseudo(p)
+                .ok_or_else(|| format!("Bad register error at '{name}'"));
         }
         if let Some(v) = self.r.symbol(name) {
             return Ok(v);

@@ -33,7 +33,9 @@ pub fn size_with_unit(v: u64) -> String {
 }
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -55,7 +57,13 @@ fn calendar_time(unix: i64, fraction: &str) -> String {
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let wd = DAYS[days.rem_euclid(7) as usize];
-    format!("{wd} {} {d:2} {:02}:{:02}:{:02}{fraction} {y}", MONTHS[(m - 1) as usize], secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{wd} {} {d:2} {:02}:{:02}:{:02}{fraction} {y}",
+        MONTHS[(m - 1) as usize],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// `Wed Jul 25 11:39:44.000 2018 (UTC + 0:00)` for Unix seconds.
@@ -72,7 +80,14 @@ pub fn short_time(unix: i64) -> String {
 pub fn duration_100ns(t: u64) -> String {
     let ms = t / 10_000;
     let s = ms / 1000;
-    format!("{} days {}:{:02}:{:02}.{:03}", s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60, ms % 1000)
+    format!(
+        "{} days {}:{:02}:{:02}.{:03}",
+        s / 86_400,
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        ms % 1000
+    )
 }
 
 /// A duration in seconds as `0 days 0:00:01.000`.

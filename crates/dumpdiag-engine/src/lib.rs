@@ -108,7 +108,10 @@ pub struct Session {
 impl Session {
     pub fn new(target: Box<dyn Target>) -> Session {
         let wow64 = wow64::is_wow64(target.as_ref());
-        let current = target.exception().and_then(|e| target.thread_index_by_id(e.thread_id)).unwrap_or(0);
+        let current = target
+            .exception()
+            .and_then(|e| target.thread_index_by_id(e.thread_id))
+            .unwrap_or(0);
         let effective = target.facts().arch;
         let symbols = Symbols::new(dumpdiag_symbols::SymbolPath::default(), target.as_ref());
         Session {
@@ -202,7 +205,10 @@ impl Session {
         let l = self.layout();
         (0..self.target.threads().len()).find_map(|i| {
             let teb = self.teb_of(i)?;
-            self.target.memory().read_ptr(teb.wrapping_add(l.teb_peb), l.ptr).filter(|&p| p != 0)
+            self.target
+                .memory()
+                .read_ptr(teb.wrapping_add(l.teb_peb), l.ptr)
+                .filter(|&p| p != 0)
         })
     }
 
@@ -224,7 +230,8 @@ impl Session {
     }
 
     pub fn address_map(&self) -> &AddressMap {
-        self.address_map.get_or_init(|| AddressMap::build(self.target.as_ref()))
+        self.address_map
+            .get_or_init(|| AddressMap::build(self.target.as_ref()))
     }
 
     /// `module!symbol+0xoffset` (or `module+0xoffset`) for an address inside a module.
@@ -300,7 +307,10 @@ impl Session {
             ".exr" => cmd_threads::exr(self, rest),
             ".ecxr" => cmd_threads::ecxr(self),
             ".cxr" => cmd_threads::cxr(self, rest),
-            ".thread" => Ok(format!("Implicit thread is now {}\n", self.addr(self.teb_of(self.current).unwrap_or(0)))),
+            ".thread" => Ok(format!(
+                "Implicit thread is now {}\n",
+                self.addr(self.teb_of(self.current).unwrap_or(0))
+            )),
             "!teb" => cmd_threads::teb(self, rest),
             "!runaway" => cmd_threads::runaway(self, rest),
             "!gle" => cmd_threads::gle(self),
@@ -311,7 +321,11 @@ impl Session {
             "!heap" => cmd_memory::heap(self, rest),
             "?" => {
                 let v = self.eval(rest)?;
-                Ok(format!("Evaluate expression: {} = {}\n", v as i64, format::addr(v, 8)))
+                Ok(format!(
+                    "Evaluate expression: {} = {}\n",
+                    v as i64,
+                    format::addr(v, 8)
+                ))
             }
             "s" => cmd_memory::search(self, rest),
             v if v.starts_with('~') => self.thread_command(cmd),
@@ -324,10 +338,18 @@ impl Session {
     fn sympath_cmd(&mut self, rest: &str, append: bool) -> String {
         let rest = rest.trim();
         if !rest.is_empty() {
-            let new = if append && !self.sympath.is_empty() { format!("{};{rest}", self.sympath) } else { rest.to_string() };
+            let new = if append && !self.sympath.is_empty() {
+                format!("{};{rest}", self.sympath)
+            } else {
+                rest.to_string()
+            };
             self.set_symbol_path(&new);
         }
-        format!("Symbol search path is: {}\nExpanded Symbol search path is: {}\n", self.sympath, self.sympath.to_ascii_lowercase())
+        format!(
+            "Symbol search path is: {}\nExpanded Symbol search path is: {}\n",
+            self.sympath,
+            self.sympath.to_ascii_lowercase()
+        )
     }
 
     /// `~`, `~N`, `~Ns`, `~N cmd`, `~* cmd`, `~~[tid]s`, `~#`, `~.`.
@@ -341,12 +363,19 @@ impl Session {
         } else if let Some(r) = body.strip_prefix('.') {
             (ThreadSel::One(self.current), r)
         } else if let Some(r) = body.strip_prefix('#') {
-            let idx = self.target.exception().and_then(|e| self.target.thread_index_by_id(e.thread_id)).ok_or("No event thread")?;
+            let idx = self
+                .target
+                .exception()
+                .and_then(|e| self.target.thread_index_by_id(e.thread_id))
+                .ok_or("No event thread")?;
             (ThreadSel::One(idx), r)
         } else if let Some(r) = body.strip_prefix("~[") {
             let end = r.find(']').ok_or("Missing ']'")?;
             let tid = self.eval(&r[..end])?;
-            let idx = self.target.thread_index_by_id(tid as u32).ok_or_else(|| format!("Illegal thread error in '{cmd}'"))?;
+            let idx = self
+                .target
+                .thread_index_by_id(tid as u32)
+                .ok_or_else(|| format!("Illegal thread error in '{cmd}'"))?;
             (ThreadSel::One(idx), &r[end + 1..])
         } else {
             let digits: String = body.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -373,7 +402,11 @@ impl Session {
                 Ok(s)
             }
             (sel, rest) => {
-                let rest = rest.strip_prefix('e').map(str::trim_start).filter(|_| rest.starts_with("e ")).unwrap_or(rest);
+                let rest = rest
+                    .strip_prefix('e')
+                    .map(str::trim_start)
+                    .filter(|_| rest.starts_with("e "))
+                    .unwrap_or(rest);
                 let indices: Vec<usize> = match sel {
                     ThreadSel::All => (0..self.target.threads().len()).collect(),
                     ThreadSel::One(i) => vec![i],
@@ -434,7 +467,11 @@ impl expr::Resolver for Session {
             return self.symbols.resolve(self.target.as_ref(), name);
         }
         let lower = name.to_ascii_lowercase();
-        self.target.modules().iter().find(|m| m.short_name().to_ascii_lowercase() == lower).map(|m| m.base)
+        self.target
+            .modules()
+            .iter()
+            .find(|m| m.short_name().to_ascii_lowercase() == lower)
+            .map(|m| m.base)
     }
     fn read(&self, addr: u64, size: u64) -> Option<u64> {
         let mem = self.target.memory();

@@ -101,7 +101,8 @@ impl MdmpTarget {
 
     fn from_backing(path: String, map: Backing) -> Result<MdmpTarget, OpenError> {
         let data: &[u8] = &map;
-        let dump = Minidump::read(data).map_err(|e| OpenError::NotAMinidump(describe_error(&e, data.len())))?;
+        let dump = Minidump::read(data)
+            .map_err(|e| OpenError::NotAMinidump(describe_error(&e, data.len())))?;
         let mut warnings = Vec::new();
         let streams = streams::directory(&dump, data.len() as u64, &mut warnings);
 
@@ -128,19 +129,28 @@ impl MdmpTarget {
                         context_size: ctx.data_size,
                         ..Default::default()
                     });
-                    let span = memory::clip(ctx.rva as u64, ctx.data_size as u64, data.len() as u64);
+                    let span =
+                        memory::clip(ctx.rva as u64, ctx.data_size as u64, data.len() as u64);
                     if span.is_none() && ctx.data_size != 0 {
-                        warnings.push(format!("thread {:x}: context lies outside the file", t.raw.thread_id));
+                        warnings.push(format!(
+                            "thread {:x}: context lies outside the file",
+                            t.raw.thread_id
+                        ));
                     }
                     thread_contexts.push(span.map(|(offset, size)| FileSpan { offset, size }));
                 }
             }
-            Err(e) if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ThreadListStream) => warnings.push(format!("ThreadList stream unreadable: {}", e.name())),
+            Err(e) if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ThreadListStream) => {
+                warnings.push(format!("ThreadList stream unreadable: {}", e.name()))
+            }
             Err(_) => {}
         }
         if let Ok(names) = dump.get_stream::<minidump::MinidumpThreadNames>() {
             for t in &mut threads {
-                t.name = names.get_name(t.id).map(|n| n.into_owned()).filter(|n| !n.is_empty());
+                t.name = names
+                    .get_name(t.id)
+                    .map(|n| n.into_owned())
+                    .filter(|n| !n.is_empty());
             }
         }
         if let Ok(infos) = dump.get_stream::<minidump::MinidumpThreadInfoList>() {
@@ -165,7 +175,10 @@ impl MdmpTarget {
         }
 
         let modules = match dump.get_stream::<minidump::MinidumpModuleList>() {
-            Ok(list) => list.iter().map(|m| streams::module_record(m, data)).collect(),
+            Ok(list) => list
+                .iter()
+                .map(|m| streams::module_record(m, data))
+                .collect(),
             Err(e) => {
                 if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ModuleListStream) {
                     warnings.push(format!("ModuleList stream unreadable: {}", e.name()));
@@ -225,12 +238,17 @@ impl MdmpTarget {
                 context_available: exc.raw.thread_context.data_size > 0,
             });
             let loc = exc.raw.thread_context;
-            exception_context = memory::clip(loc.rva as u64, loc.data_size as u64, data.len() as u64).map(|(offset, size)| FileSpan { offset, size });
+            exception_context =
+                memory::clip(loc.rva as u64, loc.data_size as u64, data.len() as u64)
+                    .map(|(offset, size)| FileSpan { offset, size });
         } else if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ExceptionStream) {
             warnings.push("Exception stream unreadable".into());
         }
 
-        let handles = dump.get_raw_stream(md::MINIDUMP_STREAM_TYPE::HandleDataStream as u32).ok().map(|bytes| streams::handles(bytes, data, &mut warnings));
+        let handles = dump
+            .get_raw_stream(md::MINIDUMP_STREAM_TYPE::HandleDataStream as u32)
+            .ok()
+            .map(|bytes| streams::handles(bytes, data, &mut warnings));
         let extras = streams::extras(&dump, data, &mut warnings);
 
         Ok(MdmpTarget {
@@ -254,8 +272,12 @@ impl MdmpTarget {
     }
 
     fn decode_context(&self, span: FileSpan) -> Option<Context> {
-        let bytes = self.map.get(span.offset as usize..(span.offset + span.size) as usize)?;
-        let arch = if self.facts.arch == Arch::Amd64 && span.size as usize == dumpdiag_target::context::CONTEXT_X86_SIZE {
+        let bytes = self
+            .map
+            .get(span.offset as usize..(span.offset + span.size) as usize)?;
+        let arch = if self.facts.arch == Arch::Amd64
+            && span.size as usize == dumpdiag_target::context::CONTEXT_X86_SIZE
+        {
             // A 32-bit process dumped by a 32-bit writer on x64 still says AMD64 in some
             // Breakpad dumps; the context size tells the truth.
             Arch::X86
@@ -272,10 +294,14 @@ fn has_stream(streams: &[StreamEntry], t: md::MINIDUMP_STREAM_TYPE) -> bool {
 
 fn describe_error(e: &minidump::Error, len: usize) -> String {
     match e {
-        minidump::Error::MissingHeader => format!("file too short for an MDMP header ({len} bytes)"),
+        minidump::Error::MissingHeader => {
+            format!("file too short for an MDMP header ({len} bytes)")
+        }
         minidump::Error::HeaderMismatch => "no MDMP signature at the start of the file".into(),
         minidump::Error::VersionMismatch => "unsupported MDMP version".into(),
-        minidump::Error::MissingDirectory => "stream directory missing or cut short (truncated file?)".into(),
+        minidump::Error::MissingDirectory => {
+            "stream directory missing or cut short (truncated file?)".into()
+        }
         other => other.name().to_string(),
     }
 }

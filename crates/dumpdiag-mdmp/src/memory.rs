@@ -32,7 +32,11 @@ const DESC32: usize = 16;
 const DESC64: usize = 16;
 
 impl MemoryIndex {
-    pub(crate) fn build(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<String>) -> MemoryIndex {
+    pub(crate) fn build(
+        dump: &Minidump<&[u8]>,
+        data: &[u8],
+        warnings: &mut Vec<String>,
+    ) -> MemoryIndex {
         let file_len = data.len() as u64;
         let mut ranges = Vec::new();
         let mut truncated = 0u64;
@@ -43,7 +47,9 @@ impl MemoryIndex {
             let mut rva: u64 = list.pread_with(8, LE).unwrap_or(0);
             let fit = (list.len().saturating_sub(16) / DESC64) as u64;
             if count > fit {
-                warnings.push(format!("Memory64List claims {count} ranges, stream holds {fit}"));
+                warnings.push(format!(
+                    "Memory64List claims {count} ranges, stream holds {fit}"
+                ));
             }
             for i in 0..count.min(fit) as usize {
                 let start: u64 = list.pread_with(16 + i * DESC64, LE).unwrap_or(0);
@@ -51,7 +57,11 @@ impl MemoryIndex {
                 match clip(rva, size, file_len) {
                     Some((off, avail)) => {
                         truncated = truncated.saturating_add(size - avail);
-                        ranges.push(Range { addr: start, size: avail, file_offset: off });
+                        ranges.push(Range {
+                            addr: start,
+                            size: avail,
+                            file_offset: off,
+                        });
                     }
                     None => truncated = truncated.saturating_add(size),
                 }
@@ -62,10 +72,19 @@ impl MemoryIndex {
             // MINIDUMP_MEMORY_LIST: count u32, then (start u64, size u32, rva u32)*.
             let count: u32 = list.pread_with(0, LE).unwrap_or(0);
             // Some writers pad the count to 8 bytes; the stream size tells which layout it is.
-            let header = if list.len() >= 8 && (list.len() - 4) % DESC32 != 0 && (list.len() - 8) % DESC32 == 0 { 8 } else { 4 };
+            let header = if list.len() >= 8
+                && (list.len() - 4) % DESC32 != 0
+                && (list.len() - 8) % DESC32 == 0
+            {
+                8
+            } else {
+                4
+            };
             let fit = (list.len().saturating_sub(header) / DESC32) as u32;
             if count > fit {
-                warnings.push(format!("MemoryList claims {count} ranges, stream holds {fit}"));
+                warnings.push(format!(
+                    "MemoryList claims {count} ranges, stream holds {fit}"
+                ));
             }
             for i in 0..count.min(fit) as usize {
                 let o = header + i * DESC32;
@@ -75,7 +94,11 @@ impl MemoryIndex {
                 match clip(rva as u64, size as u64, file_len) {
                     Some((off, avail)) => {
                         truncated = truncated.saturating_add(size as u64 - avail);
-                        ranges.push(Range { addr: start, size: avail, file_offset: off });
+                        ranges.push(Range {
+                            addr: start,
+                            size: avail,
+                            file_offset: off,
+                        });
                     }
                     None => truncated = truncated.saturating_add(size as u64),
                 }
@@ -95,14 +118,21 @@ impl MemoryIndex {
                     if skip >= r.size {
                         continue;
                     }
-                    merged.push(Range { addr: last_end, size: r.size - skip, file_offset: r.file_offset + skip });
+                    merged.push(Range {
+                        addr: last_end,
+                        size: r.size - skip,
+                        file_offset: r.file_offset + skip,
+                    });
                     continue;
                 }
             }
             merged.push(r);
         }
         let public = merged.iter().map(|r| (r.addr, r.size)).collect();
-        MemoryIndex { ranges: merged, public }
+        MemoryIndex {
+            ranges: merged,
+            public,
+        }
     }
 
     pub fn ranges(&self) -> &[(u64, u64)] {
@@ -111,7 +141,9 @@ impl MemoryIndex {
 
     /// The bytes at `addr` up to the end of the captured range holding it, at most `max`.
     pub(crate) fn slice<'d>(&self, data: &'d [u8], addr: u64, max: usize) -> Option<&'d [u8]> {
-        let i = self.ranges.partition_point(|r| r.addr.saturating_add(r.size) <= addr);
+        let i = self
+            .ranges
+            .partition_point(|r| r.addr.saturating_add(r.size) <= addr);
         let r = self.ranges.get(i).filter(|r| addr >= r.addr)?;
         let within = addr - r.addr;
         let n = ((r.size - within) as usize).min(max);
@@ -124,7 +156,9 @@ impl MemoryIndex {
         let mut done = 0usize;
         let mut a = addr;
         while done < buf.len() {
-            let i = self.ranges.partition_point(|r| r.addr.saturating_add(r.size) <= a);
+            let i = self
+                .ranges
+                .partition_point(|r| r.addr.saturating_add(r.size) <= a);
             let Some(r) = self.ranges.get(i) else { break };
             if a < r.addr {
                 break;
@@ -132,7 +166,9 @@ impl MemoryIndex {
             let within = a - r.addr;
             let n = ((r.size - within) as usize).min(buf.len() - done);
             let start = (r.file_offset + within) as usize;
-            let Some(src) = data.get(start..start + n) else { break };
+            let Some(src) = data.get(start..start + n) else {
+                break;
+            };
             buf[done..done + n].copy_from_slice(src);
             done += n;
             a = match a.checked_add(n as u64) {

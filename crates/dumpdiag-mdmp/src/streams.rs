@@ -23,9 +23,35 @@ pub(crate) fn stream_name(t: u32) -> String {
 }
 
 /// Stream types this reader decodes.
-const READ_STREAMS: &[u32] = &[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19, 21, 22, 24, 0x4767_0003, 0x4350_0001];
+const READ_STREAMS: &[u32] = &[
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    13,
+    14,
+    15,
+    16,
+    17,
+    19,
+    21,
+    22,
+    24,
+    0x4767_0003,
+    0x4350_0001,
+];
 
-pub(crate) fn directory(dump: &Minidump<&[u8]>, file_len: u64, warnings: &mut Vec<String>) -> Vec<StreamEntry> {
+pub(crate) fn directory(
+    dump: &Minidump<&[u8]>,
+    file_len: u64,
+    warnings: &mut Vec<String>,
+) -> Vec<StreamEntry> {
     let mut out: Vec<StreamEntry> = dump
         .all_streams()
         .enumerate()
@@ -52,7 +78,10 @@ pub(crate) fn directory(dump: &Minidump<&[u8]>, file_len: u64, warnings: &mut Ve
     for (i, s) in out.iter_mut().enumerate() {
         s.index = i;
         if s.rva + s.size > file_len && s.stream_type != 0 {
-            warnings.push(format!("stream {} ({}) runs past the end of the file", s.name, s.stream_type));
+            warnings.push(format!(
+                "stream {} ({}) runs past the end of the file",
+                s.name, s.stream_type
+            ));
         }
     }
     out
@@ -61,7 +90,11 @@ pub(crate) fn directory(dump: &Minidump<&[u8]>, file_len: u64, warnings: &mut Ve
 pub(crate) fn facts(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<String>) -> DumpFacts {
     let header = &dump.header;
     let mut f = DumpFacts {
-        format: if header.flags & 0x2 != 0 { "User Mini Dump File with Full Memory".into() } else { "User Mini Dump File".into() },
+        format: if header.flags & 0x2 != 0 {
+            "User Mini Dump File with Full Memory".into()
+        } else {
+            "User Mini Dump File".into()
+        },
         dump_time: header.time_date_stamp,
         flags: header.flags,
         checksum: header.checksum,
@@ -87,10 +120,15 @@ pub(crate) fn facts(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<Stri
                 f.processor_count = si.number_of_processors;
                 f.processor_level = si.processor_level;
                 f.processor_revision = si.processor_revision;
-                f.csd_version = read_minidump_string(data, si.csd_version_rva as u64).unwrap_or_default();
+                f.csd_version =
+                    read_minidump_string(data, si.csd_version_rva as u64).unwrap_or_default();
                 if f.arch == Arch::X86 {
                     let v = &si.cpu.data[..12];
-                    let vendor: String = v.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect();
+                    let vendor: String = v
+                        .iter()
+                        .take_while(|&&b| b != 0)
+                        .map(|&b| b as char)
+                        .collect();
                     if vendor.chars().all(|c| c.is_ascii_graphic()) && !vendor.is_empty() {
                         f.cpu_vendor = Some(vendor);
                     }
@@ -176,7 +214,11 @@ pub(crate) fn apply_misc(f: &mut DumpFacts, misc: &MinidumpMiscInfo) {
             misc_v3!(f, m);
             misc_v4!(f, m);
             f.xstate_enabled_features = Some(m.xstate_data.enabled_features);
-            f.xstate_features = m.xstate_data.iter().map(|(i, feat)| (i as u32, feat.offset, feat.size)).collect();
+            f.xstate_features = m
+                .xstate_data
+                .iter()
+                .map(|(i, feat)| (i as u32, feat.offset, feat.size))
+                .collect();
             if m.flags1 & 0x200 != 0 {
                 f.process_cookie = Some(m.process_cookie);
             }
@@ -198,7 +240,10 @@ pub(crate) fn read_minidump_string(data: &[u8], rva: u64) -> Option<String> {
     let len: u32 = data.pread_with(rva, LE).ok()?;
     let bytes = (len as usize).min(MAX_STRING_CHARS * 2) & !1;
     let raw = data.get(rva + 4..rva.checked_add(4 + bytes)?)?;
-    let units: Vec<u16> = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = raw
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     Some(utf16_until_nul(&units))
 }
 
@@ -206,8 +251,18 @@ pub(crate) fn module_record(m: &minidump::MinidumpModule, data: &[u8]) -> Module
     let v = &m.raw.version_info;
     let version = (v.signature == 0xfeef04bd).then_some(FixedFileInfo {
         signature: v.signature,
-        file_version: ((v.file_version_hi >> 16) as u16, v.file_version_hi as u16, (v.file_version_lo >> 16) as u16, v.file_version_lo as u16),
-        product_version: ((v.product_version_hi >> 16) as u16, v.product_version_hi as u16, (v.product_version_lo >> 16) as u16, v.product_version_lo as u16),
+        file_version: (
+            (v.file_version_hi >> 16) as u16,
+            v.file_version_hi as u16,
+            (v.file_version_lo >> 16) as u16,
+            v.file_version_lo as u16,
+        ),
+        product_version: (
+            (v.product_version_hi >> 16) as u16,
+            v.product_version_hi as u16,
+            (v.product_version_lo >> 16) as u16,
+            v.product_version_lo as u16,
+        ),
         file_flags_mask: v.file_flags_mask,
         file_flags: v.file_flags,
         file_os: v.file_os,
@@ -226,21 +281,40 @@ pub(crate) fn module_record(m: &minidump::MinidumpModule, data: &[u8]) -> Module
             guid[4..6].copy_from_slice(&p.signature.data2.to_le_bytes());
             guid[6..8].copy_from_slice(&p.signature.data3.to_le_bytes());
             guid[8..].copy_from_slice(&p.signature.data4);
-            CodeViewRecord::Pdb70 { guid, age: p.age, pdb_name: name_of(&p.pdb_file_name) }
+            CodeViewRecord::Pdb70 {
+                guid,
+                age: p.age,
+                pdb_name: name_of(&p.pdb_file_name),
+            }
         }
-        minidump::CodeView::Pdb20(p) => CodeViewRecord::Pdb20 { signature: p.signature, age: p.age, pdb_name: name_of(&p.pdb_file_name) },
-        minidump::CodeView::Elf(_) => CodeViewRecord::Other { signature: 0x4270_4c45, size: 0 },
-        minidump::CodeView::Unknown(b) => CodeViewRecord::Other { signature: b.pread_with(0, LE).unwrap_or(0), size: b.len() },
+        minidump::CodeView::Pdb20(p) => CodeViewRecord::Pdb20 {
+            signature: p.signature,
+            age: p.age,
+            pdb_name: name_of(&p.pdb_file_name),
+        },
+        minidump::CodeView::Elf(_) => CodeViewRecord::Other {
+            signature: 0x4270_4c45,
+            size: 0,
+        },
+        minidump::CodeView::Unknown(b) => CodeViewRecord::Other {
+            signature: b.pread_with(0, LE).unwrap_or(0),
+            size: b.len(),
+        },
     });
     let misc_name = {
         let loc = m.raw.misc_record;
         (loc.data_size > 12).then(|| {
             let start = loc.rva as usize;
-            let raw = data.get(start..start.saturating_add(loc.data_size as usize)).unwrap_or(&[]);
+            let raw = data
+                .get(start..start.saturating_add(loc.data_size as usize))
+                .unwrap_or(&[]);
             let unicode = raw.get(8).copied().unwrap_or(0) != 0;
             let body = raw.get(12..).unwrap_or(&[]);
             if unicode {
-                let units: Vec<u16> = body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+                let units: Vec<u16> = body
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
                 utf16_until_nul(&units)
             } else {
                 name_of(body)
@@ -267,12 +341,16 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
     let desc_size: u32 = bytes.pread_with(4, LE).unwrap_or(0);
     let count: u32 = bytes.pread_with(8, LE).unwrap_or(0);
     if !(16..=64).contains(&header_size) || !(32..=256).contains(&desc_size) {
-        warnings.push(format!("HandleData header unreadable (header {header_size}, descriptor {desc_size})"));
+        warnings.push(format!(
+            "HandleData header unreadable (header {header_size}, descriptor {desc_size})"
+        ));
         return Vec::new();
     }
     let fit = bytes.len().saturating_sub(header_size as usize) / desc_size as usize;
     if count as usize > fit {
-        warnings.push(format!("HandleData claims {count} handles, stream holds {fit}"));
+        warnings.push(format!(
+            "HandleData claims {count} handles, stream holds {fit}"
+        ));
     }
     let n = (count as usize).min(fit).min(MAX_HANDLES);
     let mut out = Vec::with_capacity(n);
@@ -293,14 +371,21 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
             let mut rva = get32(32) as usize;
             let mut seen = 0;
             while rva != 0 && seen < MAX_OBJECT_INFOS_PER_HANDLE {
-                let (Ok(next), Ok(kind), Ok(size)) =
-                    (data.pread_with::<u32>(rva, LE), data.pread_with::<u32>(rva + 4, LE), data.pread_with::<u32>(rva + 8, LE))
-                else {
-                    warnings.push(format!("handle {:#x}: object information chain leaves the file", h.handle));
+                let (Ok(next), Ok(kind), Ok(size)) = (
+                    data.pread_with::<u32>(rva, LE),
+                    data.pread_with::<u32>(rva + 4, LE),
+                    data.pread_with::<u32>(rva + 8, LE),
+                ) else {
+                    warnings.push(format!(
+                        "handle {:#x}: object information chain leaves the file",
+                        h.handle
+                    ));
                     break;
                 };
                 // SizeOfInfo counts the bytes after this 12-byte header.
-                let body = data.get(rva + 12..(rva + 12).saturating_add((size as usize).min(4096))).unwrap_or(&[]);
+                let body = data
+                    .get(rva + 12..(rva + 12).saturating_add((size as usize).min(4096)))
+                    .unwrap_or(&[]);
                 h.object_info.push((kind, body.to_vec()));
                 if next as usize == rva {
                     break;
@@ -314,7 +399,11 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
     out
 }
 
-pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<String>) -> ProcessExtras {
+pub(crate) fn extras(
+    dump: &Minidump<&[u8]>,
+    data: &[u8],
+    warnings: &mut Vec<String>,
+) -> ProcessExtras {
     let mut x = ProcessExtras::default();
     let raw = |t: md::MINIDUMP_STREAM_TYPE| dump.get_raw_stream(t as u32).ok();
     if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::CommentStreamA) {
@@ -322,7 +411,10 @@ pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<Str
         x.comment_a = Some(String::from_utf8_lossy(&b[..end]).into_owned());
     }
     if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::CommentStreamW) {
-        let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = b
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         x.comment_w = Some(utf16_until_nul(&units));
     }
     if let Some(b) = raw(md::MINIDUMP_STREAM_TYPE::ProcessVmCountersStream) {
@@ -364,11 +456,19 @@ pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<Str
         let entries: u32 = b.pread_with(4, LE).unwrap_or(0);
         let mut o: usize = b.pread_with::<u32>(8, LE).unwrap_or(16) as usize;
         for _ in 0..entries.min(64) {
-            let (Ok(size), Ok(id), Ok(handle)) = (b.pread_with::<u32>(o, LE), b.pread_with::<u32>(o + 4, LE), b.pread_with::<u64>(o + 8, LE)) else { break };
+            let (Ok(size), Ok(id), Ok(handle)) = (
+                b.pread_with::<u32>(o, LE),
+                b.pread_with::<u32>(o + 4, LE),
+                b.pread_with::<u64>(o + 8, LE),
+            ) else {
+                break;
+            };
             if size < 16 {
                 break;
             }
-            let body = b.get(o + 16..(o + size as usize).min(b.len())).unwrap_or(&[]);
+            let body = b
+                .get(o + 16..(o + size as usize).min(b.len()))
+                .unwrap_or(&[]);
             x.tokens.push((id, handle, body.to_vec()));
             o += size as usize;
         }
@@ -379,7 +479,8 @@ pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<Str
         // MINIDUMP_FUNCTION_TABLE_DESCRIPTOR (MinimumAddress, MaximumAddress, BaseAddress u64,
         // EntryCount u32, SizeOfAlignPad u32), the native descriptor, the entries, padding.
         let r32 = |o: usize| b.pread_with::<u32>(o, LE).unwrap_or(0) as usize;
-        let (hdr, desc, native, entry, count, pad) = (r32(0), r32(4), r32(8), r32(12), r32(16), r32(20));
+        let (hdr, desc, native, entry, count, pad) =
+            (r32(0), r32(4), r32(8), r32(12), r32(16), r32(20));
         // The header's SizeOfAlignPad bytes sit between the header and the first descriptor.
         let mut o = hdr + pad;
         for _ in 0..count.min(4096) {
@@ -393,8 +494,17 @@ pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<Str
             let my_pad: u32 = b.pread_with(o + 28, LE).unwrap_or(pad as u32);
             let start = o + desc + native;
             let len = (n as usize).saturating_mul(entry);
-            let entries = b.get(start..start.saturating_add(len).min(b.len())).unwrap_or(&[]).to_vec();
-            x.function_tables.push(FunctionTableDescriptor { minimum_address: min, maximum_address: max, base_address: base, entry_count: n, entries });
+            let entries = b
+                .get(start..start.saturating_add(len).min(b.len()))
+                .unwrap_or(&[])
+                .to_vec();
+            x.function_tables.push(FunctionTableDescriptor {
+                minimum_address: min,
+                maximum_address: max,
+                base_address: base,
+                entry_count: n,
+                entries,
+            });
             o = start.saturating_add(len).saturating_add(my_pad as usize);
         }
     }
@@ -415,10 +525,22 @@ pub(crate) fn extras(dump: &Minidump<&[u8]>, data: &[u8], warnings: &mut Vec<Str
         x.breakpad_requesting_thread = bp.requesting_thread_id;
     }
     if let Ok(cp) = dump.get_stream::<minidump::MinidumpCrashpadInfo>() {
-        x.crashpad_annotations = cp.simple_annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        x.crashpad_annotations = cp
+            .simple_annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let g = &cp.raw.report_id;
-        x.crashpad_report_id =
-            Some(format!("{:08x}-{:04x}-{:04x}-{}", g.data1, g.data2, g.data3, g.data4.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        x.crashpad_report_id = Some(format!(
+            "{:08x}-{:04x}-{:04x}-{}",
+            g.data1,
+            g.data2,
+            g.data3,
+            g.data4
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
         for m in &cp.module_list {
             for (k, v) in &m.simple_annotations {
                 x.crashpad_annotations.push((k.clone(), v.clone()));
@@ -436,27 +558,55 @@ fn vm_counters(b: &[u8]) -> Option<VmCounters> {
     let r64 = |o: usize| b.pread_with::<u64>(o, LE).ok();
     if revision == 1 {
         let pf: u32 = b.pread_with(2, LE).ok()?;
-        let mut c = VmCounters { revision, page_fault_count: pf, ..Default::default() };
+        let mut c = VmCounters {
+            revision,
+            page_fault_count: pf,
+            ..Default::default()
+        };
         let base = 6;
         let v: Vec<u64> = (0..9).map_while(|i| r64(base + i * 8)).collect();
         if v.len() < 9 {
             return None;
         }
-        (c.peak_working_set_size, c.working_set_size, c.quota_peak_paged_pool_usage, c.quota_paged_pool_usage) = (v[0], v[1], v[2], v[3]);
-        (c.quota_peak_non_paged_pool_usage, c.quota_non_paged_pool_usage, c.pagefile_usage, c.peak_pagefile_usage, c.private_usage) =
-            (v[4], v[5], v[6], v[7], v[8]);
+        (
+            c.peak_working_set_size,
+            c.working_set_size,
+            c.quota_peak_paged_pool_usage,
+            c.quota_paged_pool_usage,
+        ) = (v[0], v[1], v[2], v[3]);
+        (
+            c.quota_peak_non_paged_pool_usage,
+            c.quota_non_paged_pool_usage,
+            c.pagefile_usage,
+            c.peak_pagefile_usage,
+            c.private_usage,
+        ) = (v[4], v[5], v[6], v[7], v[8]);
         Some(c)
     } else {
         // Revision 2: Revision u16, Flags u16, PageFaultCount u32, then u64s.
         let pf: u32 = b.pread_with(4, LE).ok()?;
-        let mut c = VmCounters { revision, page_fault_count: pf, ..Default::default() };
+        let mut c = VmCounters {
+            revision,
+            page_fault_count: pf,
+            ..Default::default()
+        };
         let v: Vec<u64> = (0..17).map_while(|i| r64(8 + i * 8)).collect();
         if v.len() < 9 {
             return None;
         }
-        (c.peak_working_set_size, c.working_set_size, c.quota_peak_paged_pool_usage, c.quota_paged_pool_usage) = (v[0], v[1], v[2], v[3]);
-        (c.quota_peak_non_paged_pool_usage, c.quota_non_paged_pool_usage, c.pagefile_usage, c.peak_pagefile_usage, c.private_usage) =
-            (v[4], v[5], v[6], v[7], v[8]);
+        (
+            c.peak_working_set_size,
+            c.working_set_size,
+            c.quota_peak_paged_pool_usage,
+            c.quota_paged_pool_usage,
+        ) = (v[0], v[1], v[2], v[3]);
+        (
+            c.quota_peak_non_paged_pool_usage,
+            c.quota_non_paged_pool_usage,
+            c.pagefile_usage,
+            c.peak_pagefile_usage,
+            c.private_usage,
+        ) = (v[4], v[5], v[6], v[7], v[8]);
         c.private_working_set_size = v.get(9).copied();
         c.shared_commit_usage = v.get(10).copied();
         c.job_shared_commit_usage = v.get(11).copied();

@@ -34,8 +34,20 @@ impl Usage {
     pub fn detail(&self, target: &dyn Target) -> String {
         match self {
             Usage::Image(path) => path.clone(),
-            Usage::Stack { thread_index, thread_id } => format!("Stack [~{thread_index}; {:x}.{thread_id:x}]", target.facts().process_id.unwrap_or(0)),
-            Usage::Teb { thread_index, thread_id } => format!("TEB [~{thread_index}; {:x}.{thread_id:x}]", target.facts().process_id.unwrap_or(0)),
+            Usage::Stack {
+                thread_index,
+                thread_id,
+            } => format!(
+                "Stack [~{thread_index}; {:x}.{thread_id:x}]",
+                target.facts().process_id.unwrap_or(0)
+            ),
+            Usage::Teb {
+                thread_index,
+                thread_id,
+            } => format!(
+                "TEB [~{thread_index}; {:x}.{thread_id:x}]",
+                target.facts().process_id.unwrap_or(0)
+            ),
             Usage::Peb => "PEB".into(),
             Usage::Heap { heap } => format!("Heap [ID: heap at {heap:#x}]"),
             _ => String::new(),
@@ -75,7 +87,14 @@ fn markers(target: &dyn Target) -> Markers {
     let mem = target.memory();
     let native = Layout::for_pointer_size(target.facts().pointer_size());
     let wow = wow64::is_wow64(target);
-    let mut m = Markers { stacks: Vec::new(), tebs: Vec::new(), pebs: Vec::new(), heaps: Vec::new(), default_heaps: Vec::new(), found_heaps: Vec::new() };
+    let mut m = Markers {
+        stacks: Vec::new(),
+        tebs: Vec::new(),
+        pebs: Vec::new(),
+        heaps: Vec::new(),
+        default_heaps: Vec::new(),
+        found_heaps: Vec::new(),
+    };
     for (i, t) in target.threads().iter().enumerate() {
         m.tebs.push((t.teb, i, t.id));
         let mut views = vec![(t.teb, native)];
@@ -87,7 +106,10 @@ fn markers(target: &dyn Target) -> Markers {
         }
         for (addr, l) in views {
             if let Some(tb) = teb::read_teb(mem, addr, &l) {
-                let low = tb.deallocation_stack.filter(|&d| d != 0 && d < tb.stack_base).unwrap_or(tb.stack_limit);
+                let low = tb
+                    .deallocation_stack
+                    .filter(|&d| d != 0 && d < tb.stack_base)
+                    .unwrap_or(tb.stack_limit);
                 if tb.stack_base > low {
                     m.stacks.push((low, tb.stack_base, i, t.id));
                 }
@@ -96,7 +118,13 @@ fn markers(target: &dyn Target) -> Markers {
                     if let Some(p) = peb::read_peb(mem, tb.peb, &l) {
                         // The heap list can be empty (Wine keeps none); the default heap is
                         // always named by ProcessHeap.
-                        m.heaps.extend(p.process_heaps.iter().copied().chain(std::iter::once(p.process_heap)).filter(|&h| h != 0));
+                        m.heaps.extend(
+                            p.process_heaps
+                                .iter()
+                                .copied()
+                                .chain(std::iter::once(p.process_heap))
+                                .filter(|&h| h != 0),
+                        );
                         if p.process_heap != 0 {
                             m.default_heaps.push(p.process_heap);
                         }
@@ -106,7 +134,12 @@ fn markers(target: &dyn Target) -> Markers {
             }
         }
         if t.stack_size > 0 && !m.stacks.iter().any(|s| s.2 == i) {
-            m.stacks.push((t.stack_start, t.stack_start.wrapping_add(t.stack_size), i, t.id));
+            m.stacks.push((
+                t.stack_start,
+                t.stack_start.wrapping_add(t.stack_size),
+                i,
+                t.id,
+            ));
         }
     }
     m.found_heaps = crate::heaps::find_heaps(target, &m.heaps);
@@ -118,25 +151,46 @@ fn classify(target: &dyn Target, m: &Markers, r: &RegionInfo) -> Usage {
         return Usage::Free;
     }
     if let Some(&(_, i, id)) = m.tebs.iter().find(|t| r.contains(t.0)) {
-        return Usage::Teb { thread_index: i, thread_id: id };
+        return Usage::Teb {
+            thread_index: i,
+            thread_id: id,
+        };
     }
     if m.pebs.iter().any(|&p| r.contains(p)) {
         return Usage::Peb;
     }
     if r.kind == MEM_IMAGE || target.module_at(r.base).is_some() {
-        if let Some(module) = target.module_at(r.base).or_else(|| target.module_at(r.allocation_base)) {
+        if let Some(module) = target
+            .module_at(r.base)
+            .or_else(|| target.module_at(r.allocation_base))
+        {
             return Usage::Image(module.path.clone());
         }
         return Usage::Image(String::new());
     }
-    let alloc = if r.allocation_base != 0 { r.allocation_base } else { r.base };
-    if let Some(&(_, _, i, id)) = m.stacks.iter().find(|s| (alloc >= s.0 && alloc < s.1) || (r.base >= s.0 && r.base < s.1)) {
-        return Usage::Stack { thread_index: i, thread_id: id };
+    let alloc = if r.allocation_base != 0 {
+        r.allocation_base
+    } else {
+        r.base
+    };
+    if let Some(&(_, _, i, id)) = m
+        .stacks
+        .iter()
+        .find(|s| (alloc >= s.0 && alloc < s.1) || (r.base >= s.0 && r.base < s.1))
+    {
+        return Usage::Stack {
+            thread_index: i,
+            thread_id: id,
+        };
     }
     if let Some(&h) = m.heaps.iter().find(|&&h| h == alloc || r.contains(h)) {
         return Usage::Heap { heap: h };
     }
-    if let Some(h) = m.found_heaps.iter().find(|h| h.segments.iter().any(|s| s.base == alloc)) {
+    if let Some(h) = m
+        .found_heaps
+        .iter()
+        .find(|h| h.segments.iter().any(|s| s.base == alloc))
+    {
         return Usage::Heap { heap: h.base };
     }
     if r.kind == MEM_MAPPED {
@@ -149,14 +203,33 @@ impl AddressMap {
     pub fn build(target: &dyn Target) -> AddressMap {
         let m = markers(target);
         if !target.regions().is_empty() {
-            let regions = target.regions().iter().map(|r| Region { info: *r, usage: classify(target, &m, r), inferred: false }).collect();
-            return AddressMap { regions, from_memory_info: true, heaps: m.found_heaps, default_heaps: m.default_heaps };
+            let regions = target
+                .regions()
+                .iter()
+                .map(|r| Region {
+                    info: *r,
+                    usage: classify(target, &m, r),
+                    inferred: false,
+                })
+                .collect();
+            return AddressMap {
+                regions,
+                from_memory_info: true,
+                heaps: m.found_heaps,
+                default_heaps: m.default_heaps,
+            };
         }
         // No MemoryInfoList: what the dump captured plus the module ranges.
         let mut infos: Vec<RegionInfo> = target
             .captured_ranges()
             .iter()
-            .map(|&(base, size)| RegionInfo { base, allocation_base: base, size, state: MEM_COMMIT, ..Default::default() })
+            .map(|&(base, size)| RegionInfo {
+                base,
+                allocation_base: base,
+                size,
+                state: MEM_COMMIT,
+                ..Default::default()
+            })
             .collect();
         for module in target.modules() {
             infos.retain(|r| !(r.base >= module.base && r.end() <= module.end()));
@@ -170,8 +243,20 @@ impl AddressMap {
             });
         }
         infos.sort_by_key(|r| r.base);
-        let regions = infos.iter().map(|r| Region { info: *r, usage: classify(target, &m, r), inferred: true }).collect();
-        AddressMap { regions, from_memory_info: false, heaps: m.found_heaps, default_heaps: m.default_heaps }
+        let regions = infos
+            .iter()
+            .map(|r| Region {
+                info: *r,
+                usage: classify(target, &m, r),
+                inferred: true,
+            })
+            .collect();
+        AddressMap {
+            regions,
+            from_memory_info: false,
+            heaps: m.found_heaps,
+            default_heaps: m.default_heaps,
+        }
     }
 
     pub fn region_at(&self, addr: u64) -> Option<&Region> {

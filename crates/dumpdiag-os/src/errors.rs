@@ -9,8 +9,14 @@ mod table {
 
 pub use table::{HRESULT, NTSTATUS, WIN32};
 
-fn find(table: &[(u32, &'static str, &'static str)], code: u32) -> Option<(&'static str, &'static str)> {
-    table.binary_search_by_key(&code, |e| e.0).ok().map(|i| (table[i].1, table[i].2))
+fn find(
+    table: &[(u32, &'static str, &'static str)],
+    code: u32,
+) -> Option<(&'static str, &'static str)> {
+    table
+        .binary_search_by_key(&code, |e| e.0)
+        .ok()
+        .map(|i| (table[i].1, table[i].2))
 }
 
 /// (symbolic name, message) of an NTSTATUS.
@@ -33,12 +39,22 @@ pub fn hresult(code: u32) -> Option<(&'static str, &'static str)> {
 pub fn describe(code: u32) -> String {
     if code & 0xffff_0000 == 0x8007_0000 {
         if let Some((name, text)) = win32(code & 0xffff) {
-            return format!("Error code: (HRESULT) {code:#010x} ({}) - {text}", name_or(name, code & 0xffff));
+            return format!(
+                "Error code: (HRESULT) {code:#010x} ({}) - {text}",
+                name_or(name, code & 0xffff)
+            );
         }
     }
     if code <= 0xffff {
         if let Some((name, text)) = win32(code) {
-            return format!("Error code: (Win32) {code:#x} ({code}) - {text}{}", if name.is_empty() { String::new() } else { format!(" [{name}]") });
+            return format!(
+                "Error code: (Win32) {code:#x} ({code}) - {text}{}",
+                if name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{name}]")
+                }
+            );
         }
     }
     if let Some((name, text)) = ntstatus(code) {

@@ -49,10 +49,14 @@ pub struct Heap {
 
 impl Heap {
     pub fn committed(&self) -> u64 {
-        self.segments.iter().fold(0u64, |a, s| a.saturating_add(s.committed))
+        self.segments
+            .iter()
+            .fold(0u64, |a, s| a.saturating_add(s.committed))
     }
     pub fn reserved(&self) -> u64 {
-        self.segments.iter().fold(0u64, |a, s| a.saturating_add(s.reserved))
+        self.segments
+            .iter()
+            .fold(0u64, |a, s| a.saturating_add(s.reserved))
     }
 }
 
@@ -63,7 +67,11 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
     // Allocations: base → (reserved, committed).
     let mut allocations: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     for r in target.regions().iter().filter(|r| r.state != MEM_FREE) {
-        let base = if r.allocation_base != 0 { r.allocation_base } else { r.base };
+        let base = if r.allocation_base != 0 {
+            r.allocation_base
+        } else {
+            r.base
+        };
         let a = allocations.entry(base).or_default();
         a.0 = a.0.saturating_add(r.size);
         if r.state == MEM_COMMIT {
@@ -72,7 +80,11 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
     }
     let mut heaps: BTreeMap<u64, Heap> = BTreeMap::new();
     for &h in peb_heaps.iter().filter(|&&h| h != 0) {
-        heaps.entry(h).or_insert(Heap { base: h, kind: HeapKind::Unknown, segments: Vec::new() });
+        heaps.entry(h).or_insert(Heap {
+            base: h,
+            kind: HeapKind::Unknown,
+            segments: Vec::new(),
+        });
     }
     // Headers: (allocation base, owning heap, kind).
     let mut owners: Vec<(u64, u64, HeapKind)> = Vec::new();
@@ -81,7 +93,10 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
         for (sig_at, heap_at, ptr) in [(0x10u64, 0x28u64, 8u64), (0x8, 0x18, 4)] {
             match mem.read_u32(base.wrapping_add(sig_at)) {
                 Some(NT_SEGMENT_SIGNATURE) => {
-                    let owner = mem.read_ptr(base.wrapping_add(heap_at), ptr).filter(|&o| o != 0 && allocations.contains_key(&o)).unwrap_or(base);
+                    let owner = mem
+                        .read_ptr(base.wrapping_add(heap_at), ptr)
+                        .filter(|&o| o != 0 && allocations.contains_key(&o))
+                        .unwrap_or(base);
                     owners.push((base, owner, HeapKind::Nt));
                     break;
                 }
@@ -95,7 +110,11 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
     }
     // Every owner is a heap; a heap's own header says its kind (an owner only pointed to is NT).
     for &(base, owner, kind) in &owners {
-        let h = heaps.entry(owner).or_insert(Heap { base: owner, kind: HeapKind::Nt, segments: Vec::new() });
+        let h = heaps.entry(owner).or_insert(Heap {
+            base: owner,
+            kind: HeapKind::Nt,
+            segments: Vec::new(),
+        });
         if base == owner {
             h.kind = kind;
         }
@@ -109,10 +128,17 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
         if owner_of.contains_key(&base) {
             continue;
         }
-        if let Some(h) = mem.read_u64(base.wrapping_add(0x30)).filter(|h| heaps.get(h).is_some_and(|x| x.kind == HeapKind::Nt)) {
+        if let Some(h) = mem
+            .read_u64(base.wrapping_add(0x30))
+            .filter(|h| heaps.get(h).is_some_and(|x| x.kind == HeapKind::Nt))
+        {
             let list_next = mem.read_u64(base.wrapping_add(0x20)).unwrap_or(0);
             // The subheap list entry points into the heap or into another allocation.
-            if allocations.range(..=list_next).next_back().is_some_and(|(b, a)| list_next < b.saturating_add(a.0)) {
+            if allocations
+                .range(..=list_next)
+                .next_back()
+                .is_some_and(|(b, a)| list_next < b.saturating_add(a.0))
+            {
                 owner_of.insert(base, h);
             }
         }
@@ -121,7 +147,11 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
         let (reserved, committed) = allocations.get(&base).copied().unwrap_or_default();
         if let Some(h) = heaps.get_mut(&owner) {
             if reserved > 0 {
-                h.segments.push(HeapSegment { base, reserved, committed });
+                h.segments.push(HeapSegment {
+                    base,
+                    reserved,
+                    committed,
+                });
             }
         }
     }

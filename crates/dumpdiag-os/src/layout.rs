@@ -170,7 +170,11 @@ impl Layout {
     }
 
     /// Read a UNICODE_STRING at `addr`; None when it or its buffer is not in the dump.
-    pub fn read_unicode_string(&self, mem: &dyn dumpdiag_target::MemoryReader, addr: u64) -> Option<String> {
+    pub fn read_unicode_string(
+        &self,
+        mem: &dyn dumpdiag_target::MemoryReader,
+        addr: u64,
+    ) -> Option<String> {
         use dumpdiag_target::MemoryExt;
         let len = mem.read_u16(addr)? as usize;
         let buf = mem.read_ptr(addr.wrapping_add(self.ptr), self.ptr)?;

@@ -75,7 +75,9 @@ pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
         (u32_(28) as u64, u32_(72) as u64, u32_(76) as u64, 96, 92)
     };
     let dir_count = u32_(dir_count_at).min(16);
-    let directories = (0..dir_count as u64).map(|i| (u32_(dirs_at + i * 8), u32_(dirs_at + i * 8 + 4))).collect();
+    let directories = (0..dir_count as u64)
+        .map(|i| (u32_(dirs_at + i * 8), u32_(dirs_at + i * 8 + 4)))
+        .collect();
     let number_of_sections = mem.read_u16(fh.wrapping_add(2))?;
     let sec_table = opt.wrapping_add(size_of_optional);
     let sections = (0..number_of_sections.min(96) as u64)
@@ -125,7 +127,10 @@ pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
 
 impl PeHeaders {
     pub fn directory(&self, index: usize) -> Option<(u32, u32)> {
-        self.directories.get(index).copied().filter(|&(rva, size)| rva != 0 && size != 0)
+        self.directories
+            .get(index)
+            .copied()
+            .filter(|&(rva, size)| rva != 0 && size != 0)
     }
 }
 
@@ -134,7 +139,10 @@ const MAX_VERSION_RESOURCE: usize = 64 * 1024;
 
 /// The strings of the version resource's first StringTable (CompanyName, FileDescription,
 /// ProductVersion, ...), in resource order. None when the resource is not in the dump.
-pub fn version_strings(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<Vec<(String, String)>> {
+pub fn version_strings(
+    mem: &dyn MemoryReader,
+    headers: &PeHeaders,
+) -> Option<Vec<(String, String)>> {
     let (rsrc, _) = headers.directory(DIR_RESOURCE)?;
     let root = headers.base.wrapping_add(rsrc as u64);
     // Resource tree: type (RT_VERSION = 16) → name (first) → language (first) → data entry.
@@ -143,7 +151,10 @@ pub fn version_strings(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<Ve
     let data_entry = find_resource_entry(mem, root, name_dir, None)?;
     let data_rva = mem.read_u32(data_entry)?;
     let size = mem.read_u32(data_entry.wrapping_add(4))? as usize;
-    let bytes = mem.read_bytes(headers.base.wrapping_add(data_rva as u64), size.min(MAX_VERSION_RESOURCE));
+    let bytes = mem.read_bytes(
+        headers.base.wrapping_add(data_rva as u64),
+        size.min(MAX_VERSION_RESOURCE),
+    );
     let mut out = Vec::new();
     parse_version_block(&bytes, 0, 0, &mut out);
     Some(out)
@@ -151,7 +162,12 @@ pub fn version_strings(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<Ve
 
 /// In a resource directory at `dir`, the entry with integer id `id` (or the first entry);
 /// returns the address its offset leads to (a subdirectory or a data entry).
-fn find_resource_entry(mem: &dyn MemoryReader, root: u64, dir: u64, id: Option<u32>) -> Option<u64> {
+fn find_resource_entry(
+    mem: &dyn MemoryReader,
+    root: u64,
+    dir: u64,
+    id: Option<u32>,
+) -> Option<u64> {
     let named = mem.read_u16(dir.wrapping_add(12))? as u64;
     let ids = mem.read_u16(dir.wrapping_add(14))? as u64;
     for i in 0..(named + ids).min(256) {
@@ -185,7 +201,12 @@ fn align4(x: usize) -> usize {
 
 /// Walk VS_VERSIONINFO / StringFileInfo / StringTable / String blocks, collecting String
 /// key/value pairs of the first StringTable.
-fn parse_version_block(bytes: &[u8], at: usize, depth: u32, out: &mut Vec<(String, String)>) -> usize {
+fn parse_version_block(
+    bytes: &[u8],
+    at: usize,
+    depth: u32,
+    out: &mut Vec<(String, String)>,
+) -> usize {
     if depth > 4 || at + 6 > bytes.len() {
         return bytes.len();
     }
@@ -201,8 +222,14 @@ fn parse_version_block(bytes: &[u8], at: usize, depth: u32, out: &mut Vec<(Strin
     if depth == 3 {
         // A String: value is UTF-16 text, value_len counts characters.
         let vbytes = if is_text { value_len * 2 } else { value_len };
-        let v = bytes.get(value_at..(value_at + vbytes).min(end)).unwrap_or(&[]);
-        let units: Vec<u16> = v.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
+        let v = bytes
+            .get(value_at..(value_at + vbytes).min(end))
+            .unwrap_or(&[]);
+        let units: Vec<u16> = v
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
         out.push((key, String::from_utf16_lossy(&units)));
         return end;
     }
@@ -230,9 +257,16 @@ fn parse_version_block(bytes: &[u8], at: usize, depth: u32, out: &mut Vec<(Strin
 
 /// The CodeView (RSDS / NB10) record of an image in memory, via its debug directory. Dump
 /// writers that leave the module's CvRecord empty (Wine's) still capture the image itself.
-pub fn codeview(mem: &dyn MemoryReader, headers: &PeHeaders) -> Option<dumpdiag_target::CodeViewRecord> {
+pub fn codeview(
+    mem: &dyn MemoryReader,
+    headers: &PeHeaders,
+) -> Option<dumpdiag_target::CodeViewRecord> {
     let (dir, size) = headers.directory(DIR_DEBUG)?;
-    codeview_with(&MemoryRva { mem, base: headers.base, debug_dir: (dir, size) })
+    codeview_with(&MemoryRva {
+        mem,
+        base: headers.base,
+        debug_dir: (dir, size),
+    })
 }
 
 /// Reads by RVA from an image, in memory or in a file.
@@ -267,7 +301,10 @@ impl RvaReader for FileHeaders<'_> {
         self.0.debug_directory
     }
     fn bytes(&self, rva: u32, len: usize) -> Vec<u8> {
-        self.0.at_rva(rva, len).map(<[u8]>::to_vec).unwrap_or_default()
+        self.0
+            .at_rva(rva, len)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
     }
 }
 
@@ -290,12 +327,20 @@ fn codeview_with(r: &dyn RvaReader) -> Option<dumpdiag_target::CodeViewRecord> {
                 let mut guid = [0u8; 16];
                 guid.copy_from_slice(&raw[4..20]);
                 let age = u32::from_le_bytes(raw[20..24].try_into().ok()?);
-                return Some(dumpdiag_target::CodeViewRecord::Pdb70 { guid, age, pdb_name: name_of(&raw[24..]) });
+                return Some(dumpdiag_target::CodeViewRecord::Pdb70 {
+                    guid,
+                    age,
+                    pdb_name: name_of(&raw[24..]),
+                });
             }
             Some(b"NB10") if raw.len() >= 16 => {
                 let signature = u32::from_le_bytes(raw[8..12].try_into().ok()?);
                 let age = u32::from_le_bytes(raw[12..16].try_into().ok()?);
-                return Some(dumpdiag_target::CodeViewRecord::Pdb20 { signature, age, pdb_name: name_of(&raw[16..]) });
+                return Some(dumpdiag_target::CodeViewRecord::Pdb20 {
+                    signature,
+                    age,
+                    pdb_name: name_of(&raw[16..]),
+                });
             }
             _ => {}
         }
@@ -337,18 +382,35 @@ impl FileImage {
         let size_of_image = u32_at(opt + 56)?;
         let dirs = opt + if is64 { 112 } else { 96 };
         let dir_count = u32_at(opt + if is64 { 108 } else { 92 })?;
-        let directory =
-            |i: usize| (dir_count > i as u32).then(|| Some((u32_at(dirs + i * 8)?, u32_at(dirs + i * 8 + 4)?))).flatten().filter(|d| d.0 != 0 && d.1 != 0);
+        let directory = |i: usize| {
+            (dir_count > i as u32)
+                .then(|| Some((u32_at(dirs + i * 8)?, u32_at(dirs + i * 8 + 4)?)))
+                .flatten()
+                .filter(|d| d.0 != 0 && d.1 != 0)
+        };
         let exception_directory = directory(DIR_EXCEPTION);
         let debug_directory = directory(DIR_DEBUG);
         let export_directory = directory(DIR_EXPORT);
         let table = opt + opt_size;
         let sections = (0..count).map_while(|i| {
             let s = table + i * 40;
-            Some((u32_at(s + 12)?, u32_at(s + 8)?, u32_at(s + 20)?, u32_at(s + 16)?))
+            Some((
+                u32_at(s + 12)?,
+                u32_at(s + 8)?,
+                u32_at(s + 20)?,
+                u32_at(s + 16)?,
+            ))
         });
         let sections = sections.collect();
-        Some(FileImage { bytes, sections, time_date_stamp, size_of_image, exception_directory, debug_directory, export_directory })
+        Some(FileImage {
+            bytes,
+            sections,
+            time_date_stamp,
+            size_of_image,
+            exception_directory,
+            debug_directory,
+            export_directory,
+        })
     }
 
     /// The CodeView record from the file's debug directory.
@@ -359,7 +421,10 @@ impl FileImage {
 
     /// Bytes at `rva` up to the end of its section's raw data, at most `max`.
     pub fn at_rva(&self, rva: u32, max: usize) -> Option<&[u8]> {
-        let &(va, _, raw, raw_size) = self.sections.iter().find(|s| rva >= s.0 && rva < s.0.saturating_add(s.1.max(s.3)))?;
+        let &(va, _, raw, raw_size) = self
+            .sections
+            .iter()
+            .find(|s| rva >= s.0 && rva < s.0.saturating_add(s.1.max(s.3)))?;
         let within = rva - va;
         if within >= raw_size {
             return None;

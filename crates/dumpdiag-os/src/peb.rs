@@ -62,12 +62,25 @@ pub fn read_peb(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<Peb>
     }
     let p = |off: u64| mem.read_ptr(address.wrapping_add(off), l.ptr);
     let ldr = p(l.peb_ldr).unwrap_or(0);
-    let list = |off: u64| -> Option<(u64, u64)> { Some((mem.read_ptr(ldr.wrapping_add(off), l.ptr)?, mem.read_ptr(ldr.wrapping_add(off) + l.ptr, l.ptr)?)) };
-    let ldr_lists = (|| Some([list(l.ldr_in_init_order)?, list(l.ldr_in_load_order)?, list(l.ldr_in_memory_order)?]))();
+    let list = |off: u64| -> Option<(u64, u64)> {
+        Some((
+            mem.read_ptr(ldr.wrapping_add(off), l.ptr)?,
+            mem.read_ptr(ldr.wrapping_add(off) + l.ptr, l.ptr)?,
+        ))
+    };
+    let ldr_lists = (|| {
+        Some([
+            list(l.ldr_in_init_order)?,
+            list(l.ldr_in_load_order)?,
+            list(l.ldr_in_memory_order)?,
+        ])
+    })();
     let number_of_heaps = mem.read_u32(address.wrapping_add(l.peb_number_of_heaps));
     let heaps_array = p(l.peb_process_heaps).unwrap_or(0);
     let process_heaps = match number_of_heaps {
-        Some(n) if heaps_array != 0 => (0..n.min(1024) as u64).map_while(|i| mem.read_ptr(heaps_array.wrapping_add(i * l.ptr), l.ptr)).collect(),
+        Some(n) if heaps_array != 0 => (0..n.min(1024) as u64)
+            .map_while(|i| mem.read_ptr(heaps_array.wrapping_add(i * l.ptr), l.ptr))
+            .collect(),
         _ => Vec::new(),
     };
     let os_version = (|| {
@@ -102,7 +115,9 @@ pub fn read_peb(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<Peb>
 pub fn loader_entries(mem: &dyn MemoryReader, peb: &Peb, l: &Layout) -> Vec<LoaderEntry> {
     let mut out = Vec::new();
     let head = peb.ldr.wrapping_add(l.ldr_in_load_order);
-    let Some(mut link) = mem.read_ptr(head, l.ptr) else { return out };
+    let Some(mut link) = mem.read_ptr(head, l.ptr) else {
+        return out;
+    };
     let mut seen = std::collections::HashSet::new();
     while link != head && link != 0 && out.len() < MAX_LOADER_ENTRIES && seen.insert(link) {
         let e = link; // InLoadOrderLinks is the first field
@@ -111,8 +126,12 @@ pub fn loader_entries(mem: &dyn MemoryReader, peb: &Peb, l: &Layout) -> Vec<Load
         out.push(LoaderEntry {
             entry: e,
             base,
-            entry_point: mem.read_ptr(e.wrapping_add(l.entry_entry_point), l.ptr).unwrap_or(0),
-            size: mem.read_u32(e.wrapping_add(l.entry_size_of_image)).unwrap_or(0) as u64,
+            entry_point: mem
+                .read_ptr(e.wrapping_add(l.entry_entry_point), l.ptr)
+                .unwrap_or(0),
+            size: mem
+                .read_u32(e.wrapping_add(l.entry_size_of_image))
+                .unwrap_or(0) as u64,
             full_name: l.read_unicode_string(mem, e.wrapping_add(l.entry_full_name)),
             base_name: l.read_unicode_string(mem, e.wrapping_add(l.entry_base_name)),
             time_date_stamp: mem.read_u32(e.wrapping_add(l.entry_time_date_stamp)),
@@ -125,11 +144,19 @@ pub fn loader_entries(mem: &dyn MemoryReader, peb: &Peb, l: &Layout) -> Vec<Load
     out
 }
 
-pub fn read_process_parameters(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<ProcessParameters> {
+pub fn read_process_parameters(
+    mem: &dyn MemoryReader,
+    address: u64,
+    l: &Layout,
+) -> Option<ProcessParameters> {
     mem.read_u32(address)?;
     let s = |off: u64| l.read_unicode_string(mem, address.wrapping_add(off));
-    let environment_address = mem.read_ptr(address.wrapping_add(l.params_environment), l.ptr).unwrap_or(0);
-    let env_size = mem.read_ptr(address.wrapping_add(l.params_environment_size), l.ptr).unwrap_or(0);
+    let environment_address = mem
+        .read_ptr(address.wrapping_add(l.params_environment), l.ptr)
+        .unwrap_or(0);
+    let env_size = mem
+        .read_ptr(address.wrapping_add(l.params_environment_size), l.ptr)
+        .unwrap_or(0);
     let environment = read_environment(mem, environment_address, env_size);
     Some(ProcessParameters {
         address,
@@ -150,12 +177,19 @@ fn read_environment(mem: &dyn MemoryReader, addr: u64, size: u64) -> Option<Vec<
     if addr == 0 {
         return None;
     }
-    let limit = if size > 0 && size <= MAX_ENVIRONMENT_BYTES as u64 { size as usize } else { MAX_ENVIRONMENT_BYTES };
+    let limit = if size > 0 && size <= MAX_ENVIRONMENT_BYTES as u64 {
+        size as usize
+    } else {
+        MAX_ENVIRONMENT_BYTES
+    };
     let bytes = mem.read_bytes(addr, limit);
     if bytes.len() < 2 {
         return None;
     }
-    let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     let mut out = Vec::new();
     for s in units.split(|&u| u == 0) {
         if s.is_empty() {

@@ -44,8 +44,12 @@ pub fn read_teb(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<Teb>
         rpc_handle: p(l.teb_rpc_handle).unwrap_or(0),
         tls_storage: p(l.teb_tls_pointer).unwrap_or(0),
         peb: p(l.teb_peb).unwrap_or(0),
-        last_error: mem.read_u32(address.wrapping_add(l.teb_last_error)).unwrap_or(0),
-        owned_locks: mem.read_u32(address.wrapping_add(l.teb_owned_cs)).unwrap_or(0),
+        last_error: mem
+            .read_u32(address.wrapping_add(l.teb_last_error))
+            .unwrap_or(0),
+        owned_locks: mem
+            .read_u32(address.wrapping_add(l.teb_owned_cs))
+            .unwrap_or(0),
         last_status: mem.read_u32(address.wrapping_add(l.teb_last_status)),
         deallocation_stack: p(l.teb_deallocation_stack),
         hard_error_mode: mem.read_u32(address.wrapping_add(l.teb_hard_error_mode)),

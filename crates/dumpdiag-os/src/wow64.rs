@@ -13,7 +13,11 @@ const CONTEXT_I386: u32 = 0x0001_0000;
 
 /// True when the dump is of a 32-bit process on 64-bit Windows.
 pub fn is_wow64(target: &dyn Target) -> bool {
-    target.facts().arch == Arch::Amd64 && target.modules().iter().any(|m| m.file_name().eq_ignore_ascii_case("wow64.dll"))
+    target.facts().arch == Arch::Amd64
+        && target
+            .modules()
+            .iter()
+            .any(|m| m.file_name().eq_ignore_ascii_case("wow64.dll"))
 }
 
 /// Address of the 32-bit TEB that belongs to a 64-bit TEB.
@@ -29,7 +33,8 @@ pub fn teb32_of(mem: &dyn MemoryReader, teb64: u64) -> Option<u64> {
 
 /// The saved x86 context of a WOW64 thread.
 pub fn x86_context(mem: &dyn MemoryReader, teb64: u64) -> Option<Context> {
-    let cpu_reserved = mem.read_u64(teb64.wrapping_add(X64.teb_tls_slots + WOW64_TLS_CPURESERVED * 8))?;
+    let cpu_reserved =
+        mem.read_u64(teb64.wrapping_add(X64.teb_tls_slots + WOW64_TLS_CPURESERVED * 8))?;
     if cpu_reserved == 0 {
         return None;
     }

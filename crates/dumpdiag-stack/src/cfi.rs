@@ -25,10 +25,18 @@ fn rules(line: &str) -> Vec<(String, String)> {
 
 /// Unwind one frame with CFI. `regs` holds `$name` values; returns the caller's registers
 /// (with `.ra` as the return address and `$rsp`/`$esp` set to the CFA).
-pub fn unwind(env: &Env, regs: &HashMap<String, u64>, ip: u64, caller: bool, ptr: u64) -> Option<HashMap<String, u64>> {
+pub fn unwind(
+    env: &Env,
+    regs: &HashMap<String, u64>,
+    ip: u64,
+    caller: bool,
+    ptr: u64,
+) -> Option<HashMap<String, u64>> {
     let idx = env.target.modules().iter().position(|m| m.contains(ip))?;
     let m = &env.target.modules()[idx];
-    let ModuleSymbols::Breakpad(b, _) = env.symbols.module(env.target, idx)? else { return None };
+    let ModuleSymbols::Breakpad(b, _) = env.symbols.module(env.target, idx)? else {
+        return None;
+    };
     let rva = (ip - m.base).saturating_sub(caller as u64);
     let sp = if ptr == 8 { "$rsp" } else { "$esp" };
     let Some(lines) = b.cfi_rules(rva) else {
@@ -80,7 +88,10 @@ mod tests {
     fn splits_rules() {
         assert_eq!(
             super::rules(".cfa: $rsp 8 + .ra: .cfa 8 - ^"),
-            vec![(".cfa".to_string(), "$rsp 8 +".to_string()), (".ra".to_string(), ".cfa 8 - ^".to_string())]
+            vec![
+                (".cfa".to_string(), "$rsp 8 +".to_string()),
+                (".ra".to_string(), ".cfa 8 - ^".to_string())
+            ]
         );
     }
 }

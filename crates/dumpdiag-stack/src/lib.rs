@@ -94,12 +94,18 @@ impl Env<'_> {
     /// Is `a` plausibly code: inside a module's executable section (or, without headers in the
     /// dump, inside a module at all)?
     pub fn is_code(&self, a: u64) -> bool {
-        let Some(m) = self.target.module_at(a) else { return false };
+        let Some(m) = self.target.module_at(a) else {
+            return false;
+        };
         match pe::read_headers(self.mem(), m.base) {
             Some(h) if !h.sections.is_empty() => {
                 let rva = (a - m.base) as u32;
                 h.sections.iter().any(|s| {
-                    s.characteristics & 0x2000_0000 != 0 && rva >= s.virtual_address && rva < s.virtual_address.saturating_add(s.virtual_size.max(s.raw_size))
+                    s.characteristics & 0x2000_0000 != 0
+                        && rva >= s.virtual_address
+                        && rva
+                            < s.virtual_address
+                                .saturating_add(s.virtual_size.max(s.raw_size))
                 })
             }
             _ => true,
@@ -171,22 +177,35 @@ impl Env<'_> {
     /// Is `a` in memory the dump describes as executable (JIT code, thunks)? Only answerable
     /// with a MemoryInfoList.
     pub fn is_executable_memory(&self, a: u64) -> bool {
-        self.target.region_at(a).is_some_and(|r| r.state == dumpdiag_target::MEM_COMMIT && r.protect & 0xf0 != 0)
+        self.target
+            .region_at(a)
+            .is_some_and(|r| r.state == dumpdiag_target::MEM_COMMIT && r.protect & 0xf0 != 0)
     }
 
     /// Scanned values must fall past the image headers and, where the module's symbols cover
     /// functions, inside one.
     fn plausible_return_target(&self, v: u64) -> bool {
-        let Some(m) = self.target.module_at(v) else { return false };
+        let Some(m) = self.target.module_at(v) else {
+            return false;
+        };
         if v - m.base < 0x1000 {
             return false;
         }
-        let idx = self.target.modules().iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
+        let idx = self
+            .target
+            .modules()
+            .iter()
+            .position(|x| std::ptr::eq(x, m))
+            .unwrap_or(0);
         match self.symbols.module(self.target, idx) {
             // With full function records, a return address must fall inside a function, and
             // not at its very first byte (a call never returns there).
-            Some(dumpdiag_symbols::ModuleSymbols::Breakpad(b, _)) if !b.funcs.is_empty() => b.in_func(v - 1 - m.base) && b.in_func(v - m.base),
-            Some(dumpdiag_symbols::ModuleSymbols::Pdb(_)) => self.symbols.lookup(self.target, v - 1).is_some(),
+            Some(dumpdiag_symbols::ModuleSymbols::Breakpad(b, _)) if !b.funcs.is_empty() => {
+                b.in_func(v - 1 - m.base) && b.in_func(v - m.base)
+            }
+            Some(dumpdiag_symbols::ModuleSymbols::Pdb(_)) => {
+                self.symbols.lookup(self.target, v - 1).is_some()
+            }
             _ => true,
         }
     }
@@ -194,22 +213,33 @@ impl Env<'_> {
     pub fn args_at(&self, a: u64, ptr: u64) -> [u64; 4] {
         let mut out = [0u64; 4];
         for (i, o) in out.iter_mut().enumerate() {
-            *o = self.mem().read_ptr(a.wrapping_add(i as u64 * ptr), ptr).unwrap_or(0);
+            *o = self
+                .mem()
+                .read_ptr(a.wrapping_add(i as u64 * ptr), ptr)
+                .unwrap_or(0);
         }
         out
     }
 }
 
 /// The outermost functions of a thread: a walk that reaches one is complete.
-pub const THREAD_START_ROUTINES: &[&str] = &["RtlUserThreadStart", "_RtlUserThreadStart", "__RtlUserThreadStart", "BaseProcessStart", "BaseThreadStart"];
+pub const THREAD_START_ROUTINES: &[&str] = &[
+    "RtlUserThreadStart",
+    "_RtlUserThreadStart",
+    "__RtlUserThreadStart",
+    "BaseProcessStart",
+    "BaseThreadStart",
+];
 
 impl Env<'_> {
     /// Is `ip` (a frame's instruction pointer) inside a thread's outermost start routine?
     pub fn is_thread_start(&self, ip: u64, caller: bool) -> bool {
         let probe = if caller { ip.saturating_sub(1) } else { ip };
-        self.symbols
-            .lookup(self.target, probe)
-            .is_some_and(|s| THREAD_START_ROUTINES.iter().any(|r| s.function == *r || s.function.ends_with(&format!("!{r}"))))
+        self.symbols.lookup(self.target, probe).is_some_and(|s| {
+            THREAD_START_ROUTINES
+                .iter()
+                .any(|r| s.function == *r || s.function.ends_with(&format!("!{r}")))
+        })
     }
 }
 
@@ -219,7 +249,14 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
         Arch::Amd64 => x64::walk(env, ctx),
         Arch::X86 => x86::walk(env, ctx),
         _ => Stack {
-            frames: vec![Frame { ip: ctx.ip(), sp: ctx.sp(), fp: ctx.fp(), return_address: 0, trust: Trust::Context, args: [0; 4] }],
+            frames: vec![Frame {
+                ip: ctx.ip(),
+                sp: ctx.sp(),
+                fp: ctx.fp(),
+                return_address: 0,
+                trust: Trust::Context,
+                args: [0; 4],
+            }],
             notes: vec!["stack walking for this architecture is not implemented".into()],
         },
     }

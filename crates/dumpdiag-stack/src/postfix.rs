@@ -7,7 +7,12 @@ use std::collections::HashMap;
 const MAX_TOKENS: usize = 512;
 
 /// `ptr` is the pointer size: arithmetic wraps at 32 bits for x86 programs.
-pub fn evaluate(program: &str, vars: &mut HashMap<String, u64>, deref: &dyn Fn(u64) -> Option<u64>, ptr: u64) -> Option<()> {
+pub fn evaluate(
+    program: &str,
+    vars: &mut HashMap<String, u64>,
+    deref: &dyn Fn(u64) -> Option<u64>,
+    ptr: u64,
+) -> Option<()> {
     let mask = if ptr == 4 { 0xffff_ffff } else { u64::MAX };
     let mut stack: Vec<String> = Vec::new();
     let value = |tok: &str, vars: &HashMap<String, u64>| -> Option<u64> {
@@ -63,20 +68,33 @@ mod tests {
 
     #[test]
     fn evaluates_frame_data_programs() {
-        let mut vars: HashMap<String, u64> =
-            [("$esp".to_string(), 0x1000u64), ("$ebp".to_string(), 0x2000), (".raSearch".to_string(), 0x1010)].into_iter().collect();
+        let mut vars: HashMap<String, u64> = [
+            ("$esp".to_string(), 0x1000u64),
+            ("$ebp".to_string(), 0x2000),
+            (".raSearch".to_string(), 0x1010),
+        ]
+        .into_iter()
+        .collect();
         let mem = |a: u64| match a {
             0x1010 => Some(0x401234),
             0x2000 => Some(0x3000),
             _ => None,
         };
-        evaluate("$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $ebp $ebp ^ =", &mut vars, &mem, 4).unwrap();
+        evaluate(
+            "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $ebp $ebp ^ =",
+            &mut vars,
+            &mem,
+            4,
+        )
+        .unwrap();
         assert_eq!(vars["$eip"], 0x401234);
         assert_eq!(vars["$esp"], 0x1014);
         assert_eq!(vars["$ebp"], 0x3000);
         assert!(evaluate("1 0 /", &mut vars, &mem, 4).is_none());
         assert!(evaluate("^", &mut vars, &mem, 4).is_none());
-        let mut v64: HashMap<String, u64> = [("$rsp".to_string(), 0x7ff0_0000_1000u64)].into_iter().collect();
+        let mut v64: HashMap<String, u64> = [("$rsp".to_string(), 0x7ff0_0000_1000u64)]
+            .into_iter()
+            .collect();
         evaluate("$x $rsp 8 + =", &mut v64, &mem, 8).unwrap();
         assert_eq!(v64["$x"], 0x7ff0_0000_1008);
     }

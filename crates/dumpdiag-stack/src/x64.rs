@@ -37,7 +37,8 @@ fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Optio
     let rva = (ip - m.base).saturating_sub(caller as u64) as u32;
     let in_dump = pe::read_headers(env.mem(), m.base).and_then(|h| {
         let (pdata_rva, pdata_size) = h.directory(pe::DIR_EXCEPTION)?;
-        env.mem().slice(m.base.wrapping_add(pdata_rva as u64), pdata_size as usize)
+        env.mem()
+            .slice(m.base.wrapping_add(pdata_rva as u64), pdata_size as usize)
     });
     if let Some(pdata) = in_dump {
         let base = m.base;
@@ -50,7 +51,11 @@ fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Optio
         };
         return unwind_table(regs, pdata, read, rva);
     }
-    let index = env.target.modules().iter().position(|x| std::ptr::eq(x, m))?;
+    let index = env
+        .target
+        .modules()
+        .iter()
+        .position(|x| std::ptr::eq(x, m))?;
     let image = env.symbols.image_file(env.target, index)?;
     let (pdata_rva, pdata_size) = image.exception_directory?;
     let pdata = image.at_rva(pdata_rva, pdata_size as usize)?;
@@ -61,22 +66,38 @@ fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Optio
 /// RUNTIME_FUNCTION entries are relative to the table's base, and the unwind data they point
 /// to lies in dump memory.
 fn unwind_with_function_table(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<u64> {
-    let ft = env.target.extras().function_tables.iter().find(|t| ip >= t.minimum_address && ip < t.maximum_address)?;
+    let ft = env
+        .target
+        .extras()
+        .function_tables
+        .iter()
+        .find(|t| ip >= t.minimum_address && ip < t.maximum_address)?;
     let base = ft.base_address;
     let rva = u32::try_from((ip - base).saturating_sub(caller as u64)).ok()?;
     let mem = env.mem();
-    let read = move |rva: u32| -> Option<&[u8]> { mem.slice(base.checked_add(rva as u64)?, 1 << 16) };
+    let read =
+        move |rva: u32| -> Option<&[u8]> { mem.slice(base.checked_add(rva as u64)?, 1 << 16) };
     unwind_table(regs, &ft.entries, read, rva)
 }
 
-fn unwind_table<'m>(regs: &mut Regs, pdata: &[u8], mut read: impl FnMut(u32) -> Option<&'m [u8]> + 'm, rva: u32) -> Option<u64> {
+fn unwind_table<'m>(
+    regs: &mut Regs,
+    pdata: &[u8],
+    mut read: impl FnMut(u32) -> Option<&'m [u8]> + 'm,
+    rva: u32,
+) -> Option<u64> {
     let table = FunctionTableEntries::parse(&pdata[..pdata.len() - pdata.len() % 12]);
     let rva = body_address_for_loop_jump(&table, &mut read, rva);
     // pe-unwind-info trusts its input; a hostile image must not take the walker down.
     let saved = regs.gpr;
     let gpr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut state = Regs { gpr: saved, env: regs.env };
-        table.unwind_frame(&mut state, read, rva).map(|rip| (rip, state.gpr))
+        let mut state = Regs {
+            gpr: saved,
+            env: regs.env,
+        };
+        table
+            .unwind_frame(&mut state, read, rva)
+            .map(|rip| (rip, state.gpr))
     }))
     .ok()??;
     regs.gpr = gpr.1;
@@ -88,16 +109,26 @@ fn unwind_table<'m>(regs: &mut Regs, pdata: &[u8], mut read: impl FnMut(u32) -> 
 /// RtlVirtualUnwind checks the target). pe-unwind-info 0.6 takes every relative `jmp` for an
 /// epilog's last instruction and then unwinds from the wrong stack slot, so the walk is asked
 /// about the jump's target instead: any body address has the same unwind state.
-fn body_address_for_loop_jump<'m>(table: &FunctionTableEntries, read: &mut impl FnMut(u32) -> Option<&'m [u8]>, rva: u32) -> u32 {
-    let Some(f) = table.lookup(rva) else { return rva };
+fn body_address_for_loop_jump<'m>(
+    table: &FunctionTableEntries,
+    read: &mut impl FnMut(u32) -> Option<&'m [u8]>,
+    rva: u32,
+) -> u32 {
+    let Some(f) = table.lookup(rva) else {
+        return rva;
+    };
     let (begin, end) = (f.begin_address.get(), f.end_address.get());
     let Some(code) = read(rva) else { return rva };
     let target = match code {
         [0xeb, rel, ..] => (rva as i64 + 2 + *rel as i8 as i64) as u32,
-        [0xe9, a, b, c, d, ..] => (rva as i64 + 5 + i32::from_le_bytes([*a, *b, *c, *d]) as i64) as u32,
+        [0xe9, a, b, c, d, ..] => {
+            (rva as i64 + 5 + i32::from_le_bytes([*a, *b, *c, *d]) as i64) as u32
+        }
         _ => return rva,
     };
-    let prolog = read(f.unwind_info_address.get()).and_then(|u| u.get(1).copied()).unwrap_or(u8::MAX) as u32;
+    let prolog = read(f.unwind_info_address.get())
+        .and_then(|u| u.get(1).copied())
+        .unwrap_or(u8::MAX) as u32;
     if target >= begin.saturating_add(prolog) && target < end && target != rva {
         target
     } else {
@@ -105,12 +136,19 @@ fn body_address_for_loop_jump<'m>(table: &FunctionTableEntries, read: &mut impl 
     }
 }
 
-const NAMES: [&str; 16] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+const NAMES: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
 
 /// Unwind with Breakpad STACK CFI when the module's image is not in the dump.
 fn unwind_with_cfi(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<u64> {
-    let vars: std::collections::HashMap<String, u64> =
-        NAMES.iter().enumerate().map(|(i, n)| (format!("${n}"), regs.gpr[i])).chain([("$rip".to_string(), ip)]).collect();
+    let vars: std::collections::HashMap<String, u64> = NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("${n}"), regs.gpr[i]))
+        .chain([("$rip".to_string(), ip)])
+        .collect();
     let out = crate::cfi::unwind(env, &vars, ip, caller, 8)?;
     for (i, n) in NAMES.iter().enumerate() {
         if let Some(v) = out.get(&format!("${n}")) {
@@ -121,7 +159,10 @@ fn unwind_with_cfi(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Option<
 }
 
 pub fn walk(env: &Env, ctx: &Context) -> Stack {
-    let names = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+    let names = [
+        "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+        "r13", "r14", "r15",
+    ];
     let mut gpr = [0u64; 16];
     for (i, n) in names.iter().enumerate() {
         gpr[i] = ctx.get(n).unwrap_or(0);
@@ -135,11 +176,19 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
         let fp = regs.gpr[5];
         let caller = !stack.frames.is_empty();
         if env.is_thread_start(ip, caller) {
-            stack.frames.push(Frame { ip, sp, fp, return_address: 0, trust, args: env.args_at(sp.wrapping_add(8), 8) });
+            stack.frames.push(Frame {
+                ip,
+                sp,
+                fp,
+                return_address: 0,
+                trust,
+                args: env.args_at(sp.wrapping_add(8), 8),
+            });
             break;
         }
         let before = regs.gpr;
-        let mut next = unwind_with_pdata(env, &mut regs, ip, caller).map(|ra| (ra, Trust::UnwindInfo));
+        let mut next =
+            unwind_with_pdata(env, &mut regs, ip, caller).map(|ra| (ra, Trust::UnwindInfo));
         if next.is_none() {
             regs.gpr = before;
             next = unwind_with_cfi(env, &mut regs, ip, caller).map(|ra| (ra, Trust::FrameData));
@@ -148,7 +197,11 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
             // Outside every module (wild code, JIT, a call through a bad pointer): the return
             // address is at the stack pointer only if the bad jump was a call.
             regs.gpr = before;
-            if let Some(ra) = env.mem().read_u64(sp).filter(|&ra| env.is_code(ra) && env.preceded_by_call(ra)) {
+            if let Some(ra) = env
+                .mem()
+                .read_u64(sp)
+                .filter(|&ra| env.is_code(ra) && env.preceded_by_call(ra))
+            {
                 regs.gpr[4] = sp.wrapping_add(8);
                 next = Some((ra, Trust::UnwindInfo));
             }
@@ -156,7 +209,10 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
         // Unwind data is trusted to lead outside modules too (JIT code), when the dump says
         // that memory is executable.
         let valid = |ra: u64, new_sp: u64| {
-            ra != 0 && new_sp > sp && env.bounds.contains(new_sp.saturating_sub(8)) && (env.target.module_at(ra).is_some() || env.is_executable_memory(ra))
+            ra != 0
+                && new_sp > sp
+                && env.bounds.contains(new_sp.saturating_sub(8))
+                && (env.target.module_at(ra).is_some() || env.is_executable_memory(ra))
         };
         let next = match next {
             Some((ra, t)) if valid(ra, regs.gpr[4]) => Some((ra, t)),
@@ -173,7 +229,14 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
             }
         };
         let args = env.args_at(regs.gpr[4].max(sp.wrapping_add(8)), 8);
-        stack.frames.push(Frame { ip, sp, fp, return_address: next.map(|n| n.0).unwrap_or(0), trust, args });
+        stack.frames.push(Frame {
+            ip,
+            sp,
+            fp,
+            return_address: next.map(|n| n.0).unwrap_or(0),
+            trust,
+            args,
+        });
         match next {
             Some((ra, t)) => {
                 ip = ra;
@@ -183,7 +246,9 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
         }
     }
     if stack.frames.len() >= MAX_FRAMES {
-        stack.notes.push(format!("walk stopped after {MAX_FRAMES} frames"));
+        stack
+            .notes
+            .push(format!("walk stopped after {MAX_FRAMES} frames"));
     }
     stack
 }
@@ -212,8 +277,20 @@ mod loop_jump_tests {
         let table = FunctionTableEntries::parse(&pdata);
         let mut read = |rva: u32| img.get(rva as usize..);
         assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x130), 0x120);
-        assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x132), 0x132, "a jump into the prolog");
-        assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x134), 0x134, "a tail call leaves the function");
-        assert_eq!(body_address_for_loop_jump(&table, &mut read, 0x110), 0x110, "not a jump");
+        assert_eq!(
+            body_address_for_loop_jump(&table, &mut read, 0x132),
+            0x132,
+            "a jump into the prolog"
+        );
+        assert_eq!(
+            body_address_for_loop_jump(&table, &mut read, 0x134),
+            0x134,
+            "a tail call leaves the function"
+        );
+        assert_eq!(
+            body_address_for_loop_jump(&table, &mut read, 0x110),
+            0x110,
+            "not a jump"
+        );
     }
 }

@@ -64,7 +64,14 @@ pub struct BreakpadSymbols {
 
 impl std::fmt::Debug for BreakpadSymbols {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BreakpadSymbols({} funcs, {} publics, {} cfi, {} win)", self.funcs.len(), self.publics.len(), self.cfi.len(), self.stack_win.len())
+        write!(
+            f,
+            "BreakpadSymbols({} funcs, {} publics, {} cfi, {} win)",
+            self.funcs.len(),
+            self.publics.len(),
+            self.cfi.len(),
+            self.stack_win.len()
+        )
     }
 }
 
@@ -103,7 +110,9 @@ impl BreakpadSymbols {
 
     /// Index symbol text held in memory.
     pub fn parse(text: &str) -> BreakpadSymbols {
-        Self::index(Text::Owned(text[..text.len().min(MAX_SYM_FILE)].to_string()))
+        Self::index(Text::Owned(
+            text[..text.len().min(MAX_SYM_FILE)].to_string(),
+        ))
     }
 
     fn bytes(&self) -> &[u8] {
@@ -120,7 +129,10 @@ impl BreakpadSymbols {
 
     /// A small piece of the text; each access checks only its own bytes.
     fn slice(&self, r: &Range<u32>) -> &str {
-        self.bytes().get(r.start as usize..r.end as usize).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+        self.bytes()
+            .get(r.start as usize..r.end as usize)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
     }
 
     fn index(text: Text) -> BreakpadSymbols {
@@ -159,13 +171,20 @@ impl BreakpadSymbols {
                 let end = start + l.len();
                 let r = |a: usize, b: usize| (a as u32)..(b as u32);
                 let first = l.as_bytes().first().copied().unwrap_or(b' ');
-                if first.is_ascii_hexdigit() && open == Open::Func && !l.starts_with("FUNC") && !l.starts_with("FILE") {
+                if first.is_ascii_hexdigit()
+                    && open == Open::Func
+                    && !l.starts_with("FUNC")
+                    && !l.starts_with("FILE")
+                {
                     if let Some(f) = funcs.last_mut() {
                         f.lines.end = end as u32;
                     }
                     continue;
                 }
-                if l.starts_with("STACK CFI ") && !l.starts_with("STACK CFI INIT") && open == Open::Cfi {
+                if l.starts_with("STACK CFI ")
+                    && !l.starts_with("STACK CFI INIT")
+                    && open == Open::Cfi
+                {
                     if let Some(c) = cfi.last_mut() {
                         c.text.end = end as u32;
                     }
@@ -178,11 +197,22 @@ impl BreakpadSymbols {
                         None => (rest, 0),
                     };
                     let mut p = rest.splitn(4, ' ');
-                    match (p.next().and_then(hex), p.next().and_then(hex), p.next().and_then(hex), p.next()) {
+                    match (
+                        p.next().and_then(hex),
+                        p.next().and_then(hex),
+                        p.next().and_then(hex),
+                        p.next(),
+                    ) {
                         (Some(a), Some(sz), Some(ps), Some(name)) => {
                             let name_start = end - name.len();
                             let _ = skip;
-                            funcs.push(Func { address: a, size: sz, parameter_size: ps as u32, name: r(name_start, end), lines: r(end, end) });
+                            funcs.push(Func {
+                                address: a,
+                                size: sz,
+                                parameter_size: ps as u32,
+                                name: r(name_start, end),
+                                lines: r(end, end),
+                            });
                             open = Open::Func;
                         }
                         _ => skipped += 1,
@@ -191,27 +221,41 @@ impl BreakpadSymbols {
                     let rest = rest.strip_prefix("m ").unwrap_or(rest);
                     let mut p = rest.splitn(3, ' ');
                     match (p.next().and_then(hex), p.next().and_then(hex), p.next()) {
-                        (Some(a), Some(ps), Some(name)) => publics.push((a, ps as u32, r(end - name.len(), end))),
+                        (Some(a), Some(ps), Some(name)) => {
+                            publics.push((a, ps as u32, r(end - name.len(), end)))
+                        }
                         _ => skipped += 1,
                     }
                 } else if let Some(rest) = l.strip_prefix("STACK CFI INIT ") {
                     let mut p = rest.splitn(3, ' ');
                     match (p.next().and_then(hex), p.next().and_then(hex)) {
                         (Some(a), Some(sz)) => {
-                            cfi.push(CfiBlock { address: a, size: sz, text: r(start, end) });
+                            cfi.push(CfiBlock {
+                                address: a,
+                                size: sz,
+                                text: r(start, end),
+                            });
                             open = Open::Cfi;
                         }
                         _ => skipped += 1,
                     }
                 } else if let Some(rest) = l.strip_prefix("STACK WIN ") {
                     let mut p = rest.splitn(4, ' ');
-                    match (p.next().and_then(hex), p.next().and_then(hex), p.next().and_then(hex)) {
-                        (Some(kind), Some(a), Some(sz)) => wins.push((a, sz, kind as u8, r(start, end))),
+                    match (
+                        p.next().and_then(hex),
+                        p.next().and_then(hex),
+                        p.next().and_then(hex),
+                    ) {
+                        (Some(kind), Some(a), Some(sz)) => {
+                            wins.push((a, sz, kind as u8, r(start, end)))
+                        }
                         _ => skipped += 1,
                     }
                 } else if let Some(rest) = l.strip_prefix("FILE ") {
                     match rest.split_once(' ') {
-                        Some((n, name)) if n.parse::<u32>().is_ok() => files.push((n.parse().unwrap_or(0), r(end - name.len(), end))),
+                        Some((n, name)) if n.parse::<u32>().is_ok() => {
+                            files.push((n.parse().unwrap_or(0), r(end - name.len(), end)))
+                        }
                         _ => skipped += 1,
                     }
                 } else if l.starts_with("MODULE ") {
@@ -242,7 +286,10 @@ impl BreakpadSymbols {
 
     /// Every function and public symbol: (address, name).
     pub fn symbols(&self) -> impl Iterator<Item = (u64, &str)> {
-        self.funcs.iter().map(|f| (f.address, self.slice(&f.name))).chain(self.publics.iter().map(|p| (p.0, self.slice(&p.2))))
+        self.funcs
+            .iter()
+            .map(|f| (f.address, self.slice(&f.name)))
+            .chain(self.publics.iter().map(|p| (p.0, self.slice(&p.2))))
     }
 
     fn file(&self, n: u32) -> Option<&str> {
@@ -254,9 +301,19 @@ impl BreakpadSymbols {
     fn line_of(&self, f: &Func, rva: u64) -> Option<(String, u32)> {
         for l in self.slice(&f.lines).lines() {
             let mut p = l.split(' ');
-            let (Some(a), Some(sz), Some(line), Some(file)) = (p.next().and_then(hex), p.next().and_then(hex), p.next(), p.next()) else { continue };
+            let (Some(a), Some(sz), Some(line), Some(file)) = (
+                p.next().and_then(hex),
+                p.next().and_then(hex),
+                p.next(),
+                p.next(),
+            ) else {
+                continue;
+            };
             if rva >= a && rva < a + sz.max(1) {
-                return Some((self.file(file.parse().ok()?)?.to_string(), line.parse().ok()?));
+                return Some((
+                    self.file(file.parse().ok()?)?.to_string(),
+                    line.parse().ok()?,
+                ));
             }
         }
         None
@@ -269,7 +326,12 @@ impl BreakpadSymbols {
         if i > 0 {
             let f = &self.funcs[i - 1];
             if rva < f.address + f.size.max(1) {
-                return Some((self.func_name(f).to_string(), rva - f.address, self.line_of(f, rva), f.parameter_size));
+                return Some((
+                    self.func_name(f).to_string(),
+                    rva - f.address,
+                    self.line_of(f, rva),
+                    f.parameter_size,
+                ));
             }
         }
         let j = self.publics.partition_point(|p| p.0 <= rva);
@@ -293,7 +355,11 @@ impl BreakpadSymbols {
     /// The STACK WIN record for `rva` (frame data preferred over FPO).
     pub fn stack_win(&self, rva: u64) -> Option<StackWin> {
         let i = self.stack_win.partition_point(|w| w.0 <= rva);
-        let w = self.stack_win[..i].iter().rev().take(8).find(|w| rva < w.0 + w.1)?;
+        let w = self.stack_win[..i]
+            .iter()
+            .rev()
+            .take(8)
+            .find(|w| rva < w.0 + w.1)?;
         parse_stack_win(self.slice(&w.3))
     }
 
@@ -355,13 +421,22 @@ mod tests {
     fn parses_functions_lines_publics_and_stack_records() {
         let text = "MODULE windows x86 ABC1 t.pdb\nFILE 1 c:\\t.cc\nFUNC 1000 20 4 crash(int)\n1000 10 42 1\n1010 10 43 1\nPUBLIC 2000 0 _start\nSTACK WIN 4 1000 20 3 0 4 0 8 0 1 $T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + =\nSTACK CFI INIT 3000 10 .cfa: $esp 4 + .ra: .cfa 4 - ^\nSTACK CFI 3001 .cfa: $esp 8 +\nSTACK CFI 3005 .cfa: $esp 12 +\ngarbage line here\n";
         let s = BreakpadSymbols::parse(text);
-        assert_eq!(s.lookup(0x1012), Some(("crash(int)".into(), 0x12, Some(("c:\\t.cc".into(), 43)), 4)));
+        assert_eq!(
+            s.lookup(0x1012),
+            Some(("crash(int)".into(), 0x12, Some(("c:\\t.cc".into(), 43)), 4))
+        );
         assert_eq!(s.lookup(0x2004).map(|l| l.0), Some("_start".into()));
         let w = s.stack_win(0x1005).unwrap();
         assert_eq!(w.kind, 4);
         assert!(w.program.as_deref().unwrap().starts_with("$T0 .raSearch"));
-        assert_eq!(s.cfi_rules(0x3002).unwrap(), vec![".cfa: $esp 4 + .ra: .cfa 4 - ^", ".cfa: $esp 8 +"]);
-        assert_eq!(s.cfi_rules(0x3000).unwrap(), vec![".cfa: $esp 4 + .ra: .cfa 4 - ^"]);
+        assert_eq!(
+            s.cfi_rules(0x3002).unwrap(),
+            vec![".cfa: $esp 4 + .ra: .cfa 4 - ^", ".cfa: $esp 8 +"]
+        );
+        assert_eq!(
+            s.cfi_rules(0x3000).unwrap(),
+            vec![".cfa: $esp 4 + .ra: .cfa 4 - ^"]
+        );
         assert_eq!(s.skipped_lines, 1);
         assert!(s.in_func(0x101f) && !s.in_func(0x1020));
         assert_eq!(s.symbols().count(), 2);

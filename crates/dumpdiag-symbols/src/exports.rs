@@ -11,18 +11,29 @@ const MAX_EXPORTS: u32 = 1 << 16;
 pub fn read_exports(mem: &dyn MemoryReader, base: u64) -> Option<Vec<(u32, String)>> {
     let h = pe::read_headers(mem, base)?;
     let dir = h.directory(pe::DIR_EXPORT)?;
-    exports_with(dir, &|rva, len| mem.read_bytes(base.wrapping_add(rva as u64), len))
+    exports_with(dir, &|rva, len| {
+        mem.read_bytes(base.wrapping_add(rva as u64), len)
+    })
 }
 
 /// (rva, name) sorted by rva from an image file.
 pub fn read_exports_file(img: &pe::FileImage) -> Option<Vec<(u32, String)>> {
-    exports_with(img.export_directory?, &|rva, len| img.at_rva(rva, len).map(<[u8]>::to_vec).unwrap_or_default())
+    exports_with(img.export_directory?, &|rva, len| {
+        img.at_rva(rva, len).map(<[u8]>::to_vec).unwrap_or_default()
+    })
 }
 
 /// The export directory walk over any RVA reader; forwarders left out.
-fn exports_with((dir, dir_size): (u32, u32), bytes: &dyn Fn(u32, usize) -> Vec<u8>) -> Option<Vec<(u32, String)>> {
-    let u32_at = |rva: u32| -> Option<u32> { Some(u32::from_le_bytes(bytes(rva, 4).get(..4)?.try_into().ok()?)) };
-    let u16_at = |rva: u32| -> Option<u16> { Some(u16::from_le_bytes(bytes(rva, 2).get(..2)?.try_into().ok()?)) };
+fn exports_with(
+    (dir, dir_size): (u32, u32),
+    bytes: &dyn Fn(u32, usize) -> Vec<u8>,
+) -> Option<Vec<(u32, String)>> {
+    let u32_at = |rva: u32| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes(rva, 4).get(..4)?.try_into().ok()?))
+    };
+    let u16_at = |rva: u32| -> Option<u16> {
+        Some(u16::from_le_bytes(bytes(rva, 2).get(..2)?.try_into().ok()?))
+    };
     let functions = u32_at(dir.wrapping_add(20))?.min(MAX_EXPORTS);
     let names = u32_at(dir.wrapping_add(24))?.min(MAX_EXPORTS);
     let addr_of_functions = u32_at(dir.wrapping_add(28))?;
@@ -30,12 +41,18 @@ fn exports_with((dir, dir_size): (u32, u32), bytes: &dyn Fn(u32, usize) -> Vec<u
     let addr_of_ordinals = u32_at(dir.wrapping_add(36))?;
     let mut out = Vec::with_capacity(names as usize);
     for i in 0..names {
-        let Some(name_rva) = u32_at(addr_of_names.wrapping_add(i * 4)) else { break };
-        let Some(ordinal) = u16_at(addr_of_ordinals.wrapping_add(i * 2)) else { break };
+        let Some(name_rva) = u32_at(addr_of_names.wrapping_add(i * 4)) else {
+            break;
+        };
+        let Some(ordinal) = u16_at(addr_of_ordinals.wrapping_add(i * 2)) else {
+            break;
+        };
         if ordinal as u32 >= functions {
             continue;
         }
-        let Some(rva) = u32_at(addr_of_functions.wrapping_add(ordinal as u32 * 4)) else { continue };
+        let Some(rva) = u32_at(addr_of_functions.wrapping_add(ordinal as u32 * 4)) else {
+            continue;
+        };
         if rva >= dir && rva < dir.saturating_add(dir_size) {
             continue; // forwarder string, not code
         }

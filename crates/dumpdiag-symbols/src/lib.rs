@@ -118,13 +118,21 @@ impl Symbols {
     }
 
     pub fn state(&self, index: usize) -> SymbolKind {
-        self.modules.get(index).and_then(|c| c.get()).map(|m| m.kind()).unwrap_or(SymbolKind::Deferred)
+        self.modules
+            .get(index)
+            .and_then(|c| c.get())
+            .map(|m| m.kind())
+            .unwrap_or(SymbolKind::Deferred)
     }
 
     /// A PDB with the module's PDB name that was refused because it belongs to another build
     /// (looked for when the module's symbols were loaded).
     pub fn pdb_mismatch(&self, index: usize) -> Option<String> {
-        self.mismatches.borrow().iter().find(|m| m.0 == index).map(|m| m.1.clone())
+        self.mismatches
+            .borrow()
+            .iter()
+            .find(|m| m.0 == index)
+            .map(|m| m.1.clone())
     }
 
     pub fn origin(&self, index: usize) -> Option<&str> {
@@ -148,8 +156,14 @@ impl Symbols {
         let cv = m
             .codeview
             .clone()
-            .or_else(|| dumpdiag_os::pe::read_headers(target.memory(), m.base).and_then(|h| dumpdiag_os::pe::codeview(target.memory(), &h)))
-            .or_else(|| self.image_file(target, index).and_then(|img| img.codeview()));
+            .or_else(|| {
+                dumpdiag_os::pe::read_headers(target.memory(), m.base)
+                    .and_then(|h| dumpdiag_os::pe::codeview(target.memory(), &h))
+            })
+            .or_else(|| {
+                self.image_file(target, index)
+                    .and_then(|img| img.codeview())
+            });
         if let Some(cv) = &cv {
             if let (Some(pdb_name), Some(id)) = (cv.pdb_name(), cv.pdb_id()) {
                 let file = dumpdiag_target::file_name_of(pdb_name).to_string();
@@ -160,13 +174,23 @@ impl Symbols {
                         continue;
                     }
                     if let Ok(p) = pdb::PdbSymbols::open(&c) {
-                        if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid) || matches!(cv, CodeViewRecord::Pdb20 { .. }) {
+                        if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid)
+                            || matches!(cv, CodeViewRecord::Pdb20 { .. })
+                        {
                             return (ModuleSymbols::Pdb(Box::new(p)), c.display().to_string());
                         }
-                        let found = pdb_store_id(&CodeViewRecord::Pdb70 { guid: p.guid, age: p.age, pdb_name: String::new() }).unwrap_or_default();
+                        let found = pdb_store_id(&CodeViewRecord::Pdb70 {
+                            guid: p.guid,
+                            age: p.age,
+                            pdb_name: String::new(),
+                        })
+                        .unwrap_or_default();
                         let mut mm = self.mismatches.borrow_mut();
                         if !mm.iter().any(|x| x.0 == index) {
-                            mm.push((index, format!("{} is {found}, the image expects {id}", c.display())));
+                            mm.push((
+                                index,
+                                format!("{} is {found}, the image expects {id}", c.display()),
+                            ));
                         }
                     }
                 }
@@ -175,15 +199,22 @@ impl Symbols {
                     if self.unreachable.borrow().iter().any(|u| u == url) {
                         continue;
                     }
-                    let cache = cache.map(PathBuf::from).unwrap_or_else(sympath::default_cache);
+                    let cache = cache
+                        .map(PathBuf::from)
+                        .unwrap_or_else(sympath::default_cache);
                     let fetched = server::fetch(url, &cache, &file, &id);
                     if let Err(server::FetchError::Unreachable(_)) = &fetched {
                         self.unreachable.borrow_mut().push(url.to_string());
                     }
                     if let Ok(path) = fetched {
                         if let Ok(p) = pdb::PdbSymbols::open(&path) {
-                            if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid) || matches!(cv, CodeViewRecord::Pdb20 { .. }) {
-                                return (ModuleSymbols::Pdb(Box::new(p)), format!("{} (from {url})", path.display()));
+                            if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid)
+                                || matches!(cv, CodeViewRecord::Pdb20 { .. })
+                            {
+                                return (
+                                    ModuleSymbols::Pdb(Box::new(p)),
+                                    format!("{} (from {url})", path.display()),
+                                );
                             }
                         }
                     }
@@ -192,9 +223,17 @@ impl Symbols {
                     Some(i) => format!("{}.sym", &file[..i]),
                     None => format!("{file}.sym"),
                 };
-                for c in self.path.local_candidates(&file, &id).into_iter().map(|p| p.with_file_name(&sym)) {
+                for c in self
+                    .path
+                    .local_candidates(&file, &id)
+                    .into_iter()
+                    .map(|p| p.with_file_name(&sym))
+                {
                     if let Ok(b) = BreakpadSymbols::open(&c) {
-                        return (ModuleSymbols::Breakpad(Box::new(b), c.display().to_string()), c.display().to_string());
+                        return (
+                            ModuleSymbols::Breakpad(Box::new(b), c.display().to_string()),
+                            c.display().to_string(),
+                        );
                     }
                 }
             }
@@ -202,24 +241,40 @@ impl Symbols {
         if let Some(e) = exports::read_exports(target.memory(), m.base).filter(|e| !e.is_empty()) {
             return (ModuleSymbols::Export(e), "exports in dump memory".into());
         }
-        match self.image_file(target, index).and_then(exports::read_exports_file) {
-            Some(e) if !e.is_empty() => (ModuleSymbols::Export(e), "exports of the image file on the symbol path".into()),
+        match self
+            .image_file(target, index)
+            .and_then(exports::read_exports_file)
+        {
+            Some(e) if !e.is_empty() => (
+                ModuleSymbols::Export(e),
+                "exports of the image file on the symbol path".into(),
+            ),
             _ => (ModuleSymbols::None, String::new()),
         }
     }
 
     /// The module's image file from the symbol path (symbol-store id: TimeDateStamp as 8 hex
     /// digits, then SizeOfImage), checked against the dump's module record.
-    pub fn image_file(&self, target: &dyn Target, index: usize) -> Option<&dumpdiag_os::pe::FileImage> {
+    pub fn image_file(
+        &self,
+        target: &dyn Target,
+        index: usize,
+    ) -> Option<&dumpdiag_os::pe::FileImage> {
         self.images
             .get(index)?
             .get_or_init(|| {
                 let m = &target.modules()[index];
                 let name = m.file_name().to_string();
                 let id = format!("{:08X}{:x}", m.time_date_stamp, m.size);
-                let matches = |img: &dumpdiag_os::pe::FileImage| img.time_date_stamp == m.time_date_stamp && img.size_of_image == m.size;
+                let matches = |img: &dumpdiag_os::pe::FileImage| {
+                    img.time_date_stamp == m.time_date_stamp && img.size_of_image == m.size
+                };
                 for c in self.path.local_candidates(&name, &id) {
-                    if let Some(img) = std::fs::read(&c).ok().and_then(dumpdiag_os::pe::FileImage::parse).filter(matches) {
+                    if let Some(img) = std::fs::read(&c)
+                        .ok()
+                        .and_then(dumpdiag_os::pe::FileImage::parse)
+                        .filter(matches)
+                    {
                         return Some(img);
                     }
                 }
@@ -227,14 +282,22 @@ impl Symbols {
                     if self.unreachable.borrow().iter().any(|u| u == url) {
                         continue;
                     }
-                    let cache = cache.map(PathBuf::from).unwrap_or_else(sympath::default_cache);
+                    let cache = cache
+                        .map(PathBuf::from)
+                        .unwrap_or_else(sympath::default_cache);
                     match server::fetch(url, &cache, &name, &id) {
                         Ok(p) => {
-                            if let Some(img) = std::fs::read(&p).ok().and_then(dumpdiag_os::pe::FileImage::parse).filter(matches) {
+                            if let Some(img) = std::fs::read(&p)
+                                .ok()
+                                .and_then(dumpdiag_os::pe::FileImage::parse)
+                                .filter(matches)
+                            {
                                 return Some(img);
                             }
                         }
-                        Err(server::FetchError::Unreachable(_)) => self.unreachable.borrow_mut().push(url.to_string()),
+                        Err(server::FetchError::Unreachable(_)) => {
+                            self.unreachable.borrow_mut().push(url.to_string())
+                        }
                         Err(_) => {}
                     }
                 }
@@ -245,9 +308,16 @@ impl Symbols {
 
     /// Parameters and locals of the function at `addr`, with values read for a frame whose
     /// registers `reg` answers (CodeView register numbers). None without a PDB.
-    pub fn variables(&self, target: &dyn Target, addr: u64, reg: &dyn Fn(u16) -> Option<u64>) -> Option<Vec<locals::Variable>> {
+    pub fn variables(
+        &self,
+        target: &dyn Target,
+        addr: u64,
+        reg: &dyn Fn(u16) -> Option<u64>,
+    ) -> Option<Vec<locals::Variable>> {
         let index = target.modules().iter().position(|m| m.contains(addr))?;
-        let ModuleSymbols::Pdb(p) = self.module(target, index)? else { return None };
+        let ModuleSymbols::Pdb(p) = self.module(target, index)? else {
+            return None;
+        };
         let m = &target.modules()[index];
         let ptr = match dumpdiag_os::pe::read_headers(target.memory(), m.base) {
             Some(h) if h.magic == 0x10b => 4,
@@ -256,7 +326,14 @@ impl Symbols {
         };
         let mem = target.memory();
         let read = |a: u64, n: usize| dumpdiag_target::MemoryExt::read_bytes(mem, a, n);
-        locals::frame_variables(std::path::Path::new(&p.path), (addr - m.base) as u32, ptr, reg, &read).ok()
+        locals::frame_variables(
+            std::path::Path::new(&p.path),
+            (addr - m.base) as u32,
+            ptr,
+            reg,
+            &read,
+        )
+        .ok()
     }
 
     /// Symbolize an address.
@@ -277,7 +354,9 @@ impl Symbols {
             ModuleSymbols::Pdb(p) => {
                 let Some(f) = p.find(u32::try_from(rva).ok()?) else {
                     // Not code: a global or static variable?
-                    let (start, name) = p.global_at(rva as u32).filter(|g| rva - g.0 as u64 <= MAX_DATA_DISPLACEMENT)?;
+                    let (start, name) = p
+                        .global_at(rva as u32)
+                        .filter(|g| rva - g.0 as u64 <= MAX_DATA_DISPLACEMENT)?;
                     return Some(Symbol {
                         function: name.clone(),
                         displacement: rva - *start as u64,
@@ -292,12 +371,30 @@ impl Symbols {
                 // The source line of the address belongs to the innermost inline frame.
                 let innermost_source = frames.first().and_then(|fr| Some((fr.1.clone()?, fr.2?)));
                 let source = innermost_source.or_else(|| Some((file?, line?)));
-                let inlined = frames.into_iter().map(|(name, file, line)| (name, file.zip(line))).collect();
-                Some(Symbol { function, displacement: addr - start, function_start: start, source, inlined, kind: SymbolKind::Pdb, ..base })
+                let inlined = frames
+                    .into_iter()
+                    .map(|(name, file, line)| (name, file.zip(line)))
+                    .collect();
+                Some(Symbol {
+                    function,
+                    displacement: addr - start,
+                    function_start: start,
+                    source,
+                    inlined,
+                    kind: SymbolKind::Pdb,
+                    ..base
+                })
             }
             ModuleSymbols::Breakpad(b, _) => {
                 let (name, off, source, _) = b.lookup(rva)?;
-                Some(Symbol { function: pdb::demangle(&name), displacement: off, function_start: addr - off, source, kind: SymbolKind::Breakpad, ..base })
+                Some(Symbol {
+                    function: pdb::demangle(&name),
+                    displacement: off,
+                    function_start: addr - off,
+                    source,
+                    kind: SymbolKind::Breakpad,
+                    ..base
+                })
             }
             ModuleSymbols::Export(e) => {
                 let i = e.partition_point(|x| x.0 as u64 <= rva);
@@ -325,7 +422,13 @@ impl Symbols {
     }
 
     /// Every symbol of the modules matching `module` whose name matches `pattern` (wildcards).
-    pub fn search(&self, target: &dyn Target, module: &str, pattern: &str, matches: &dyn Fn(&str, &str) -> bool) -> Vec<(u64, String)> {
+    pub fn search(
+        &self,
+        target: &dyn Target,
+        module: &str,
+        pattern: &str,
+        matches: &dyn Fn(&str, &str) -> bool,
+    ) -> Vec<(u64, String)> {
         let mut out = Vec::new();
         for (i, m) in target.modules().iter().enumerate() {
             if !matches(module, &m.short_name()) {
@@ -339,11 +442,15 @@ impl Symbols {
             };
             match self.module(target, i) {
                 Some(ModuleSymbols::Pdb(p)) => {
-                    p.functions().iter().for_each(|(rva, n)| push(*rva as u64, n));
+                    p.functions()
+                        .iter()
+                        .for_each(|(rva, n)| push(*rva as u64, n));
                     p.globals.iter().for_each(|(rva, n)| push(*rva as u64, n));
                 }
                 Some(ModuleSymbols::Breakpad(b, _)) => b.symbols().for_each(|(a, n)| push(a, n)),
-                Some(ModuleSymbols::Export(e)) => e.iter().for_each(|(rva, n)| push(*rva as u64, n)),
+                Some(ModuleSymbols::Export(e)) => {
+                    e.iter().for_each(|(rva, n)| push(*rva as u64, n))
+                }
                 _ => {}
             }
         }

@@ -119,7 +119,11 @@ impl<'a, 's> Types<'a, 's> {
                 }
             }
             Some(TypeData::Pointer(p)) => {
-                let sigil = if p.attributes.is_reference() { "&" } else { "*" };
+                let sigil = if p.attributes.is_reference() {
+                    "&"
+                } else {
+                    "*"
+                };
                 format!("{}{sigil}", self.name(p.underlying_type, depth + 1))
             }
             Some(TypeData::Modifier(m)) => {
@@ -177,11 +181,23 @@ impl<'a, 's> Types<'a, 's> {
                     format!("0x{:08x}`{:08x}", v >> 32, v & 0xffff_ffff)
                 }
             }
-            Some(TypeData::Class(c)) => format!("{} {}", if c.kind == pdb::ClassKind::Struct { "struct" } else { "class" }, c.name),
+            Some(TypeData::Class(c)) => format!(
+                "{} {}",
+                if c.kind == pdb::ClassKind::Struct {
+                    "struct"
+                } else {
+                    "class"
+                },
+                c.name
+            ),
             Some(TypeData::Enumeration(e)) => {
                 let b = read(addr, 4);
                 match b.get(..4) {
-                    Some(x) => format!("{} (0n{})", e.name, i32::from_le_bytes(x.try_into().unwrap_or([0; 4]))),
+                    Some(x) => format!(
+                        "{} (0n{})",
+                        e.name,
+                        i32::from_le_bytes(x.try_into().unwrap_or([0; 4]))
+                    ),
                     None => "<Memory access error>".into(),
                 }
             }
@@ -190,9 +206,16 @@ impl<'a, 's> Types<'a, 's> {
     }
 
     /// Members of the structure `ti` (after modifiers and forward references) at `addr`.
-    fn members(&self, ti: TypeIndex, addr: u64, read: &dyn Fn(u64, usize) -> Vec<u8>) -> Vec<Member> {
+    fn members(
+        &self,
+        ti: TypeIndex,
+        addr: u64,
+        read: &dyn Fn(u64, usize) -> Vec<u8>,
+    ) -> Vec<Member> {
         let ti = self.resolve(self.strip_modifiers(ti));
-        let Some(TypeData::Class(c)) = self.data(ti) else { return Vec::new() };
+        let Some(TypeData::Class(c)) = self.data(ti) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         let mut list = c.fields;
         let mut hops = 0;
@@ -201,7 +224,9 @@ impl<'a, 's> Types<'a, 's> {
             if hops > MAX_TYPE_DEPTH {
                 break;
             }
-            let Some(TypeData::FieldList(f)) = self.data(fl) else { break };
+            let Some(TypeData::FieldList(f)) = self.data(fl) else {
+                break;
+            };
             for field in f.fields {
                 if let TypeData::Member(m) = field {
                     out.push(Member {
@@ -245,10 +270,29 @@ fn format_primitive(k: PrimitiveKind, b: &[u8]) -> String {
         u64::from_le_bytes(x)
     };
     match k {
-        F32 | F32PP => format!("{}", f32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])) as f64),
-        F64 => format!("{}", f64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))),
-        Bool8 | Bool16 | Bool32 | Bool64 => (if u(b.len().min(8)) != 0 { "true" } else { "false" }).into(),
-        Char | RChar | I8 => format!("0n{} '{}'", i(1), if (0x20..0x7f).contains(&b[0]) { b[0] as char } else { '.' }),
+        F32 | F32PP => format!(
+            "{}",
+            f32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4])) as f64
+        ),
+        F64 => format!(
+            "{}",
+            f64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]))
+        ),
+        Bool8 | Bool16 | Bool32 | Bool64 => (if u(b.len().min(8)) != 0 {
+            "true"
+        } else {
+            "false"
+        })
+        .into(),
+        Char | RChar | I8 => format!(
+            "0n{} '{}'",
+            i(1),
+            if (0x20..0x7f).contains(&b[0]) {
+                b[0] as char
+            } else {
+                '.'
+            }
+        ),
         UChar | U8 | Char8 => format!("0x{:02x}", b[0]),
         Short | I16 => format!("0n{}", i(2)),
         Long | I32 | HRESULT => format!("0n{}", i(4)),
@@ -278,7 +322,9 @@ pub fn frame_variables(
     let mut found: Option<Vec<(String, Option<bool>, u16, i32, TypeIndex)>> = None;
     let mut frame_size: Option<u32> = None;
     'modules: while let Some(m) = modules.next().map_err(|e| e.to_string())? {
-        let Some(info) = pdb.module_info(&m).map_err(|e| e.to_string())? else { continue };
+        let Some(info) = pdb.module_info(&m).map_err(|e| e.to_string())? else {
+            continue;
+        };
         let mut symbols = info.symbols().map_err(|e| e.to_string())?;
         let mut inside: Option<pdb::SymbolIndex> = None;
         let mut vars = Vec::new();
@@ -294,7 +340,9 @@ pub fn frame_variables(
             let Ok(data) = sym.parse() else { continue };
             match data {
                 SymbolData::Procedure(p) if inside.is_none() => {
-                    let Some(start) = p.offset.to_rva(&address_map) else { continue };
+                    let Some(start) = p.offset.to_rva(&address_map) else {
+                        continue;
+                    };
                     if rva >= start.0 && rva < start.0.saturating_add(p.len) {
                         inside = Some(p.end);
                     }
@@ -305,26 +353,56 @@ pub fn frame_variables(
                     local_base = f.flags.encoded_local_base_pointer;
                     param_base = f.flags.encoded_param_base_pointer;
                 }
-                SymbolData::RegisterRelative(r) => vars.push((r.name.to_string().into_owned(), None, r.register.0, r.offset, r.type_index)),
-                SymbolData::BasePointerRelative(b) => {
-                    vars.push((b.name.to_string().into_owned(), Some(b.offset > 0), if ptr == 4 { CV_X86_EBP } else { CV_AMD64_RBP }, b.offset, b.type_index))
+                SymbolData::RegisterRelative(r) => vars.push((
+                    r.name.to_string().into_owned(),
+                    None,
+                    r.register.0,
+                    r.offset,
+                    r.type_index,
+                )),
+                SymbolData::BasePointerRelative(b) => vars.push((
+                    b.name.to_string().into_owned(),
+                    Some(b.offset > 0),
+                    if ptr == 4 { CV_X86_EBP } else { CV_AMD64_RBP },
+                    b.offset,
+                    b.type_index,
+                )),
+                SymbolData::Local(l) => {
+                    pending_local = Some((
+                        l.name.to_string().into_owned(),
+                        l.flags.isparam,
+                        l.type_index,
+                    ))
                 }
-                SymbolData::Local(l) => pending_local = Some((l.name.to_string().into_owned(), l.flags.isparam, l.type_index)),
                 SymbolData::DefRangeFramePointerRelative(d) => {
                     if let Some((name, is_param, ti)) = pending_local.take() {
-                        vars.push((name, Some(is_param), base_register(if is_param { param_base } else { local_base }, ptr), d.offset, ti));
+                        vars.push((
+                            name,
+                            Some(is_param),
+                            base_register(if is_param { param_base } else { local_base }, ptr),
+                            d.offset,
+                            ti,
+                        ));
                     }
                 }
                 SymbolData::DefRangeFramePointerRelativeFullScope(d) => {
                     if let Some((name, is_param, ti)) = pending_local.take() {
-                        vars.push((name, Some(is_param), base_register(if is_param { param_base } else { local_base }, ptr), d.offset, ti));
+                        vars.push((
+                            name,
+                            Some(is_param),
+                            base_register(if is_param { param_base } else { local_base }, ptr),
+                            d.offset,
+                            ti,
+                        ));
                     }
                 }
                 _ => {}
             }
         }
     }
-    let Some(vars) = found else { return Ok(Vec::new()) };
+    let Some(vars) = found else {
+        return Ok(Vec::new());
+    };
     let tpi = pdb.type_information().map_err(|e| e.to_string())?;
     let mut finder = tpi.finder();
     let mut by_name = HashMap::new();
@@ -333,11 +411,18 @@ pub fn frame_variables(
         finder.update(&it);
         if let Ok(TypeData::Class(c)) = t.parse() {
             if !c.properties.forward_reference() {
-                by_name.entry(c.name.to_string().into_owned()).or_insert(t.index());
+                by_name
+                    .entry(c.name.to_string().into_owned())
+                    .or_insert(t.index());
             }
         }
     }
-    let types = Types { finder, by_name, ptr, _s: std::marker::PhantomData };
+    let types = Types {
+        finder,
+        by_name,
+        ptr,
+        _s: std::marker::PhantomData,
+    };
     let mut out = Vec::new();
     for (name, is_param, register, offset, ti) in vars {
         let base = reg(register);
@@ -357,11 +442,15 @@ pub fn frame_variables(
                     Some(st) => {
                         let raw = read(a, ptr as usize);
                         let target = if ptr == 4 {
-                            raw.get(..4).map(|x| u32::from_le_bytes(x.try_into().unwrap_or([0; 4])) as u64)
+                            raw.get(..4)
+                                .map(|x| u32::from_le_bytes(x.try_into().unwrap_or([0; 4])) as u64)
                         } else {
-                            raw.get(..8).map(|x| u64::from_le_bytes(x.try_into().unwrap_or([0; 8])))
+                            raw.get(..8)
+                                .map(|x| u64::from_le_bytes(x.try_into().unwrap_or([0; 8])))
                         };
-                        target.map(|t| types.members(st, t, read)).unwrap_or_default()
+                        target
+                            .map(|t| types.members(st, t, read))
+                            .unwrap_or_default()
                     }
                     None => types.members(ti, a, read),
                 };
@@ -369,7 +458,14 @@ pub fn frame_variables(
             }
             None => ("<value unavailable>".into(), Vec::new()),
         };
-        out.push(Variable { name, is_param, type_name, address, value, members });
+        out.push(Variable {
+            name,
+            is_param,
+            type_name,
+            address,
+            value,
+            members,
+        });
     }
     Ok(out)
 }

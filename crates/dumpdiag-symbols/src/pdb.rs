@@ -67,14 +67,26 @@ impl PdbSymbols {
         let frame_data = read_frame_data(&mut pdb);
         let globals = read_globals(&mut pdb);
         let guid = guid_bytes(&info.guid);
-        let age = pdb.debug_information().map(|d| d.age().unwrap_or(info.age)).unwrap_or(info.age);
+        let age = pdb
+            .debug_information()
+            .map(|d| d.age().unwrap_or(info.age))
+            .unwrap_or(info.age);
         let data = ContextPdbData::try_from_pdb(pdb).map_err(|e| e.to_string())?;
         // WinDbg names frames without argument lists (`mod!Class::method+0x1f`).
         let flags = pdb_addr2line::TypeFormatterFlags::NO_ARGUMENTS
             | pdb_addr2line::TypeFormatterFlags::NO_FUNCTION_RETURN
             | pdb_addr2line::TypeFormatterFlags::NAME_ONLY;
-        let cell = Cell::try_new(data, |d| d.make_context_with_formatter_flags(flags)).map_err(|e| e.to_string())?;
-        Ok(PdbSymbols { cell, path: path.display().to_string(), guid, age, frame_data, globals, functions: std::cell::OnceCell::new() })
+        let cell = Cell::try_new(data, |d| d.make_context_with_formatter_flags(flags))
+            .map_err(|e| e.to_string())?;
+        Ok(PdbSymbols {
+            cell,
+            path: path.display().to_string(),
+            guid,
+            age,
+            frame_data,
+            globals,
+            functions: std::cell::OnceCell::new(),
+        })
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
@@ -86,7 +98,15 @@ impl PdbSymbols {
                 frames: f
                     .frames
                     .into_iter()
-                    .map(|fr| (fr.function.map(|n| demangle(&n)).unwrap_or_else(|| "<unknown>".into()), fr.file.map(|s| s.into_owned()), fr.line))
+                    .map(|fr| {
+                        (
+                            fr.function
+                                .map(|n| demangle(&n))
+                                .unwrap_or_else(|| "<unknown>".into()),
+                            fr.file.map(|s| s.into_owned()),
+                            fr.line,
+                        )
+                    })
                     .collect(),
             })
         })
@@ -95,7 +115,11 @@ impl PdbSymbols {
     /// The frame-data record covering `rva` (program strings preferred over plain FPO).
     pub fn frame_data_at(&self, rva: u64) -> Option<&crate::breakpad::StackWin> {
         let i = self.frame_data.partition_point(|w| w.address <= rva);
-        self.frame_data[..i].iter().rev().take(8).find(|w| rva < w.address + w.size)
+        self.frame_data[..i]
+            .iter()
+            .rev()
+            .take(8)
+            .find(|w| rva < w.address + w.size)
     }
 
     /// The data symbol at or below `rva`: (start rva, name).
@@ -106,20 +130,35 @@ impl PdbSymbols {
 
     /// Every function: (start rva, name).
     pub fn functions(&self) -> &[(u32, String)] {
-        self.functions.get_or_init(|| self.cell.with_dependent(|_, ctx| ctx.functions().filter_map(|f| Some((f.start_rva, demangle(&f.name?)))).collect()))
+        self.functions.get_or_init(|| {
+            self.cell.with_dependent(|_, ctx| {
+                ctx.functions()
+                    .filter_map(|f| Some((f.start_rva, demangle(&f.name?))))
+                    .collect()
+            })
+        })
     }
 }
 
 /// The PDB's x86 frame data (the FPO and "new FPO" streams), as STACK WIN-shaped records.
 fn read_frame_data(pdb: &mut pdb::PDB<'static, File>) -> Vec<crate::breakpad::StackWin> {
     use pdb::FallibleIterator;
-    let (Ok(table), Ok(map)) = (pdb.frame_table(), pdb.address_map()) else { return Vec::new() };
+    let (Ok(table), Ok(map)) = (pdb.frame_table(), pdb.address_map()) else {
+        return Vec::new();
+    };
     let strings = pdb.string_table().ok();
     let mut out = Vec::new();
     let mut it = table.iter();
     while let Ok(Some(f)) = it.next() {
-        let Some(rva) = f.code_start.to_rva(&map) else { continue };
-        let program = f.program.and_then(|p| strings.as_ref().and_then(|st| p.to_string_lossy(st).ok()).map(|c| c.into_owned()));
+        let Some(rva) = f.code_start.to_rva(&map) else {
+            continue;
+        };
+        let program = f.program.and_then(|p| {
+            strings
+                .as_ref()
+                .and_then(|st| p.to_string_lossy(st).ok())
+                .map(|c| c.into_owned())
+        });
         out.push(crate::breakpad::StackWin {
             kind: if program.is_some() { 4 } else { 0 },
             address: rva.0 as u64,
@@ -144,7 +183,9 @@ fn read_frame_data(pdb: &mut pdb::PDB<'static, File>) -> Vec<crate::breakpad::St
 /// Global and static data (S_GDATA32 / S_LDATA32 in the global symbol stream and the modules).
 fn read_globals(pdb: &mut pdb::PDB<'static, File>) -> Vec<(u32, String)> {
     use pdb::FallibleIterator;
-    let Ok(map) = pdb.address_map() else { return Vec::new() };
+    let Ok(map) = pdb.address_map() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let mut push = |data: pdb::SymbolData| {
         if let pdb::SymbolData::Data(d) = data {

@@ -47,7 +47,9 @@ pub enum FetchError {
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FetchError::NotFound(s) | FetchError::Unreachable(s) | FetchError::Bad(s) => f.write_str(s),
+            FetchError::NotFound(s) | FetchError::Unreachable(s) | FetchError::Bad(s) => {
+                f.write_str(s)
+            }
         }
     }
 }
@@ -86,12 +88,18 @@ fn get(agent: &ureq::Agent, url: &str, label: &str) -> Result<Option<Vec<u8>>, S
     if status != 200 {
         return Err(format!("{url}: HTTP {status}"));
     }
-    let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let len = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let bar = (std::io::stderr().is_terminal() && len.is_some()).then(|| {
         let b = indicatif::ProgressBar::new(len.unwrap_or(0));
         b.set_style(
-            indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b.set_message(label.to_string());
         b
@@ -117,12 +125,28 @@ fn get(agent: &ureq::Agent, url: &str, label: &str) -> Result<Option<Vec<u8>>, S
 
 /// Extract `name` (or the only file) from a CAB archive.
 fn uncab(bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
-    let mut cab = cab::Cabinet::new(std::io::Cursor::new(bytes)).map_err(|e| format!("bad CAB: {e}"))?;
-    let files: Vec<String> = cab.folder_entries().flat_map(|f| f.file_entries().map(|e| e.name().to_string()).collect::<Vec<_>>()).collect();
-    let pick = files.iter().find(|f| f.eq_ignore_ascii_case(name)).or(files.first()).ok_or("empty CAB")?.clone();
-    let mut r = cab.read_file(&pick).map_err(|e| format!("CAB {pick}: {e}"))?;
+    let mut cab =
+        cab::Cabinet::new(std::io::Cursor::new(bytes)).map_err(|e| format!("bad CAB: {e}"))?;
+    let files: Vec<String> = cab
+        .folder_entries()
+        .flat_map(|f| {
+            f.file_entries()
+                .map(|e| e.name().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let pick = files
+        .iter()
+        .find(|f| f.eq_ignore_ascii_case(name))
+        .or(files.first())
+        .ok_or("empty CAB")?
+        .clone();
+    let mut r = cab
+        .read_file(&pick)
+        .map_err(|e| format!("CAB {pick}: {e}"))?;
     let mut out = Vec::new();
-    r.read_to_end(&mut out).map_err(|e| format!("CAB {pick}: {e}"))?;
+    r.read_to_end(&mut out)
+        .map_err(|e| format!("CAB {pick}: {e}"))?;
     Ok(out)
 }
 
@@ -131,7 +155,8 @@ fn store(dest: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp = dest.with_extension("download");
     let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
     drop(f);
     std::fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     Ok(dest.to_path_buf())

@@ -18,10 +18,14 @@ pub struct SymbolPath {
 
 /// Where `.symfix` puts downloads when no cache is named.
 pub fn default_cache() -> PathBuf {
-    std::env::var_os("DUMPDIAG_SYMBOL_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE")).unwrap_or_default();
-        PathBuf::from(home).join(".dumpdiag").join("symbols")
-    })
+    std::env::var_os("DUMPDIAG_SYMBOL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .or_else(|| std::env::var_os("USERPROFILE"))
+                .unwrap_or_default();
+            PathBuf::from(home).join(".dumpdiag").join("symbols")
+        })
 }
 
 impl SymbolPath {
@@ -32,19 +36,40 @@ impl SymbolPath {
             let head = pieces[0].to_ascii_lowercase();
             match head.as_str() {
                 "srv" | "symsrv" => {
-                    let rest: Vec<&str> = if head == "symsrv" { pieces.iter().skip(2).copied().collect() } else { pieces[1..].to_vec() };
+                    let rest: Vec<&str> = if head == "symsrv" {
+                        pieces.iter().skip(2).copied().collect()
+                    } else {
+                        pieces[1..].to_vec()
+                    };
                     let (url, caches): (Option<&str>, Vec<&str>) = match rest.split_last() {
                         Some((last, init)) if last.contains("://") => (Some(*last), init.to_vec()),
                         Some(_) | None => (None, rest.clone()),
                     };
-                    let cache = caches.iter().rev().find(|c| !c.is_empty()).map(PathBuf::from).or_else(|| Some(default_cache()));
+                    let cache = caches
+                        .iter()
+                        .rev()
+                        .find(|c| !c.is_empty())
+                        .map(PathBuf::from)
+                        .or_else(|| Some(default_cache()));
                     match url {
-                        Some(u) => elements.push(Element::Server { cache, url: u.trim_end_matches('/').to_string() }),
-                        None => elements.extend(caches.iter().filter(|c| !c.is_empty()).map(|c| Element::Cache(PathBuf::from(c)))),
+                        Some(u) => elements.push(Element::Server {
+                            cache,
+                            url: u.trim_end_matches('/').to_string(),
+                        }),
+                        None => elements.extend(
+                            caches
+                                .iter()
+                                .filter(|c| !c.is_empty())
+                                .map(|c| Element::Cache(PathBuf::from(c))),
+                        ),
                     }
                 }
                 "cache" => {
-                    let dir = pieces.get(1).filter(|d| !d.is_empty()).map(PathBuf::from).unwrap_or_else(default_cache);
+                    let dir = pieces
+                        .get(1)
+                        .filter(|d| !d.is_empty())
+                        .map(PathBuf::from)
+                        .unwrap_or_else(default_cache);
                     elements.push(Element::Cache(dir));
                 }
                 _ => elements.push(Element::Directory(PathBuf::from(part))),
@@ -91,19 +116,36 @@ mod tests {
 
     #[test]
     fn parses_windbg_symbol_paths() {
-        let p = SymbolPath::parse("srv*c:\\sym*https://msdl.microsoft.com/download/symbols;d:\\mine; cache*e:\\cache");
+        let p = SymbolPath::parse(
+            "srv*c:\\sym*https://msdl.microsoft.com/download/symbols;d:\\mine; cache*e:\\cache",
+        );
         assert_eq!(
             p.elements,
             vec![
-                Element::Server { cache: Some(PathBuf::from("c:\\sym")), url: "https://msdl.microsoft.com/download/symbols".into() },
+                Element::Server {
+                    cache: Some(PathBuf::from("c:\\sym")),
+                    url: "https://msdl.microsoft.com/download/symbols".into()
+                },
                 Element::Directory(PathBuf::from("d:\\mine")),
                 Element::Cache(PathBuf::from("e:\\cache")),
             ]
         );
         let p = SymbolPath::parse("symsrv*symsrv.dll*/tmp/c*http://localhost:1234/");
-        assert_eq!(p.elements, vec![Element::Server { cache: Some(PathBuf::from("/tmp/c")), url: "http://localhost:1234".into() }]);
+        assert_eq!(
+            p.elements,
+            vec![Element::Server {
+                cache: Some(PathBuf::from("/tmp/c")),
+                url: "http://localhost:1234".into()
+            }]
+        );
         assert_eq!(SymbolPath::parse("").elements, vec![]);
         let c = SymbolPath::parse("/s").local_candidates("a.pdb", "ABC1");
-        assert_eq!(c, vec![PathBuf::from("/s/a.pdb"), PathBuf::from("/s/a.pdb/ABC1/a.pdb")]);
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/s/a.pdb"),
+                PathBuf::from("/s/a.pdb/ABC1/a.pdb")
+            ]
+        );
     }
 }

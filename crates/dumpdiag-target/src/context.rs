@@ -65,21 +65,36 @@ pub enum Context {
     Arm64(Box<CONTEXT_ARM64>),
 }
 
-const AMD64_GPRS: [&str; 17] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip"];
-const X86_GPRS: [&str; 9] = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip"];
+const AMD64_GPRS: [&str; 17] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15", "rip",
+];
+const X86_GPRS: [&str; 9] = [
+    "eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi", "eip",
+];
 
 impl Context {
     /// Decode a context of the given architecture. `xstate_features` is MiscInfo v5's
     /// (index, offset, size) list, used to find AVX and CET state in the XSAVE area.
-    pub fn decode(arch: Arch, bytes: &[u8], xstate_features: &[(u32, u32, u32)]) -> Option<Context> {
+    pub fn decode(
+        arch: Arch,
+        bytes: &[u8],
+        xstate_features: &[(u32, u32, u32)],
+    ) -> Option<Context> {
         match arch {
-            Arch::X86 => bytes.pread_with::<CONTEXT_X86>(0, LE).ok().map(|c| Context::X86(Box::new(c))),
+            Arch::X86 => bytes
+                .pread_with::<CONTEXT_X86>(0, LE)
+                .ok()
+                .map(|c| Context::X86(Box::new(c))),
             Arch::Amd64 => {
                 let c = bytes.pread_with::<CONTEXT_AMD64>(0, LE).ok()?;
                 let xstate = decode_xstate(c.context_flags, bytes, xstate_features);
                 Some(Context::Amd64(Box::new(c), xstate))
             }
-            Arch::Arm64 => bytes.pread_with::<CONTEXT_ARM64>(0, LE).ok().map(|c| Context::Arm64(Box::new(c))),
+            Arch::Arm64 => bytes
+                .pread_with::<CONTEXT_ARM64>(0, LE)
+                .ok()
+                .map(|c| Context::Arm64(Box::new(c))),
             Arch::Other(_) => None,
         }
     }
@@ -153,7 +168,9 @@ impl Context {
     /// A 64-bit CONTEXT that describes 32-bit code (cs = 0x23, as the exception context of a
     /// WOW64 thread does) re-expressed as an x86 CONTEXT. None for genuine 64-bit state.
     pub fn wow64_as_x86(&self) -> Option<Context> {
-        let Context::Amd64(c, _) = self else { return None };
+        let Context::Amd64(c, _) = self else {
+            return None;
+        };
         if c.cs != 0x23 {
             return None;
         }
@@ -189,8 +206,9 @@ impl Context {
 }
 
 const ARM64_NAMES: [&str; 34] = [
-    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22",
-    "x23", "x24", "x25", "x26", "x27", "x28", "fp", "lr", "sp", "pc", "cpsr",
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+    "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27",
+    "x28", "fp", "lr", "sp", "pc", "cpsr",
 ];
 
 fn amd64_register(c: &CONTEXT_AMD64, n: &str) -> Option<u64> {
@@ -242,7 +260,17 @@ fn amd64_register(c: &CONTEXT_AMD64, n: &str) -> Option<u64> {
         return seg;
     }
     // Sub-registers: eax/ax/al/ah, r8d/r8w/r8b, esp/sp/spl ...
-    let legacy = [("ax", "rax"), ("cx", "rcx"), ("dx", "rdx"), ("bx", "rbx"), ("sp", "rsp"), ("bp", "rbp"), ("si", "rsi"), ("di", "rdi"), ("ip", "rip")];
+    let legacy = [
+        ("ax", "rax"),
+        ("cx", "rcx"),
+        ("dx", "rdx"),
+        ("bx", "rbx"),
+        ("sp", "rsp"),
+        ("bp", "rbp"),
+        ("si", "rsi"),
+        ("di", "rdi"),
+        ("ip", "rip"),
+    ];
     for (short, long) in legacy {
         let v = full(long)?;
         if n == format!("e{short}") {
@@ -261,7 +289,12 @@ fn amd64_register(c: &CONTEXT_AMD64, n: &str) -> Option<u64> {
             return Some((v >> 8) & 0xff);
         }
     }
-    for (short, long) in [("spl", "rsp"), ("bpl", "rbp"), ("sil", "rsi"), ("dil", "rdi")] {
+    for (short, long) in [
+        ("spl", "rsp"),
+        ("bpl", "rbp"),
+        ("sil", "rsi"),
+        ("dil", "rdi"),
+    ] {
         if n == short {
             return Some(full(long)? & 0xff);
         }
@@ -350,7 +383,8 @@ const XSTATE_CET_U: u32 = 11;
 /// XSAVE_AREA_HEADER; MiscInfo v5 feature offsets count from the start of the XSAVE area,
 /// i.e. 512 bytes (the legacy area, which lives inside CONTEXT) before that header.
 fn decode_xstate(flags: u32, bytes: &[u8], features: &[(u32, u32, u32)]) -> Option<XState> {
-    if flags & CONTEXT_AMD64_XSTATE != CONTEXT_AMD64_XSTATE || bytes.len() < CONTEXT_AMD64_SIZE + 24 {
+    if flags & CONTEXT_AMD64_XSTATE != CONTEXT_AMD64_XSTATE || bytes.len() < CONTEXT_AMD64_SIZE + 24
+    {
         return None;
     }
     let ex = CONTEXT_AMD64_SIZE;
@@ -372,7 +406,17 @@ fn decode_xstate(flags: u32, bytes: &[u8], features: &[(u32, u32, u32)]) -> Opti
         let start = (off as usize).checked_sub(512)?;
         area.get(start..start.checked_add(size as usize)?)
     };
-    let ymm_upper = feature_slice(XSTATE_AVX).map(|s| s.chunks_exact(16).take(16).map(|c| u128::from_le_bytes(c.try_into().unwrap_or([0; 16]))).collect());
+    let ymm_upper = feature_slice(XSTATE_AVX).map(|s| {
+        s.chunks_exact(16)
+            .take(16)
+            .map(|c| u128::from_le_bytes(c.try_into().unwrap_or([0; 16])))
+            .collect()
+    });
     let cet_ssp = feature_slice(XSTATE_CET_U).and_then(|s| s.pread_with::<u64>(8, LE).ok());
-    Some(XState { mask, compaction_mask, ymm_upper, cet_ssp })
+    Some(XState {
+        mask,
+        compaction_mask,
+        ymm_upper,
+        cet_ssp,
+    })
 }

@@ -112,9 +112,17 @@ pub struct FixedFileInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeViewRecord {
     /// RSDS: GUID, age and PDB file name.
-    Pdb70 { guid: [u8; 16], age: u32, pdb_name: String },
+    Pdb70 {
+        guid: [u8; 16],
+        age: u32,
+        pdb_name: String,
+    },
     /// NB10: signature, age and PDB file name.
-    Pdb20 { signature: u32, age: u32, pdb_name: String },
+    Pdb20 {
+        signature: u32,
+        age: u32,
+        pdb_name: String,
+    },
     /// Anything else, by its 4-byte signature.
     Other { signature: u32, size: usize },
 }
@@ -140,7 +148,9 @@ impl CodeViewRecord {
 
     pub fn pdb_name(&self) -> Option<&str> {
         match self {
-            CodeViewRecord::Pdb70 { pdb_name, .. } | CodeViewRecord::Pdb20 { pdb_name, .. } => Some(pdb_name),
+            CodeViewRecord::Pdb70 { pdb_name, .. } | CodeViewRecord::Pdb20 { pdb_name, .. } => {
+                Some(pdb_name)
+            }
             CodeViewRecord::Other { .. } => None,
         }
     }
@@ -191,7 +201,11 @@ pub struct ModuleIndex {
 
 impl ModuleIndex {
     pub fn new(modules: &[ModuleRecord]) -> ModuleIndex {
-        let mut sorted: Vec<(u64, u64, usize)> = modules.iter().enumerate().map(|(i, m)| (m.base, m.end(), i)).collect();
+        let mut sorted: Vec<(u64, u64, usize)> = modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.base, m.end(), i))
+            .collect();
         sorted.sort_unstable();
         let mut high = 0;
         let max_end = sorted
@@ -231,7 +245,15 @@ pub fn module_short_name(path: &str) -> String {
         Some(i) if i > 0 => &file[..i],
         _ => file,
     };
-    stem.chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect()
+    stem.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A module that had been unloaded before the dump was written.
@@ -441,15 +463,32 @@ mod module_index_tests {
     use super::*;
 
     fn m(base: u64, size: u32) -> ModuleRecord {
-        ModuleRecord { base, size, ..Default::default() }
+        ModuleRecord {
+            base,
+            size,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn finds_what_a_linear_search_finds_even_with_overlaps() {
-        let mods = vec![m(0x5000, 0x1000), m(0x1000, 0x10000), m(0x1000, 0x100), m(0x20000, 0x10), m(0x3000, 0x100)];
+        let mods = vec![
+            m(0x5000, 0x1000),
+            m(0x1000, 0x10000),
+            m(0x1000, 0x100),
+            m(0x20000, 0x10),
+            m(0x3000, 0x100),
+        ];
         let index = ModuleIndex::new(&mods);
-        for addr in (0..0x21000u64).step_by(0x80).chain([0x0fff, 0x1000, 0x10fff, 0x11000, 0x2000f, 0x20010]) {
-            assert_eq!(index.find(addr), mods.iter().position(|x| x.contains(addr)), "{addr:#x}");
+        for addr in (0..0x21000u64)
+            .step_by(0x80)
+            .chain([0x0fff, 0x1000, 0x10fff, 0x11000, 0x2000f, 0x20010])
+        {
+            assert_eq!(
+                index.find(addr),
+                mods.iter().position(|x| x.contains(addr)),
+                "{addr:#x}"
+            );
         }
     }
 }

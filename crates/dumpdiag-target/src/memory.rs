@@ -29,15 +29,18 @@ pub trait MemoryExt: MemoryReader {
     }
     fn read_u16(&self, addr: u64) -> Option<u16> {
         let mut b = [0u8; 2];
-        self.read_exact_at(addr, &mut b).then(|| u16::from_le_bytes(b))
+        self.read_exact_at(addr, &mut b)
+            .then(|| u16::from_le_bytes(b))
     }
     fn read_u32(&self, addr: u64) -> Option<u32> {
         let mut b = [0u8; 4];
-        self.read_exact_at(addr, &mut b).then(|| u32::from_le_bytes(b))
+        self.read_exact_at(addr, &mut b)
+            .then(|| u32::from_le_bytes(b))
     }
     fn read_u64(&self, addr: u64) -> Option<u64> {
         let mut b = [0u8; 8];
-        self.read_exact_at(addr, &mut b).then(|| u64::from_le_bytes(b))
+        self.read_exact_at(addr, &mut b)
+            .then(|| u64::from_le_bytes(b))
     }
     /// A pointer of `size` bytes (4 or 8).
     fn read_ptr(&self, addr: u64, size: u64) -> Option<u64> {
@@ -77,7 +80,11 @@ pub trait MemoryExt: MemoryReader {
     /// A NUL-terminated UTF-16 string of at most `max_chars` characters.
     fn read_wstring(&self, addr: u64, max_chars: usize) -> Option<String> {
         let bytes = self.read_bytes(addr, max_chars.saturating_mul(2));
-        let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
         if units.is_empty() && bytes.len() < 2 {
             return None;
         }
@@ -90,7 +97,10 @@ pub trait MemoryExt: MemoryReader {
         if !self.read_exact_at(addr, &mut v) {
             return None;
         }
-        let units: Vec<u16> = v.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = v
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         Some(String::from_utf16_lossy(&units))
     }
 }

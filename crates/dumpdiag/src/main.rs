@@ -9,7 +9,11 @@ use dumpdiag_engine::{Session, COMMANDS};
 use dumpdiag_mdmp::MdmpTarget;
 
 #[derive(Parser)]
-#[command(name = "dumpdiag", version, about = "WinDbg-style analysis of Windows process dumps, on any OS.")]
+#[command(
+    name = "dumpdiag",
+    version,
+    about = "WinDbg-style analysis of Windows process dumps, on any OS."
+)]
 struct Cli {
     /// The dump file (.dmp).
     dump: String,
@@ -56,10 +60,26 @@ mod completion {
 
     impl Completer for Commands {
         type Candidate = Pair;
-        fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-            let start = line[..pos].rfind(|c: char| c == ';' || c.is_whitespace()).map(|i| i + 1).unwrap_or(0);
+        fn complete(
+            &self,
+            line: &str,
+            pos: usize,
+            _: &Context<'_>,
+        ) -> rustyline::Result<(usize, Vec<Pair>)> {
+            let start = line[..pos]
+                .rfind(|c: char| c == ';' || c.is_whitespace())
+                .map(|i| i + 1)
+                .unwrap_or(0);
             let word = &line[start..pos];
-            let hits = self.0.iter().filter(|c| c.starts_with(word)).map(|c| Pair { display: c.to_string(), replacement: c.to_string() }).collect();
+            let hits = self
+                .0
+                .iter()
+                .filter(|c| c.starts_with(word))
+                .map(|c| Pair {
+                    display: c.to_string(),
+                    replacement: c.to_string(),
+                })
+                .collect();
             Ok((start, hits))
         }
     }
@@ -95,7 +115,11 @@ fn repl(session: &mut Session) -> ExitCode {
             }
         }
     }
-    let mut editor = match rustyline::Editor::<completion::Commands, rustyline::history::DefaultHistory>::new() {
+    let mut editor = match rustyline::Editor::<
+        completion::Commands,
+        rustyline::history::DefaultHistory,
+    >::new()
+    {
         Ok(e) => e,
         Err(e) => {
             eprintln!("dumpdiag: cannot start the line editor: {e}");
@@ -132,7 +156,10 @@ fn repl(session: &mut Session) -> ExitCode {
 
 /// `dumpdiag analyze DUMP [-y SYMPATH] [--format text|json] [-o FILE]`.
 #[derive(Parser)]
-#[command(name = "dumpdiag analyze", about = "Automatic diagnosis of a dump in the diagnostic pattern language.")]
+#[command(
+    name = "dumpdiag analyze",
+    about = "Automatic diagnosis of a dump in the diagnostic pattern language."
+)]
 struct AnalyzeCli {
     dump: String,
     #[arg(short = 'y', long = "sympath")]
@@ -186,15 +213,21 @@ fn run_line(session: &mut Session, line: &str) -> dumpdiag_engine::Outcome {
     for part in line.split(';') {
         let cmd = part.trim();
         if cmd.starts_with("!analyze") {
-            out.text.push_str(&dumpdiag_analysis::analyze(session).to_text());
+            out.text
+                .push_str(&dumpdiag_analysis::analyze(session).to_text());
             continue;
         }
         if cmd.starts_with("!cs") || cmd == "!locks" {
-            out.text.push_str(&dumpdiag_analysis::waits::locks_text(&dumpdiag_analysis::Evidence::gather(session)));
+            out.text.push_str(&dumpdiag_analysis::waits::locks_text(
+                &dumpdiag_analysis::Evidence::gather(session),
+            ));
             continue;
         }
         if cmd == "!waitchain" || cmd == "!wct" {
-            out.text.push_str(&dumpdiag_analysis::waits::wait_chain_text(&dumpdiag_analysis::Evidence::gather(session)));
+            out.text
+                .push_str(&dumpdiag_analysis::waits::wait_chain_text(
+                    &dumpdiag_analysis::Evidence::gather(session),
+                ));
             continue;
         }
         let o = session.execute(part);

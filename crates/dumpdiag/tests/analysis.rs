@@ -17,19 +17,30 @@ fn fixtures() -> PathBuf {
     if let Ok(d) = std::env::var("DUMPDIAG_FIXTURES") {
         return PathBuf::from(d);
     }
-    let out = std::process::Command::new("python3").arg(repo().join("fixtures/build.py")).output().expect("run fixtures/build.py");
-    assert!(out.status.success(), "fixture build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("fixtures/build.py"))
+        .output()
+        .expect("run fixtures/build.py");
+    assert!(
+        out.status.success(),
+        "fixture build failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The finding of `pattern` on fixture `name` (symbols beside the dumps).
 fn finding(dir: &std::path::Path, name: &str, pattern: &str) -> dumpdiag_analysis::Finding {
     let r = analyze(&dir.join(format!("{name}.dmp")), dir.to_str().unwrap());
-    r.patterns.into_iter().find(|f| f.name == pattern).unwrap_or_else(|| panic!("{name}: no {pattern}"))
+    r.patterns
+        .into_iter()
+        .find(|f| f.name == pattern)
+        .unwrap_or_else(|| panic!("{name}: no {pattern}"))
 }
 
 fn analyze(path: &std::path::Path, sympath: &str) -> dumpdiag_analysis::Report {
-    let t = dumpdiag_mdmp::MdmpTarget::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let t =
+        dumpdiag_mdmp::MdmpTarget::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut s = dumpdiag_engine::Session::new(Box::new(t));
     s.set_symbol_path(sympath);
     dumpdiag_analysis::analyze(&s)
@@ -38,31 +49,51 @@ fn analyze(path: &std::path::Path, sympath: &str) -> dumpdiag_analysis::Report {
 #[test]
 fn each_detector_fires_exactly_on_the_scenarios_that_show_its_pattern() {
     let dir = fixtures();
-    let implemented: BTreeSet<&str> = dumpdiag_analysis::detectors::implemented().into_iter().collect();
+    let implemented: BTreeSet<&str> = dumpdiag_analysis::detectors::implemented()
+        .into_iter()
+        .collect();
     let mut seen_positive: BTreeSet<&str> = BTreeSet::new();
-    for entry in std::fs::read_dir(repo().join("fixtures/scenarios")).unwrap().flatten() {
+    for entry in std::fs::read_dir(repo().join("fixtures/scenarios"))
+        .unwrap()
+        .flatten()
+    {
         let p = entry.path();
         if p.extension().is_none_or(|x| x != "json") {
             continue;
         }
         let name = p.file_stem().unwrap().to_string_lossy().into_owned();
         let spec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let expected: BTreeSet<String> =
-            spec["patterns"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).filter(|n| implemented.contains(n.as_str())).collect();
+        let expected: BTreeSet<String> = spec["patterns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .filter(|n| implemented.contains(n.as_str()))
+            .collect();
         let report = analyze(&dir.join(format!("{name}.dmp")), dir.to_str().unwrap());
         let found: BTreeSet<String> = report.patterns.iter().map(|f| f.name.clone()).collect();
         assert_eq!(found, expected, "{name}: detected vs expected");
         for f in &report.patterns {
             seen_positive.insert(implemented.iter().find(|i| **i == f.name).copied().unwrap());
-            assert!(!f.summary.is_empty() && !f.recommendation.is_empty(), "{name}: {} lacks a summary or recommendation", f.name);
+            assert!(
+                !f.summary.is_empty() && !f.recommendation.is_empty(),
+                "{name}: {} lacks a summary or recommendation",
+                f.name
+            );
         }
     }
     // Detectors whose pattern no fixture can show under Wine (WOW64, instrumentation flags, a
     // telling environment) find it in the real corpus, pinned by the reviewed snapshot.
-    let snapshot = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/corpus-analysis.txt")).unwrap();
+    let snapshot = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/corpus-analysis.txt"),
+    )
+    .unwrap();
     for d in &implemented {
         if !seen_positive.contains(d) && !SHOWN_BY_NO_DUMP_HERE.iter().any(|(p, _)| p == d) {
-            assert!(snapshot.contains(d), "{d}: shown by no fixture and no corpus dump");
+            assert!(
+                snapshot.contains(d),
+                "{d}: shown by no fixture and no corpus dump"
+            );
         }
     }
 }
@@ -79,34 +110,103 @@ fn thread_module_memory_and_managed_detectors_show_their_evidence() {
     let dir = fixtures();
     let find = |name: &str, pattern: &str| finding(&dir, name, pattern);
     let m = find("message_box", "Main Thread");
-    assert!(m.summary.contains("waits in win32u!NtUserGetMessage, called from message_box!main"), "{}", m.summary);
+    assert!(
+        m.summary
+            .contains("waits in win32u!NtUserGetMessage, called from message_box!main"),
+        "{}",
+        m.summary
+    );
     let a = find("spiking_thread", "Active Thread");
-    assert!(a.evidence.iter().any(|e| e.contains("spiking_thread!spin_compute")), "{:?}", a.evidence);
+    assert!(
+        a.evidence
+            .iter()
+            .any(|e| e.contains("spiking_thread!spin_compute")),
+        "{:?}",
+        a.evidence
+    );
     assert_eq!(a.threads.len(), 1);
     let age = find("foreign_threads", "Thread Age");
     assert_eq!(age.threads.len(), 1);
-    assert!(age.evidence.iter().any(|e| e.contains("started in foreign_threads!late_worker")), "{:?}", age.evidence);
+    assert!(
+        age.evidence
+            .iter()
+            .any(|e| e.contains("started in foreign_threads!late_worker")),
+        "{:?}",
+        age.evidence
+    );
     let foreign = find("foreign_threads", "Not My Thread");
     assert_eq!(foreign.threads.len(), 1);
     assert!(foreign.evidence.iter().any(|e| e.contains("started in ntdll!") && e.contains("foreign_threads!pool_callback")), "{:?}", foreign.evidence);
     let v = find("stale_pdb", "Not My Version");
-    assert!(v.evidence.iter().any(|e| e.starts_with("stale_pdb: PDB from another build") && e.contains("stale_pdb.pdb")), "{:?}", v.evidence);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.starts_with("stale_pdb: PDB from another build")
+                && e.contains("stale_pdb.pdb")),
+        "{:?}",
+        v.evidence
+    );
     let leak = find("heap_leak", "Memory Leak (Process Heap)");
-    assert!(leak.evidence.iter().any(|e| e.contains("(process default heap)") && e.contains("5 segment(s)")), "{:?}", leak.evidence);
+    assert!(
+        leak.evidence
+            .iter()
+            .any(|e| e.contains("(process default heap)") && e.contains("5 segment(s)")),
+        "{:?}",
+        leak.evidence
+    );
     let e = find("managed_exception", "Managed Code Exception");
-    assert_eq!(e.summary, "unhandled .NET exception: System.InvalidOperationException");
+    assert_eq!(
+        e.summary,
+        "unhandled .NET exception: System.InvalidOperationException"
+    );
     let clr = find("managed_exception", "CLR Thread");
-    assert!(clr.evidence.iter().any(|e| e.contains("finalizer thread (coreclr!FinalizerThreadStart)")), "{:?}", clr.evidence);
+    assert!(
+        clr.evidence
+            .iter()
+            .any(|e| e.contains("finalizer thread (coreclr!FinalizerThreadStart)")),
+        "{:?}",
+        clr.evidence
+    );
     let jit = find("managed_exception", "JIT Code (.NET)");
-    assert!(jit.evidence.iter().any(|e| e.contains("calls coreclr!IL_Throw, called from managed_exception!run_managed_main")), "{:?}", jit.evidence);
+    assert!(
+        jit.evidence.iter().any(|e| e
+            .contains("calls coreclr!IL_Throw, called from managed_exception!run_managed_main")),
+        "{:?}",
+        jit.evidence
+    );
     let space = find("managed_exception", "Active Space");
-    assert!(space.evidence.iter().any(|e| e.contains("native ← runtime ← managed (JIT) ← native")), "{:?}", space.evidence);
+    assert!(
+        space
+            .evidence
+            .iter()
+            .any(|e| e.contains("native ← runtime ← managed (JIT) ← native")),
+        "{:?}",
+        space.evidence
+    );
     let u = find("managed_exception", "Unknown Component");
-    assert!(u.evidence.iter().any(|e| e.starts_with("coreclr: no version information")), "{:?}", u.evidence);
+    assert!(
+        u.evidence
+            .iter()
+            .any(|e| e.starts_with("coreclr: no version information")),
+        "{:?}",
+        u.evidence
+    );
     let c = find("null_data_write", "Coincidental Symbolic Information");
-    assert!(c.evidence.iter().all(|e| !e.contains("store_value") && !e.contains("update_record")), "real frames reported as coincidental: {:?}", c.evidence);
+    assert!(
+        c.evidence
+            .iter()
+            .all(|e| !e.contains("store_value") && !e.contains("update_record")),
+        "real frames reported as coincidental: {:?}",
+        c.evidence
+    );
     let r = find("swallowed_av", "Execution Residue");
-    assert!(r.evidence.iter().any(|e| e.contains("KiUserExceptionDispatcher")), "{:?}", r.evidence);
+    assert!(
+        r.evidence
+            .iter()
+            .any(|e| e.contains("KiUserExceptionDispatcher")),
+        "{:?}",
+        r.evidence
+    );
 }
 
 #[test]
@@ -116,20 +216,37 @@ fn the_json_contract_holds() {
     let v: Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(v["schema"], "dumpdiag.analysis/1");
     assert_eq!(v["dump"]["arch"], "x64");
-    assert!(v["dump"]["streams"].as_array().unwrap().iter().any(|s| s == "ExceptionStream"));
+    assert!(v["dump"]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "ExceptionStream"));
     let e = &v["exception"];
     assert_eq!(e["code"], "0xc0000005");
     assert_eq!(e["access"], "write");
     assert_eq!(e["target"], "0x10");
     assert!(e["address"].as_str().unwrap().starts_with("0x"));
-    let crashed = v["threads"].as_array().unwrap().iter().find(|t| t["id"] == e["thread_id"]).unwrap();
+    let crashed = v["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == e["thread_id"])
+        .unwrap();
     let f0 = &crashed["frames"][0];
     assert_eq!(f0["module"], "null_data_write");
     assert_eq!(f0["function"], "store_value");
     assert_eq!(f0["offset"], "0x4");
     assert_eq!(f0["trust"], "context");
-    assert!(f0["source"].as_str().unwrap().ends_with("null_data_write.c:3"));
-    let p = v["patterns"].as_array().unwrap().iter().find(|p| p["name"] == "NULL Pointer (Data)").unwrap();
+    assert!(f0["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("null_data_write.c:3"));
+    let p = v["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "NULL Pointer (Data)")
+        .unwrap();
     assert_eq!(p["category"], "Pointer");
     assert_eq!(p["confidence"], "high");
     assert_eq!(p["threads"][0], e["thread_id"]);
@@ -142,21 +259,59 @@ fn the_json_contract_holds() {
 fn cpp_exception_types_and_fast_fail_codes_are_decoded() {
     let dir = fixtures();
     let r = analyze(&dir.join("cpp_exception.dmp"), dir.to_str().unwrap());
-    let f = r.patterns.iter().find(|f| f.name == "C++ Exception").unwrap();
-    assert_eq!(f.summary, "unhandled C++ exception: class std::runtime_error");
-    assert!(f.evidence.contains(&"catchable as class std::exception".to_string()));
+    let f = r
+        .patterns
+        .iter()
+        .find(|f| f.name == "C++ Exception")
+        .unwrap();
+    assert_eq!(
+        f.summary,
+        "unhandled C++ exception: class std::runtime_error"
+    );
+    assert!(f
+        .evidence
+        .contains(&"catchable as class std::exception".to_string()));
     let r = analyze(&dir.join("fast_fail.dmp"), dir.to_str().unwrap());
-    let f = r.patterns.iter().find(|f| f.name == "Local Buffer Overflow (User Space)").unwrap();
-    assert!(f.summary.contains("FAST_FAIL_FATAL_APP_EXIT"), "{}", f.summary);
+    let f = r
+        .patterns
+        .iter()
+        .find(|f| f.name == "Local Buffer Overflow (User Space)")
+        .unwrap();
+    assert!(
+        f.summary.contains("FAST_FAIL_FATAL_APP_EXIT"),
+        "{}",
+        f.summary
+    );
     let r = analyze(&dir.join("stack_overflow.dmp"), dir.to_str().unwrap());
-    let f = r.patterns.iter().find(|f| f.name == "Stack Overflow").unwrap();
-    assert!(f.summary.contains("recursion in stack_overflow!recurse_forever"), "{}", f.summary);
+    let f = r
+        .patterns
+        .iter()
+        .find(|f| f.name == "Stack Overflow")
+        .unwrap();
+    assert!(
+        f.summary
+            .contains("recursion in stack_overflow!recurse_forever"),
+        "{}",
+        f.summary
+    );
     let r = analyze(&dir.join("divide_by_zero.dmp"), dir.to_str().unwrap());
-    let f = r.patterns.iter().find(|f| f.name == "Divide by Zero").unwrap();
+    let f = r
+        .patterns
+        .iter()
+        .find(|f| f.name == "Divide by Zero")
+        .unwrap();
     assert!(f.evidence[0].contains("idiv"), "{:?}", f.evidence);
     let r = analyze(&dir.join("spiking_thread.dmp"), dir.to_str().unwrap());
-    let f = r.patterns.iter().find(|f| f.name == "Spiking Thread").unwrap();
-    assert!(f.summary.contains("spiking_thread!spin_compute"), "{}", f.summary);
+    let f = r
+        .patterns
+        .iter()
+        .find(|f| f.name == "Spiking Thread")
+        .unwrap();
+    assert!(
+        f.summary.contains("spiking_thread!spin_compute"),
+        "{}",
+        f.summary
+    );
 }
 
 /// Findings per real dump, reviewed and kept in tests/snapshots/corpus-analysis.txt; refresh
@@ -165,20 +320,30 @@ fn cpp_exception_types_and_fast_fail_codes_are_decoded() {
 fn the_real_corpus_analyzes_and_matches_its_snapshot() {
     let mut lines = Vec::new();
     for path in common::all_dumps() {
-        let rel = path.strip_prefix(common::corpus()).unwrap().display().to_string();
+        let rel = path
+            .strip_prefix(common::corpus())
+            .unwrap()
+            .display()
+            .to_string();
         let sym = path.parent().unwrap().join("symbols");
-        let sympath = if sym.is_dir() { sym.display().to_string() } else { path.parent().unwrap().display().to_string() };
+        let sympath = if sym.is_dir() {
+            sym.display().to_string()
+        } else {
+            path.parent().unwrap().display().to_string()
+        };
         let r = analyze(&path, &sympath);
         let names: Vec<String> = r.patterns.iter().map(|f| f.name.clone()).collect();
         lines.push(format!("{rel}: {} | {}", names.join(", "), r.signature));
     }
     let text = lines.join("\n") + "\n";
-    let snap = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/corpus-analysis.txt");
+    let snap =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/corpus-analysis.txt");
     if std::env::var("DUMPDIAG_BLESS").is_ok() {
         std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
         std::fs::write(&snap, &text).unwrap();
     }
-    let want = std::fs::read_to_string(&snap).expect("snapshot missing: run with DUMPDIAG_BLESS=1 and review it");
+    let want = std::fs::read_to_string(&snap)
+        .expect("snapshot missing: run with DUMPDIAG_BLESS=1 and review it");
     assert_eq!(text, want);
 }
 
@@ -188,22 +353,47 @@ fn wait_chains_name_the_locks_objects_and_threads() {
     let find = |name: &str, pattern: &str| finding(&dir, name, pattern);
     let d = find("cs_deadlock", "Deadlock (Critical Sections)");
     assert_eq!(d.threads.len(), 2);
-    assert!(d.summary.contains("cs_deadlock!g_accounts_lock") && d.summary.contains("cs_deadlock!g_ledger_lock"), "{}", d.summary);
+    assert!(
+        d.summary.contains("cs_deadlock!g_accounts_lock")
+            && d.summary.contains("cs_deadlock!g_ledger_lock"),
+        "{}",
+        d.summary
+    );
     let c = find("cs_chain3", "Wait Chain (Critical Sections)");
     assert!(
-        c.evidence.iter().any(|e| e.contains("cs_chain3!g_config_lock")) && c.evidence.iter().any(|e| e.contains("cs_chain3!g_cache_lock")),
+        c.evidence
+            .iter()
+            .any(|e| e.contains("cs_chain3!g_config_lock"))
+            && c.evidence
+                .iter()
+                .any(|e| e.contains("cs_chain3!g_cache_lock")),
         "{:?}",
         c.evidence
     );
     let m = find("mixed_deadlock", "Deadlock (Mixed Objects, User Space)");
     assert!(
-        m.evidence.iter().any(|e| e.contains("mixed_deadlock!g_shutdown_lock")) && m.evidence.iter().any(|e| e.contains("waits for Thread")),
+        m.evidence
+            .iter()
+            .any(|e| e.contains("mixed_deadlock!g_shutdown_lock"))
+            && m.evidence.iter().any(|e| e.contains("waits for Thread")),
         "{:?}",
         m.evidence
     );
     let g = find("mutex_event_chain", "Wait Chain (General)");
-    assert!(g.evidence.iter().any(|e| e.contains("dumpdiag_fixture_mutex") && e.contains("held")), "{:?}", g.evidence);
-    assert!(g.evidence.iter().any(|e| e.contains("dumpdiag_fixture_event") && e.contains("not signaled")), "{:?}", g.evidence);
+    assert!(
+        g.evidence
+            .iter()
+            .any(|e| e.contains("dumpdiag_fixture_mutex") && e.contains("held")),
+        "{:?}",
+        g.evidence
+    );
+    assert!(
+        g.evidence
+            .iter()
+            .any(|e| e.contains("dumpdiag_fixture_event") && e.contains("not signaled")),
+        "{:?}",
+        g.evidence
+    );
 }
 
 #[test]
@@ -211,15 +401,46 @@ fn message_box_hidden_exception_heap_corruption_and_multiple_exceptions_show_the
     let dir = fixtures();
     let find = |name: &str, pattern: &str| finding(&dir, name, pattern);
     let m = find("message_box", "Message Box");
-    assert_eq!(m.summary, format!("thread {:x} shows a message box: \"The configuration could not be saved.\"", m.threads[0]));
-    assert!(m.evidence.iter().any(|e| e.contains("\"Fixture Settings\"")), "{:?}", m.evidence);
+    assert_eq!(
+        m.summary,
+        format!(
+            "thread {:x} shows a message box: \"The configuration could not be saved.\"",
+            m.threads[0]
+        )
+    );
+    assert!(
+        m.evidence
+            .iter()
+            .any(|e| e.contains("\"Fixture Settings\"")),
+        "{:?}",
+        m.evidence
+    );
     let h = find("swallowed_av", "Hidden Exception");
-    assert!(h.evidence[0].contains("code c0000005 at swallowed_av!parse_packet"), "{:?}", h.evidence);
-    let c = find("heap_overrun_free", "Dynamic Memory Corruption (Process Heap)");
-    assert!(c.evidence.iter().any(|e| e.contains("RtlFreeHeap")) && c.evidence.iter().any(|e| e.contains("heap_overrun_free!main")), "{:?}", c.evidence);
+    assert!(
+        h.evidence[0].contains("code c0000005 at swallowed_av!parse_packet"),
+        "{:?}",
+        h.evidence
+    );
+    let c = find(
+        "heap_overrun_free",
+        "Dynamic Memory Corruption (Process Heap)",
+    );
+    assert!(
+        c.evidence.iter().any(|e| e.contains("RtlFreeHeap"))
+            && c.evidence
+                .iter()
+                .any(|e| e.contains("heap_overrun_free!main")),
+        "{:?}",
+        c.evidence
+    );
     let x = find("two_thread_fault", "Multiple Exceptions");
     assert_eq!(x.threads.len(), 2);
-    assert!(x.evidence.iter().any(|e| e.contains("corrupt_first")) && x.evidence.iter().any(|e| e.contains("corrupt_second")), "{:?}", x.evidence);
+    assert!(
+        x.evidence.iter().any(|e| e.contains("corrupt_first"))
+            && x.evidence.iter().any(|e| e.contains("corrupt_second")),
+        "{:?}",
+        x.evidence
+    );
 }
 
 #[test]
@@ -230,11 +451,18 @@ fn locks_and_wait_chain_views() {
     s.set_symbol_path(dir.to_str().unwrap());
     let ev = dumpdiag_analysis::Evidence::gather(&s);
     let locks = dumpdiag_analysis::waits::locks_text(&ev);
-    assert!(locks.contains("Critical section   = ") && locks.contains("(cs_chain3!g_config_lock)") && locks.contains("(cs_chain3!g_cache_lock)"), "{locks}");
+    assert!(
+        locks.contains("Critical section   = ")
+            && locks.contains("(cs_chain3!g_config_lock)")
+            && locks.contains("(cs_chain3!g_cache_lock)"),
+        "{locks}"
+    );
     assert_eq!(locks.matches("LOCKED").count(), 2, "{locks}");
     let chain = dumpdiag_analysis::waits::wait_chain_text(&ev);
     assert!(
-        chain.lines().any(|l| l.contains("cs_chain3!g_cache_lock") && l.contains("cs_chain3!g_config_lock") && l.ends_with("(waits on no object)")),
+        chain.lines().any(|l| l.contains("cs_chain3!g_cache_lock")
+            && l.contains("cs_chain3!g_config_lock")
+            && l.ends_with("(waits on no object)")),
         "{chain}"
     );
 }
@@ -244,6 +472,9 @@ fn the_json_documentation_lists_every_pattern_with_its_category() {
     let doc = std::fs::read_to_string(repo().join("docs/analysis-json.md")).unwrap();
     for d in dumpdiag_analysis::detectors::all() {
         let row = format!("| {} | {} |", d.pattern(), d.category());
-        assert!(doc.contains(&row), "docs/analysis-json.md lacks the row {row}");
+        assert!(
+            doc.contains(&row),
+            "docs/analysis-json.md lacks the row {row}"
+        );
     }
 }

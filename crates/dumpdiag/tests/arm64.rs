@@ -18,7 +18,14 @@ fn arm64_dump() -> Vec<u8> {
     let name_rva = modules_rva + 4 + 108;
 
     let mut d = Bytes::default();
-    d.minidump_header(0x6000_0000, &[(7, 56, sysinfo_rva), (3, 4 + 48, threads_rva), (4, 4 + 108, modules_rva)]);
+    d.minidump_header(
+        0x6000_0000,
+        &[
+            (7, 56, sysinfo_rva),
+            (3, 4 + 48, threads_rva),
+            (4, 4 + 108, modules_rva),
+        ],
+    );
     // SystemInfo: ARM64 (12), Windows 10 build 22621.
     d.system_info(12, 8, 0, 8, 22621);
     // ThreadList: one thread.
@@ -73,7 +80,10 @@ fn an_arm64_dump_opens_and_lists_threads_and_modules() {
     let threads = s.execute("~").text;
     assert!(threads.contains("Id: 0.1a2b"), "{threads}");
     let lm = s.execute("lm").text;
-    assert!(lm.contains("00007ff7`00000000 00007ff7`00040000   notepad"), "{lm}");
+    assert!(
+        lm.contains("00007ff7`00000000 00007ff7`00040000   notepad"),
+        "{lm}"
+    );
     let regs = s.execute("r").text;
     assert!(regs.contains("pc=00007ff700002000"), "{regs}");
     assert!(s.execute("vertarget").text.contains("ARM64"));

@@ -31,7 +31,11 @@ fn exercise(bytes: &[u8], label: &str, scratch: &std::path::Path) {
             let _ = dumpdiag_analysis::analyze(&s).to_json();
         }
     }
-    assert!(start.elapsed() < Duration::from_secs(10), "{label}: took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{label}: took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -40,13 +44,32 @@ fn truncated_dumps_open_partially_or_fail_cleanly() {
     let mut next = rng(1);
     for path in all_dumps() {
         let data = std::fs::read(&path).expect("read dump");
-        let mut cuts: Vec<usize> = vec![0, 1, 4, 31, 32, 33, 64, 100, 200, 512, 1024, 4096, data.len() / 2, data.len() - 1];
+        let mut cuts: Vec<usize> = vec![
+            0,
+            1,
+            4,
+            31,
+            32,
+            33,
+            64,
+            100,
+            200,
+            512,
+            1024,
+            4096,
+            data.len() / 2,
+            data.len() - 1,
+        ];
         for _ in 0..12 {
             cuts.push((next() % data.len() as u64) as usize);
         }
         for cut in cuts {
             let cut = cut.min(data.len());
-            exercise(&data[..cut], &format!("{} cut at {cut}", path.display()), &scratch);
+            exercise(
+                &data[..cut],
+                &format!("{} cut at {cut}", path.display()),
+                &scratch,
+            );
         }
     }
     let _ = std::fs::remove_file(scratch);
@@ -73,7 +96,11 @@ fn bit_flipped_dumps_never_panic_or_hang() {
                 let at = (next() % (meta as u64 - 4)) as usize;
                 copy[at..at + 4].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
             }
-            exercise(&copy, &format!("{} flip variant {variant}", path.display()), &scratch);
+            exercise(
+                &copy,
+                &format!("{} flip variant {variant}", path.display()),
+                &scratch,
+            );
         }
     }
     let _ = std::fs::remove_file(scratch);
@@ -82,11 +109,19 @@ fn bit_flipped_dumps_never_panic_or_hang() {
 #[test]
 fn non_dumps_are_refused_with_a_reason() {
     let scratch = std::env::temp_dir().join(format!("dumpdiag-notdump-{}.dmp", std::process::id()));
-    std::fs::write(&scratch, b"MZ\x90\x00 this is not a dump, but it is long enough for a header").unwrap();
-    let err = dumpdiag_mdmp::MdmpTarget::open(&scratch).err().expect("refused");
+    std::fs::write(
+        &scratch,
+        b"MZ\x90\x00 this is not a dump, but it is long enough for a header",
+    )
+    .unwrap();
+    let err = dumpdiag_mdmp::MdmpTarget::open(&scratch)
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("no MDMP signature"), "{err}");
     std::fs::write(&scratch, b"").unwrap();
-    let err = dumpdiag_mdmp::MdmpTarget::open(&scratch).err().expect("refused");
+    let err = dumpdiag_mdmp::MdmpTarget::open(&scratch)
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("too short"), "{err}");
     let _ = std::fs::remove_file(scratch);
 }

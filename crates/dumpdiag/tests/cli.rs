@@ -9,34 +9,56 @@ fn dumpdiag() -> Command {
 
 #[test]
 fn one_shot_commands_print_and_exit() {
-    let out = dumpdiag().arg(common::dump("lldb/Sigsegv/sigsegv.dmp")).args(["-c", "vertarget; ~; lmv; !peb; q; ~"]).output().unwrap();
+    let out = dumpdiag()
+        .arg(common::dump("lldb/Sigsegv/sigsegv.dmp"))
+        .args(["-c", "vertarget; ~; lmv; !peb; q; ~"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Windows 10 Version 16299"), "{text}");
     assert!(text.contains("Id: 32fc.2a6c"), "{text}");
     assert!(text.contains("sigsegv"), "{text}");
-    assert_eq!(text.matches("Id: 32fc.2a6c").count(), 1, "commands after q do not run");
+    assert_eq!(
+        text.matches("Id: 32fc.2a6c").count(),
+        1,
+        "commands after q do not run"
+    );
 }
 
 #[test]
 fn piped_repl_shows_the_prompt_and_switches_views() {
     use std::io::Write;
     let mut child = dumpdiag()
-        .arg(common::dump("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp"))
+        .arg(common::dump(
+            "kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp",
+        ))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b".effmach x86\nr eip\nq\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b".effmach x86\nr eip\nq\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("0:000> .effmach x86\nEffective machine: x86 compatible (x86)"), "{text}");
+    assert!(
+        text.contains("0:000> .effmach x86\nEffective machine: x86 compatible (x86)"),
+        "{text}"
+    );
     assert!(text.contains("0:000:x86> r eip\neip=77d5a3f6"), "{text}");
 }
 
 #[test]
 fn unreadable_input_gives_one_line_and_nonzero_exit() {
-    let out = dumpdiag().arg("/nonexistent/crash.dmp").args(["-c", "k"]).output().unwrap();
+    let out = dumpdiag()
+        .arg("/nonexistent/crash.dmp")
+        .args(["-c", "k"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -44,7 +66,11 @@ fn unreadable_input_gives_one_line_and_nonzero_exit() {
 
     let not_dump = std::env::temp_dir().join(format!("dumpdiag-cli-{}.dmp", std::process::id()));
     std::fs::write(&not_dump, b"hello").unwrap();
-    let out = dumpdiag().arg(&not_dump).args(["-c", "k"]).output().unwrap();
+    let out = dumpdiag()
+        .arg(&not_dump)
+        .args(["-c", "k"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a readable MDMP dump"));
     let _ = std::fs::remove_file(not_dump);
@@ -55,14 +81,29 @@ fn help_and_symbol_path_options() {
     let out = dumpdiag().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("--sympath") && text.contains("--commands"), "{text}");
+    assert!(
+        text.contains("--sympath") && text.contains("--commands"),
+        "{text}"
+    );
     let out = dumpdiag()
         .arg(common::dump("breakpad/minidump2.dmp"))
-        .args(["-y", "srv*c:\\symbols*https://msdl.microsoft.com/download/symbols", "-c", ".sympath"])
+        .args([
+            "-y",
+            "srv*c:\\symbols*https://msdl.microsoft.com/download/symbols",
+            "-c",
+            ".sympath",
+        ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Symbol search path is: srv*c:\\symbols*https://msdl.microsoft.com/download/symbols"));
-    let out = dumpdiag().arg(common::dump("breakpad/minidump2.dmp")).env("_NT_SYMBOL_PATH", "cache*/tmp/sym").args(["-c", ".sympath"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        "Symbol search path is: srv*c:\\symbols*https://msdl.microsoft.com/download/symbols"
+    ));
+    let out = dumpdiag()
+        .arg(common::dump("breakpad/minidump2.dmp"))
+        .env("_NT_SYMBOL_PATH", "cache*/tmp/sym")
+        .args(["-c", ".sympath"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Symbol search path is: cache*/tmp/sym"));
 }
 
@@ -70,7 +111,10 @@ fn help_and_symbol_path_options() {
 fn readme_command() -> Vec<String> {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let line = readme.lines().find(|l| l.contains("cargo run --release -p dumpdiag --")).expect("README gives the sample command");
+    let line = readme
+        .lines()
+        .find(|l| l.contains("cargo run --release -p dumpdiag --"))
+        .expect("README gives the sample command");
     let args = line.split_once("-- ").unwrap().1;
     // Split on spaces outside double quotes.
     let mut out = Vec::new();
@@ -96,11 +140,24 @@ fn readme_command() -> Vec<String> {
 #[test]
 fn readme_sample_command_runs_on_the_bundled_sample() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = dumpdiag().current_dir(&root).args(readme_command()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dumpdiag()
+        .current_dir(&root)
+        .args(readme_command())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("Id: 20.").count(), 3, "three threads:\n{text}");
-    assert!(text.contains("CommentStreamA: dumpdiag sample: two threads deadlocked on critical sections"), "{text}");
+    assert!(
+        text.contains(
+            "CommentStreamA: dumpdiag sample: two threads deadlocked on critical sections"
+        ),
+        "{text}"
+    );
     assert!(text.contains("cs_deadlock!transfer_funds+0x2f"), "{text}");
     assert!(text.contains("cs_deadlock!audit_ledger+0x2f"), "{text}");
     assert!(text.contains("User Mode Time"), "{text}");
@@ -112,23 +169,61 @@ fn analyze_subcommand_and_repl_analysis_commands() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let sample = root.join("samples/cs_deadlock.dmp");
     let samples = root.join("samples");
-    let out = dumpdiag().arg("analyze").arg(&sample).arg("-y").arg(&samples).args(["--format", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = dumpdiag()
+        .arg("analyze")
+        .arg(&sample)
+        .arg("-y")
+        .arg(&samples)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema"], "dumpdiag.analysis/1");
-    let names: Vec<&str> = v["patterns"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["patterns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     // The sample is a small minidump: the locks' memory is not in it, so it shows the dump's own
     // facts; the deadlock itself is found in the full-memory fixture (tests/analysis.rs).
-    assert!(names.contains(&"Manual Dump") && names.contains(&"Embedded Comments"), "{names:?}");
+    assert!(
+        names.contains(&"Manual Dump") && names.contains(&"Embedded Comments"),
+        "{names:?}"
+    );
 
-    let text = dumpdiag().arg(&sample).arg("-y").arg(&samples).args(["-c", "!analyze -v; !locks; !waitchain"]).output().unwrap();
+    let text = dumpdiag()
+        .arg(&sample)
+        .arg("-y")
+        .arg(&samples)
+        .args(["-c", "!analyze -v; !locks; !waitchain"])
+        .output()
+        .unwrap();
     let t = String::from_utf8_lossy(&text.stdout);
     assert!(t.contains("FAILURE_BUCKET_ID: manual|"), "{t}");
-    assert!(t.contains("No locked critical section with waiters found"), "{t}");
+    assert!(
+        t.contains("No locked critical section with waiters found"),
+        "{t}"
+    );
 
     let file = std::env::temp_dir().join(format!("dumpdiag-report-{}.txt", std::process::id()));
-    let out = dumpdiag().arg("analyze").arg(&sample).arg("-y").arg(&samples).arg("-o").arg(&file).output().unwrap();
+    let out = dumpdiag()
+        .arg("analyze")
+        .arg(&sample)
+        .arg("-y")
+        .arg(&samples)
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    assert!(std::fs::read_to_string(&file).unwrap().contains("Manual Dump [high]"));
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("Manual Dump [high]"));
     let _ = std::fs::remove_file(file);
 }

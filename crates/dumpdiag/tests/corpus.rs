@@ -8,12 +8,17 @@ use dumpdiag_target::{Arch, MemoryExt, Target};
 #[test]
 fn every_corpus_dump_opens_and_answers_the_information_commands() {
     for path in all_dumps() {
-        let t = dumpdiag_mdmp::MdmpTarget::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let t = dumpdiag_mdmp::MdmpTarget::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(!t.threads().is_empty(), "{}: no threads", path.display());
         let mut s = dumpdiag_engine::Session::new(Box::new(t));
         for cmd in COMMANDS {
             let out = s.execute(cmd).text;
-            assert!(!out.is_empty(), "{}: `{cmd}` printed nothing", path.display());
+            assert!(
+                !out.is_empty(),
+                "{}: `{cmd}` printed nothing",
+                path.display()
+            );
         }
     }
 }
@@ -22,9 +27,16 @@ fn every_corpus_dump_opens_and_answers_the_information_commands() {
 fn kdlib_wow64_dump_is_a_32bit_process_in_a_64bit_dump() {
     let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
     assert_eq!(s.target().threads().len(), 4);
-    assert!(s.target().modules().iter().any(|m| m.file_name().eq_ignore_ascii_case("wow64.dll")));
+    assert!(s
+        .target()
+        .modules()
+        .iter()
+        .any(|m| m.file_name().eq_ignore_ascii_case("wow64.dll")));
     assert!(s.is_wow64());
-    assert_eq!(s.target().exception().map(|e| e.record.code), Some(0x4000001f));
+    assert_eq!(
+        s.target().exception().map(|e| e.record.code),
+        Some(0x4000001f)
+    );
     assert!(run(&mut s, ".lastevent").contains("code 4000001f"));
     assert!(s.target().facts().flags & 0x2 != 0, "a full-memory dump");
 
@@ -39,10 +51,21 @@ fn kdlib_wow64_dump_is_a_32bit_process_in_a_64bit_dump() {
     assert!(regs.contains("eip=77d5a3f6"), "{regs}");
     assert!(regs.contains("cs=0023"), "{regs}");
     let peb = run(&mut s, "!peb");
-    assert!(peb.contains("CommandLine:  'D:\\Projects\\kdlibcpp\\out\\Win32\\Debug\\targetapp.exe stacktest'"), "{peb}");
+    assert!(
+        peb.contains(
+            "CommandLine:  'D:\\Projects\\kdlibcpp\\out\\Win32\\Debug\\targetapp.exe stacktest'"
+        ),
+        "{peb}"
+    );
     assert!(peb.contains("NtGlobalFlag:             70"), "{peb}");
-    assert!(peb.contains("C:\\WINDOWS\\System32\\KERNEL32.DLL"), "loader list: {peb}");
-    assert!(peb.contains("PROCESSOR_ARCHITEW6432=AMD64"), "environment: {peb}");
+    assert!(
+        peb.contains("C:\\WINDOWS\\System32\\KERNEL32.DLL"),
+        "loader list: {peb}"
+    );
+    assert!(
+        peb.contains("PROCESSOR_ARCHITEW6432=AMD64"),
+        "environment: {peb}"
+    );
     // Every thread has an x86 context in the 32-bit view.
     for i in 0..4 {
         let c = s.thread_context(i).expect("x86 context");
@@ -59,8 +82,14 @@ fn lmv_reads_version_resource_strings_from_the_in_memory_image() {
     let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
     let out = run(&mut s, "lmv m kernel32");
     assert!(out.contains("File version:     10.0.17134.1"), "{out}");
-    assert!(out.contains("CompanyName:      Microsoft Corporation"), "{out}");
-    assert!(out.contains("FileDescription:  Windows NT BASE API Client DLL"), "{out}");
+    assert!(
+        out.contains("CompanyName:      Microsoft Corporation"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FileDescription:  Windows NT BASE API Client DLL"),
+        "{out}"
+    );
     assert!(out.contains("wkernel32.pdb"), "{out}");
 }
 
@@ -72,8 +101,14 @@ fn breakpad_minidump2_is_a_write_access_violation_at_0x45() {
     assert_eq!(e.record.code, 0xc0000005);
     assert_eq!(e.record.parameters, vec![1, 0x45]);
     let exr = run(&mut s, ".exr -1");
-    assert!(exr.contains("Attempt to write to address 00000045"), "{exr}");
-    assert!(exr.contains("ExceptionAddress: 0040429e (test_app+0x429e)"), "{exr}");
+    assert!(
+        exr.contains("Attempt to write to address 00000045"),
+        "{exr}"
+    );
+    assert!(
+        exr.contains("ExceptionAddress: 0040429e (test_app+0x429e)"),
+        "{exr}"
+    );
     let regs = run(&mut s, ".ecxr");
     assert!(regs.contains("eip=0040429e"), "{regs}");
 }
@@ -85,7 +120,10 @@ fn lldb_sigsegv_faults_at_0x7ff7a13110d9_writing_null() {
     assert_eq!(e.record.address, 0x7ff7a13110d9);
     let out = run(&mut s, ".ecxr; r rip; ? @rip - sigsegv");
     assert!(out.contains("rip=00007ff7a13110d9"), "{out}");
-    assert!(out.contains("Evaluate expression: 4313 = 00000000`000010d9"), "{out}");
+    assert!(
+        out.contains("Evaluate expression: 4313 = 00000000`000010d9"),
+        "{out}"
+    );
     // The faulting instruction bytes: mov dword ptr [0], 0 (c7 04 25 00 00 00 00 ...).
     assert!(run(&mut s, "db @rip L4").contains("c7 04 25 00"));
     assert!(run(&mut s, ".exr -1").contains("Attempt to write to address 0000000000000000"));
@@ -96,7 +134,14 @@ fn lldb_fizzbuzz_names_its_process_and_modules() {
     let mut s = session("lldb/fizzbuzz/fizzbuzz_no_heap.dmp");
     assert_eq!(s.target().facts().process_id, Some(4440));
     let lm = run(&mut s, "lm");
-    for m in ["fizzbuzz", "ntdll", "kernel32", "KERNELBASE", "MSVCP120D", "MSVCR120D"] {
+    for m in [
+        "fizzbuzz",
+        "ntdll",
+        "kernel32",
+        "KERNELBASE",
+        "MSVCP120D",
+        "MSVCR120D",
+    ] {
         assert!(lm.contains(m), "{m} missing from\n{lm}");
     }
     // ThreadInfoList gives thread times.
@@ -140,9 +185,19 @@ fn handle_object_information_is_decoded() {
     assert!(out.contains("Event Type Manual Reset"), "{out}");
     assert!(out.contains("Event is Set"), "{out}");
     assert!(s.target().extras().tokens.len() == 1, "Token stream");
-    let vm = s.target().extras().vm_counters.clone().expect("ProcessVmCounters");
+    let vm = s
+        .target()
+        .extras()
+        .vm_counters
+        .clone()
+        .expect("ProcessVmCounters");
     assert_eq!(vm.working_set_size, 0x275000);
-    let sm = s.target().extras().system_memory.clone().expect("SystemMemoryInfo");
+    let sm = s
+        .target()
+        .extras()
+        .system_memory
+        .clone()
+        .expect("SystemMemoryInfo");
     assert_eq!(sm.page_size, 0x1000);
 }
 
@@ -161,7 +216,10 @@ fn memory_reads_span_regions_and_missing_memory_prints_question_marks() {
     let mut s = session("lldb/Sigsegv/sigsegv.dmp");
     let ranges = s.target().captured_ranges().to_vec();
     // Find two adjacent captured ranges and read across the seam.
-    let seam = ranges.windows(2).find(|w| w[0].0 + w[0].1 == w[1].0).map(|w| w[1].0);
+    let seam = ranges
+        .windows(2)
+        .find(|w| w[0].0 + w[0].1 == w[1].0)
+        .map(|w| w[1].0);
     if let Some(seam) = seam {
         let mut buf = [0u8; 32];
         assert_eq!(s.target().memory().read(seam - 16, &mut buf), 32);
@@ -177,9 +235,18 @@ fn memory_reads_span_regions_and_missing_memory_prints_question_marks() {
 fn search_finds_strings_in_dump_memory() {
     let mut s = session("kdlibcpp/targetapp_stacktest_wow64/targetapp_stacktest_wow64.dmp");
     let out = run(&mut s, "s -u 0 L?7fffffff \"stacktest\"");
-    assert!(!out.is_empty(), "the command line lives in the PEB's process parameters");
-    let out = run(&mut s, "s -a 0 L?7fffffff \"This program cannot be run in DOS mode\"");
-    assert!(out.lines().count() >= 5, "every image carries the DOS stub:\n{out}");
+    assert!(
+        !out.is_empty(),
+        "the command line lives in the PEB's process parameters"
+    );
+    let out = run(
+        &mut s,
+        "s -a 0 L?7fffffff \"This program cannot be run in DOS mode\"",
+    );
+    assert!(
+        out.lines().count() >= 5,
+        "every image carries the DOS stub:\n{out}"
+    );
 }
 
 #[test]

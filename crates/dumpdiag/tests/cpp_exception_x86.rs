@@ -19,14 +19,31 @@ fn eh_data() -> Vec<u8> {
     // ThrowInfo: attributes, pmfnUnwind, pForwardCompat, pCatchableTypeArray.
     b.u32(0).u32(0).u32(0).u32((EH_DATA + 0x10) as u32);
     // CatchableTypeArray: count, then pointers to CatchableTypes.
-    b.u32(2).u32((EH_DATA + 0x20) as u32).u32((EH_DATA + 0x40) as u32).pad_to(0x20);
+    b.u32(2)
+        .u32((EH_DATA + 0x20) as u32)
+        .u32((EH_DATA + 0x40) as u32)
+        .pad_to(0x20);
     for (at, td) in [(0x20usize, 0x60u64), (0x40, 0x90)] {
         // CatchableType: properties, pType, thisDisplacement {mdisp, pdisp, vdisp}, size, copy.
-        b.pad_to(at).u32(0).u32((EH_DATA + td) as u32).u32(0).u32(u32::MAX).u32(0).u32(12).u32(0);
+        b.pad_to(at)
+            .u32(0)
+            .u32((EH_DATA + td) as u32)
+            .u32(0)
+            .u32(u32::MAX)
+            .u32(0)
+            .u32(12)
+            .u32(0);
     }
-    for (at, name) in [(0x60usize, ".?AVruntime_error@std@@"), (0x90, ".?AVexception@std@@")] {
+    for (at, name) in [
+        (0x60usize, ".?AVruntime_error@std@@"),
+        (0x90, ".?AVexception@std@@"),
+    ] {
         // TypeDescriptor: vftable, spare, decorated name.
-        b.pad_to(at).u32((IMAGE + 0x2000) as u32).u32(0).bytes(name.as_bytes()).u8(0);
+        b.pad_to(at)
+            .u32((IMAGE + 0x2000) as u32)
+            .u32(0)
+            .bytes(name.as_bytes())
+            .u8(0);
     }
     b.pad_to(0xc0);
     b.0
@@ -44,23 +61,62 @@ fn x86_cpp_exception_dump() -> Vec<u8> {
     let eh = eh_data();
 
     let mut d = Bytes::default();
-    d.minidump_header(0x6000_0000, &[(7, 56, sysinfo), (3, 4 + 48, threads), (6, 168, exception), (4, 4 + 108, modules), (5, 4 + 16, memory_list)]);
+    d.minidump_header(
+        0x6000_0000,
+        &[
+            (7, 56, sysinfo),
+            (3, 4 + 48, threads),
+            (6, 168, exception),
+            (4, 4 + 108, modules),
+            (5, 4 + 16, memory_list),
+        ],
+    );
     // SystemInfo: x86 (0), Windows 10 build 19045.
     d.system_info(0, 6, 0x9e0a, 4, 19045);
     // ThreadList: one thread, no stack memory.
-    d.u32(1).u32(0x2a10).u32(0).u32(0x20).u32(0).u64(0x0030_0000).u64(0x0019_f000).u32(0).u32(0).u32(716).u32(context);
+    d.u32(1)
+        .u32(0x2a10)
+        .u32(0)
+        .u32(0x20)
+        .u32(0)
+        .u64(0x0030_0000)
+        .u64(0x0019_f000)
+        .u32(0)
+        .u32(0)
+        .u32(716)
+        .u32(context);
     // x86 CONTEXT: flags, then Eip at +184 inside the image, Esp at +196.
     let c = d.len() as usize;
-    d.u32(0x0001_0007).pad_to(c + 184).u32((IMAGE + 0x1234) as u32).u32(0x23).u32(0x202).u32(0x0019_fe00).u32(0x2b).pad_to(c + 716);
+    d.u32(0x0001_0007)
+        .pad_to(c + 184)
+        .u32((IMAGE + 0x1234) as u32)
+        .u32(0x23)
+        .u32(0x202)
+        .u32(0x0019_fe00)
+        .u32(0x2b)
+        .pad_to(c + 716);
     // Exception stream: thread, MINIDUMP_EXCEPTION (3 parameters: magic, object, ThrowInfo), context.
-    d.u32(0x2a10).u32(0).u32(0xe06d_7363).u32(1).u64(0).u64(IMAGE + 0x1234).u32(3).u32(0);
+    d.u32(0x2a10)
+        .u32(0)
+        .u32(0xe06d_7363)
+        .u32(1)
+        .u64(0)
+        .u64(IMAGE + 0x1234)
+        .u32(3)
+        .u32(0);
     let params = [0x1993_0520u64, 0x0019_ff00, EH_DATA];
     for i in 0..15 {
         d.u64(params.get(i).copied().unwrap_or(0));
     }
     d.u32(716).u32(context);
     // ModuleList: the image.
-    d.u32(1).u64(IMAGE).u32(0x10000).u32(0).u32(0x6500_0000).u32(name).pad_to((modules + 4 + 108) as usize);
+    d.u32(1)
+        .u64(IMAGE)
+        .u32(0x10000)
+        .u32(0)
+        .u32(0x6500_0000)
+        .u32(name)
+        .pad_to((modules + 4 + 108) as usize);
     d.minidump_string(IMAGE_NAME);
     // MemoryList: the EH data.
     d.u32(1).u64(EH_DATA).u32(eh.len() as u32).u32(memory);
@@ -70,12 +126,29 @@ fn x86_cpp_exception_dump() -> Vec<u8> {
 
 #[test]
 fn thrown_types_are_decoded_from_x86_throw_info() {
-    let t = dumpdiag_mdmp::MdmpTarget::from_bytes("thrower-x86.dmp", x86_cpp_exception_dump()).expect("opens");
+    let t = dumpdiag_mdmp::MdmpTarget::from_bytes("thrower-x86.dmp", x86_cpp_exception_dump())
+        .expect("opens");
     let s = dumpdiag_engine::Session::new(Box::new(t));
     let report = dumpdiag_analysis::analyze(&s);
-    let f = report.patterns.iter().find(|f| f.name == "C++ Exception").expect("C++ Exception reported");
-    assert_eq!(f.summary, "unhandled C++ exception: class std::runtime_error");
-    assert_eq!(f.evidence[..2], ["catchable as class std::runtime_error".to_string(), "catchable as class std::exception".to_string()]);
+    let f = report
+        .patterns
+        .iter()
+        .find(|f| f.name == "C++ Exception")
+        .expect("C++ Exception reported");
+    assert_eq!(
+        f.summary,
+        "unhandled C++ exception: class std::runtime_error"
+    );
+    assert_eq!(
+        f.evidence[..2],
+        [
+            "catchable as class std::runtime_error".to_string(),
+            "catchable as class std::exception".to_string()
+        ]
+    );
     assert_eq!(f.confidence, "high");
-    assert_eq!(report.exception.as_ref().map(|e| e.code.as_str()), Some("0xe06d7363"));
+    assert_eq!(
+        report.exception.as_ref().map(|e| e.code.as_str()),
+        Some("0xe06d7363")
+    );
 }

@@ -20,7 +20,10 @@ fn plant(bytes: &mut [u8], original: &str, hostile: &str, utf16: bool) {
         }
     };
     let (from, to) = (enc(original), enc(hostile));
-    let at = bytes.windows(from.len()).position(|w| w == from.as_slice()).unwrap_or_else(|| panic!("{original} not in the dump"));
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_slice())
+        .unwrap_or_else(|| panic!("{original} not in the dump"));
     bytes[at..at + to.len()].copy_from_slice(&to);
 }
 
@@ -42,16 +45,34 @@ fn every_string_from_the_dump_is_escaped() {
     let mut s = dumpdiag_engine::Session::new(Box::new(t));
     s.set_symbol_path(repo().join("samples").to_str().unwrap());
     let html = dumpdiag_analysis::html_report(&s);
-    assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<b>evil"), "raw markup from the dump reached the page");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the comment is shown, escaped");
-    assert!(html.contains("&lt;b&gt;evil&lt;/b&gt;.dl"), "the module path is shown, escaped");
-    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<link"), "self-contained");
+    assert!(
+        !html.contains("<script>") && !html.contains("<img") && !html.contains("<b>evil"),
+        "raw markup from the dump reached the page"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "the comment is shown, escaped"
+    );
+    assert!(
+        html.contains("&lt;b&gt;evil&lt;/b&gt;.dl"),
+        "the module path is shown, escaped"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("<link"),
+        "self-contained"
+    );
 }
 
 fn chromium() -> Option<String> {
     ["chromium", "chromium-browser"]
         .iter()
-        .find(|c| Command::new("sh").arg("-c").arg(format!("command -v {c}")).output().is_ok_and(|o| o.status.success()))
+        .find(|c| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {c}"))
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .map(|c| c.to_string())
 }
 
@@ -78,8 +99,15 @@ fn the_report_renders_in_headless_chromium() {
     std::fs::create_dir_all(&dir).unwrap();
     // A full-memory fixture with a deadlock draws the wait-chain graph.
     let fixtures = {
-        let out = Command::new("python3").arg(repo().join("fixtures/build.py")).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("python3")
+            .arg(repo().join("fixtures/build.py"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     let report = dir.join("report.html");
@@ -94,16 +122,40 @@ fn the_report_renders_in_headless_chromium() {
         .unwrap();
     assert!(status.success());
     let url = format!("file://{}", report.display());
-    let dom = headless(&browser, &dir.join("profile1")).args(["--dump-dom", &url]).output().unwrap();
+    let dom = headless(&browser, &dir.join("profile1"))
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("Deadlock (Critical Sections)"), "the browser's DOM has the findings");
-    assert!(dom.contains("<svg") && dom.contains("cs_deadlock!g_accounts_lock"), "the wait-chain drawing is in the page");
+    assert!(
+        dom.contains("Deadlock (Critical Sections)"),
+        "the browser's DOM has the findings"
+    );
+    assert!(
+        dom.contains("<svg") && dom.contains("cs_deadlock!g_accounts_lock"),
+        "the wait-chain drawing is in the page"
+    );
     let png = dir.join("report.png");
-    let shot = headless(&browser, &dir.join("profile2")).args(["--window-size=1200,1400", &format!("--screenshot={}", png.display()), &url]).output().unwrap();
-    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let shot = headless(&browser, &dir.join("profile2"))
+        .args([
+            "--window-size=1200,1400",
+            &format!("--screenshot={}", png.display()),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
     let bytes = std::fs::read(&png).expect("screenshot written");
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-    assert!(bytes.len() > 20_000, "a page with content, not a blank one ({} bytes)", bytes.len());
+    assert!(
+        bytes.len() > 20_000,
+        "a page with content, not a blank one ({} bytes)",
+        bytes.len()
+    );
     // Kept for a look at what the page shows.
     let _ = std::fs::copy(&png, std::env::temp_dir().join("dumpdiag-report.png"));
     let _ = std::fs::remove_dir_all(dir);

@@ -14,7 +14,12 @@ fn breakpad_minidump2_stack_equals_breakpads_own_stackwalk() {
         .skip_while(|l| !l.starts_with("Thread 0"))
         .skip(1)
         .take_while(|l| !l.is_empty())
-        .filter(|l| l.trim_start().split_whitespace().next().is_some_and(|w| w.parse::<u32>().is_ok()))
+        .filter(|l| {
+            l.trim_start()
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<u32>().is_ok())
+        })
         .map(|l| {
             let body = l.trim_start().split_once("  ").unwrap().1;
             let (func, src) = match body.split_once(" [") {
@@ -43,14 +48,26 @@ fn breakpad_minidump2_stack_equals_breakpads_own_stackwalk() {
         .map(|(i, f)| {
             let probe = if i > 0 { f.ip - 1 } else { f.ip };
             let sym = s.symbols().lookup(s.target(), probe).expect("symbol");
-            let m = s.target().modules()[sym.module_index].file_name().to_string();
-            let module = m.trim_end_matches(".exe").trim_end_matches(".dll").to_string();
-            let src = sym.source.map(|(f, l)| (f.rsplit(['\\', '/']).next().unwrap().to_string(), l));
+            let m = s.target().modules()[sym.module_index]
+                .file_name()
+                .to_string();
+            let module = m
+                .trim_end_matches(".exe")
+                .trim_end_matches(".dll")
+                .to_string();
+            let src = sym
+                .source
+                .map(|(f, l)| (f.rsplit(['\\', '/']).next().unwrap().to_string(), l));
             (format!("{module}!{}", sym.function), src)
         })
         .collect();
     assert_eq!(got, expected);
-    assert!(stack.frames[1..].iter().all(|f| f.trust == Trust::FrameData), "every caller from STACK WIN records");
+    assert!(
+        stack.frames[1..]
+            .iter()
+            .all(|f| f.trust == Trust::FrameData),
+        "every caller from STACK WIN records"
+    );
 }
 
 #[test]
@@ -66,9 +83,18 @@ fn lldb_sigsegv_frame_zero_names_the_faulting_function_and_line() {
         "{k}"
     );
     let u = s.execute("u @rip L3").text;
-    assert!(u.contains("00007ff7`a13110d9 c704250000000000000000 mov     dword ptr [0],0"), "{u}");
-    assert!(u.contains("00007ff7`a13110e4 488d0d451f0000   lea     rcx,"), "{u}");
-    assert!(u.contains("call    sigsegv+0x1019 (00007ff7`a1311019)"), "{u}");
+    assert!(
+        u.contains("00007ff7`a13110d9 c704250000000000000000 mov     dword ptr [0],0"),
+        "{u}"
+    );
+    assert!(
+        u.contains("00007ff7`a13110e4 488d0d451f0000   lea     rcx,"),
+        "{u}"
+    );
+    assert!(
+        u.contains("call    sigsegv+0x1019 (00007ff7`a1311019)"),
+        "{u}"
+    );
     let ln = s.execute("ln @rip").text;
     assert!(ln.contains("sigsegv!crash+0x29"), "{ln}");
     let x = s.execute("x sigsegv!ma*").text;
@@ -93,16 +119,24 @@ fn kdlib_wow64_x86_stack_names_the_test_functions_from_the_pdb() {
     ];
     let mut at = 0;
     for name in order {
-        let p = k[at..].find(name).unwrap_or_else(|| panic!("{name} missing or out of order:\n{k}"));
+        let p = k[at..]
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} missing or out of order:\n{k}"));
         at += p;
     }
     assert!(k.contains("targetapp.cpp @ 129]"), "{k}");
     let ctx = s.context().unwrap();
     let stack = cmd_stacks::stack_of(&s, 0, &ctx);
-    assert!(stack.frames.iter().take(5).all(|f| f.trust != Trust::Scan), "frame-pointer chain, no scanning");
+    assert!(
+        stack.frames.iter().take(5).all(|f| f.trust != Trust::Scan),
+        "frame-pointer chain, no scanning"
+    );
     // The worker threads wait for work in the thread pool (top frame from ntdll's exports).
     let k1 = s.execute("~1k").text;
-    assert!(k1.contains("ntdll!NtWaitForWorkViaWorkerFactory+0xc"), "{k1}");
+    assert!(
+        k1.contains("ntdll!NtWaitForWorkViaWorkerFactory+0xc"),
+        "{k1}"
+    );
 }
 
 /// minidump-stackwalk 0.27 (rust-minidump) on windows-x86_64.dmp with the same symbol store
@@ -114,17 +148,36 @@ fn mozilla_x86_64_dump_needs_less_scanning_than_minidump_stackwalk() {
     let mut s = session("mozilla/windows-x86_64.dmp");
     s.set_symbol_path(dump("mozilla/symbols").to_str().unwrap());
     use dumpdiag_target::Target;
-    let crashed = s.target().exception().and_then(|e| s.target().thread_index_by_id(e.thread_id)).unwrap();
+    let crashed = s
+        .target()
+        .exception()
+        .and_then(|e| s.target().thread_index_by_id(e.thread_id))
+        .unwrap();
     let mut scanned = 0;
     let mut cfi = 0;
     for i in 0..s.target().threads().len() {
         // The crashed thread is walked from the exception context, as minidump-stackwalk does.
-        let ctx = if i == crashed { s.target().exception_context().unwrap() } else { s.thread_context(i).unwrap() };
+        let ctx = if i == crashed {
+            s.target().exception_context().unwrap()
+        } else {
+            s.thread_context(i).unwrap()
+        };
         let stack = cmd_stacks::stack_of(&s, i, &ctx);
-        scanned += stack.frames.iter().filter(|f| f.trust == Trust::Scan).count();
-        cfi += stack.frames.iter().filter(|f| f.trust == Trust::FrameData).count();
+        scanned += stack
+            .frames
+            .iter()
+            .filter(|f| f.trust == Trust::Scan)
+            .count();
+        cfi += stack
+            .frames
+            .iter()
+            .filter(|f| f.trust == Trust::FrameData)
+            .count();
     }
-    assert!(scanned < MINIDUMP_STACKWALK_SCANNED_FRAMES, "{scanned} scanned frames");
+    assert!(
+        scanned < MINIDUMP_STACKWALK_SCANNED_FRAMES,
+        "{scanned} scanned frames"
+    );
     assert!(cfi > 400, "most frames come from STACK CFI: {cfi}");
     let k = s.execute("~7kn").text;
     assert!(k.contains("ntdll!NtWaitForAlertByThreadId+0x14"), "{k}");
@@ -146,7 +199,12 @@ fn a_minidump_without_code_unwinds_from_image_files_on_the_symbol_path() {
     assert!(k2.contains("cs_deadlock!audit_ledger+0x2f"), "{k2}");
     // With the very Wine DLLs the sample was taken with, every frame comes from unwind data.
     use dumpdiag_target::Target;
-    let ntdll = s.target().modules().iter().position(|m| m.file_name() == "ntdll.dll").unwrap();
+    let ntdll = s
+        .target()
+        .modules()
+        .iter()
+        .position(|m| m.file_name() == "ntdll.dll")
+        .unwrap();
     if s.symbols().image_file(s.target(), ntdll).is_some() {
         let ctx = s.thread_context(1).unwrap();
         let stack = cmd_stacks::stack_of(&s, 1, &ctx);
@@ -169,14 +227,22 @@ fn kdlib_typed_parameters_and_locals_match_the_kdlib_oracle() {
     let dt = s.execute("dt this").text;
     assert!(dt.contains("+0x000 m_param          : 0n1234"), "{dt}");
     let dv = s.execute("dv").text;
-    assert!(dv.contains("a = 0.800000011920929") && dv.contains("b = 0n10") && dv.contains("this = 0x006ff640"), "{dv}");
+    assert!(
+        dv.contains("a = 0.800000011920929")
+            && dv.contains("b = 0n10")
+            && dv.contains("this = 0x006ff640"),
+        "{dv}"
+    );
     // StackTest.LocalVars: frame 2 has three locals, localDouble 0.0 and localFloat 0.8.
     s.execute(".frame 2");
     let dv2 = s.execute("dv").text;
     assert!(dv2.contains("localDouble = 0\n"), "{dv2}");
     assert!(dv2.contains("localFloat = 0.800000011920929"), "{dv2}");
     assert!(dv2.contains("localChars ="), "{dv2}");
-    assert!(s.execute("dt notexist").text.contains("Symbol notexist not found"));
+    assert!(s
+        .execute("dt notexist")
+        .text
+        .contains("Symbol notexist not found"));
 }
 
 #[test]
@@ -190,12 +256,28 @@ fn x86_pdb_frame_data_unwinds_a_release_build() {
         .frames
         .iter()
         .enumerate()
-        .map(|(i, f)| s.symbols().lookup(s.target(), if i > 0 { f.ip - 1 } else { f.ip }).map(|x| x.function).unwrap_or_default())
+        .map(|(i, f)| {
+            s.symbols()
+                .lookup(s.target(), if i > 0 { f.ip - 1 } else { f.ip })
+                .map(|x| x.function)
+                .unwrap_or_default()
+        })
         .collect();
-    assert_eq!(names[..3], ["MemoryException", "wmain", "__scrt_common_main_seh"], "{names:?}");
-    assert_eq!(stack.frames[1].trust, Trust::FrameData, "wmain's caller from the PDB's frame data");
+    assert_eq!(
+        names[..3],
+        ["MemoryException", "wmain", "__scrt_common_main_seh"],
+        "{names:?}"
+    );
+    assert_eq!(
+        stack.frames[1].trust,
+        Trust::FrameData,
+        "wmain's caller from the PDB's frame data"
+    );
     let k = s.execute("kn 4").text;
-    assert!(k.contains("myConsoleCrasher!invoke_main [inline]"), "inline frames shown: {k}");
+    assert!(
+        k.contains("myConsoleCrasher!invoke_main [inline]"),
+        "inline frames shown: {k}"
+    );
     assert!(k.contains("myConsoleCrasher.cpp @ 153]"), "{k}");
 }
 
@@ -206,7 +288,14 @@ fn x86_disassembly_in_the_wow64_view() {
     s.execute(".effmach x86; .ecxr");
     // __debugbreak() in stackMethod, then its epilogue.
     let u = s.execute("u @eip L3").text;
-    assert!(u.contains("00875f5d cc               int     3") && u.contains("00875f5e 5f               pop     edi"), "{u}");
+    assert!(
+        u.contains("00875f5d cc               int     3")
+            && u.contains("00875f5e 5f               pop     edi"),
+        "{u}"
+    );
     let ub = s.execute("ub @eip L2").text;
-    assert!(ub.contains("00875f58 e837b8feff       call    targetapp+0x11794 (00861794)"), "{ub}");
+    assert!(
+        ub.contains("00875f58 e837b8feff       call    targetapp+0x11794 (00861794)"),
+        "{ub}"
+    );
 }

@@ -25,7 +25,9 @@ fn serve(files: Vec<(String, Vec<u8>)>, max_requests: usize) -> (String, Arc<Mut
             };
             served += 1;
             stream.set_nonblocking(false).unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request = String::new();
             if reader.read_line(&mut request).is_err() {
@@ -42,11 +44,18 @@ fn serve(files: Vec<(String, Vec<u8>)>, max_requests: usize) -> (String, Arc<Mut
             let mut out = stream;
             match files.iter().find(|(p, _)| *p == path) {
                 Some((_, body)) => {
-                    let _ = write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
                     let _ = out.write_all(body);
                 }
                 None => {
-                    let _ = write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = write!(
+                        out,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
                 }
             }
         }
@@ -80,7 +89,10 @@ fn temp_cache(tag: &str) -> std::path::PathBuf {
 fn downloads_a_pdb_into_a_windbg_layout_cache() {
     let id = sigsegv_pdb_id();
     let pdb = std::fs::read(common::dump("lldb/Sigsegv/sigsegv.pdb")).unwrap();
-    let (url, log) = serve(vec![(format!("/sigsegv.pdb/{id}/sigsegv.pdb"), pdb.clone())], 8);
+    let (url, log) = serve(
+        vec![(format!("/sigsegv.pdb/{id}/sigsegv.pdb"), pdb.clone())],
+        8,
+    );
     let cache = temp_cache("plain");
     let mut s = common::session("lldb/Sigsegv/sigsegv.dmp");
     s.set_symbol_path(&format!("srv*{}*{url}", cache.display()));
@@ -88,14 +100,25 @@ fn downloads_a_pdb_into_a_windbg_layout_cache() {
     assert!(k.contains("sigsegv!crash+0x29"), "{k}");
     let cached = cache.join("sigsegv.pdb").join(&id).join("sigsegv.pdb");
     assert_eq!(std::fs::read(&cached).unwrap(), pdb);
-    assert!(log.lock().unwrap().contains(&format!("/sigsegv.pdb/{id}/sigsegv.pdb")));
+    assert!(log
+        .lock()
+        .unwrap()
+        .contains(&format!("/sigsegv.pdb/{id}/sigsegv.pdb")));
     // A second session reads the cache and asks the server nothing for this module.
     let before = log.lock().unwrap().len();
     let mut s2 = common::session("lldb/Sigsegv/sigsegv.dmp");
     s2.set_symbol_path(&format!("srv*{}*{url}", cache.display()));
-    assert_eq!(s2.symbols().lookup(s2.target(), 0x7ff7a13110d9).map(|x| x.function), Some("crash".to_string()));
+    assert_eq!(
+        s2.symbols()
+            .lookup(s2.target(), 0x7ff7a13110d9)
+            .map(|x| x.function),
+        Some("crash".to_string())
+    );
     let asked: Vec<String> = log.lock().unwrap()[before..].to_vec();
-    assert!(!asked.iter().any(|p| p.contains("sigsegv.pdb")), "{asked:?}");
+    assert!(
+        !asked.iter().any(|p| p.contains("sigsegv.pdb")),
+        "{asked:?}"
+    );
     let _ = std::fs::remove_dir_all(cache);
 }
 
@@ -103,15 +126,33 @@ fn downloads_a_pdb_into_a_windbg_layout_cache() {
 fn falls_back_to_the_compressed_form() {
     let id = sigsegv_pdb_id();
     let pdb = std::fs::read(common::dump("lldb/Sigsegv/sigsegv.pdb")).unwrap();
-    let (url, log) = serve(vec![(format!("/sigsegv.pdb/{id}/sigsegv.pd_"), cab_of("sigsegv.pdb", &pdb))], 8);
+    let (url, log) = serve(
+        vec![(
+            format!("/sigsegv.pdb/{id}/sigsegv.pd_"),
+            cab_of("sigsegv.pdb", &pdb),
+        )],
+        8,
+    );
     let cache = temp_cache("cab");
     let mut s = common::session("lldb/Sigsegv/sigsegv.dmp");
     s.set_symbol_path(&format!("srv*{}*{url}", cache.display()));
-    let sym = s.symbols().lookup(s.target(), 0x7ff7a13110d9).expect("symbol from the compressed PDB");
+    let sym = s
+        .symbols()
+        .lookup(s.target(), 0x7ff7a13110d9)
+        .expect("symbol from the compressed PDB");
     assert_eq!(sym.function, "crash");
     let requested = log.lock().unwrap().clone();
-    assert_eq!(requested[..2], [format!("/sigsegv.pdb/{id}/sigsegv.pdb"), format!("/sigsegv.pdb/{id}/sigsegv.pd_")]);
-    assert_eq!(std::fs::read(cache.join("sigsegv.pdb").join(&id).join("sigsegv.pdb")).unwrap(), pdb);
+    assert_eq!(
+        requested[..2],
+        [
+            format!("/sigsegv.pdb/{id}/sigsegv.pdb"),
+            format!("/sigsegv.pdb/{id}/sigsegv.pd_")
+        ]
+    );
+    assert_eq!(
+        std::fs::read(cache.join("sigsegv.pdb").join(&id).join("sigsegv.pdb")).unwrap(),
+        pdb
+    );
     let _ = std::fs::remove_dir_all(cache);
 }
 
@@ -122,12 +163,21 @@ fn offline_mode_and_unreachable_servers_do_not_block() {
     let (url, log) = serve(vec![], 4);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumpdiag"))
         .arg(common::dump("lldb/Sigsegv/sigsegv.dmp"))
-        .args(["-y", &format!("srv*{}*{url}", cache.display()), "-c", ".ecxr; k"])
+        .args([
+            "-y",
+            &format!("srv*{}*{url}", cache.display()),
+            "-c",
+            ".ecxr; k",
+        ])
         .env("DUMPDIAG_OFFLINE", "1")
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(log.lock().unwrap().is_empty(), "offline mode made requests: {:?}", log.lock().unwrap());
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "offline mode made requests: {:?}",
+        log.lock().unwrap()
+    );
     // A server that does not listen: every module falls back quickly, once.
     let dead = TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_url = format!("http://{}", dead.local_addr().unwrap());
@@ -136,6 +186,10 @@ fn offline_mode_and_unreachable_servers_do_not_block() {
     let mut s = common::session("mozilla/windows-x86_64.dmp");
     s.set_symbol_path(&format!("srv*{}*{dead_url}", cache.display()));
     let _ = s.execute(".reload /f");
-    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
     let _ = std::fs::remove_dir_all(cache);
 }

@@ -10,7 +10,14 @@ use crate::{Detector, Evidence, Finding};
 pub struct ActiveSpace;
 
 /// The 64-bit modules a WOW64 thread passes through on its way to the kernel.
-const WOW64_LAYER: &[&str] = &["wow64cpu", "wow64", "wow64win", "wow64base", "wow64con", "ntdll"];
+const WOW64_LAYER: &[&str] = &[
+    "wow64cpu",
+    "wow64",
+    "wow64win",
+    "wow64base",
+    "wow64con",
+    "ntdll",
+];
 
 impl Detector for ActiveSpace {
     fn pattern(&self) -> &'static str {
@@ -20,7 +27,11 @@ impl Detector for ActiveSpace {
         "Thread"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let mut evidence = if ev.session.is_wow64() { wow64_spaces(ev) } else { Vec::new() };
+        let mut evidence = if ev.session.is_wow64() {
+            wow64_spaces(ev)
+        } else {
+            Vec::new()
+        };
         if runtime_module(ev).is_some() {
             evidence.extend(managed_spaces(ev));
         }
@@ -52,13 +63,30 @@ fn wow64_spaces(ev: &Evidence) -> Vec<(u32, String)> {
             _ => false,
         };
         let x86_ip = dumpdiag_os::wow64::x86_context(t.memory(), th.teb).map(|c| c.ip());
-        let name = |ip: u64| ev.session.symbols().describe(t, ip).unwrap_or_else(|| format!("{ip:#x}"));
+        let name = |ip: u64| {
+            ev.session
+                .symbols()
+                .describe(t, ip)
+                .unwrap_or_else(|| format!("{ip:#x}"))
+        };
         if in_32bit {
-            out.push((th.id, format!("thread {:x} was executing 32-bit code at {}", th.id, native.as_ref().map(|c| name(c.ip())).unwrap_or_default())));
+            out.push((
+                th.id,
+                format!(
+                    "thread {:x} was executing 32-bit code at {}",
+                    th.id,
+                    native.as_ref().map(|c| name(c.ip())).unwrap_or_default()
+                ),
+            ));
             continue;
         }
-        let Some(ip) = native.as_ref().map(|c| c.ip()) else { continue };
-        let layer = t.module_at(ip).map(|m| m.short_name().to_ascii_lowercase()).filter(|m| WOW64_LAYER.contains(&m.as_str()));
+        let Some(ip) = native.as_ref().map(|c| c.ip()) else {
+            continue;
+        };
+        let layer = t
+            .module_at(ip)
+            .map(|m| m.short_name().to_ascii_lowercase())
+            .filter(|m| WOW64_LAYER.contains(&m.as_str()));
         if let (Some(layer), Some(x86)) = (layer, x86_ip) {
             out.push((th.id, format!("thread {:x} is in the 64-bit WOW64 layer ({layer}: {}); its 32-bit code is at {}", th.id, name(ip), name(x86))));
         }
@@ -88,7 +116,14 @@ fn managed_spaces(ev: &Evidence) -> Vec<(u32, String)> {
                 spaces.push(space);
             }
         }
-        out.push((t.id, format!("thread {:x} executes in {} (from the top frame down)", t.id, spaces.join(" ← "))));
+        out.push((
+            t.id,
+            format!(
+                "thread {:x} executes in {} (from the top frame down)",
+                t.id,
+                spaces.join(" ← ")
+            ),
+        ));
     }
     out
 }

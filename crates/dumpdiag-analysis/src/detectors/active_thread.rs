@@ -18,7 +18,11 @@ impl Detector for ActiveThread {
         if !super::taken_on_purpose(ev) {
             return Vec::new();
         }
-        let active: Vec<_> = ev.threads.iter().filter(|t| top_frame_state(ev, t) == TopFrame::Running && !is_dump_writer(t)).collect();
+        let active: Vec<_> = ev
+            .threads
+            .iter()
+            .filter(|t| top_frame_state(ev, t) == TopFrame::Running && !is_dump_writer(t))
+            .collect();
         if active.is_empty() {
             return Vec::new();
         }
@@ -26,7 +30,16 @@ impl Detector for ActiveThread {
             .iter()
             .map(|t| {
                 let frames: Vec<String> = t.frames.iter().take(3).map(|f| f.call_site()).collect();
-                let cpu = t.times.as_ref().map(|x| format!(" ({:.2} s CPU)", (x.user_time as f64 + x.kernel_time as f64) / 1e7)).unwrap_or_default();
+                let cpu = t
+                    .times
+                    .as_ref()
+                    .map(|x| {
+                        format!(
+                            " ({:.2} s CPU)",
+                            (x.user_time as f64 + x.kernel_time as f64) / 1e7
+                        )
+                    })
+                    .unwrap_or_default();
                 format!("thread {:x}{cpu} runs {}", t.id, frames.join(" ← "))
             })
             .collect();

@@ -28,7 +28,10 @@ impl Detector for BlockedThread {
             ev.threads.iter().any(|t| {
                 Some(t.id) == tid
                     && (t.frames.is_empty()
-                        || t.frames.iter().any(|f| f.function.as_deref() == Some("MiniDumpWriteDump") || f.module.as_deref() == Some("dbghelp")))
+                        || t.frames.iter().any(|f| {
+                            f.function.as_deref() == Some("MiniDumpWriteDump")
+                                || f.module.as_deref() == Some("dbghelp")
+                        }))
             })
         };
         ev.waits()

@@ -28,10 +28,16 @@ impl Detector for ClrThread {
         ".NET / CLR / Managed Space"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(runtime) = runtime_module(ev) else { return Vec::new() };
+        let Some(runtime) = runtime_module(ev) else {
+            return Vec::new();
+        };
         let mut found = Vec::new();
         for t in &ev.threads {
-            let runtime_frames: Vec<&crate::FrameView> = t.frames.iter().filter(|f| is_runtime_frame(f.module.as_deref())).collect();
+            let runtime_frames: Vec<&crate::FrameView> = t
+                .frames
+                .iter()
+                .filter(|f| is_runtime_frame(f.module.as_deref()))
+                .collect();
             let jit = t.frames.iter().any(|f| is_generated_code(ev, f.ip));
             if runtime_frames.is_empty() && !jit {
                 continue;
@@ -39,10 +45,32 @@ impl Detector for ClrThread {
             let role = runtime_frames
                 .iter()
                 .rev()
-                .find_map(|f| f.function.as_deref().and_then(|n| ROLES.iter().find(|r| n.contains(r.0)).map(|r| r.1)))
-                .unwrap_or(if jit { "thread running managed code" } else { "thread in runtime code" });
-            let deepest = runtime_frames.last().map(|f| f.call_site()).unwrap_or_default();
-            found.push((t.id, format!("thread {:x}: {role}{}", t.id, if deepest.is_empty() { String::new() } else { format!(" ({deepest})") })));
+                .find_map(|f| {
+                    f.function
+                        .as_deref()
+                        .and_then(|n| ROLES.iter().find(|r| n.contains(r.0)).map(|r| r.1))
+                })
+                .unwrap_or(if jit {
+                    "thread running managed code"
+                } else {
+                    "thread in runtime code"
+                });
+            let deepest = runtime_frames
+                .last()
+                .map(|f| f.call_site())
+                .unwrap_or_default();
+            found.push((
+                t.id,
+                format!(
+                    "thread {:x}: {role}{}",
+                    t.id,
+                    if deepest.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({deepest})")
+                    }
+                ),
+            ));
         }
         if found.is_empty() {
             return Vec::new();

@@ -22,24 +22,39 @@ impl Detector for CoincidentalSymbolicInformation {
         "Falsity and Coincidence"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let (Some(e), Some(stack)) = (&ev.exception, &ev.exception_stack) else { return Vec::new() };
+        let (Some(e), Some(stack)) = (&ev.exception, &ev.exception_stack) else {
+            return Vec::new();
+        };
         if stack.frames.len() < 2 || stack.frames.iter().any(|f| f.trust == Trust::Scan) {
             return Vec::new();
         }
-        let Some(index) = ev.target().thread_index_by_id(e.thread_id) else { return Vec::new() };
-        let Some(raw) = RawStack::of(ev.session, index, stack) else { return Vec::new() };
+        let Some(index) = ev.target().thread_index_by_id(e.thread_id) else {
+            return Vec::new();
+        };
+        let Some(raw) = RawStack::of(ev.session, index, stack) else {
+            return Vec::new();
+        };
         // The live part the chain covers: from the faulting frame to the last frame walked.
         let top = stack.frames.last().map(|f| f.sp).unwrap_or(raw.live_low);
         let s = ev.session;
-        let found: Vec<(u64, u64)> =
-            raw.return_like_values(s, raw.live_low, top).into_iter().filter(|&(slot, v)| raw.role(s, slot, v) == Some(SlotRole::NotInCallChain)).collect();
+        let found: Vec<(u64, u64)> = raw
+            .return_like_values(s, raw.live_low, top)
+            .into_iter()
+            .filter(|&(slot, v)| raw.role(s, slot, v) == Some(SlotRole::NotInCallChain))
+            .collect();
         if found.is_empty() {
             return Vec::new();
         }
         let mut evidence: Vec<String> = found
             .iter()
             .take(MAX_SHOWN)
-            .map(|&(slot, v)| format!("{} holds {} — not a frame of the call chain", s.addr(slot), s.describe_address(v).unwrap_or_else(|| format!("{v:#x}"))))
+            .map(|&(slot, v)| {
+                format!(
+                    "{} holds {} — not a frame of the call chain",
+                    s.addr(slot),
+                    s.describe_address(v).unwrap_or_else(|| format!("{v:#x}"))
+                )
+            })
             .collect();
         if found.len() > MAX_SHOWN {
             evidence.push(format!("... {} more", found.len() - MAX_SHOWN));
@@ -47,7 +62,11 @@ impl Detector for CoincidentalSymbolicInformation {
         evidence.push(format!(
             "the call chain has {} frames, found from {}",
             stack.frames.len(),
-            stack.frames.get(1).map(|f| f.trust.label()).unwrap_or("the context")
+            stack
+                .frames
+                .get(1)
+                .map(|f| f.trust.label())
+                .unwrap_or("the context")
         ));
         vec![Finding::new(
             self.pattern(),

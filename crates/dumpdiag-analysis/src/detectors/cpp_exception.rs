@@ -24,8 +24,15 @@ pub fn undecorate_type(name: &str) -> String {
     } else {
         return name.to_string();
     };
-    let parts: Vec<&str> = rest.trim_end_matches('@').split('@').filter(|p| !p.is_empty()).collect();
-    format!("{kind}{}", parts.iter().rev().copied().collect::<Vec<_>>().join("::"))
+    let parts: Vec<&str> = rest
+        .trim_end_matches('@')
+        .split('@')
+        .filter(|p| !p.is_empty())
+        .collect();
+    format!(
+        "{kind}{}",
+        parts.iter().rev().copied().collect::<Vec<_>>().join("::")
+    )
 }
 
 /// The thrown types, most derived first.
@@ -34,9 +41,21 @@ pub fn thrown_types(ev: &Evidence, params: &[u64]) -> Vec<String> {
     let ptr = ev.ptr;
     let throw_info = params[2];
     // x64 (four parameters): RVAs from the image base in parameter 3; x86: plain pointers.
-    let base = if params.len() >= 4 && ptr == 8 { params[3] } else { 0 };
-    let at = |rva_or_ptr: u64| if base != 0 { base.wrapping_add(rva_or_ptr & 0xffff_ffff) } else { rva_or_ptr };
-    let Some(cta_ref) = mem.read_u32(throw_info.wrapping_add(12)) else { return Vec::new() };
+    let base = if params.len() >= 4 && ptr == 8 {
+        params[3]
+    } else {
+        0
+    };
+    let at = |rva_or_ptr: u64| {
+        if base != 0 {
+            base.wrapping_add(rva_or_ptr & 0xffff_ffff)
+        } else {
+            rva_or_ptr
+        }
+    };
+    let Some(cta_ref) = mem.read_u32(throw_info.wrapping_add(12)) else {
+        return Vec::new();
+    };
     let cta = at(cta_ref as u64);
     let count = mem.read_u32(cta).unwrap_or(0).min(MAX_TYPES);
     (0..count as u64)
@@ -58,13 +77,18 @@ impl Detector for CppException {
         "Exception"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         let p = &e.record.parameters;
         if e.record.code != 0xe06d7363 || p.len() < 3 || !MAGICS.contains(&p[0]) {
             return Vec::new();
         }
         let types = thrown_types(ev, p);
-        let thrown = types.first().cloned().unwrap_or_else(|| "an object of unknown type".into());
+        let thrown = types
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "an object of unknown type".into());
         let mut evidence: Vec<String> = types.iter().map(|t| format!("catchable as {t}")).collect();
         evidence.extend(top_frames(ev, 4));
         vec![Finding::new(self.pattern(), self.category(), if types.is_empty() { "medium" } else { "high" }, format!("unhandled C++ exception: {thrown}"))
@@ -78,8 +102,17 @@ impl Detector for CppException {
 mod tests {
     #[test]
     fn undecorates_type_descriptor_names() {
-        assert_eq!(super::undecorate_type(".?AVruntime_error@std@@"), "class std::runtime_error");
-        assert_eq!(super::undecorate_type(".?AUmy_struct@@"), "struct my_struct");
-        assert_eq!(super::undecorate_type(".?AVbad_alloc@std@@"), "class std::bad_alloc");
+        assert_eq!(
+            super::undecorate_type(".?AVruntime_error@std@@"),
+            "class std::runtime_error"
+        );
+        assert_eq!(
+            super::undecorate_type(".?AUmy_struct@@"),
+            "struct my_struct"
+        );
+        assert_eq!(
+            super::undecorate_type(".?AVbad_alloc@std@@"),
+            "class std::bad_alloc"
+        );
     }
 }

@@ -13,7 +13,9 @@ impl Detector for DivideByZero {
         "Exception"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         let kind = match e.record.code {
             0xc0000094 => "integer",
             0xc000008e => "floating-point",
@@ -22,14 +24,22 @@ impl Detector for DivideByZero {
         let mut evidence = top_frames(ev, 3);
         // Show the dividing instruction.
         let text = ev.session.disassemble(e.record.address, 1);
-        if let Some(line) = text.lines().find(|l| !l.ends_with(':') && (l.contains(" idiv ") || l.contains(" div ") || l.contains("divs"))) {
+        if let Some(line) = text.lines().find(|l| {
+            !l.ends_with(':') && (l.contains(" idiv ") || l.contains(" div ") || l.contains("divs"))
+        }) {
             evidence.insert(0, line.trim().to_string());
         }
         vec![Finding::new(
             self.pattern(),
             self.category(),
             "high",
-            format!("{kind} division by zero in {}", ev.exception_frames.first().map(|f| f.call_site()).unwrap_or_default()),
+            format!(
+                "{kind} division by zero in {}",
+                ev.exception_frames
+                    .first()
+                    .map(|f| f.call_site())
+                    .unwrap_or_default()
+            ),
         )
         .threads(exception_thread(ev))
         .evidence(evidence)

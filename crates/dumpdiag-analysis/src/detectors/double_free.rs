@@ -44,14 +44,29 @@ const FREE_CALLS: &[&str] = &[
 const STATUS_HEAP_CORRUPTION: u32 = 0xc0000374;
 
 fn named(f: &FrameView) -> &str {
-    f.function.as_deref().map(|n| n.split('(').next().unwrap_or(n).trim()).unwrap_or("")
+    f.function
+        .as_deref()
+        .map(|n| n.split('(').next().unwrap_or(n).trim())
+        .unwrap_or("")
 }
 
 /// The signs in one stack (top frame first): (failure frame, free frame) indices, or only a free
 /// frame when the exception code is STATUS_HEAP_CORRUPTION.
-pub fn double_free_signs(code: Option<u32>, frames: &[FrameView]) -> Option<(Option<usize>, usize)> {
-    let failure = frames.iter().position(|f| FAILURE_REPORTS.contains(&named(f)));
-    let free_after = |from: usize| frames.iter().enumerate().skip(from).find(|(_, f)| FREE_CALLS.contains(&named(f))).map(|(i, _)| i);
+pub fn double_free_signs(
+    code: Option<u32>,
+    frames: &[FrameView],
+) -> Option<(Option<usize>, usize)> {
+    let failure = frames
+        .iter()
+        .position(|f| FAILURE_REPORTS.contains(&named(f)));
+    let free_after = |from: usize| {
+        frames
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find(|(_, f)| FREE_CALLS.contains(&named(f)))
+            .map(|(i, _)| i)
+    };
     match failure {
         Some(i) => free_after(i + 1).map(|j| (Some(i), j)),
         None if code == Some(STATUS_HEAP_CORRUPTION) => free_after(0).map(|j| (None, j)),
@@ -67,15 +82,32 @@ impl Detector for DoubleFree {
         "Dynamic Memory Corruption"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         let frames = &ev.exception_frames;
-        let Some((failure, free)) = double_free_signs(Some(e.record.code), frames) else { return Vec::new() };
-        let caller = frames.iter().skip(free + 1).find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m))).map(|f| f.call_site());
-        let mut evidence = vec![format!("exception {:08x} on thread {:x}", e.record.code, e.thread_id)];
+        let Some((failure, free)) = double_free_signs(Some(e.record.code), frames) else {
+            return Vec::new();
+        };
+        let caller = frames
+            .iter()
+            .skip(free + 1)
+            .find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
+            .map(|f| f.call_site());
+        let mut evidence = vec![format!(
+            "exception {:08x} on thread {:x}",
+            e.record.code, e.thread_id
+        )];
         if let Some(i) = failure {
-            evidence.push(format!("frame {i:02}: {} reports a heap failure", frames[i].call_site()));
+            evidence.push(format!(
+                "frame {i:02}: {} reports a heap failure",
+                frames[i].call_site()
+            ));
         }
-        evidence.push(format!("frame {free:02}: {} frees the block", frames[free].call_site()));
+        evidence.push(format!(
+            "frame {free:02}: {} frees the block",
+            frames[free].call_site()
+        ));
         if let Some(c) = &caller {
             evidence.push(format!("the free was called by {c}"));
         }
@@ -96,7 +128,14 @@ mod tests {
             .iter()
             .map(|n| {
                 let (m, f) = n.split_once('!').unwrap();
-                FrameView { ip: 0, module: Some(m.into()), function: Some(f.into()), offset: 0, source: None, trust: Trust::UnwindInfo }
+                FrameView {
+                    ip: 0,
+                    module: Some(m.into()),
+                    function: Some(f.into()),
+                    offset: 0,
+                    source: None,
+                    trust: Trust::UnwindInfo,
+                }
             })
             .collect()
     }
@@ -125,8 +164,13 @@ mod tests {
 
     #[test]
     fn a_failure_on_an_allocation_or_a_fault_in_free_is_not_a_double_free() {
-        let alloc =
-            frames(&["ntdll!RtlReportCriticalFailure", "ntdll!RtlpLogHeapFailure", "ntdll!RtlpAllocateHeapInternal", "ntdll!RtlAllocateHeap", "app!main"]);
+        let alloc = frames(&[
+            "ntdll!RtlReportCriticalFailure",
+            "ntdll!RtlpLogHeapFailure",
+            "ntdll!RtlpAllocateHeapInternal",
+            "ntdll!RtlAllocateHeap",
+            "app!main",
+        ]);
         assert_eq!(double_free_signs(Some(0xc0000374), &alloc), None);
         let fault_in_free = frames(&["ntdll!RtlFreeHeap", "kernelbase!HeapFree", "app!main"]);
         assert_eq!(double_free_signs(Some(0xc0000005), &fault_in_free), None);

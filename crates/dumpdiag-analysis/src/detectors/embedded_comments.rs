@@ -13,12 +13,22 @@ impl Detector for EmbeddedComments {
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let x = ev.target().extras();
-        let comments: Vec<String> = [x.comment_a.as_ref(), x.comment_w.as_ref()].into_iter().flatten().filter(|c| !c.trim().is_empty()).cloned().collect();
+        let comments: Vec<String> = [x.comment_a.as_ref(), x.comment_w.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|c| !c.trim().is_empty())
+            .cloned()
+            .collect();
         if comments.is_empty() {
             return Vec::new();
         }
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("the dump tool left a comment: {}", comments[0]))
-            .evidence(comments)
-            .recommend("The comment usually says why and when the dump was taken.")]
+        vec![Finding::new(
+            self.pattern(),
+            self.category(),
+            "high",
+            format!("the dump tool left a comment: {}", comments[0]),
+        )
+        .evidence(comments)
+        .recommend("The comment usually says why and when the dump was taken.")]
     }
 }

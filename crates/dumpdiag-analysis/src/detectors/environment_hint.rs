@@ -28,10 +28,24 @@ impl Detector for EnvironmentHint {
         "Process"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some((p, l)) = process_peb(ev) else { return Vec::new() };
-        let Some(params) = peb::read_process_parameters(ev.target().memory(), p.process_parameters, &l) else { return Vec::new() };
-        let vars: Vec<String> =
-            params.environment.unwrap_or_default().into_iter().filter(|v| NOTABLE.iter().any(|n| v.to_ascii_uppercase().starts_with(n))).collect();
+        let Some((p, l)) = process_peb(ev) else {
+            return Vec::new();
+        };
+        let Some(params) =
+            peb::read_process_parameters(ev.target().memory(), p.process_parameters, &l)
+        else {
+            return Vec::new();
+        };
+        let vars: Vec<String> = params
+            .environment
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| {
+                NOTABLE
+                    .iter()
+                    .any(|n| v.to_ascii_uppercase().starts_with(n))
+            })
+            .collect();
         if vars.is_empty() {
             return Vec::new();
         }

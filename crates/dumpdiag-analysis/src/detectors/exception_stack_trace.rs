@@ -13,11 +13,17 @@ impl Detector for ExceptionStackTrace {
         "Exception"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         if ev.exception_frames.is_empty() {
             return Vec::new();
         }
-        let top = ev.exception_frames.first().map(|f| f.call_site()).unwrap_or_default();
+        let top = ev
+            .exception_frames
+            .first()
+            .map(|f| f.call_site())
+            .unwrap_or_default();
         vec![Finding::new(self.pattern(), self.category(), "high", format!("exception {:08x} on thread {:x} in {top}", e.record.code, e.thread_id))
             .threads(exception_thread(ev))
             .evidence(top_frames(ev, 8))

@@ -44,19 +44,35 @@ impl Detector for ExecutionResidue {
         let mut findings = Vec::new();
         for t in &ev.threads {
             let Some(stack) = &t.stack else { continue };
-            let Some(raw) = RawStack::of(s, t.index, stack) else { continue };
-            let current: Vec<&str> = t.frames.iter().filter_map(|f| f.function.as_deref()).collect();
+            let Some(raw) = RawStack::of(s, t.index, stack) else {
+                continue;
+            };
+            let current: Vec<&str> = t
+                .frames
+                .iter()
+                .filter_map(|f| f.function.as_deref())
+                .collect();
             let below = raw.live_low.saturating_sub(RESIDUE_WINDOW);
             let mut dispatch = Vec::new();
             let mut app = Vec::new();
             for (slot, v) in raw.return_like_values(s, below, raw.live_low) {
-                let Some(sym) = s.symbols().lookup(s.target(), v.wrapping_sub(1)) else { continue };
-                let module = s.target().module_at(v).map(|m| m.short_name()).unwrap_or_default();
+                let Some(sym) = s.symbols().lookup(s.target(), v.wrapping_sub(1)) else {
+                    continue;
+                };
+                let module = s
+                    .target()
+                    .module_at(v)
+                    .map(|m| m.short_name())
+                    .unwrap_or_default();
                 let name = format!("{module}!{}", sym.function);
                 let line = format!("{} {}+{:#x}", s.addr(slot), name, v - sym.function_start);
-                if EXCEPTION_PROCESSING.contains(&sym.function.as_str()) && !current.contains(&sym.function.as_str()) {
+                if EXCEPTION_PROCESSING.contains(&sym.function.as_str())
+                    && !current.contains(&sym.function.as_str())
+                {
                     dispatch.push(line);
-                } else if ev.is_app_module(&module) && !app.iter().any(|a: &String| a.ends_with(&name)) {
+                } else if ev.is_app_module(&module)
+                    && !app.iter().any(|a: &String| a.ends_with(&name))
+                {
                     app.push(name);
                 }
             }
@@ -69,7 +85,13 @@ impl Detector for ExecutionResidue {
                 evidence.push(format!("... {} more", n - MAX_SHOWN));
             }
             if !app.is_empty() {
-                evidence.push(format!("application functions in the same residue: {}", app.into_iter().take(MAX_SHOWN).collect::<Vec<_>>().join(", ")));
+                evidence.push(format!(
+                    "application functions in the same residue: {}",
+                    app.into_iter()
+                        .take(MAX_SHOWN)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             findings.push(
                 Finding::new(self.pattern(), self.category(), "medium", format!("thread {:x}'s unused stack shows past exception processing ({n} return address(es))", t.id))

@@ -28,16 +28,21 @@ impl Detector for HeapCorruption {
         "Dynamic Memory Corruption"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
-        let heap_frame = ev
-            .exception_frames
-            .iter()
-            .take(6)
-            .find(|f| f.function.as_deref().is_some_and(|n| HEAP_FUNCTIONS.contains(&n) || n.starts_with("Rtlp") && n.contains("Heap")));
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
+        let heap_frame = ev.exception_frames.iter().take(6).find(|f| {
+            f.function.as_deref().is_some_and(|n| {
+                HEAP_FUNCTIONS.contains(&n) || n.starts_with("Rtlp") && n.contains("Heap")
+            })
+        });
         let why = if e.record.code == 0xc0000374 {
             "STATUS_HEAP_CORRUPTION (c0000374)".to_string()
         } else if let (0xc0000005, Some(f)) = (e.record.code, heap_frame) {
-            format!("access violation inside the heap manager ({})", f.call_site())
+            format!(
+                "access violation inside the heap manager ({})",
+                f.call_site()
+            )
         } else {
             return Vec::new();
         };

@@ -6,7 +6,10 @@ use dumpdiag_target::MemoryExt;
 
 pub struct HiddenException;
 
-const CODES: &[u32] = &[0xc0000005, 0xc0000094, 0xc000008e, 0xc00000fd, 0xc0000409, 0xc0000374, 0xe06d7363, 0xc000001d, 0xc0000096];
+const CODES: &[u32] = &[
+    0xc0000005, 0xc0000094, 0xc000008e, 0xc00000fd, 0xc0000409, 0xc0000374, 0xe06d7363, 0xc000001d,
+    0xc0000096,
+];
 /// How far below the stack pointer residue is searched.
 const DEPTH: u64 = 0x10000;
 
@@ -20,14 +23,19 @@ impl Detector for HiddenException {
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let faulting = ev.exception.as_ref().map(|e| e.thread_id);
         // A copy of the stored exception is not hidden, wherever it lies.
-        let stored = ev.exception.as_ref().map(|e| (e.record.code, e.record.address));
+        let stored = ev
+            .exception
+            .as_ref()
+            .map(|e| (e.record.code, e.record.address));
         let mem = ev.target().memory();
         let mut out = Vec::new();
         for t in &ev.threads {
             if Some(t.id) == faulting {
                 continue;
             }
-            let Some(ctx) = ev.session.thread_context(t.index) else { continue };
+            let Some(ctx) = ev.session.thread_context(t.index) else {
+                continue;
+            };
             let sp = ctx.sp();
             let low = sp.saturating_sub(DEPTH);
             let bytes = mem.read_bytes(low, (sp - low) as usize);
@@ -42,16 +50,30 @@ impl Detector for HiddenException {
                         if p == 8 {
                             u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
                         } else {
-                            u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4])) as u64
+                            u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]))
+                                as u64
                         }
                     };
                     let address = read(o + 8 + p);
-                    let nparams = u32::from_le_bytes(bytes[o + 8 + 2 * p..o + 12 + 2 * p].try_into().unwrap_or([0; 4]));
+                    let nparams = u32::from_le_bytes(
+                        bytes[o + 8 + 2 * p..o + 12 + 2 * p]
+                            .try_into()
+                            .unwrap_or([0; 4]),
+                    );
                     // A plausible record: the address is code of a loaded module and the
                     // parameter count is a real one.
-                    if nparams <= 15 && ev.target().module_at(address).is_some() && stored != Some((code, address)) {
-                        let site = ev.session.describe_address(address).unwrap_or_else(|| format!("{address:#x}"));
-                        let line = format!("EXCEPTION_RECORD at {:#x}: code {code:08x} at {site}", low + o as u64);
+                    if nparams <= 15
+                        && ev.target().module_at(address).is_some()
+                        && stored != Some((code, address))
+                    {
+                        let site = ev
+                            .session
+                            .describe_address(address)
+                            .unwrap_or_else(|| format!("{address:#x}"));
+                        let line = format!(
+                            "EXCEPTION_RECORD at {:#x}: code {code:08x} at {site}",
+                            low + o as u64
+                        );
                         if !records.contains(&line) {
                             records.push(line);
                         }

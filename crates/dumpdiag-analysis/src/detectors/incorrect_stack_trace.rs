@@ -16,7 +16,14 @@ impl Detector for IncorrectStackTrace {
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let bad: Vec<(u32, Vec<String>)> = checks(ev)
             .into_iter()
-            .map(|(id, c)| (id, c.into_iter().filter(|w| !w.starts_with("the walk ends")).collect::<Vec<_>>()))
+            .map(|(id, c)| {
+                (
+                    id,
+                    c.into_iter()
+                        .filter(|w| !w.starts_with("the walk ends"))
+                        .collect::<Vec<_>>(),
+                )
+            })
             .filter(|(_, c)| !c.is_empty())
             .collect();
         if bad.is_empty() {

@@ -26,15 +26,25 @@ impl Detector for InstrumentationInformation {
         let mut evidence = Vec::new();
         if let Some((p, _)) = process_peb(ev) {
             let g = p.nt_global_flag.unwrap_or(0);
-            let set: Vec<&str> = FLAGS.iter().filter(|(b, _)| g & b != 0).map(|(_, n)| *n).collect();
+            let set: Vec<&str> = FLAGS
+                .iter()
+                .filter(|(b, _)| g & b != 0)
+                .map(|(_, n)| *n)
+                .collect();
             if !set.is_empty() {
                 evidence.push(format!("NtGlobalFlag {g:#x}: {}", set.join(", ")));
             }
         }
         for m in ev.target().modules() {
             let f = m.file_name().to_ascii_lowercase();
-            if f == "verifier.dll" || f.starts_with("vf") && f.ends_with(".dll") || f == "vrfcore.dll" {
-                evidence.push(format!("Application Verifier module {} loaded", m.file_name()));
+            if f == "verifier.dll"
+                || f.starts_with("vf") && f.ends_with(".dll")
+                || f == "vrfcore.dll"
+            {
+                evidence.push(format!(
+                    "Application Verifier module {} loaded",
+                    m.file_name()
+                ));
             }
         }
         if evidence.is_empty() {

@@ -18,7 +18,9 @@ impl Detector for InvalidPointer {
         "Pointer"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some((_, target)) = access_violation(ev) else { return Vec::new() };
+        let Some((_, target)) = access_violation(ev) else {
+            return Vec::new();
+        };
         if target < NULL_PAGE_END {
             return Vec::new();
         }
@@ -30,7 +32,14 @@ impl Detector for InvalidPointer {
         } else {
             match t.region_at(target) {
                 None => Some("lies in no region of the address space".into()),
-                Some(r) if r.state != MEM_COMMIT => Some(format!("lies in {} memory", if r.state == dumpdiag_target::MEM_FREE { "free" } else { "reserved" })),
+                Some(r) if r.state != MEM_COMMIT => Some(format!(
+                    "lies in {} memory",
+                    if r.state == dumpdiag_target::MEM_FREE {
+                        "free"
+                    } else {
+                        "reserved"
+                    }
+                )),
                 Some(r) if r.protect & 0x100 != 0 => Some("lies in a guard page".into()),
                 Some(r) if r.protect & 0xff == 0x01 => Some("lies in PAGE_NOACCESS memory".into()),
                 _ => None,

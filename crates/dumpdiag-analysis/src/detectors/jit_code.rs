@@ -15,15 +15,31 @@ impl Detector for JitCode {
         ".NET / CLR / Managed Space"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(runtime) = runtime_module(ev) else { return Vec::new() };
+        let Some(runtime) = runtime_module(ev) else {
+            return Vec::new();
+        };
         let mut evidence = Vec::new();
         let mut threads = Vec::new();
         for t in &ev.threads {
             let frames = ev.frames_of(t);
-            for (i, f) in frames.iter().enumerate().filter(|(_, f)| is_generated_code(ev, f.ip)) {
-                let caller = frames.get(i + 1).map(|c| format!(", called from {}", c.call_site())).unwrap_or_default();
-                let callee = i.checked_sub(1).and_then(|j| frames.get(j)).map(|c| format!(", calls {}", c.call_site())).unwrap_or_default();
-                evidence.push(format!("thread {:x} frame {i:02}: {:#x} in executable private memory{callee}{caller}", t.id, f.ip));
+            for (i, f) in frames
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| is_generated_code(ev, f.ip))
+            {
+                let caller = frames
+                    .get(i + 1)
+                    .map(|c| format!(", called from {}", c.call_site()))
+                    .unwrap_or_default();
+                let callee = i
+                    .checked_sub(1)
+                    .and_then(|j| frames.get(j))
+                    .map(|c| format!(", calls {}", c.call_site()))
+                    .unwrap_or_default();
+                evidence.push(format!(
+                    "thread {:x} frame {i:02}: {:#x} in executable private memory{callee}{caller}",
+                    t.id, f.ip
+                ));
                 if !threads.contains(&t.id) {
                     threads.push(t.id);
                 }

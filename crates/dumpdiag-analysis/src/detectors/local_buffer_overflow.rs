@@ -13,7 +13,9 @@ impl Detector for LocalBufferOverflow {
         "Exception"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         if e.record.code != 0xc0000409 {
             return Vec::new();
         }

@@ -19,32 +19,59 @@ impl Detector for ManagedCodeException {
         ".NET / CLR / Managed Space"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         let code = e.record.code;
         if code != CLR4_EXCEPTION && code != CLR2_EXCEPTION {
             return Vec::new();
         }
-        let runtime_name = if code == CLR4_EXCEPTION { "CLR 4 / CoreCLR" } else { "CLR 2" };
-        let mut evidence = vec![format!("exception code {code:08x} ({runtime_name} exception) on thread {:x}", e.thread_id)];
+        let runtime_name = if code == CLR4_EXCEPTION {
+            "CLR 4 / CoreCLR"
+        } else {
+            "CLR 2"
+        };
+        let mut evidence = vec![format!(
+            "exception code {code:08x} ({runtime_name} exception) on thread {:x}",
+            e.thread_id
+        )];
         let hresult = e.record.parameters.first().map(|p| *p as u32);
         let type_name = hresult.and_then(exception_type_of);
         if let Some(hr) = hresult {
-            evidence.push(format!("HRESULT {hr:#010x}{}", type_name.map(|t| format!(": {t}")).unwrap_or_default()));
+            evidence.push(format!(
+                "HRESULT {hr:#010x}{}",
+                type_name.map(|t| format!(": {t}")).unwrap_or_default()
+            ));
         }
         let runtime = runtime_module(ev);
-        if let Some(base) = e.record.parameters.last().filter(|_| e.record.parameters.len() >= 2) {
+        if let Some(base) = e
+            .record
+            .parameters
+            .last()
+            .filter(|_| e.record.parameters.len() >= 2)
+        {
             match ev.target().module_at(*base) {
-                Some(m) => evidence.push(format!("raised by the runtime at {base:#x} ({})", m.path)),
-                None => evidence.push(format!("runtime base in the record: {base:#x} (no module there)")),
+                Some(m) => {
+                    evidence.push(format!("raised by the runtime at {base:#x} ({})", m.path))
+                }
+                None => evidence.push(format!(
+                    "runtime base in the record: {base:#x} (no module there)"
+                )),
             }
         } else if let Some(m) = runtime {
             evidence.push(format!("runtime loaded: {}", m.path));
         }
-        let managed_frames: Vec<String> =
-            ev.exception_frames.iter().filter(|f| crate::managed::is_generated_code(ev, f.ip)).map(|f| format!("JIT-compiled frame at {:#x}", f.ip)).collect();
+        let managed_frames: Vec<String> = ev
+            .exception_frames
+            .iter()
+            .filter(|f| crate::managed::is_generated_code(ev, f.ip))
+            .map(|f| format!("JIT-compiled frame at {:#x}", f.ip))
+            .collect();
         evidence.extend(managed_frames);
         evidence.push("the exception object (type, message, managed stack) needs the runtime's data structures: not read yet".to_string());
-        let what = type_name.map(|t| t.to_string()).unwrap_or_else(|| format!("HRESULT {:#010x}", hresult.unwrap_or(0)));
+        let what = type_name
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| format!("HRESULT {:#010x}", hresult.unwrap_or(0)));
         vec![Finding::new(self.pattern(), self.category(), "high", format!("unhandled .NET exception: {what}"))
             .threads(vec![e.thread_id])
             .evidence(evidence)

@@ -31,16 +31,33 @@ impl Detector for MemoryLeakProcessHeap {
         }
         let map = ev.session.address_map();
         let heaps = &map.heaps;
-        let heap_commit: u64 = heaps.iter().fold(0u64, |a, h| a.saturating_add(h.committed()));
-        let private_commit: u64 = t.regions().iter().filter(|r| r.state == MEM_COMMIT && r.kind == MEM_PRIVATE).fold(0u64, |a, r| a.saturating_add(r.size));
-        let Some(top) = heaps.iter().max_by_key(|h| h.committed()) else { return Vec::new() };
+        let heap_commit: u64 = heaps
+            .iter()
+            .fold(0u64, |a, h| a.saturating_add(h.committed()));
+        let private_commit: u64 = t
+            .regions()
+            .iter()
+            .filter(|r| r.state == MEM_COMMIT && r.kind == MEM_PRIVATE)
+            .fold(0u64, |a, r| a.saturating_add(r.size));
+        let Some(top) = heaps.iter().max_by_key(|h| h.committed()) else {
+            return Vec::new();
+        };
         let share = heap_commit as f64 / private_commit.max(1) as f64;
         if heap_commit < MIN_HEAP_COMMIT || share < MIN_SHARE_OF_PRIVATE {
             return Vec::new();
         }
-        let mut evidence = vec![format!("heaps commit {} of the process's {} private commit ({:.0}%)", mb(heap_commit), mb(private_commit), share * 100.0)];
+        let mut evidence = vec![format!(
+            "heaps commit {} of the process's {} private commit ({:.0}%)",
+            mb(heap_commit),
+            mb(private_commit),
+            share * 100.0
+        )];
         for h in heaps.iter().filter(|h| h.committed() > 0) {
-            let default = if map.default_heaps.contains(&h.base) { " (process default heap)" } else { "" };
+            let default = if map.default_heaps.contains(&h.base) {
+                " (process default heap)"
+            } else {
+                ""
+            };
             evidence.push(format!(
                 "{} {:#x}{default}: {} committed, {} reserved, {} segment(s)",
                 h.kind.label(),
@@ -52,10 +69,19 @@ impl Detector for MemoryLeakProcessHeap {
         }
         if top.segments.len() > 1 {
             let sizes: Vec<String> = top.segments.iter().map(|s| mb(s.reserved)).collect();
-            evidence.push(format!("heap {:#x} grew by {} segment(s): {}", top.base, top.segments.len() - 1, sizes.join(", ")));
+            evidence.push(format!(
+                "heap {:#x} grew by {} segment(s): {}",
+                top.base,
+                top.segments.len() - 1,
+                sizes.join(", ")
+            ));
         }
         if let Some(vm) = &t.extras().vm_counters {
-            evidence.push(format!("VM counters: private usage {}, peak pagefile usage {}", mb(vm.private_usage), mb(vm.peak_pagefile_usage)));
+            evidence.push(format!(
+                "VM counters: private usage {}, peak pagefile usage {}",
+                mb(vm.private_usage),
+                mb(vm.peak_pagefile_usage)
+            ));
         }
         vec![Finding::new(
             self.pattern(),

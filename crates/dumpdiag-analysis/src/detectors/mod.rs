@@ -104,16 +104,24 @@ pub fn implemented() -> Vec<&'static str> {
 /// Access-violation facts: (access kind 0 read / 1 write / 8 execute, target address).
 pub(crate) fn access_violation(ev: &crate::Evidence) -> Option<(u64, u64)> {
     let e = ev.exception.as_ref()?;
-    (e.record.code == 0xc0000005 && e.record.parameters.len() >= 2).then(|| (e.record.parameters[0], e.record.parameters[1]))
+    (e.record.code == 0xc0000005 && e.record.parameters.len() >= 2)
+        .then(|| (e.record.parameters[0], e.record.parameters[1]))
 }
 
 /// The first frames of the faulting thread as `module!function` lines.
 pub(crate) fn top_frames(ev: &crate::Evidence, n: usize) -> Vec<String> {
-    ev.exception_frames.iter().take(n).map(|f| f.call_site()).collect()
+    ev.exception_frames
+        .iter()
+        .take(n)
+        .map(|f| f.call_site())
+        .collect()
 }
 
 pub(crate) fn exception_thread(ev: &crate::Evidence) -> Vec<u32> {
-    ev.exception.as_ref().map(|e| vec![e.thread_id]).unwrap_or_default()
+    ev.exception
+        .as_ref()
+        .map(|e| vec![e.thread_id])
+        .unwrap_or_default()
 }
 
 /// The highest user-space address of the NULL page range the catalog counts as "NULL".
@@ -127,7 +135,11 @@ pub(crate) fn taken_on_purpose(ev: &crate::Evidence) -> bool {
         None => true,
         Some(e) => {
             e.record.code == 0x80000003
-                && ev.exception_frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.contains("DbgUiRemoteBreakin") || n.contains("DbgBreakPoint")))
+                && ev.exception_frames.iter().any(|f| {
+                    f.function.as_deref().is_some_and(|n| {
+                        n.contains("DbgUiRemoteBreakin") || n.contains("DbgBreakPoint")
+                    })
+                })
         }
     }
 }
@@ -143,12 +155,17 @@ pub(crate) fn is_cs(w: &crate::waits::Wait) -> bool {
 
 /// Every wait cycle with the waits that make it up, in its order, and whether all of them are
 /// critical sections (the two deadlock detectors split the cycles on that).
-pub(crate) fn wait_cycles<'e>(ev: &'e crate::Evidence) -> Vec<(Vec<u32>, Vec<&'e crate::waits::Wait>, bool)> {
+pub(crate) fn wait_cycles<'e>(
+    ev: &'e crate::Evidence,
+) -> Vec<(Vec<u32>, Vec<&'e crate::waits::Wait>, bool)> {
     let all = ev.waits();
     crate::waits::cycles(all)
         .into_iter()
         .map(|cycle| {
-            let ws: Vec<&crate::waits::Wait> = cycle.iter().filter_map(|t| all.iter().find(|w| w.thread == *t && w.blocker.is_some())).collect();
+            let ws: Vec<&crate::waits::Wait> = cycle
+                .iter()
+                .filter_map(|t| all.iter().find(|w| w.thread == *t && w.blocker.is_some()))
+                .collect();
             let only_cs = ws.iter().all(|w| is_cs(w));
             (cycle, ws, only_cs)
         })
@@ -156,11 +173,20 @@ pub(crate) fn wait_cycles<'e>(ev: &'e crate::Evidence) -> Vec<(Vec<u32>, Vec<&'e
 }
 
 /// The PEB of the process's own bitness (the 32-bit one under WOW64).
-pub(crate) fn process_peb(ev: &crate::Evidence) -> Option<(dumpdiag_os::peb::Peb, dumpdiag_os::layout::Layout)> {
+pub(crate) fn process_peb(
+    ev: &crate::Evidence,
+) -> Option<(dumpdiag_os::peb::Peb, dumpdiag_os::layout::Layout)> {
     let native = dumpdiag_os::layout::Layout::for_pointer_size(ev.target().facts().pointer_size());
     let mem = ev.target().memory();
     let teb = ev.target().threads().first()?.teb;
-    let (teb, l) = if ev.session.is_wow64() { (dumpdiag_os::wow64::teb32_of(mem, teb)?, dumpdiag_os::layout::X86) } else { (teb, native) };
+    let (teb, l) = if ev.session.is_wow64() {
+        (
+            dumpdiag_os::wow64::teb32_of(mem, teb)?,
+            dumpdiag_os::layout::X86,
+        )
+    } else {
+        (teb, native)
+    };
     let peb_addr = dumpdiag_target::MemoryExt::read_ptr(mem, teb.wrapping_add(l.teb_peb), l.ptr)?;
     Some((dumpdiag_os::peb::read_peb(mem, peb_addr, &l)?, l))
 }
@@ -172,9 +198,15 @@ pub(crate) fn stack_checks(ev: &crate::Evidence) -> Vec<(u32, Vec<String>)> {
         .iter()
         .filter_map(|t| {
             let faulting = ev.exception.as_ref().is_some_and(|e| e.thread_id == t.id);
-            let stack = if faulting { ev.exception_stack.as_ref()? } else { t.stack.as_ref()? };
-            let notes =
-                dumpdiag_engine::cmd_stacks::stack_checks(ev.session, t.index, stack).into_iter().filter(|w| !w.starts_with("walk stopped after")).collect();
+            let stack = if faulting {
+                ev.exception_stack.as_ref()?
+            } else {
+                t.stack.as_ref()?
+            };
+            let notes = dumpdiag_engine::cmd_stacks::stack_checks(ev.session, t.index, stack)
+                .into_iter()
+                .filter(|w| !w.starts_with("walk stopped after"))
+                .collect();
             Some((t.id, notes))
         })
         .collect()

@@ -4,7 +4,13 @@ use crate::{Detector, Evidence, Finding};
 
 pub struct MultipleExceptions;
 
-const DISPATCH: &[&str] = &["KiUserExceptionDispatcher", "KiUserExceptionDispatch", "RtlDispatchException", "UnhandledExceptionFilter", "WerpReportFault"];
+const DISPATCH: &[&str] = &[
+    "KiUserExceptionDispatcher",
+    "KiUserExceptionDispatch",
+    "RtlDispatchException",
+    "UnhandledExceptionFilter",
+    "WerpReportFault",
+];
 
 impl Detector for MultipleExceptions {
     fn pattern(&self) -> &'static str {
@@ -14,8 +20,15 @@ impl Detector for MultipleExceptions {
         "Exception"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let dispatching: Vec<&crate::ThreadView> =
-            ev.threads.iter().filter(|t| t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| DISPATCH.contains(&n)))).collect();
+        let dispatching: Vec<&crate::ThreadView> = ev
+            .threads
+            .iter()
+            .filter(|t| {
+                t.frames
+                    .iter()
+                    .any(|f| f.function.as_deref().is_some_and(|n| DISPATCH.contains(&n)))
+            })
+            .collect();
         if dispatching.len() < 2 {
             return Vec::new();
         }
@@ -26,11 +39,18 @@ impl Detector for MultipleExceptions {
                 let at = t
                     .frames
                     .iter()
-                    .position(|f| f.function.as_deref().is_some_and(|n| n.starts_with("KiUserExceptionDispatch")))
+                    .position(|f| {
+                        f.function
+                            .as_deref()
+                            .is_some_and(|n| n.starts_with("KiUserExceptionDispatch"))
+                    })
                     .and_then(|i| t.frames.get(i + 1))
                     .map(|f| f.call_site())
                     .unwrap_or_else(|| "unknown".into());
-                format!("thread {:x} is dispatching an exception raised in {at}", t.id)
+                format!(
+                    "thread {:x} is dispatching an exception raised in {at}",
+                    t.id
+                )
             })
             .collect();
         vec![Finding::new(self.pattern(), self.category(), "high", format!("{} threads are inside exception dispatch", dispatching.len()))

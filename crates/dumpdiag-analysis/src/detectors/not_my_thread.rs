@@ -20,7 +20,9 @@ impl Detector for NotMyThread {
             if is_dump_writer(t) {
                 continue;
             }
-            let Some(p) = thread_procedure(ev, t) else { continue };
+            let Some(p) = thread_procedure(ev, t) else {
+                continue;
+            };
             match p.module.as_deref() {
                 Some(m) if ev.is_app_module(m) => own += 1,
                 _ => foreign.push((t, p)),
@@ -32,11 +34,20 @@ impl Detector for NotMyThread {
         let mut evidence: Vec<String> = foreign
             .iter()
             .map(|(t, p)| {
-                let app = crate::thread_facts::application_caller(ev, t).map(|f| format!("; runs application code {}", f.call_site()));
-                format!("thread {:x} started in {} ({:#x}){}", t.id, p.name, p.address, app.unwrap_or_default())
+                let app = crate::thread_facts::application_caller(ev, t)
+                    .map(|f| format!("; runs application code {}", f.call_site()));
+                format!(
+                    "thread {:x} started in {} ({:#x}){}",
+                    t.id,
+                    p.name,
+                    p.address,
+                    app.unwrap_or_default()
+                )
             })
             .collect();
-        evidence.push(format!("{own} thread(s) started in the application's own modules"));
+        evidence.push(format!(
+            "{own} thread(s) started in the application's own modules"
+        ));
         vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} thread(s) were created by system or third-party code", foreign.len()))
             .threads(foreign.iter().map(|(t, _)| t.id).collect())
             .evidence(evidence)

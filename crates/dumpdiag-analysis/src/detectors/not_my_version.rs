@@ -27,7 +27,10 @@ impl Detector for NotMyVersion {
         }
         for (i, m) in t.modules().iter().enumerate() {
             if let Some(found) = symbols.pdb_mismatch(i) {
-                evidence.push(format!("{}: PDB from another build: {found}", m.short_name()));
+                evidence.push(format!(
+                    "{}: PDB from another build: {found}",
+                    m.short_name()
+                ));
             }
         }
         let mismatched_pdbs = evidence.len();
@@ -53,10 +56,27 @@ fn mixed_product_versions(ev: &Evidence) -> Vec<String> {
     let mem = t.memory();
     let mut products: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
     for m in t.modules() {
-        let Some(strings) = pe::read_headers(mem, m.base).and_then(|h| pe::version_strings(mem, &h)) else { continue };
-        let get = |k: &str| strings.iter().find(|(key, _)| key == k).map(|(_, v)| v.trim().to_string()).filter(|v| !v.is_empty());
-        if let (Some(company), Some(product), Some(version)) = (get("CompanyName"), get("ProductName"), get("ProductVersion")) {
-            products.entry((company, product)).or_default().push((m.short_name(), version));
+        let Some(strings) =
+            pe::read_headers(mem, m.base).and_then(|h| pe::version_strings(mem, &h))
+        else {
+            continue;
+        };
+        let get = |k: &str| {
+            strings
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        if let (Some(company), Some(product), Some(version)) = (
+            get("CompanyName"),
+            get("ProductName"),
+            get("ProductVersion"),
+        ) {
+            products
+                .entry((company, product))
+                .or_default()
+                .push((m.short_name(), version));
         }
     }
     let mut out = Vec::new();
@@ -69,7 +89,11 @@ fn mixed_product_versions(ev: &Evidence) -> Vec<String> {
             continue;
         }
         let list: Vec<String> = mods.iter().map(|(n, v)| format!("{n} {v}")).collect();
-        out.push(format!("{company} {product} in {} versions: {}", versions.len(), list.join(", ")));
+        out.push(format!(
+            "{company} {product} in {} versions: {}",
+            versions.len(),
+            list.join(", ")
+        ));
     }
     out
 }

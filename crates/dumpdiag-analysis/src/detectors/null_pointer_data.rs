@@ -13,12 +13,16 @@ impl Detector for NullPointerData {
         "Pointer"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some((access, target)) = access_violation(ev) else { return Vec::new() };
+        let Some((access, target)) = access_violation(ev) else {
+            return Vec::new();
+        };
         if access == 8 || target >= NULL_PAGE_END {
             return Vec::new();
         }
         let verb = if access == 1 { "write to" } else { "read from" };
-        let mut evidence = vec![format!("Attempt to {verb} address {target:#x} (a NULL pointer plus field offset {target:#x})")];
+        let mut evidence = vec![format!(
+            "Attempt to {verb} address {target:#x} (a NULL pointer plus field offset {target:#x})"
+        )];
         evidence.extend(top_frames(ev, 3));
         vec![Finding::new(self.pattern(), self.category(), "high", format!("{verb} {target:#x} through a NULL pointer"))
             .threads(exception_thread(ev))

@@ -38,7 +38,9 @@ impl Detector for PassiveThread {
             .any(|w| w.blocker.is_none() && matches!(&w.object, WaitObject::Handle { state: Some(ObjectState::Mutant { count, .. }), .. } if *count <= 0));
         let mut passive = Vec::new();
         for t in &ev.threads {
-            let Some(top) = t.frames.first().and_then(|f| f.function.as_deref()) else { continue };
+            let Some(top) = t.frames.first().and_then(|f| f.function.as_deref()) else {
+                continue;
+            };
             if !IDLE_WAITS.contains(&top) {
                 continue;
             }
@@ -48,26 +50,62 @@ impl Detector for PassiveThread {
             let own = all.iter().filter(|w| w.thread == t.id).collect::<Vec<_>>();
             let waits_on_something_held = own.iter().any(|w| match &w.object {
                 WaitObject::CriticalSection(_) => true,
-                WaitObject::Handle { type_name, state, .. } => {
-                    type_name == "Thread" || type_name == "Process" || matches!(state, Some(ObjectState::Mutant { count, .. }) if *count <= 0)
+                WaitObject::Handle {
+                    type_name, state, ..
+                } => {
+                    type_name == "Thread"
+                        || type_name == "Process"
+                        || matches!(state, Some(ObjectState::Mutant { count, .. }) if *count <= 0)
                 }
             });
-            let in_message_box = t.frames.iter().any(|f| f.function.as_deref().is_some_and(|n| n.starts_with("MessageBox")));
-            let kernel_wait_unresolved = matches!(top, "NtWaitForSingleObject" | "NtWaitForMultipleObjects") && own.is_empty();
+            let in_message_box = t.frames.iter().any(|f| {
+                f.function
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("MessageBox"))
+            });
+            let kernel_wait_unresolved =
+                matches!(top, "NtWaitForSingleObject" | "NtWaitForMultipleObjects")
+                    && own.is_empty();
             let maybe_owner = unknown_owner && !own.is_empty();
-            if blocks_others || waits_on_something_held || in_message_box || kernel_wait_unresolved || maybe_owner {
+            if blocks_others
+                || waits_on_something_held
+                || in_message_box
+                || kernel_wait_unresolved
+                || maybe_owner
+            {
                 continue;
             }
-            let what = own.first().map(|w| w.object.describe()).unwrap_or_else(|| top.to_string());
-            let app = crate::thread_facts::application_caller(ev, t).map(|f| f.call_site()).unwrap_or_default();
-            passive.push((t.id, format!("thread {:x} idle in {what}{}", t.id, if app.is_empty() { String::new() } else { format!(" (from {app})") })));
+            let what = own
+                .first()
+                .map(|w| w.object.describe())
+                .unwrap_or_else(|| top.to_string());
+            let app = crate::thread_facts::application_caller(ev, t)
+                .map(|f| f.call_site())
+                .unwrap_or_default();
+            passive.push((
+                t.id,
+                format!(
+                    "thread {:x} idle in {what}{}",
+                    t.id,
+                    if app.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (from {app})")
+                    }
+                ),
+            ));
         }
         if passive.is_empty() {
             return Vec::new();
         }
-        vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} thread(s) are idle in ordinary waits", passive.len()))
-            .threads(passive.iter().map(|p| p.0).collect())
-            .evidence(passive.into_iter().map(|p| p.1).collect())
-            .recommend("These threads wait the way idle threads do; look at the others first.")]
+        vec![Finding::new(
+            self.pattern(),
+            self.category(),
+            "medium",
+            format!("{} thread(s) are idle in ordinary waits", passive.len()),
+        )
+        .threads(passive.iter().map(|p| p.0).collect())
+        .evidence(passive.into_iter().map(|p| p.1).collect())
+        .recommend("These threads wait the way idle threads do; look at the others first.")]
     }
 }

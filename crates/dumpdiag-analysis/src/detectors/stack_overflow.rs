@@ -26,7 +26,9 @@ impl Detector for StackOverflow {
         "Stack Overflow"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         if e.record.code != 0xc00000fd {
             return Vec::new();
         }
@@ -34,7 +36,10 @@ impl Detector for StackOverflow {
         let mut evidence = Vec::new();
         let summary = match recursion(&sites) {
             Some((cycle, reps)) => {
-                evidence.push(format!("recursion: {} repeats {reps}+ times at the top of the stack", cycle.join(" -> ")));
+                evidence.push(format!(
+                    "recursion: {} repeats {reps}+ times at the top of the stack",
+                    cycle.join(" -> ")
+                ));
                 format!("stack exhausted by recursion in {}", cycle.join(" -> "))
             }
             None => "stack exhausted".to_string(),
@@ -45,11 +50,21 @@ impl Detector for StackOverflow {
             if let Some(teb) = s.teb_of(i) {
                 let l = s.layout();
                 let mem = ev.target().memory();
-                let base = mem.read_ptr(teb.wrapping_add(l.teb_stack_base), l.ptr).unwrap_or(0);
-                let limit = mem.read_ptr(teb.wrapping_add(l.teb_stack_limit), l.ptr).unwrap_or(0);
-                let dealloc = mem.read_ptr(teb.wrapping_add(l.teb_deallocation_stack), l.ptr).unwrap_or(0);
+                let base = mem
+                    .read_ptr(teb.wrapping_add(l.teb_stack_base), l.ptr)
+                    .unwrap_or(0);
+                let limit = mem
+                    .read_ptr(teb.wrapping_add(l.teb_stack_limit), l.ptr)
+                    .unwrap_or(0);
+                let dealloc = mem
+                    .read_ptr(teb.wrapping_add(l.teb_deallocation_stack), l.ptr)
+                    .unwrap_or(0);
                 if base > limit && limit >= dealloc {
-                    evidence.push(format!("stack reserved {:#x} bytes, committed {:#x} bytes", base - dealloc, base - limit));
+                    evidence.push(format!(
+                        "stack reserved {:#x} bytes, committed {:#x} bytes",
+                        base - dealloc,
+                        base - limit
+                    ));
                 }
             }
         }

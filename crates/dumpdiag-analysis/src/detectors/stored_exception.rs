@@ -13,15 +13,32 @@ impl Detector for StoredException {
         "Exception"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else { return Vec::new() };
+        let Some(e) = &ev.exception else {
+            return Vec::new();
+        };
         let r = &e.record;
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("the dump's exception stream holds {:08x} at {:#x}", r.code, r.address))
-            .threads(exception_thread(ev))
-            .evidence(vec![
-                format!("ExceptionCode: {:08x}", r.code),
-                format!("ExceptionAddress: {:#x}", r.address),
-                format!("Parameters: {}", r.parameters.iter().map(|p| format!("{p:#x}")).collect::<Vec<_>>().join(" ")),
-            ])
-            .recommend(".exr -1 shows the record and .ecxr switches to its context.")]
+        vec![Finding::new(
+            self.pattern(),
+            self.category(),
+            "high",
+            format!(
+                "the dump's exception stream holds {:08x} at {:#x}",
+                r.code, r.address
+            ),
+        )
+        .threads(exception_thread(ev))
+        .evidence(vec![
+            format!("ExceptionCode: {:08x}", r.code),
+            format!("ExceptionAddress: {:#x}", r.address),
+            format!(
+                "Parameters: {}",
+                r.parameters
+                    .iter()
+                    .map(|p| format!("{p:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ])
+        .recommend(".exr -1 shows the record and .ecxr switches to its context.")]
     }
 }

@@ -13,8 +13,14 @@ impl Detector for TruncatedStackTrace {
         "Stack Trace"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let cut: Vec<(u32, String)> =
-            checks(ev).into_iter().filter_map(|(id, c)| c.into_iter().find(|w| w.starts_with("the walk ends")).map(|w| (id, w))).collect();
+        let cut: Vec<(u32, String)> = checks(ev)
+            .into_iter()
+            .filter_map(|(id, c)| {
+                c.into_iter()
+                    .find(|w| w.starts_with("the walk ends"))
+                    .map(|w| (id, w))
+            })
+            .collect();
         if cut.is_empty() {
             return Vec::new();
         }

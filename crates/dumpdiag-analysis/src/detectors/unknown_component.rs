@@ -10,7 +10,14 @@ use dumpdiag_os::pe;
 pub struct UnknownComponent;
 
 /// Folders code is not installed in.
-const UNEXPECTED_FOLDERS: &[&str] = &["\\temp\\", "\\tmp\\", "\\downloads\\", "\\appdata\\local\\temp\\", "\\users\\public\\", "\\$recycle.bin\\"];
+const UNEXPECTED_FOLDERS: &[&str] = &[
+    "\\temp\\",
+    "\\tmp\\",
+    "\\downloads\\",
+    "\\appdata\\local\\temp\\",
+    "\\users\\public\\",
+    "\\$recycle.bin\\",
+];
 /// DLLs that only ever come from the system directory (not the ones applications may deploy
 /// beside themselves, such as ucrtbase.dll or dbghelp.dll).
 const SYSTEM_DLLS: &[&str] = &[
@@ -46,7 +53,11 @@ impl Detector for UnknownComponent {
         let t = ev.target();
         let mem = t.memory();
         let mut evidence = Vec::new();
-        for m in t.modules().iter().filter(|m| !ev.is_main_image_base(m.base)) {
+        for m in t
+            .modules()
+            .iter()
+            .filter(|m| !ev.is_main_image_base(m.base))
+        {
             let lower = m.path.to_ascii_lowercase();
             let file = m.file_name().to_ascii_lowercase();
             if UNEXPECTED_FOLDERS.iter().any(|f| lower.contains(f)) {
@@ -54,7 +65,11 @@ impl Detector for UnknownComponent {
                 continue;
             }
             if SYSTEM_DLLS.contains(&file.as_str()) && !in_system_directory(&m.path) {
-                evidence.push(format!("{}: a system DLL's name loaded from outside the system directory: {}", m.short_name(), m.path));
+                evidence.push(format!(
+                    "{}: a system DLL's name loaded from outside the system directory: {}",
+                    m.short_name(),
+                    m.path
+                ));
                 continue;
             }
             if in_system_directory(&m.path) {
@@ -62,11 +77,25 @@ impl Detector for UnknownComponent {
             }
             let fixed = m.version.as_ref().filter(|v| v.signature == 0xfeef04bd);
             let strings = pe::read_headers(mem, m.base).and_then(|h| pe::version_strings(mem, &h));
-            let company =
-                strings.as_ref().and_then(|s| s.iter().find(|(k, _)| k == "CompanyName").map(|(_, v)| v.trim().to_string())).filter(|c| !c.is_empty());
+            let company = strings
+                .as_ref()
+                .and_then(|s| {
+                    s.iter()
+                        .find(|(k, _)| k == "CompanyName")
+                        .map(|(_, v)| v.trim().to_string())
+                })
+                .filter(|c| !c.is_empty());
             match (fixed, &strings, company) {
-                (None, None, _) => evidence.push(format!("{}: no version information ({})", m.short_name(), m.path)),
-                (_, Some(_), None) => evidence.push(format!("{}: no company name in its version resource ({})", m.short_name(), m.path)),
+                (None, None, _) => evidence.push(format!(
+                    "{}: no version information ({})",
+                    m.short_name(),
+                    m.path
+                )),
+                (_, Some(_), None) => evidence.push(format!(
+                    "{}: no company name in its version resource ({})",
+                    m.short_name(),
+                    m.path
+                )),
                 _ => {}
             }
         }

@@ -15,10 +15,22 @@ impl Detector for VirtualizedProcess {
         if !ev.session.is_wow64() {
             return Vec::new();
         }
-        let wow: Vec<String> =
-            ev.target().modules().iter().filter(|m| m.file_name().to_ascii_lowercase().starts_with("wow64")).map(|m| m.file_name().to_string()).collect();
-        vec![Finding::new(self.pattern(), self.category(), "high", "a 32-bit process saved in a 64-bit dump (WOW64)".into())
-            .evidence(wow.into_iter().map(|m| format!("{m} loaded")).collect())
-            .recommend("Switch to the 32-bit view (.effmach x86) for the process's own stacks and registers.")]
+        let wow: Vec<String> = ev
+            .target()
+            .modules()
+            .iter()
+            .filter(|m| m.file_name().to_ascii_lowercase().starts_with("wow64"))
+            .map(|m| m.file_name().to_string())
+            .collect();
+        vec![Finding::new(
+            self.pattern(),
+            self.category(),
+            "high",
+            "a 32-bit process saved in a 64-bit dump (WOW64)".into(),
+        )
+        .evidence(wow.into_iter().map(|m| format!("{m} loaded")).collect())
+        .recommend(
+            "Switch to the 32-bit view (.effmach x86) for the process's own stacks and registers.",
+        )]
     }
 }

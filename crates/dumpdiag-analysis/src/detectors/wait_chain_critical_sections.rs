@@ -17,7 +17,10 @@ impl Detector for WaitChainCriticalSections {
         let all = ev.waits();
         let cs: Vec<&Wait> = all.iter().filter(|w| is_cs(w)).collect();
         // A chain: a critical-section wait whose owner itself waits for a critical section.
-        let chained: Vec<&&Wait> = cs.iter().filter(|w| cs.iter().any(|o| Some(o.thread) == w.blocker)).collect();
+        let chained: Vec<&&Wait> = cs
+            .iter()
+            .filter(|w| cs.iter().any(|o| Some(o.thread) == w.blocker))
+            .collect();
         if chained.is_empty() {
             return Vec::new();
         }

@@ -18,12 +18,19 @@ impl Detector for WaitChainGeneral {
         let all = ev.waits();
         let in_cycle: Vec<u32> = cycles(all).concat();
         let held_mutex = |w: &&Wait| matches!(&w.object, WaitObject::Handle { state: Some(ObjectState::Mutant { count, .. }), .. } if *count <= 0);
-        let links: Vec<&Wait> = all.iter().filter(|w| !in_cycle.contains(&w.thread)).filter(held_mutex).collect();
+        let links: Vec<&Wait> = all
+            .iter()
+            .filter(|w| !in_cycle.contains(&w.thread))
+            .filter(held_mutex)
+            .collect();
         if links.is_empty() {
             return Vec::new();
         }
         // Show every kernel-object wait of the process: the chain runs through them.
-        let kernel: Vec<&Wait> = all.iter().filter(|w| !is_cs(w) && !in_cycle.contains(&w.thread)).collect();
+        let kernel: Vec<&Wait> = all
+            .iter()
+            .filter(|w| !is_cs(w) && !in_cycle.contains(&w.thread))
+            .collect();
         vec![Finding::new(
             self.pattern(),
             self.category(),

@@ -13,7 +13,11 @@ pub fn corpus() -> PathBuf {
 
 pub fn dump(rel: &str) -> PathBuf {
     let p = corpus().join(rel);
-    assert!(p.exists(), "corpus file missing: {} (the shared corpus must sit beside the repository)", p.display());
+    assert!(
+        p.exists(),
+        "corpus file missing: {} (the shared corpus must sit beside the repository)",
+        p.display()
+    );
     p
 }
 
@@ -29,7 +33,9 @@ pub fn run(s: &mut Session, cmd: &str) -> String {
 /// Every .dmp file of the corpus.
 pub fn all_dumps() -> Vec<PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -42,7 +48,11 @@ pub fn all_dumps() -> Vec<PathBuf> {
     let mut v = Vec::new();
     walk(&corpus(), &mut v);
     v.sort();
-    assert!(v.len() >= 15, "expected the real corpus, found {} dumps", v.len());
+    assert!(
+        v.len() >= 15,
+        "expected the real corpus, found {} dumps",
+        v.len()
+    );
     v
 }
 
@@ -119,7 +129,13 @@ impl Bytes {
 
     /// MINIDUMP_HEADER (directory right after it, at 32) and the directory: (type, size, rva).
     pub fn minidump_header(&mut self, time: u32, directory: &[(u32, u32, u32)]) -> &mut Self {
-        self.u32(0x504d_444d).u32(0xa793).u32(directory.len() as u32).u32(32).u32(0).u32(time).u64(0);
+        self.u32(0x504d_444d)
+            .u32(0xa793)
+            .u32(directory.len() as u32)
+            .u32(32)
+            .u32(0)
+            .u32(time)
+            .u64(0);
         for &(ty, size, rva) in directory {
             self.u32(ty).u32(size).u32(rva);
         }
@@ -128,8 +144,27 @@ impl Bytes {
 
     /// MINIDUMP_SYSTEM_INFO (56 bytes) of Windows 10 `build` on processor `arch` (0 x86, 9 AMD64,
     /// 12 ARM64), with the given level, revision and processor count.
-    pub fn system_info(&mut self, arch: u16, level: u16, revision: u16, processors: u8, build: u32) -> &mut Self {
-        self.u16(arch).u16(level).u16(revision).u8(processors).u8(1).u32(10).u32(0).u32(build).u32(2).u32(0).u16(0x100).u16(0).bytes(&[0u8; 24])
+    pub fn system_info(
+        &mut self,
+        arch: u16,
+        level: u16,
+        revision: u16,
+        processors: u8,
+        build: u32,
+    ) -> &mut Self {
+        self.u16(arch)
+            .u16(level)
+            .u16(revision)
+            .u8(processors)
+            .u8(1)
+            .u32(10)
+            .u32(0)
+            .u32(build)
+            .u32(2)
+            .u32(0)
+            .u16(0x100)
+            .u16(0)
+            .bytes(&[0u8; 24])
     }
 
     /// MINIDUMP_STRING: byte length, UTF-16 text, terminating NUL.
