@@ -1,116 +1,21 @@
 //! Disassembly: `u`, `ub`, `uf` with iced-x86 in WinDbg's MASM syntax, branch and call targets
 //! and RIP-relative operands symbolized.
 
-use std::collections::HashMap;
-use std::fmt::Write;
-
 use crate::format;
 use crate::Session;
 use dumpdiag_os::pe;
+use dumpdiag_stack::code::{Insn as Instruction, Mnemonic, MAX_INSTRUCTION_LEN};
 use dumpdiag_target::MemoryExt;
-use iced_x86::{
-    Decoder, DecoderOptions, Formatter, FormatterTextKind, Instruction, MasmFormatter,
-    SymbolResolver, SymbolResult,
-};
 
-/// Longest x86 instruction.
-const MAX_INSN: usize = 15;
+const MAX_INSN: usize = MAX_INSTRUCTION_LEN;
 const MAX_UF_BYTES: u64 = 0x4000;
 
-struct Names(HashMap<u64, String>);
-
-impl SymbolResolver for Names {
-    fn symbol(
-        &mut self,
-        _: &Instruction,
-        _: u32,
-        _: Option<u32>,
-        address: u64,
-        _: u32,
-    ) -> Option<SymbolResult<'_>> {
-        self.0
-            .get(&address)
-            .map(|n| SymbolResult::with_str_kind(address, n.as_str(), FormatterTextKind::Label))
-    }
-}
-
-fn bitness(s: &Session) -> u32 {
-    if s.ptr() == 4 {
-        32
-    } else {
-        64
-    }
-}
-
-/// Decode instructions in `bytes` (at `ip`), at most `count`.
 fn decode(s: &Session, bytes: &[u8], ip: u64, count: usize) -> Vec<Instruction> {
-    let mut d = Decoder::with_ip(bitness(s), bytes, ip, DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while d.can_decode() && out.len() < count {
-        let i = d.decode();
-        if i.is_invalid() && out.is_empty() {
-            out.push(i);
-            break;
-        }
-        out.push(i);
-    }
-    out
+    s.disassembler().decode_bytes(bytes, ip, count)
 }
 
-/// Lines for instructions, WinDbg style: address, bytes, mnemonic, operands; a symbol header
-/// where a function starts.
 fn render(s: &Session, insns: &[Instruction], first_header: bool) -> String {
-    let t = s.target();
-    let mut names = HashMap::new();
-    for i in insns {
-        for a in [
-            i.near_branch_target(),
-            if i.is_ip_rel_memory_operand() {
-                i.ip_rel_memory_address()
-            } else {
-                0
-            },
-            i.memory_displacement64(),
-        ] {
-            if a != 0 {
-                if let Some(d) = s.symbols().describe(t, a) {
-                    names.insert(a, format!("{d} ({})", format::addr(a, s.ptr())));
-                }
-            }
-        }
-    }
-    let mut f = MasmFormatter::with_options(Some(Box::new(Names(names))), None);
-    f.options_mut().set_first_operand_char_index(8);
-    f.options_mut().set_uppercase_hex(false);
-    f.options_mut().set_rip_relative_addresses(true);
-    let mut o = String::new();
-    for (n, i) in insns.iter().enumerate() {
-        let at_symbol = s
-            .symbols()
-            .lookup(t, i.ip())
-            .filter(|x| x.displacement == 0);
-        if (n == 0 && first_header) || at_symbol.is_some() {
-            if let Some(d) = s.symbols().describe(t, i.ip()) {
-                let src = s
-                    .symbols()
-                    .lookup(t, i.ip())
-                    .and_then(|x| x.source)
-                    .map(|(f, l)| format!(" [{f} @ {l}]"))
-                    .unwrap_or_default();
-                let _ = writeln!(o, "{d}{src}:");
-            }
-        }
-        let bytes = t.memory().read_bytes(i.ip(), i.len());
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut text = String::new();
-        if i.is_invalid() {
-            text.push_str("???");
-        } else {
-            f.format(i, &mut text);
-        }
-        let _ = writeln!(o, "{} {hex:<16} {text}", format::addr(i.ip(), s.ptr()));
-    }
-    o
+    s.disassembler().render(insns, first_header)
 }
 
 fn parse_addr_count(
@@ -129,12 +34,6 @@ fn parse_addr_count(
         return Ok((Some(a), n.clamp(1, 4096)));
     }
     Ok((Some(s.eval(rest)?), default))
-}
-
-/// `count` instructions at `a`, rendered as `u` prints them.
-pub fn disassemble(s: &Session, a: u64, count: usize) -> String {
-    let bytes = s.target().memory().read_bytes(a, count * MAX_INSN);
-    render(s, &decode(s, &bytes, a, count), true)
 }
 
 pub fn u(s: &mut Session, rest: &str) -> Result<String, String> {
@@ -231,10 +130,7 @@ pub fn uf(s: &mut Session, rest: &str) -> Result<String, String> {
     let mut insns = decode(s, &bytes, start, usize::MAX);
     if end - start >= MAX_UF_BYTES {
         // No exact extent: stop at the first return.
-        if let Some(p) = insns
-            .iter()
-            .position(|i| i.mnemonic() == iced_x86::Mnemonic::Ret)
-        {
+        if let Some(p) = insns.iter().position(|i| i.mnemonic() == Mnemonic::Ret) {
             insns.truncate(p + 1);
         }
     }

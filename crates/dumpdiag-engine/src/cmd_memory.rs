@@ -7,6 +7,7 @@ use crate::cmd_stacks;
 use crate::format;
 use crate::Session;
 use dumpdiag_os::address::Usage;
+use dumpdiag_stack::raw::{RawStack, SlotRole};
 use dumpdiag_target::{
     MemoryExt, MEM_COMMIT, MEM_FREE, MEM_IMAGE, MEM_MAPPED, MEM_PRIVATE, MEM_RESERVE,
 };
@@ -242,11 +243,11 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
                             .describe_address(v)
                             .map(|d| format!(" {d}"))
                             .unwrap_or_default();
-                        let mark = match raw.as_ref().and_then(|rs| rs.role(s, a, v)) {
-                            Some(cmd_stacks::SlotRole::FrameReturn(f)) if !described.is_empty() => {
+                        let mark = match raw.as_ref().and_then(|rs| rs.role(a, v)) {
+                            Some(SlotRole::FrameReturn(f)) if !described.is_empty() => {
                                 format!("  <- frame {f:02x}")
                             }
-                            Some(cmd_stacks::SlotRole::NotInCallChain) if !described.is_empty() => {
+                            Some(SlotRole::NotInCallChain) if !described.is_empty() => {
                                 "  <- not in the call chain".to_string()
                             }
                             _ => String::new(),
@@ -755,12 +756,13 @@ pub fn heap(s: &mut Session, rest: &str) -> Result<String, String> {
 }
 
 /// The current thread's walked raw stack, when `addr` lies on that stack.
-fn raw_stack_at(s: &Session, addr: u64) -> Option<cmd_stacks::RawStack> {
+fn raw_stack_at(s: &Session, addr: u64) -> Option<RawStack<'_>> {
     let ctx = s.context()?;
     let index = s.current_thread();
-    if !cmd_stacks::bounds(s, index, ctx.sp()).contains(addr) {
+    let view = s.view();
+    if !dumpdiag_stack::thread_bounds(&view, index, ctx.sp()).contains(addr) {
         return None;
     }
     let stack = cmd_stacks::stack_of(s, index, &ctx);
-    cmd_stacks::RawStack::of(s, index, &stack)
+    RawStack::of(&view, s.symbols(), index, &stack)
 }

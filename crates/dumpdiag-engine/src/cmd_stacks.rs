@@ -6,9 +6,9 @@ use std::fmt::Write;
 
 use crate::format;
 use crate::Session;
-use dumpdiag_stack::{Env, Frame, Stack, StackBounds, Trust};
+use dumpdiag_stack::{Frame, Stack, StackIssue};
 use dumpdiag_symbols::locals;
-use dumpdiag_target::{Context, MemoryExt};
+use dumpdiag_target::Context;
 
 /// `k` options parsed from the letters after `k`.
 #[derive(Default, Clone, Copy)]
@@ -30,162 +30,14 @@ pub fn is_k_command(verb: &str) -> bool {
     rest.chars().all(|c| "bvpPncfL".contains(c))
 }
 
-/// Stack bounds of a thread in the current view: TEB limits, else the captured stack range.
-pub fn bounds(s: &Session, index: usize, sp: u64) -> StackBounds {
-    let l = s.layout();
-    let mem = s.target().memory();
-    if let Some(teb) = s.teb_of(index) {
-        let base = mem.read_ptr(teb.wrapping_add(l.teb_stack_base), l.ptr);
-        let dealloc = mem.read_ptr(teb.wrapping_add(l.teb_deallocation_stack), l.ptr);
-        let limit = mem.read_ptr(teb.wrapping_add(l.teb_stack_limit), l.ptr);
-        if let (Some(high), Some(low)) = (base, dealloc.filter(|&d| d != 0).or(limit)) {
-            if low < high && sp >= low && sp < high {
-                return StackBounds { low, high };
-            }
-        }
-    }
-    if let Some(t) = s.target().threads().get(index) {
-        if t.stack_size > 0 && sp >= t.stack_start && sp < t.stack_start + t.stack_size {
-            return StackBounds {
-                low: t.stack_start,
-                high: t.stack_start + t.stack_size,
-            };
-        }
-    }
-    let r = s
-        .target()
-        .captured_ranges()
-        .iter()
-        .find(|r| sp >= r.0 && sp < r.0 + r.1)
-        .copied();
-    match r {
-        Some((b, sz)) => StackBounds {
-            low: b,
-            high: b + sz,
-        },
-        None => StackBounds {
-            low: sp,
-            high: sp.saturating_add(0x10000),
-        },
-    }
-}
-
 /// Walk the stack of a thread (current view, or a given context).
 pub fn stack_of(s: &Session, index: usize, ctx: &Context) -> Stack {
-    let env = Env {
-        target: s.target(),
-        symbols: s.symbols(),
-        bounds: bounds(s, index, ctx.sp()),
-    };
-    dumpdiag_stack::walk(&env, ctx)
+    dumpdiag_stack::walk_thread(&s.view(), s.symbols(), index, ctx)
 }
 
 /// The Incorrect / Truncated Stack Trace checks for one walked stack.
-pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<String> {
-    let mut out = stack.notes.clone();
-    let Some(first) = stack.frames.first() else {
-        return out;
-    };
-    let b = bounds(s, index, first.sp);
-    let env = Env {
-        target: s.target(),
-        symbols: s.symbols(),
-        bounds: b,
-    };
-    let t = s.target();
-    for (i, f) in stack.frames.iter().enumerate() {
-        if f.trust == Trust::Scan {
-            out.push(format!("frame {i:02x} was found by scanning the stack: it may not be part of the real call chain"));
-        }
-        // The frame under the exception dispatcher returns to the faulting instruction (a trap
-        // frame), not to the instruction after a call.
-        let after_dispatcher = i > 0
-            && s.symbols()
-                .lookup(t, stack.frames[i - 1].ip)
-                .is_some_and(|x| x.function.starts_with("KiUserExceptionDispatch"));
-        if i > 0 {
-            if env.call_before(f.ip) == Some(false)
-                && t.module_at(f.ip).is_some()
-                && !after_dispatcher
-            {
-                out.push(format!(
-                    "frame {i:02x}: return address {} is not preceded by a call",
-                    s.addr(f.ip)
-                ));
-            }
-            if f.sp <= stack.frames[i - 1].sp {
-                out.push(format!("frame {i:02x}: stack pointer does not increase"));
-            }
-        }
-        if !b.contains(f.sp) && i > 0 {
-            out.push(format!(
-                "frame {i:02x}: stack pointer {} lies outside the thread's stack",
-                s.addr(f.sp)
-            ));
-        }
-        let generated_code = t
-            .extras()
-            .function_tables
-            .iter()
-            .any(|ft| f.ip >= ft.minimum_address && f.ip < ft.maximum_address)
-            || env.is_executable_memory(f.ip);
-        // Frame 0 is the context itself: a bad instruction pointer there is the crash (NULL
-        // Pointer (Code), Wild Code), not a walking error.
-        if t.module_at(f.ip).is_none() && i > 0 && !generated_code {
-            let unloaded = t
-                .unloaded_modules()
-                .iter()
-                .any(|u| f.ip >= u.base && f.ip < u.base + u.size as u64);
-            out.push(format!(
-                "frame {i:02x}: {} is {}",
-                s.addr(f.ip),
-                if unloaded {
-                    "in an unloaded module"
-                } else {
-                    "outside every loaded module"
-                }
-            ));
-        } else if let Some(sym) = s.symbols().lookup(t, f.ip) {
-            if sym.kind == dumpdiag_symbols::SymbolKind::Export && sym.displacement > 0x10000 {
-                out.push(format!(
-                    "frame {i:02x}: {}!{}+{:#x} is an export-only name with an implausible offset",
-                    t.modules()[sym.module_index].short_name(),
-                    sym.function,
-                    sym.displacement
-                ));
-            }
-        }
-    }
-    if stack.frames.len() >= dumpdiag_stack::MAX_FRAMES {
-        // Cut by the frame limit (deep recursion), not by a failing walk.
-        out.dedup();
-        return out;
-    }
-    let last = stack
-        .frames
-        .last()
-        .map(|f| s.symbols().describe(t, f.ip).unwrap_or_default())
-        .unwrap_or_default();
-    let starts = [
-        "RtlUserThreadStart",
-        "BaseThreadInitThunk",
-        "BaseProcessStart",
-        "BaseThreadStart",
-        "_RtlUserThreadStart",
-        "__RtlUserThreadStart",
-        "start_thread",
-    ];
-    let ended_at_start = starts.iter().any(|st| last.contains(st));
-    if !ended_at_start {
-        let last_sp = stack.frames.last().map(|f| f.sp).unwrap_or(0);
-        let remaining = b.high.saturating_sub(last_sp);
-        out.push(format!(
-            "the walk ends in {} before the thread start routine with {remaining:#x} bytes of stack left",
-            if last.is_empty() { "unknown code".into() } else { last }
-        ));
-    }
-    out.dedup();
-    out
+pub fn stack_checks(s: &Session, index: usize, stack: &Stack) -> Vec<StackIssue> {
+    dumpdiag_stack::check(&s.view(), s.symbols(), index, stack)
 }
 
 fn source_suffix(src: &Option<(String, u32)>) -> String {
@@ -634,90 +486,4 @@ pub fn dt_local(s: &mut Session, name: &str) -> Result<String, String> {
         );
     }
     Ok(o)
-}
-
-/// What a raw-stack slot holds relative to the walked call chain (for `dps` and the analysis).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlotRole {
-    /// The return address of frame N (the slot the call wrote).
-    FrameReturn(usize),
-    /// A value that looks like a return address (code with a call before it) in the live part of
-    /// the stack, but no frame returns through this slot: Coincidental Symbolic Information.
-    NotInCallChain,
-}
-
-/// The raw stack of a walked thread: which slots hold the chain's return addresses, and which
-/// return-address-like values in the live part of the stack are not part of it. Bounded by
-/// `MAX_SLOTS`; code bytes not in the dump decide nothing (a minidump without code pages).
-pub struct RawStack {
-    pub live_low: u64,
-    pub live_high: u64,
-    pub bounds: StackBounds,
-    return_slots: Vec<(u64, usize)>,
-    ptr: u64,
-}
-
-const MAX_SLOTS: u64 = 1 << 15;
-
-impl RawStack {
-    pub fn of(s: &Session, index: usize, stack: &Stack) -> Option<RawStack> {
-        let first = stack.frames.first()?;
-        let ptr = s.ptr();
-        let bounds = bounds(s, index, first.sp);
-        let return_slots = stack
-            .frames
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(i, f)| (f.sp.wrapping_sub(ptr), i))
-            .collect();
-        Some(RawStack {
-            live_low: first.sp,
-            live_high: bounds.high,
-            bounds,
-            return_slots,
-            ptr,
-        })
-    }
-
-    /// The role of the value `v` found at `slot`, if it has one.
-    pub fn role(&self, s: &Session, slot: u64, v: u64) -> Option<SlotRole> {
-        if let Some(&(_, i)) = self.return_slots.iter().find(|r| r.0 == slot) {
-            return Some(SlotRole::FrameReturn(i));
-        }
-        let live = slot >= self.live_low && slot < self.live_high;
-        (live && self.return_like(s, v)).then_some(SlotRole::NotInCallChain)
-    }
-
-    /// Is `v` a return address by its looks: in a module's code, after a call instruction whose
-    /// bytes the dump holds?
-    pub fn return_like(&self, s: &Session, v: u64) -> bool {
-        let env = Env {
-            target: s.target(),
-            symbols: s.symbols(),
-            bounds: self.bounds,
-        };
-        env.is_code(v) && env.call_before(v) == Some(true)
-    }
-
-    /// Slots in [low, high) (clipped to the stack and to `MAX_SLOTS`) with return-address-like
-    /// values: (slot, value).
-    pub fn return_like_values(&self, s: &Session, low: u64, high: u64) -> Vec<(u64, u64)> {
-        let low = low.max(self.bounds.low);
-        let high = high
-            .min(self.bounds.high)
-            .min(low.saturating_add(MAX_SLOTS * self.ptr));
-        let mem = s.target().memory();
-        let mut out = Vec::new();
-        let mut a = low;
-        while a < high {
-            if let Some(v) = mem.read_ptr(a, self.ptr) {
-                if v != 0 && self.return_like(s, v) {
-                    out.push((a, v));
-                }
-            }
-            a = a.wrapping_add(self.ptr);
-        }
-        out
-    }
 }

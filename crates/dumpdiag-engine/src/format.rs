@@ -2,11 +2,7 @@
 
 /// An address or pointer-sized value: 64-bit as `00007ff7`a13110d9`, 32-bit as `0804a000`.
 pub fn addr(v: u64, ptr: u64) -> String {
-    if ptr == 4 {
-        format!("{:08x}", v as u32)
-    } else {
-        format!("{:08x}`{:08x}", v >> 32, v & 0xffff_ffff)
-    }
+    dumpdiag_target::windbg_address(v, ptr)
 }
 
 /// 64-bit value without the separator (as `!teb` and `.exr` print pointers).

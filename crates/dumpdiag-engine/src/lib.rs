@@ -19,8 +19,10 @@ use std::cell::OnceCell;
 use std::fmt::Write;
 
 use dumpdiag_os::address::AddressMap;
-use dumpdiag_os::layout::{Layout, X64, X86};
+use dumpdiag_os::layout::Layout;
+use dumpdiag_os::view::{ProcessView, View};
 use dumpdiag_os::wow64;
+use dumpdiag_stack::code::Disassembler;
 use dumpdiag_stack::Stack;
 use dumpdiag_symbols::Symbols;
 use dumpdiag_target::{Arch, Context, MemoryExt, Target};
@@ -176,49 +178,36 @@ impl Session {
     }
 
     pub fn layout(&self) -> Layout {
-        if self.ptr() == 4 {
-            X86
-        } else {
-            X64
-        }
+        self.view().layout()
     }
 
     pub fn addr(&self, v: u64) -> String {
         format::addr(v, self.ptr())
     }
 
-    fn x86_view_of_wow64(&self) -> bool {
-        self.wow64 && self.effective == Arch::X86
+    /// The process in the current effective machine's view (`.effmach x86` on a WOW64 dump is
+    /// its 32-bit view).
+    pub fn view(&self) -> ProcessView<'_> {
+        let view = if self.wow64 && self.effective == Arch::X86 {
+            View::Wow64X86
+        } else {
+            View::Native
+        };
+        ProcessView::new(self.target.as_ref(), view)
     }
 
     /// TEB address of a thread in the current view.
     pub fn teb_of(&self, index: usize) -> Option<u64> {
-        let t = self.target.threads().get(index)?;
-        if self.x86_view_of_wow64() {
-            wow64::teb32_of(self.target.memory(), t.teb)
-        } else {
-            Some(t.teb)
-        }
+        self.view().teb_of(index)
     }
 
     pub fn peb_address(&self) -> Option<u64> {
-        let l = self.layout();
-        (0..self.target.threads().len()).find_map(|i| {
-            let teb = self.teb_of(i)?;
-            self.target
-                .memory()
-                .read_ptr(teb.wrapping_add(l.teb_peb), l.ptr)
-                .filter(|&p| p != 0)
-        })
+        self.view().peb_address()
     }
 
     /// A thread's own context in the current view (no `.cxr` scope).
     pub fn thread_context(&self, index: usize) -> Option<Context> {
-        if self.x86_view_of_wow64() {
-            let t = self.target.threads().get(index)?;
-            return wow64::x86_context(self.target.memory(), t.teb);
-        }
-        self.target.thread_context(index)
+        self.view().thread_context(index)
     }
 
     /// The register context commands use: the `.cxr`/`.ecxr` scope, or the current thread's.
@@ -241,7 +230,16 @@ impl Session {
 
     /// `count` instructions at `addr` as `u` prints them.
     pub fn disassemble(&self, addr: u64, count: usize) -> String {
-        cmd_code::disassemble(self, addr, count)
+        self.disassembler().disassemble(addr, count)
+    }
+
+    /// Code of the current view's bitness, decoded and rendered with the session's symbols.
+    pub fn disassembler(&self) -> Disassembler<'_> {
+        Disassembler {
+            target: self.target.as_ref(),
+            symbols: &self.symbols,
+            ptr: self.ptr(),
+        }
     }
 
     pub fn eval(&self, e: &str) -> Result<u64, String> {

@@ -13,10 +13,12 @@ pub mod address;
 pub mod errors;
 pub mod handles;
 pub mod heaps;
+pub mod known;
 pub mod layout;
 pub mod pe;
 pub mod peb;
 pub mod teb;
+pub mod view;
 pub mod wow64;
 
 pub use layout::Layout;

@@ -1,15 +1,26 @@
-//! Stack walking. x64: the unwind data (`.pdata` / UNWIND_INFO, chained entries, machine
-//! frames) of the module image in dump memory, through `pe-unwind-info`. x86: Breakpad STACK WIN
-//! frame data where a `.sym` file provides it, then the EBP chain. Either way, scanning the
-//! stack for a plausible return address is the last resort, and every frame records how it
-//! was found, so `k` and the analysis can tell an exact stack from a guessed one.
+//! Stacks and the code they pass through. x64: the unwind data (`.pdata` / UNWIND_INFO,
+//! chained entries, machine frames) of the module image in dump memory, through
+//! `pe-unwind-info`. x86: Breakpad STACK WIN frame data where a `.sym` file provides it, then
+//! the EBP chain. Either way, scanning the stack for a plausible return address is the last
+//! resort, and every frame records how it was found, so `k` and the analysis can tell an exact
+//! stack from a guessed one.
+//!
+//! Also owned here, below both the command engine and the analysis: a thread's stack bounds
+//! ([`thread_bounds`]), the checks of a walked stack as typed [`StackIssue`]s, the roles of
+//! raw-stack slots ([`raw`]), and instruction decoding ([`code`]).
 
 mod cfi;
+pub mod checks;
+pub mod code;
 mod postfix;
+pub mod raw;
 mod x64;
 mod x86;
 
-use dumpdiag_os::pe;
+pub use checks::{check, StackIssue};
+
+use dumpdiag_os::view::ProcessView;
+use dumpdiag_os::{known, pe};
 use dumpdiag_symbols::Symbols;
 use dumpdiag_target::{Arch, Context, MemoryExt, MemoryReader, Target};
 
@@ -62,8 +73,8 @@ pub struct Frame {
 #[derive(Debug, Clone, Default)]
 pub struct Stack {
     pub frames: Vec<Frame>,
-    /// Why the walk stopped early or what looked wrong, for the stack-trace checks.
-    pub notes: Vec<String>,
+    /// What the walker itself met: the frame limit, an architecture it cannot walk.
+    pub issues: Vec<StackIssue>,
 }
 
 /// The bounds of a thread's stack: [limit, base).
@@ -222,25 +233,61 @@ impl Env<'_> {
     }
 }
 
-/// The outermost functions of a thread: a walk that reaches one is complete.
-pub const THREAD_START_ROUTINES: &[&str] = &[
-    "RtlUserThreadStart",
-    "_RtlUserThreadStart",
-    "__RtlUserThreadStart",
-    "BaseProcessStart",
-    "BaseThreadStart",
-];
-
 impl Env<'_> {
-    /// Is `ip` (a frame's instruction pointer) inside a thread's outermost start routine?
+    /// Is `ip` (a frame's instruction pointer) inside a thread's outermost frame
+    /// ([`known::OUTERMOST_FRAMES`])?
     pub fn is_thread_start(&self, ip: u64, caller: bool) -> bool {
         let probe = if caller { ip.saturating_sub(1) } else { ip };
-        self.symbols.lookup(self.target, probe).is_some_and(|s| {
-            THREAD_START_ROUTINES
-                .iter()
-                .any(|r| s.function == *r || s.function.ends_with(&format!("!{r}")))
-        })
+        self.symbols
+            .lookup(self.target, probe)
+            .is_some_and(|s| known::is_one_of(&s.function, known::OUTERMOST_FRAMES))
     }
+}
+
+/// A thread's stack bounds in a view: the TEB's [DeallocationStack or StackLimit, StackBase)
+/// when it holds the stack pointer, else the stack range the thread list captured, else the
+/// captured memory range around the stack pointer, else 64 KiB above it.
+pub fn thread_bounds(view: &ProcessView, index: usize, sp: u64) -> StackBounds {
+    if let Some((low, high)) = view.teb_stack_range(index) {
+        if sp >= low && sp < high {
+            return StackBounds { low, high };
+        }
+    }
+    let t = view.target();
+    if let Some(th) = t.threads().get(index) {
+        let end = th.stack_start.saturating_add(th.stack_size);
+        if th.stack_size > 0 && sp >= th.stack_start && sp < end {
+            return StackBounds {
+                low: th.stack_start,
+                high: end,
+            };
+        }
+    }
+    let captured = t
+        .captured_ranges()
+        .iter()
+        .find(|r| sp >= r.0 && sp < r.0.saturating_add(r.1));
+    match captured {
+        Some(&(base, size)) => StackBounds {
+            low: base,
+            high: base.saturating_add(size),
+        },
+        None => StackBounds {
+            low: sp,
+            high: sp.saturating_add(0x10000),
+        },
+    }
+}
+
+/// Walk thread `index`'s stack in `view` from `ctx` (its own context, the exception's, or a
+/// `.cxr` one).
+pub fn walk_thread(view: &ProcessView, symbols: &Symbols, index: usize, ctx: &Context) -> Stack {
+    let env = Env {
+        target: view.target(),
+        symbols,
+        bounds: thread_bounds(view, index, ctx.sp()),
+    };
+    walk(&env, ctx)
 }
 
 /// Walk a stack from a register context.
@@ -257,7 +304,7 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
                 trust: Trust::Context,
                 args: [0; 4],
             }],
-            notes: vec!["stack walking for this architecture is not implemented".into()],
+            issues: vec![StackIssue::UnsupportedArchitecture],
         },
     }
 }

@@ -247,8 +247,8 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
     }
     if stack.frames.len() >= MAX_FRAMES {
         stack
-            .notes
-            .push(format!("walk stopped after {MAX_FRAMES} frames"));
+            .issues
+            .push(crate::StackIssue::FrameLimit { frames: MAX_FRAMES });
     }
     stack
 }

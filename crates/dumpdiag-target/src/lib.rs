@@ -233,6 +233,16 @@ impl ModuleIndex {
     }
 }
 
+/// An address or pointer-sized value as WinDbg prints it: 64-bit as `00007ff7`a13110d9`, 32-bit
+/// as `0804a000`.
+pub fn windbg_address(v: u64, ptr: u64) -> String {
+    if ptr == 4 {
+        format!("{:08x}", v as u32)
+    } else {
+        format!("{:08x}`{:08x}", v >> 32, v & 0xffff_ffff)
+    }
+}
+
 /// File name component of a Windows or POSIX path.
 pub fn file_name_of(path: &str) -> &str {
     path.rsplit(['\\', '/']).next().unwrap_or(path)

@@ -4,7 +4,7 @@
 //! `dps` marks them "not in the call chain". Only asked when the chain itself was found from
 //! unwind data or frame records, not by scanning: then the difference is trustworthy.
 
-use dumpdiag_engine::cmd_stacks::{RawStack, SlotRole};
+use dumpdiag_stack::raw::{RawStack, SlotRole};
 use dumpdiag_stack::Trust;
 
 use crate::{Detector, Evidence, Finding};
@@ -31,16 +31,16 @@ impl Detector for CoincidentalSymbolicInformation {
         let Some(index) = ev.target().thread_index_by_id(e.thread_id) else {
             return Vec::new();
         };
-        let Some(raw) = RawStack::of(ev.session, index, stack) else {
+        let Some(raw) = RawStack::of(&ev.session.view(), ev.session.symbols(), index, stack) else {
             return Vec::new();
         };
         // The live part the chain covers: from the faulting frame to the last frame walked.
         let top = stack.frames.last().map(|f| f.sp).unwrap_or(raw.live_low);
         let s = ev.session;
         let found: Vec<(u64, u64)> = raw
-            .return_like_values(s, raw.live_low, top)
+            .return_like_values(raw.live_low, top)
             .into_iter()
-            .filter(|&(slot, v)| raw.role(s, slot, v) == Some(SlotRole::NotInCallChain))
+            .filter(|&(slot, v)| raw.role(slot, v) == Some(SlotRole::NotInCallChain))
             .collect();
         if found.is_empty() {
             return Vec::new();

@@ -4,7 +4,7 @@
 //! explain: an exception happened there and was handled (or swallowed). The application's own
 //! functions found beside them say where.
 
-use dumpdiag_engine::cmd_stacks::RawStack;
+use dumpdiag_stack::raw::RawStack;
 
 use crate::{Detector, Evidence, Finding};
 
@@ -44,7 +44,7 @@ impl Detector for ExecutionResidue {
         let mut findings = Vec::new();
         for t in &ev.threads {
             let Some(stack) = &t.stack else { continue };
-            let Some(raw) = RawStack::of(s, t.index, stack) else {
+            let Some(raw) = RawStack::of(&s.view(), s.symbols(), t.index, stack) else {
                 continue;
             };
             let current: Vec<&str> = t
@@ -55,7 +55,7 @@ impl Detector for ExecutionResidue {
             let below = raw.live_low.saturating_sub(RESIDUE_WINDOW);
             let mut dispatch = Vec::new();
             let mut app = Vec::new();
-            for (slot, v) in raw.return_like_values(s, below, raw.live_low) {
+            for (slot, v) in raw.return_like_values(below, raw.live_low) {
                 let Some(sym) = s.symbols().lookup(s.target(), v.wrapping_sub(1)) else {
                     continue;
                 };

@@ -3,6 +3,8 @@
 
 use super::stack_checks as checks;
 use crate::{Detector, Evidence, Finding};
+use dumpdiag_stack::checks::IssueKind;
+use dumpdiag_stack::StackIssue;
 
 pub struct IncorrectStackTrace;
 
@@ -14,13 +16,13 @@ impl Detector for IncorrectStackTrace {
         "Stack Trace"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let bad: Vec<(u32, Vec<String>)> = checks(ev)
+        let bad: Vec<(u32, Vec<StackIssue>)> = checks(ev)
             .into_iter()
             .map(|(id, c)| {
                 (
                     id,
                     c.into_iter()
-                        .filter(|w| !w.starts_with("the walk ends"))
+                        .filter(|w| w.kind() == IssueKind::Incorrect)
                         .collect::<Vec<_>>(),
                 )
             })

@@ -193,7 +193,7 @@ pub(crate) fn process_peb(
 
 /// The checks of every thread's stack; the faulting thread's stack is the one walked from the
 /// exception context, and a walk cut by the frame limit is not a walking error.
-pub(crate) fn stack_checks(ev: &crate::Evidence) -> Vec<(u32, Vec<String>)> {
+pub(crate) fn stack_checks(ev: &crate::Evidence) -> Vec<(u32, Vec<dumpdiag_stack::StackIssue>)> {
     ev.threads
         .iter()
         .filter_map(|t| {
@@ -205,7 +205,7 @@ pub(crate) fn stack_checks(ev: &crate::Evidence) -> Vec<(u32, Vec<String>)> {
             };
             let notes = dumpdiag_engine::cmd_stacks::stack_checks(ev.session, t.index, stack)
                 .into_iter()
-                .filter(|w| !w.starts_with("walk stopped after"))
+                .filter(|w| w.kind() != dumpdiag_stack::checks::IssueKind::Note)
                 .collect();
             Some((t.id, notes))
         })

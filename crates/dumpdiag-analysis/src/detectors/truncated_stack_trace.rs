@@ -2,6 +2,8 @@
 
 use super::stack_checks as checks;
 use crate::{Detector, Evidence, Finding};
+use dumpdiag_stack::checks::IssueKind;
+use dumpdiag_stack::StackIssue;
 
 pub struct TruncatedStackTrace;
 
@@ -13,11 +15,11 @@ impl Detector for TruncatedStackTrace {
         "Stack Trace"
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let cut: Vec<(u32, String)> = checks(ev)
+        let cut: Vec<(u32, StackIssue)> = checks(ev)
             .into_iter()
             .filter_map(|(id, c)| {
                 c.into_iter()
-                    .find(|w| w.starts_with("the walk ends"))
+                    .find(|w| w.kind() == IssueKind::Truncated)
                     .map(|w| (id, w))
             })
             .collect();

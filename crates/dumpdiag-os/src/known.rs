@@ -1,0 +1,193 @@
+//! Facts about Windows user mode that several stages rely on, decided once: which functions
+//! start and end every thread, which ones wait, which ones belong to a dump writer or a
+//! debugger's break-in, which folders hold the system's own files. The stack walker, the
+//! command engine and the analysis all ask here, so they never disagree.
+//!
+//! Function names are compared without module and without argument lists (`short_function`),
+//! and with the leading underscores x86 decoration adds removed.
+
+/// The outermost frames of every thread: a walk that reaches one of them is complete.
+/// `RtlUserThreadStart` (Vista and later; `_RtlUserThreadStart` / `__RtlUserThreadStart` in
+/// x86 decoration) calls `BaseThreadInitThunk`, which calls the thread's start address; XP and
+/// 2003 started threads in kernel32's `BaseProcessStart` / `BaseThreadStart` instead.
+pub const OUTERMOST_FRAMES: &[&str] =
+    &["RtlUserThreadStart", "BaseProcessStart", "BaseThreadStart"];
+
+/// The system's thread-start thunks: the frame below them is the thread's own start routine.
+/// `BaseThreadInitThunk` is kernel32's (Vista+); the outermost frames count too, for threads
+/// whose start thunk was inlined or is absent from the walk.
+pub const THREAD_START_THUNKS: &[&str] = &[
+    "BaseThreadInitThunk",
+    "RtlUserThreadStart",
+    "BaseProcessStart",
+    "BaseThreadStart",
+];
+
+/// Entry points only the process's first thread runs (the image's `main`/`WinMain` and the CRT
+/// startup that calls it).
+pub const MAIN_ENTRY_FUNCTIONS: &[&str] = &[
+    "main",
+    "wmain",
+    "WinMain",
+    "wWinMain",
+    "mainCRTStartup",
+    "wmainCRTStartup",
+    "WinMainCRTStartup",
+    "wWinMainCRTStartup",
+];
+
+/// What a system-call stub a thread sits in waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitKind {
+    /// `NtWaitForSingleObject`: one handle, the first argument.
+    SingleObject,
+    /// `NtWaitForMultipleObjects(Count, Handles, WaitType, Alertable, Timeout)`.
+    MultipleObjects,
+    /// `NtWaitForAlertByThreadId` (Windows 8+ critical sections, SRW locks, condition
+    /// variables, WaitOnAddress).
+    AlertByThreadId,
+    /// `NtWaitForKeyedEvent` (critical sections and SRW locks before Windows 8).
+    KeyedEvent,
+    /// `NtDelayExecution`: Sleep.
+    Delay,
+    /// `NtRemoveIoCompletion[Ex]`: an I/O completion port (thread pools, RPC).
+    IoCompletion,
+    /// `NtWaitForWorkViaWorkerFactory`: an idle worker of the system thread pool.
+    WorkerFactory,
+    /// `NtUserGetMessage`, `NtUserWaitMessage`, `NtUserMsgWaitForMultipleObjectsEx`: a message
+    /// loop.
+    Message,
+    /// `NtReplyWaitReceivePort[Ex]`, `NtAlpcSendWaitReceivePort`: LPC/ALPC (RPC servers, COM).
+    Alpc,
+}
+
+/// The kernel wait stubs of ntdll and win32u and what each waits for. `Zw` spellings are the
+/// same entry points.
+const WAIT_STUBS: &[(&str, WaitKind)] = &[
+    ("WaitForSingleObject", WaitKind::SingleObject),
+    ("WaitForMultipleObjects", WaitKind::MultipleObjects),
+    ("WaitForMultipleObjects32", WaitKind::MultipleObjects),
+    ("WaitForAlertByThreadId", WaitKind::AlertByThreadId),
+    ("WaitForKeyedEvent", WaitKind::KeyedEvent),
+    ("DelayExecution", WaitKind::Delay),
+    ("RemoveIoCompletion", WaitKind::IoCompletion),
+    ("RemoveIoCompletionEx", WaitKind::IoCompletion),
+    ("WaitForWorkViaWorkerFactory", WaitKind::WorkerFactory),
+    ("SignalAndWaitForSingleObject", WaitKind::SingleObject),
+    ("ReplyWaitReceivePort", WaitKind::Alpc),
+    ("ReplyWaitReceivePortEx", WaitKind::Alpc),
+    ("AlpcSendWaitReceivePort", WaitKind::Alpc),
+    ("UserGetMessage", WaitKind::Message),
+    ("UserWaitMessage", WaitKind::Message),
+    ("UserMsgWaitForMultipleObjectsEx", WaitKind::Message),
+    ("UserRealWaitMessageEx", WaitKind::Message),
+];
+
+/// The wait a system-call stub stands for, by its name (`NtWaitForSingleObject`,
+/// `ZwWaitForSingleObject`, `ntdll!NtWaitForSingleObject+0x14`).
+pub fn wait_kind(function: &str) -> Option<WaitKind> {
+    let f = short_function(function);
+    let rest = f.strip_prefix("Nt").or_else(|| f.strip_prefix("Zw"))?;
+    WAIT_STUBS
+        .iter()
+        .find(|(name, _)| *name == rest)
+        .map(|(_, k)| *k)
+}
+
+/// Frames only a thread that writes a dump of its own process has.
+pub const DUMP_WRITER_FUNCTIONS: &[&str] = &["MiniDumpWriteDump", "MiniDumpWriteDumpInternal"];
+/// Modules that write dumps (dbghelp, and dbgcore which hosts the writer since Windows 8).
+pub const DUMP_WRITER_MODULES: &[&str] = &["dbghelp", "dbgcore", "faultrep", "wer"];
+
+/// Frames of a debugger's break-in: `DebugActiveProcess`/`DebugBreakProcess` (what ProcDump,
+/// Task Manager's debugger attach, cdb and WinDbg do) create a thread in the target that starts
+/// in `DbgUiRemoteBreakin` and executes `DbgBreakPoint` (int 3).
+pub const BREAK_IN_FUNCTIONS: &[&str] = &["DbgUiRemoteBreakin", "DbgBreakPoint"];
+
+/// `ns::Class::method(args)+0x10` → `method`; `ntdll!_RtlUserThreadStart@8` →
+/// `RtlUserThreadStart`. Plain C names stay as they are.
+pub fn short_function(name: &str) -> &str {
+    let name = name.rsplit('!').next().unwrap_or(name);
+    let name = name.split(['(', '+']).next().unwrap_or(name);
+    let name = name.rsplit("::").next().unwrap_or(name).trim();
+    // x86 stdcall/fastcall decoration: leading underscores (or @) and a trailing @bytes.
+    let name = name.trim_start_matches(['_', '@']);
+    match name.rfind('@') {
+        Some(i) if i > 0 && name[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &name[..i],
+        _ => name,
+    }
+}
+
+/// Is `function` (any spelling) one of `names`?
+pub fn is_one_of(function: &str, names: &[&str]) -> bool {
+    let f = short_function(function);
+    names.contains(&f)
+}
+
+/// Folders of the operating system's own files: `%SystemRoot%` (System32, SysWOW64, WinSxS …),
+/// the NT path forms of it, and Wine's unix-side library folders (Wine is how this project
+/// makes dumps; its DLLs sometimes carry their unix path).
+pub fn is_system_path(path: &str) -> bool {
+    let p = path.to_ascii_lowercase().replace('/', "\\");
+    p.contains(":\\windows\\")
+        || p.starts_with("\\systemroot\\")
+        || p.starts_with("\\windows\\")
+        || p.contains("\\??\\c:\\windows\\")
+        || p.contains("\\lib\\wine\\")
+        || p.contains("\\lib64\\wine\\")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_compared_without_module_arguments_or_decoration() {
+        assert_eq!(
+            short_function("ntdll!_RtlUserThreadStart@8"),
+            "RtlUserThreadStart"
+        );
+        assert_eq!(short_function("__RtlUserThreadStart"), "RtlUserThreadStart");
+        assert_eq!(short_function("app!ns::Worker::run(int)+0x10"), "run");
+        assert_eq!(short_function("main"), "main");
+        assert!(is_one_of(
+            "kernel32!BaseThreadInitThunk",
+            THREAD_START_THUNKS
+        ));
+        assert!(!is_one_of(
+            "app!BaseThreadInitThunkHelper",
+            THREAD_START_THUNKS
+        ));
+    }
+
+    #[test]
+    fn wait_stubs_are_known_in_both_spellings() {
+        assert_eq!(
+            wait_kind("NtWaitForSingleObject"),
+            Some(WaitKind::SingleObject)
+        );
+        assert_eq!(
+            wait_kind("ntdll!ZwWaitForMultipleObjects"),
+            Some(WaitKind::MultipleObjects)
+        );
+        assert_eq!(
+            wait_kind("win32u!NtUserGetMessage"),
+            Some(WaitKind::Message)
+        );
+        assert_eq!(wait_kind("NtClose"), None);
+        assert_eq!(
+            wait_kind("WaitForSingleObject"),
+            None,
+            "the kernelbase wrapper is no stub"
+        );
+    }
+
+    #[test]
+    fn system_folders() {
+        assert!(is_system_path("C:\\Windows\\System32\\ntdll.dll"));
+        assert!(is_system_path("C:\\WINDOWS\\SysWOW64\\kernel32.dll"));
+        assert!(is_system_path("\\SystemRoot\\System32\\ntdll.dll"));
+        assert!(!is_system_path("C:\\Program Files\\App\\app.exe"));
+        assert!(!is_system_path("D:\\windows_tools\\a.dll"));
+    }
+}
