@@ -627,7 +627,7 @@ fn summary(s: &Session) -> String {
                 "\n--- {title:<30} RgnCount ----------- Total Size -------- %ofBusy %ofTotal"
             );
             let mut rows = rows;
-            rows.sort_by(|a, b| b.2.cmp(&a.2));
+            rows.sort_by_key(|row| std::cmp::Reverse(row.2));
             for (name, n, size) in rows {
                 let busy_col = if busy_pct && Some(name.as_str()) != free_row {
                     format!("{:6.2}%", pct(size, busy))

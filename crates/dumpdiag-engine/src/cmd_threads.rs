@@ -485,23 +485,25 @@ pub fn runaway(s: &mut Session, rest: &str) -> Result<String, String> {
     }
     let mut o = String::new();
     let dump_ft = (t.facts().dump_time as u64) * 10_000_000 + 116_444_736_000_000_000;
-    let sections: [(u64, &str, Box<dyn Fn(&dumpdiag_target::ThreadTimes) -> u64>); 3] = [
-        (1, "User Mode Time", Box::new(|i| i.user_time)),
-        (2, "Kernel Mode Time", Box::new(|i| i.kernel_time)),
-        (
-            4,
-            "Elapsed Time",
-            Box::new(move |i| dump_ft.saturating_sub(i.create_time)),
-        ),
+    // Each flag bit selects one section and the time it sorts threads by.
+    let time_of = |bit: u64, times: &dumpdiag_target::ThreadTimes| match bit {
+        1 => times.user_time,
+        2 => times.kernel_time,
+        _ => dump_ft.saturating_sub(times.create_time),
+    };
+    let sections = [
+        (1, "User Mode Time"),
+        (2, "Kernel Mode Time"),
+        (4, "Elapsed Time"),
     ];
-    for (bit, title, value) in sections.iter() {
+    for (bit, title) in sections {
         if flags & bit == 0 {
             continue;
         }
         let _ = writeln!(o, " {title}\n  Thread       Time");
         let mut rows: Vec<(usize, u32, u64)> = threads
             .iter()
-            .map(|(i, id, inf)| (*i, *id, value(inf)))
+            .map(|(i, id, inf)| (*i, *id, time_of(bit, inf)))
             .collect();
         rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
         for (i, id, v) in rows {
