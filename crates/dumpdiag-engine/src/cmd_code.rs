@@ -2,10 +2,38 @@
 //! and RIP-relative operands symbolized.
 
 use crate::format;
-use crate::Session;
+use crate::registry::{Command, Invocation};
+use crate::{CommandError, Session};
 use dumpdiag_os::pe;
 use dumpdiag_stack::code::{Insn as Instruction, Mnemonic, MAX_INSTRUCTION_LEN};
 use dumpdiag_target::MemoryExt;
+
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &["u"],
+        usage: "u [address [L count]]",
+        help: "Disassemble forward (default: the instruction pointer, then where u stopped).",
+        family: None,
+        arguments: &[],
+        run: u,
+    },
+    Command {
+        names: &["ub"],
+        usage: "ub [address [L count]]",
+        help: "Disassemble the instructions before an address.",
+        family: None,
+        arguments: &[],
+        run: ub,
+    },
+    Command {
+        names: &["uf"],
+        usage: "uf address",
+        help: "Disassemble the whole function holding an address.",
+        family: None,
+        arguments: &[],
+        run: uf,
+    },
+];
 
 const MAX_INSN: usize = MAX_INSTRUCTION_LEN;
 const MAX_UF_BYTES: u64 = 0x4000;
@@ -22,7 +50,7 @@ fn parse_addr_count(
     s: &Session,
     rest: &str,
     default: usize,
-) -> Result<(Option<u64>, usize), String> {
+) -> Result<(Option<u64>, usize), CommandError> {
     let rest = rest.trim();
     if rest.is_empty() {
         return Ok((None, default));
@@ -36,12 +64,16 @@ fn parse_addr_count(
     Ok((Some(s.eval(rest)?), default))
 }
 
-pub fn u(s: &mut Session, rest: &str) -> Result<String, String> {
-    let (a, n) = parse_addr_count(s, rest, 8)?;
+fn missing_address() -> CommandError {
+    CommandError::Usage("Missing address".into())
+}
+
+fn u(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let (a, n) = parse_addr_count(s, inv.args, 8)?;
     let a = a
         .or(s.next_disassembly)
         .or_else(|| s.context().map(|c| c.ip()))
-        .ok_or("Missing address")?;
+        .ok_or_else(missing_address)?;
     let bytes = s.target().memory().read_bytes(a, n * MAX_INSN);
     if bytes.is_empty() {
         return Ok(format!(
@@ -54,11 +86,11 @@ pub fn u(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(render(s, &insns, true))
 }
 
-pub fn ub(s: &mut Session, rest: &str) -> Result<String, String> {
-    let (a, n) = parse_addr_count(s, rest, 8)?;
+fn ub(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let (a, n) = parse_addr_count(s, inv.args, 8)?;
     let a = a
         .or_else(|| s.context().map(|c| c.ip()))
-        .ok_or("Missing address")?;
+        .ok_or_else(missing_address)?;
     // Decode forward from candidate starts; keep the one that lands exactly on `a` with the
     // most instructions (the function start when the symbols know it).
     let mut starts: Vec<u64> = (1..=(n * MAX_INSN) as u64)
@@ -90,10 +122,10 @@ pub fn ub(s: &mut Session, rest: &str) -> Result<String, String> {
         }
     }
     if best.is_empty() {
-        return Err(format!(
+        return Err(CommandError::NotFound(format!(
             "No instructions decode backward to {}",
             format::addr(a, s.ptr())
-        ));
+        )));
     }
     Ok(render(s, &best, true))
 }
@@ -121,10 +153,11 @@ fn function_extent(s: &Session, a: u64) -> Option<(u64, u64)> {
     Some((sym.function_start, sym.function_start + MAX_UF_BYTES))
 }
 
-pub fn uf(s: &mut Session, rest: &str) -> Result<String, String> {
-    let a = s.eval(rest.trim())?;
-    let (start, end) = function_extent(s, a)
-        .ok_or_else(|| format!("No function known at {}", format::addr(a, s.ptr())))?;
+fn uf(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let a = s.eval(inv.args)?;
+    let (start, end) = function_extent(s, a).ok_or_else(|| {
+        CommandError::NotFound(format!("No function known at {}", format::addr(a, s.ptr())))
+    })?;
     let len = (end - start).min(MAX_UF_BYTES);
     let bytes = s.target().memory().read_bytes(start, len as usize);
     let mut insns = decode(s, &bytes, start, usize::MAX);

@@ -1,11 +1,13 @@
-//! Memory commands: `db dw dd dq dc da du dp`, `dps dpp dpa dpu dds dqs`, `s`, `!address`.
+//! Memory commands: `db dw dd dq dc da du dp`, `dps dpp dpa dpu dds dqs`, `s`, `!address`,
+//! `!heap -s`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::cmd_stacks;
 use crate::format;
-use crate::Session;
+use crate::registry::{Command, Invocation};
+use crate::{CommandError, Session};
 use dumpdiag_os::address::Usage;
 use dumpdiag_stack::raw::{RawStack, SlotRole};
 use dumpdiag_target::{
@@ -19,12 +21,61 @@ const MAX_DISPLAY_BYTES: u64 = 1 << 20;
 const MAX_SEARCH_SCANNED: u64 = 4 << 30;
 const MAX_SEARCH_HITS: usize = 4096;
 
-const DISPLAY: &[&str] = &[
-    "db", "dw", "dd", "dq", "dc", "da", "du", "dp", "dps", "dpp", "dpa", "dpu", "dds", "dqs",
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &["db", "dw", "dd", "dq", "dc", "dp"],
+        usage: "d{b|w|d|q|c|p} [address [L count | end]]",
+        help: "Memory as bytes with ASCII, words, dwords, qwords, dwords with ASCII, or \
+               pointers; with no address, where the last one stopped.",
+        family: None,
+        arguments: &[],
+        run: display,
+    },
+    Command {
+        names: &["da", "du"],
+        usage: "d{a|u} [address [L count | end]]",
+        help: "An ASCII (da) or UTF-16 (du) string.",
+        family: None,
+        arguments: &[],
+        run: display,
+    },
+    Command {
+        names: &["dps", "dds", "dqs", "dpp", "dpa", "dpu"],
+        usage: "d{ps|ds|qs|pp|pa|pu} [address [L count | end]]",
+        help: "Pointers with their symbols (dps, dds, dqs; on the stack, each frame's return \
+               slot marked), with what they point to (dpp), or their ASCII/UTF-16 strings.",
+        family: None,
+        arguments: &[],
+        run: display,
+    },
+    Command {
+        names: &["s"],
+        usage: "s -{a|u|b|w|d|q} range pattern",
+        help: "Search the captured memory of a range for a string or values.",
+        family: None,
+        arguments: &["-a", "-u", "-b", "-w", "-d", "-q"],
+        run: search,
+    },
+    Command {
+        names: &["!address"],
+        usage: "!address [-summary | address]",
+        help: "Memory regions and what uses them; one address's region; or the totals.",
+        family: None,
+        arguments: &["-summary"],
+        run: address,
+    },
+    Command {
+        names: &["!heap"],
+        usage: "!heap -s [-v]",
+        help: "The process heaps with what they reserve and commit (-v: segment by segment).",
+        family: None,
+        arguments: &["-s", "-v"],
+        run: heap,
+    },
 ];
 
-pub fn is_display_command(v: &str) -> bool {
-    DISPLAY.contains(&v)
+fn usage(text: &str) -> CommandError {
+    CommandError::Usage(text.to_string())
 }
 
 /// Parsed `addr [L count | L?count | end]`.
@@ -35,10 +86,10 @@ struct Range {
     end: Option<u64>,
 }
 
-fn parse_range(s: &Session, rest: &str) -> Result<Range, String> {
+fn parse_range(s: &Session, rest: &str) -> Result<Range, CommandError> {
     let rest = rest.trim();
     if rest.is_empty() {
-        return Err("Missing address".into());
+        return Err(usage("Missing address"));
     }
     // Find an ` L` length clause.
     let lower = rest.to_ascii_lowercase();
@@ -56,7 +107,7 @@ fn parse_range(s: &Session, rest: &str) -> Result<Range, String> {
         let start = s.eval(parts[0])?;
         let end = s.eval(parts[1])?;
         if end < start {
-            return Err("Range error: end before start".into());
+            return Err(usage("Range error: end before start"));
         }
         return Ok(Range {
             start,
@@ -107,7 +158,12 @@ fn read_opt(s: &Session, a: u64, n: usize) -> Vec<Option<u8>> {
     (0..n).map(|i| got.get(i).copied()).collect()
 }
 
-pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String> {
+fn display(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    display_memory(s, &inv.verb.to_ascii_lowercase(), inv.args)
+}
+
+/// `verb` (lower case) over `rest`'s range.
+fn display_memory(s: &mut Session, verb: &str, rest: &str) -> Result<String, CommandError> {
     let ptr = s.ptr();
     let (unit, per_line, default_count) = match verb {
         "db" => (1, 16, 0x80),
@@ -122,7 +178,7 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
     };
     let r = if rest.trim().is_empty() {
         Range {
-            start: s.next_display.ok_or("Missing address")?,
+            start: s.next_display.ok_or_else(|| usage("Missing address"))?,
             count: None,
             end: None,
         }
@@ -308,17 +364,19 @@ pub fn display(s: &mut Session, verb: &str, rest: &str) -> Result<String, String
 }
 
 /// `s -[a|u|b|w|d|q] range pattern`.
-pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
-    let rest = rest.trim();
-    let (flag, after) = rest
+fn search(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let (flag, after) = inv
+        .args
         .split_once(char::is_whitespace)
-        .ok_or("Usage: s -[a|u|b|w|d|q] range pattern")?;
+        .ok_or_else(|| usage("Usage: s -[a|u|b|w|d|q] range pattern"))?;
     let kind = flag.trim_start_matches('-').to_ascii_lowercase();
     let after = after.trim();
     // The pattern is a quoted string (-a, -u) or the trailing values.
     let (range_text, pattern): (&str, Vec<u8>) = match kind.as_str() {
         "a" | "u" => {
-            let q = after.find('"').ok_or("Search string must be quoted")?;
+            let q = after
+                .find('"')
+                .ok_or_else(|| usage("Search string must be quoted"))?;
             let text = after[q + 1..].trim_end().trim_end_matches('"');
             let bytes = if kind == "a" {
                 text.as_bytes().to_vec()
@@ -349,7 +407,7 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
                 2
             };
             if words.len() <= range_words {
-                return Err("Missing search pattern".into());
+                return Err(usage("Missing search pattern"));
             }
             let mut bytes = Vec::new();
             for w in &words[range_words..] {
@@ -359,16 +417,16 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
             let range_end = after.find(words[range_words]).unwrap_or(after.len());
             (&after[..range_end], bytes)
         }
-        _ => return Err(format!("Unknown search type '{flag}'")),
+        _ => return Err(CommandError::Usage(format!("Unknown search type '{flag}'"))),
     };
     if pattern.is_empty() {
-        return Err("Empty search pattern".into());
+        return Err(usage("Empty search pattern"));
     }
     let r = parse_range(s, range_text)?;
     let len = match (r.count, r.end) {
         (Some(c), _) => c,
         (None, Some(e)) => e - r.start,
-        _ => return Err("Search needs a range (start end, or start L length)".into()),
+        _ => return Err(usage("Search needs a range (start end, or start L length)")),
     };
     let end = r.start.saturating_add(len);
     let t = s.target();
@@ -408,7 +466,7 @@ pub fn search(s: &mut Session, rest: &str) -> Result<String, String> {
                 let _ = write!(
                     o,
                     "{}",
-                    display(
+                    display_memory(
                         s,
                         if kind == "d" {
                             "dd"
@@ -487,8 +545,8 @@ pub fn protect_name(v: u32) -> String {
     s
 }
 
-pub fn address(s: &mut Session, rest: &str) -> Result<String, String> {
-    let rest = rest.trim();
+fn address(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let rest = inv.args;
     let map = s.address_map();
     let mut o = String::new();
     if !map.from_memory_info {
@@ -695,17 +753,20 @@ fn summary(s: &Session) -> String {
 
 /// `!heap -s`: the process's heaps with what they reserve and commit, segment by segment with
 /// `-v`. Block-level views (`-a`, `-p -a`, `-stat`) need the heap walkers of a later stage.
-pub fn heap(s: &mut Session, rest: &str) -> Result<String, String> {
-    let args: Vec<&str> = rest.split_whitespace().collect();
+fn heap(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let args: Vec<&str> = inv.args.split_whitespace().collect();
     if !args.contains(&"-s") {
-        return Err("Usage: !heap -s [-v]   (block-level views -a / -p -a need heap walking, not available yet)".into());
+        return Err(usage(
+            "Usage: !heap -s [-v]   (block-level views -a / -p -a need heap walking, not \
+             available yet)",
+        ));
     }
     let verbose = args.contains(&"-v");
     let t = s.target();
     if t.regions().is_empty() {
-        return Err(
+        return Err(CommandError::Unavailable(
             "!heap -s needs the dump's MemoryInfoList to size heaps; this dump has none".into(),
-        );
+        ));
     }
     let heaps = &s.address_map().heaps;
     let w = if s.ptr() == 8 { 16 } else { 8 };

@@ -4,9 +4,20 @@
 use std::fmt::Write;
 
 use crate::format;
-use crate::Session;
+use crate::registry::Command;
+use crate::{CommandError, Session};
 use dumpdiag_os::pe;
 use dumpdiag_target::ModuleRecord;
+
+pub(crate) const COMMANDS: &[Command] = &[Command {
+    names: &["lm", "lmv", "lmu", "lmo", "lmf"],
+    usage: "lm[v|o|u|f|n] [m pattern]",
+    help: "Modules and their symbols: v details, o loaded only, u unloaded, f paths, n image \
+           names, m only names matching the pattern (options glue on: lmvm name).",
+    family: Some(|verb| verb.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("lm"))),
+    arguments: &["m", "v"],
+    run: |s, inv| lm(s, &inv.verb.to_ascii_lowercase()[2..], inv.args),
+}];
 
 /// WinDbg's wildcard match (`*`, `?`), case-insensitive.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
@@ -22,7 +33,8 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
     go(pattern.as_bytes(), text.as_bytes())
 }
 
-pub fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, String> {
+/// `lm` with the option letters `glued` onto it (`lmvm` → `vm`) and its arguments.
+fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, CommandError> {
     let mut verbose = false;
     let mut unloaded_only = false;
     let mut paths = false;
@@ -51,10 +63,13 @@ pub fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, String> {
                         tail
                     } else {
                         i += 1;
-                        words.get(i).cloned().ok_or("lm m needs a pattern")?
+                        words
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| CommandError::Usage("lm m needs a pattern".into()))?
                     });
                 }
-                _ => return Err(format!("Unknown lm option '{c}'")),
+                _ => return Err(CommandError::Usage(format!("Unknown lm option '{c}'"))),
             }
         }
         i += 1;

@@ -4,24 +4,53 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::format;
-use crate::Session;
+use crate::registry::{Command, Invocation};
+use crate::{CommandError, Session};
 use dumpdiag_os::{errors, handles, peb};
 
-pub fn peb(s: &mut Session, rest: &str) -> Result<String, String> {
-    let a = if rest.trim().is_empty() {
-        s.peb_address()
-            .ok_or("PEB address not available (no readable TEB)")?
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &["!peb"],
+        usage: "!peb [address]",
+        help: "The PEB: loader lists, heaps, process parameters and environment.",
+        family: None,
+        arguments: &[],
+        run: peb,
+    },
+    Command {
+        names: &["!handle"],
+        usage: "!handle [handle [mask [type]]]",
+        help: "Handles by type; with a handle and mask 0xf, its access, name and object facts.",
+        family: None,
+        arguments: &["0"],
+        run: handle,
+    },
+    Command {
+        names: &["!error"],
+        usage: "!error value",
+        help: "The name and text of a Win32 error, NTSTATUS or HRESULT.",
+        family: None,
+        arguments: &[],
+        run: error,
+    },
+];
+
+fn peb(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let a = if inv.args.is_empty() {
+        s.peb_address().ok_or_else(|| {
+            CommandError::Unavailable("PEB address not available (no readable TEB)".into())
+        })?
     } else {
-        s.eval(rest)?
+        s.eval(inv.args)?
     };
     let l = s.layout();
     let mem = s.target().memory();
     let p = peb::read_peb(mem, a, &l).ok_or_else(|| {
-        format!(
+        CommandError::Unavailable(format!(
             "PEB at {}\nerror 1 InitTypeRead( nt!_PEB at {} ): memory not in the dump",
             s.addr(a),
             s.addr(a)
-        )
+        ))
     })?;
     let yn = |b: bool| if b { "Yes" } else { "No" };
     let pl = |v: u64| format::plain(v, l.ptr);
@@ -192,12 +221,16 @@ fn access_text(type_name: &str, access: u32) -> String {
     names.join(" ")
 }
 
-pub fn handle(s: &mut Session, rest: &str) -> Result<String, String> {
+fn handle(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let t = s.target();
     let Some(handles) = t.handles() else {
-        return Ok("ERROR: !handle: extension exception 0x80004002.\n    \"Unable to read handle information\" (the dump has no HandleData stream)\n".into());
+        return Err(CommandError::Unavailable(
+            "ERROR: !handle: extension exception 0x80004002.\n    \"Unable to read handle \
+             information\" (the dump has no HandleData stream)"
+                .into(),
+        ));
     };
-    let args: Vec<&str> = rest.split_whitespace().collect();
+    let args: Vec<&str> = inv.args.split_whitespace().collect();
     let wanted = match args.first() {
         Some(a) if *a != "0" => Some(s.eval(a)?),
         _ => None,
@@ -269,11 +302,12 @@ pub fn handle(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn error(s: &mut Session, rest: &str) -> Result<String, String> {
-    let arg = rest
+fn error(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let arg = inv
+        .args
         .split_whitespace()
         .next()
-        .ok_or("Usage: !error <value>")?;
+        .ok_or_else(|| CommandError::Usage("Usage: !error <value>".into()))?;
     let v = s.eval(arg)? as u32;
     Ok(format!("{}\n", errors::describe(v)))
 }

@@ -1,14 +1,68 @@
-//! Stack commands: `k` and its letters (b v p n c f L), `k = bp sp ip`, `.frame`, `!uniqstack`,
-//! `!findstack`, and the stack-trace checks shown beside them.
+//! Stack commands: `k` and its letters (b v p P n c f L), `k = bp sp ip`, `.frame`, `dv`, `dt`,
+//! `!uniqstack`, `!findstack`, and the stack-trace checks shown beside them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use crate::cmd_threads::no_context;
 use crate::format;
-use crate::Session;
+use crate::registry::{Command, Invocation};
+use crate::{CommandError, Session};
 use dumpdiag_stack::{Frame, Stack, StackIssue};
 use dumpdiag_symbols::locals;
 use dumpdiag_target::Context;
+
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &["k", "kb", "kv", "kp", "kn"],
+        usage: "k[b|v|p|P|n|c|f|L] [= bp sp ip] [count]",
+        help: "Stack trace of the current thread: b args, v how each frame was found, p/P \
+               parameters, n numbers, c call sites only, f frame sizes, L no source lines.",
+        family: Some(is_k_command),
+        arguments: &[],
+        run: k,
+    },
+    Command {
+        names: &[".frame"],
+        usage: ".frame [n]",
+        help: "Select frame n of the current stack for dv and dt (show the selected one).",
+        family: None,
+        arguments: &[],
+        run: frame,
+    },
+    Command {
+        names: &["dv"],
+        usage: "dv [/t] [/V]",
+        help: "Parameters and locals of the selected frame (/t types, /V addresses).",
+        family: None,
+        arguments: &["/t", "/V"],
+        run: dv,
+    },
+    Command {
+        names: &["dt"],
+        usage: "dt name",
+        help: "A local or parameter of the selected frame, with the members of its structure.",
+        family: None,
+        arguments: &[],
+        run: |s, inv| dt_local(s, inv.args.split_whitespace().last().unwrap_or("")),
+    },
+    Command {
+        names: &["!uniqstack"],
+        usage: "!uniqstack",
+        help: "Every thread's stack, threads with the same stack grouped.",
+        family: None,
+        arguments: &[],
+        run: |s, _| uniqstack(s),
+    },
+    Command {
+        names: &["!findstack"],
+        usage: "!findstack symbol",
+        help: "The threads with a frame whose name contains symbol.",
+        family: None,
+        arguments: &[],
+        run: findstack,
+    },
+];
 
 /// `k` options parsed from the letters after `k`.
 #[derive(Default, Clone, Copy)]
@@ -23,6 +77,7 @@ pub struct KOptions {
     pub no_source: bool,
 }
 
+/// `k` followed only by its option letters (`kbn`, `kPL`); the letters are case-sensitive.
 pub fn is_k_command(verb: &str) -> bool {
     let Some(rest) = verb.strip_prefix('k') else {
         return false;
@@ -244,20 +299,23 @@ pub fn frame_variables(
     s.symbols().variables(s.target(), probe, &regs)
 }
 
-pub fn k(s: &mut Session, verb: &str, rest: &str) -> Result<String, String> {
-    let letters = &verb[1..];
+fn k(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    // The names (matched without case: `KB` is `kb`) and the family matcher admit only `k` and
+    // its letters; only p and P mean different things.
+    let letters = &inv.verb[1..];
+    let has = |letter: char| letters.contains([letter, letter.to_ascii_uppercase()]);
     let o = KOptions {
         params: letters.contains('p'),
         params_multiline: letters.contains('P'),
-        numbers: letters.contains('n'),
-        args: letters.contains('b'),
-        verbose: letters.contains('v'),
-        call_site_only: letters.contains('c'),
-        frame_sizes: letters.contains('f'),
+        numbers: has('n'),
+        args: has('b'),
+        verbose: has('v'),
+        call_site_only: has('c'),
+        frame_sizes: has('f'),
         no_source: letters.contains('L'),
     };
-    let rest = rest.trim();
-    let mut ctx = s.context().ok_or("Unable to get thread context")?;
+    let rest = inv.args;
+    let mut ctx = s.context().ok_or_else(no_context)?;
     let mut max = usize::MAX;
     if let Some(manual) = rest.strip_prefix('=') {
         // k = bp sp ip: a hand-made frame.
@@ -266,9 +324,9 @@ pub fn k(s: &mut Session, verb: &str, rest: &str) -> Result<String, String> {
             .map(|w| s.eval(w))
             .collect::<Result<_, _>>()?;
         if vals.len() != 3 {
-            return Err(
+            return Err(CommandError::Usage(
                 "k = needs three values: frame pointer, stack pointer, instruction pointer".into(),
-            );
+            ));
         }
         ctx = with_frame(&ctx, vals[0], vals[1], vals[2]);
     } else if !rest.is_empty() {
@@ -303,18 +361,18 @@ pub fn with_frame(ctx: &Context, bp: u64, sp: u64, ip: u64) -> Context {
     c
 }
 
-pub fn frame(s: &mut Session, rest: &str) -> Result<String, String> {
-    let n = if rest.trim().is_empty() {
+fn frame(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let n = if inv.args.is_empty() {
         s.frame_index
     } else {
-        s.eval(rest.trim())? as usize
+        s.eval(inv.args)? as usize
     };
-    let ctx = s.context().ok_or("Unable to get thread context")?;
+    let ctx = s.context().ok_or_else(no_context)?;
     let stack = stack_of(s, s.current_thread(), &ctx);
     let f = stack
         .frames
         .get(n)
-        .ok_or_else(|| format!("Frame {n:x} does not exist"))?;
+        .ok_or_else(|| CommandError::NotFound(format!("Frame {n:x} does not exist")))?;
     s.frame_index = n;
     let site = s
         .symbols()
@@ -350,7 +408,7 @@ fn call_sites(s: &Session, index: usize) -> Option<Vec<String>> {
     )
 }
 
-pub fn uniqstack(s: &mut Session) -> Result<String, String> {
+fn uniqstack(s: &mut Session) -> Result<String, CommandError> {
     let t = s.target();
     let mut groups: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
     for i in 0..t.threads().len() {
@@ -388,11 +446,12 @@ pub fn uniqstack(s: &mut Session) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn findstack(s: &mut Session, rest: &str) -> Result<String, String> {
-    let needle = rest
+fn findstack(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let needle = inv
+        .args
         .split_whitespace()
         .next()
-        .ok_or("Usage: !findstack symbol [0|1|2]")?
+        .ok_or_else(|| CommandError::Usage("Usage: !findstack symbol [0|1|2]".into()))?
         .to_ascii_lowercase();
     let t = s.target();
     let mut o = String::new();
@@ -423,18 +482,20 @@ pub fn findstack(s: &mut Session, rest: &str) -> Result<String, String> {
 }
 
 /// The current frame's variables (the `.frame` selection of the current thread).
-fn current_variables(s: &Session) -> Result<Vec<locals::Variable>, String> {
-    let ctx = s.context().ok_or("Unable to get thread context")?;
+fn current_variables(s: &Session) -> Result<Vec<locals::Variable>, CommandError> {
+    let ctx = s.context().ok_or_else(no_context)?;
     let stack = stack_of(s, s.current_thread(), &ctx);
     frame_variables(s, &stack, s.frame_index, Some(&ctx)).ok_or_else(|| {
-        "Unable to enumerate locals: the frame's module has no private PDB symbols".to_string()
+        CommandError::Unavailable(
+            "Unable to enumerate locals: the frame's module has no private PDB symbols".into(),
+        )
     })
 }
 
 /// `dv [/t] [/V]`: parameters first, then locals.
-pub fn dv(s: &mut Session, rest: &str) -> Result<String, String> {
-    let types = rest.contains("/t");
-    let addrs = rest.contains("/V") || rest.contains("/v");
+fn dv(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let types = inv.args.contains("/t");
+    let addrs = inv.args.contains("/V") || inv.args.contains("/v");
     let vars = current_variables(s)?;
     let mut o = String::new();
     let mut sorted: Vec<&locals::Variable> = vars.iter().filter(|v| v.is_param).collect();
@@ -458,12 +519,12 @@ pub fn dv(s: &mut Session, rest: &str) -> Result<String, String> {
 }
 
 /// `dt name`: a local or parameter, with the members of the structure it is or points to.
-pub fn dt_local(s: &mut Session, name: &str) -> Result<String, String> {
+fn dt_local(s: &mut Session, name: &str) -> Result<String, CommandError> {
     let vars = current_variables(s)?;
     let v = vars
         .iter()
         .find(|v| v.name == name)
-        .ok_or_else(|| format!("Symbol {name} not found"))?;
+        .ok_or_else(|| CommandError::NotFound(format!("Symbol {name} not found")))?;
     let mut o = format!(
         "Local var @ {} Type {}\n{}\n",
         v.address

@@ -4,15 +4,97 @@ use std::fmt::Write;
 
 use crate::cmd_modules::wildcard;
 use crate::format;
-use crate::Session;
+use crate::registry::{Command, Invocation};
+use crate::{CommandError, Session};
 use dumpdiag_os::pe;
 use dumpdiag_symbols::{sympath, SymbolPath};
 
-pub fn ln(s: &mut Session, rest: &str) -> Result<String, String> {
-    let a = if rest.trim().is_empty() {
-        s.context().map(|c| c.ip()).ok_or("Missing address")?
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &["ln"],
+        usage: "ln [address]",
+        help: "The symbol nearest an address (default: the instruction pointer).",
+        family: None,
+        arguments: &[],
+        run: ln,
+    },
+    Command {
+        names: &["x"],
+        usage: "x [module!]pattern",
+        help: "Symbols whose names match a wildcard pattern, with their addresses.",
+        family: None,
+        arguments: &[],
+        run: x,
+    },
+    Command {
+        names: &[".reload"],
+        usage: ".reload [/f]",
+        help: "Forget loaded symbols and load them again from the symbol path (/f: now).",
+        family: None,
+        arguments: &["/f"],
+        run: reload,
+    },
+    Command {
+        names: &[".sympath", ".sympath+"],
+        usage: ".sympath[+] [path]",
+        help: "Show or set the symbol path (+ appends).",
+        family: None,
+        arguments: &[],
+        run: sympath_command,
+    },
+    Command {
+        names: &[".symfix", ".symfix+"],
+        usage: ".symfix[+] [cache]",
+        help: "Use Microsoft's symbol server through a local cache (+ appends).",
+        family: None,
+        arguments: &[],
+        run: symfix,
+    },
+    Command {
+        names: &["!lmi"],
+        usage: "!lmi module",
+        help: "A module's image and symbol facts, and where its symbols came from.",
+        family: None,
+        arguments: &[],
+        run: lmi,
+    },
+    Command {
+        names: &["!dh"],
+        usage: "!dh module|address",
+        help: "The PE headers of a module: file and optional header, directories, sections.",
+        family: None,
+        arguments: &[],
+        run: dh,
+    },
+];
+
+/// Whether a `.sympath+`/`.symfix+` spelling appends to the path.
+fn appends(inv: &Invocation) -> bool {
+    inv.verb.ends_with('+')
+}
+
+fn sympath_command(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    if !inv.args.is_empty() {
+        let new = if appends(inv) && !s.sympath.is_empty() {
+            format!("{};{}", s.sympath, inv.args)
+        } else {
+            inv.args.to_string()
+        };
+        s.set_symbol_path(&new);
+    }
+    Ok(format!(
+        "Symbol search path is: {}\nExpanded Symbol search path is: {}\n",
+        s.sympath,
+        s.sympath.to_ascii_lowercase()
+    ))
+}
+
+fn ln(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let a = if inv.args.is_empty() {
+        let ip = s.context().map(|c| c.ip());
+        ip.ok_or_else(|| CommandError::Usage("Missing address".into()))?
     } else {
-        s.eval(rest)?
+        s.eval(inv.args)?
     };
     let t = s.target();
     let Some(sym) = s.symbols().lookup(t, a) else {
@@ -52,11 +134,12 @@ pub fn ln(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn x(s: &mut Session, rest: &str) -> Result<String, String> {
-    let arg = rest
+fn x(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let arg = inv
+        .args
         .split_whitespace()
         .last()
-        .ok_or("Usage: x module!pattern")?;
+        .ok_or_else(|| CommandError::Usage("Usage: x module!pattern".into()))?;
     let (module, pattern) = arg.split_once('!').unwrap_or(("*", arg));
     let hits = s.symbols().search(s.target(), module, pattern, &wildcard);
     let mut o = String::new();
@@ -66,8 +149,9 @@ pub fn x(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn reload(s: &mut Session, rest: &str) -> Result<String, String> {
-    let force = rest
+fn reload(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let force = inv
+        .args
         .split_whitespace()
         .any(|w| w.eq_ignore_ascii_case("/f"));
     s.reload_symbols();
@@ -93,15 +177,15 @@ pub fn reload(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn symfix(s: &mut Session, rest: &str, append: bool) -> Result<String, String> {
-    let cache = rest.trim();
+fn symfix(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let cache = inv.args;
     let cache = if cache.is_empty() {
         sympath::default_cache().display().to_string()
     } else {
         cache.to_string()
     };
     let element = format!("srv*{cache}*https://msdl.microsoft.com/download/symbols");
-    let new = if append && !s.sympath.is_empty() {
+    let new = if appends(inv) && !s.sympath.is_empty() {
         format!("{};{element}", s.sympath)
     } else {
         element
@@ -110,8 +194,8 @@ pub fn symfix(s: &mut Session, rest: &str, append: bool) -> Result<String, Strin
     Ok(format!("Symbol search path is: {new}\n"))
 }
 
-pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
-    let name = rest.trim();
+fn lmi(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let name = inv.args;
     let t = s.target();
     let (i, m) = t
         .modules()
@@ -121,7 +205,7 @@ pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
             m.short_name().eq_ignore_ascii_case(name)
                 || s.eval(name).ok().is_some_and(|a| m.contains(a))
         })
-        .ok_or_else(|| format!("{name} not found"))?;
+        .ok_or_else(|| CommandError::NotFound(format!("{name} not found")))?;
     let _ = s.symbols().module(t, i);
     let mut o = format!("Loaded Module Info: [{name}]\n");
     let _ = writeln!(o, "         Module: {}", m.short_name());
@@ -175,11 +259,12 @@ pub fn lmi(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn dh(s: &mut Session, rest: &str) -> Result<String, String> {
-    let name = rest
+fn dh(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let name = inv
+        .args
         .split_whitespace()
         .last()
-        .ok_or("Usage: !dh module|address")?;
+        .ok_or_else(|| CommandError::Usage("Usage: !dh module|address".into()))?;
     let t = s.target();
     let base = t
         .modules()
@@ -187,8 +272,12 @@ pub fn dh(s: &mut Session, rest: &str) -> Result<String, String> {
         .find(|m| m.short_name().eq_ignore_ascii_case(name))
         .map(|m| m.base)
         .map_or_else(|| s.eval(name), Ok)?;
-    let h = pe::read_headers(t.memory(), base)
-        .ok_or_else(|| format!("No PE headers at {} (not in the dump)", s.addr(base)))?;
+    let h = pe::read_headers(t.memory(), base).ok_or_else(|| {
+        CommandError::Unavailable(format!(
+            "No PE headers at {} (not in the dump)",
+            s.addr(base)
+        ))
+    })?;
     let mut o = String::new();
     let _ = writeln!(
         o,

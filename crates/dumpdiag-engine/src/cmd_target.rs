@@ -3,9 +3,61 @@
 use std::fmt::Write;
 
 use crate::format;
+use crate::registry::Command;
 use crate::Session;
 use dumpdiag_os::errors;
 use dumpdiag_target::{Arch, StreamSupport};
+
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &["||"],
+        usage: "||",
+        help: "The dump this session reads.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(dump_summary(s)),
+    },
+    Command {
+        names: &["|"],
+        usage: "|",
+        help: "The dumped process: its id and image.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(process_summary(s)),
+    },
+    Command {
+        names: &["vertarget", "version"],
+        usage: "vertarget",
+        help: "Windows version, processors, dump time and uptimes.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(vertarget(s)),
+    },
+    Command {
+        names: &[".time"],
+        usage: ".time",
+        help: "When the dump was taken; system and process uptime.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(time(s)),
+    },
+    Command {
+        names: &[".dumpdebug"],
+        usage: ".dumpdebug",
+        help: "The dump file's header, flags and streams.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(dumpdebug(s)),
+    },
+    Command {
+        names: &[".lastevent"],
+        usage: ".lastevent",
+        help: "The event the dump was taken at.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(lastevent(s)),
+    },
+];
 
 /// MINIDUMP_TYPE flag names, in bit order.
 const DUMP_FLAGS: &[(u64, &str)] = &[

@@ -1,14 +1,104 @@
-//! Thread and context commands: `~`, `r`, `.exr`, `.ecxr`, `.cxr`, `!teb`, `!runaway`, `!gle`,
-//! `.effmach`.
+//! Thread and context commands: `~` and its thread prefixes, `r`, `.exr`, `.ecxr`, `.cxr`,
+//! `.thread`, `!teb`, `!runaway`, `!gle`, `.effmach`.
 
 use std::fmt::Write;
 
 use crate::cmd_target::event_text;
+use crate::command_line::{split_commands, thread_prefix};
 use crate::format;
-use crate::Session;
+use crate::registry::{Command, Invocation};
+use crate::{CommandError, Session};
 use dumpdiag_os::{errors, teb};
 use dumpdiag_target::context::{CONTEXT_AMD64_SIZE, CONTEXT_X86_SIZE};
 use dumpdiag_target::{Arch, Context, ExceptionRecord, MemoryExt};
+
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &["~", "~*"],
+        usage: "~[N|*|.|#|~[tid]] [s | [e] command]",
+        help:
+            "List threads; ~Ns makes thread N current; ~N cmd / ~* cmd runs cmd on those threads \
+               (~*e runs the rest of the line).",
+        family: Some(|verb| verb.starts_with('~')),
+        arguments: &[],
+        run: thread_command,
+    },
+    Command {
+        names: &["r"],
+        usage: "r [register[, register...]]",
+        help: "Registers of the current thread (or of the .cxr/.ecxr scope).",
+        family: None,
+        arguments: &[],
+        run: registers,
+    },
+    Command {
+        names: &[".exr"],
+        usage: ".exr -1 | .exr address",
+        help: "The dump's exception record (-1), or the EXCEPTION_RECORD at an address.",
+        family: None,
+        arguments: &["-1"],
+        run: exr,
+    },
+    Command {
+        names: &[".ecxr"],
+        usage: ".ecxr",
+        help: "Switch to the exception's context and show its registers.",
+        family: None,
+        arguments: &[],
+        run: |s, _| ecxr(s),
+    },
+    Command {
+        names: &[".cxr"],
+        usage: ".cxr [address]",
+        help: "Switch to the CONTEXT at an address; without one, back to the thread's own.",
+        family: None,
+        arguments: &[],
+        run: cxr,
+    },
+    Command {
+        names: &[".thread"],
+        usage: ".thread",
+        help: "The implicit thread: the current thread's TEB.",
+        family: None,
+        arguments: &[],
+        run: |s, _| {
+            let teb = s.teb_of(s.current_thread()).unwrap_or(0);
+            Ok(format!("Implicit thread is now {}\n", s.addr(teb)))
+        },
+    },
+    Command {
+        names: &["!teb"],
+        usage: "!teb [address]",
+        help: "The current thread's TEB (or the one at an address).",
+        family: None,
+        arguments: &[],
+        run: teb,
+    },
+    Command {
+        names: &["!runaway"],
+        usage: "!runaway [flags]",
+        help: "Threads by CPU time: 1 user, 2 kernel, 4 elapsed (add them up).",
+        family: None,
+        arguments: &["1", "2", "4", "7"],
+        run: runaway,
+    },
+    Command {
+        names: &["!gle"],
+        usage: "!gle",
+        help: "The current thread's last Win32 error and NTSTATUS.",
+        family: None,
+        arguments: &[],
+        run: |s, _| gle(s),
+    },
+    Command {
+        names: &[".effmach"],
+        usage: ".effmach [x86 | amd64 | .]",
+        help: "The effective machine: x86 is the 32-bit view of a WOW64 process, . the dump's own.",
+        family: None,
+        arguments: &["x86", "amd64", "."],
+        run: effmach,
+    },
+];
 
 /// `~` lines: `.  0  Id: 1b28.2234 Suspend: 0 Teb: 000000c0`8a5b3000 Unfrozen "name"`.
 pub fn list(s: &Session, only: Option<usize>) -> String {
@@ -158,14 +248,21 @@ pub fn format_registers(s: &Session, c: &Context) -> String {
     o
 }
 
-pub fn registers(s: &mut Session, rest: &str) -> Result<String, String> {
-    let c = s.context().ok_or("Unable to get thread context")?;
-    let rest = rest.trim();
+/// What commands that need registers say when the thread has no context in the dump.
+pub(crate) fn no_context() -> CommandError {
+    CommandError::Unavailable("Unable to get thread context".into())
+}
+
+fn registers(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let c = s.context().ok_or_else(no_context)?;
+    let rest = inv.args;
     if rest.is_empty() {
         return Ok(format_registers(s, &c));
     }
     if rest.contains('=') {
-        return Err("Registers of a dump cannot be changed".into());
+        return Err(CommandError::Unavailable(
+            "Registers of a dump cannot be changed".into(),
+        ));
     }
     let mut o = String::new();
     for name in rest
@@ -175,7 +272,7 @@ pub fn registers(s: &mut Session, rest: &str) -> Result<String, String> {
         let n = name.trim_start_matches('@');
         let v = c
             .get(n)
-            .ok_or_else(|| format!("Bad register error at '{name}'"))?;
+            .ok_or_else(|| CommandError::BadRegister(name.to_string()))?;
         let width = if matches!(c, Context::X86(_))
             || n.starts_with('e')
             || ["cs", "ds", "es", "fs", "gs", "ss", "efl"].contains(&n)
@@ -308,30 +405,30 @@ pub fn read_exception_record(s: &Session, a: u64) -> Option<ExceptionRecord> {
     })
 }
 
-pub fn exr(s: &mut Session, rest: &str) -> Result<String, String> {
-    let rest = rest.trim();
+fn exr(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let rest = inv.args;
     if rest == "-1" {
-        let e = s
-            .target()
-            .exception()
-            .ok_or("No exception record available (the dump has no exception stream)")?;
+        let e = s.target().exception().ok_or_else(|| {
+            CommandError::Unavailable(
+                "No exception record available (the dump has no exception stream)".into(),
+            )
+        })?;
         return Ok(exr_text(s, &e.record.clone()));
     }
     let a = s.eval(rest)?;
-    let r = read_exception_record(s, a)
-        .ok_or_else(|| format!("Cannot read Exception record @ {}", s.addr(a)))?;
+    let r = read_exception_record(s, a).ok_or_else(|| {
+        CommandError::Unavailable(format!("Cannot read Exception record @ {}", s.addr(a)))
+    })?;
     Ok(exr_text(s, &r))
 }
 
-pub fn ecxr(s: &mut Session) -> Result<String, String> {
+fn ecxr(s: &mut Session) -> Result<String, CommandError> {
+    let no_exception_context =
+        || CommandError::Unavailable("Unable to get exception context, HRESULT 0x8000FFFF".into());
     let t = s.target();
-    let e = t
-        .exception()
-        .ok_or("Unable to get exception context, HRESULT 0x8000FFFF")?;
+    let e = t.exception().ok_or_else(no_exception_context)?;
     let idx = t.thread_index_by_id(e.thread_id);
-    let mut c = t
-        .exception_context()
-        .ok_or("Unable to get exception context, HRESULT 0x8000FFFF")?;
+    let mut c = t.exception_context().ok_or_else(no_exception_context)?;
     // In the WOW64 view the exception context is the 64-bit one; the 32-bit state of the
     // faulting thread is what a 32-bit debugger would show.
     if s.is_wow64() && s.effective_machine() == Arch::X86 && c.arch() != Arch::X86 {
@@ -350,8 +447,8 @@ pub fn ecxr(s: &mut Session) -> Result<String, String> {
     Ok(text)
 }
 
-pub fn cxr(s: &mut Session, rest: &str) -> Result<String, String> {
-    let rest = rest.trim();
+fn cxr(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let rest = inv.args;
     if rest.is_empty() {
         s.scope = None;
         return Ok(String::new());
@@ -365,30 +462,34 @@ pub fn cxr(s: &mut Session, rest: &str) -> Result<String, String> {
     };
     let bytes = s.target().memory().read_bytes(a, size);
     if bytes.len() < size {
-        return Err(format!(
+        return Err(CommandError::Unavailable(format!(
             "Unable to read context, Win32 error 0n30 (memory at {} is not in the dump)",
             s.addr(a)
-        ));
+        )));
     }
-    let c = Context::decode(arch, &bytes, &[]).ok_or("Unable to read context")?;
+    let c = Context::decode(arch, &bytes, &[])
+        .ok_or_else(|| CommandError::Unavailable("Unable to read context".into()))?;
     let text = format_registers(s, &c);
     s.scope = Some((format!(".cxr {rest}"), c));
     Ok(text)
 }
 
-pub fn teb(s: &mut Session, rest: &str) -> Result<String, String> {
-    let a = if rest.trim().is_empty() {
-        s.teb_of(s.current_thread())
-            .ok_or("Unable to get TEB address")?
+fn no_teb_address() -> CommandError {
+    CommandError::Unavailable("Unable to get TEB address".into())
+}
+
+fn teb(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let a = if inv.args.is_empty() {
+        s.teb_of(s.current_thread()).ok_or_else(no_teb_address)?
     } else {
-        s.eval(rest)?
+        s.eval(inv.args)?
     };
     let l = s.layout();
     let t = teb::read_teb(s.target().memory(), a, &l).ok_or_else(|| {
-        format!(
+        CommandError::Unavailable(format!(
             "TEB at {}\nerror InitTypeRead( TEB ): memory not in the dump",
             s.addr(a)
-        )
+        ))
     })?;
     let p = |v: u64| format::plain(v, l.ptr);
     let mut o = String::new();
@@ -441,12 +542,11 @@ pub fn teb(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn gle(s: &mut Session) -> Result<String, String> {
-    let a = s
-        .teb_of(s.current_thread())
-        .ok_or("Unable to get TEB address")?;
-    let t = teb::read_teb(s.target().memory(), a, &s.layout())
-        .ok_or("Unable to read the TEB: memory not in the dump")?;
+fn gle(s: &mut Session) -> Result<String, CommandError> {
+    let a = s.teb_of(s.current_thread()).ok_or_else(no_teb_address)?;
+    let t = teb::read_teb(s.target().memory(), a, &s.layout()).ok_or_else(|| {
+        CommandError::Unavailable("Unable to read the TEB: memory not in the dump".into())
+    })?;
     let text = |code: u32| {
         errors::win32(code)
             .map(|(_, t)| t.to_string())
@@ -467,12 +567,12 @@ pub fn gle(s: &mut Session) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn runaway(s: &mut Session, rest: &str) -> Result<String, String> {
+fn runaway(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let t = s.target();
-    let flags = if rest.trim().is_empty() {
+    let flags = if inv.args.is_empty() {
         1
     } else {
-        s.eval(rest)?
+        s.eval(inv.args)?
     };
     let threads: Vec<(usize, u32, &dumpdiag_target::ThreadTimes)> = t
         .threads()
@@ -481,7 +581,11 @@ pub fn runaway(s: &mut Session, rest: &str) -> Result<String, String> {
         .filter_map(|(i, th)| th.info.as_ref().map(|inf| (i, th.id, inf)))
         .collect();
     if threads.is_empty() {
-        return Ok("ERROR: !runaway: extension exception 0x80004002.\n    \"Unable to get thread times - the dump has no ThreadInfoList stream\"\n".into());
+        return Err(CommandError::Unavailable(
+            "ERROR: !runaway: extension exception 0x80004002.\n    \"Unable to get thread times - \
+             the dump has no ThreadInfoList stream\""
+                .into(),
+        ));
     }
     let mut o = String::new();
     let dump_ft = (t.facts().dump_time as u64) * 10_000_000 + 116_444_736_000_000_000;
@@ -513,25 +617,29 @@ pub fn runaway(s: &mut Session, rest: &str) -> Result<String, String> {
     Ok(o)
 }
 
-pub fn effmach(s: &mut Session, rest: &str) -> Result<String, String> {
-    let want = rest.trim().to_ascii_lowercase();
+fn effmach(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let want = inv.args.to_ascii_lowercase();
     let native = s.target().facts().arch;
     let new = match want.as_str() {
         "" => s.effective,
         "." | "#" => native,
         "x86" | "i386" => {
             if native != Arch::X86 && !s.is_wow64() {
-                return Err("x86 view is only available for x86 dumps and WOW64 processes".into());
+                return Err(CommandError::Unavailable(
+                    "x86 view is only available for x86 dumps and WOW64 processes".into(),
+                ));
             }
             Arch::X86
         }
         "amd64" | "x64" => {
             if native != Arch::Amd64 {
-                return Err("This dump has no x64 state".into());
+                return Err(CommandError::Unavailable(
+                    "This dump has no x64 state".into(),
+                ));
             }
             Arch::Amd64
         }
-        other => return Err(format!("Unknown machine '{other}'")),
+        other => return Err(CommandError::Usage(format!("Unknown machine '{other}'"))),
     };
     if new != s.effective {
         s.effective = new;
@@ -544,4 +652,87 @@ pub fn effmach(s: &mut Session, rest: &str) -> Result<String, String> {
         Arch::Other(_) => "unknown",
     };
     Ok(format!("Effective machine: {desc}\n"))
+}
+
+#[derive(Clone, Copy)]
+enum ThreadSel {
+    All,
+    One(usize),
+}
+
+/// `~`, `~N`, `~Ns`, `~N cmd`, `~* cmd`, `~*e cmd; cmd`, `~~[tid]s`, `~#`, `~.`.
+fn thread_command(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let cmd = inv.text;
+    let prefix = thread_prefix(cmd).ok_or_else(|| inv.syntax_error())?;
+    let tail = prefix.rest(cmd);
+    let selector = match prefix.selector {
+        "" if tail.is_empty() && !prefix.each => return Ok(list(s, None)),
+        "" => return Err(inv.syntax_error()),
+        "*" => ThreadSel::All,
+        "." => ThreadSel::One(s.current),
+        "#" => {
+            let t = s.target();
+            let event_thread = t
+                .exception()
+                .and_then(|e| t.thread_index_by_id(e.thread_id));
+            ThreadSel::One(
+                event_thread.ok_or_else(|| CommandError::Unavailable("No event thread".into()))?,
+            )
+        }
+        sel if sel.starts_with("~[") => {
+            let tid = s.eval(&sel[2..sel.len() - 1])?;
+            let index = s.target().thread_index_by_id(tid as u32);
+            ThreadSel::One(index.ok_or_else(|| CommandError::IllegalThread(cmd.to_string()))?)
+        }
+        digits => {
+            let index = digits.parse::<usize>().ok();
+            let index = index.filter(|&i| i < s.target().threads().len());
+            ThreadSel::One(index.ok_or_else(|| CommandError::IllegalThread(cmd.to_string()))?)
+        }
+    };
+    match (selector, tail, prefix.each) {
+        (ThreadSel::One(i), "", false) => Ok(list(s, Some(i))),
+        (ThreadSel::All, "", false) => Ok(list(s, None)),
+        (ThreadSel::One(i), "s", false) => {
+            s.current = i;
+            s.scope = None;
+            let mut text = String::new();
+            if let Some(c) = s.context() {
+                text.push_str(&format_registers(s, &c));
+            }
+            Ok(text)
+        }
+        (sel, commands, each) => {
+            // `~<threads>e` runs a command string; a plain prefix, the one command after it.
+            let commands = if each {
+                split_commands(commands)
+            } else {
+                vec![commands]
+            };
+            let indices: Vec<usize> = match sel {
+                ThreadSel::All => (0..s.target().threads().len()).collect(),
+                ThreadSel::One(i) => vec![i],
+            };
+            let saved = (s.current, s.scope.take());
+            let mut out = String::new();
+            for i in indices {
+                if matches!(sel, ThreadSel::All) {
+                    out.push('\n');
+                    out.push_str(&list(s, Some(i)));
+                }
+                s.current = i;
+                for command in &commands {
+                    match s.dispatch(command) {
+                        Ok(t) => out.push_str(&t),
+                        Err(e) => {
+                            let _ = writeln!(out, "{e}");
+                        }
+                    }
+                }
+            }
+            s.current = saved.0;
+            s.scope = saved.1;
+            Ok(out)
+        }
+    }
 }

@@ -12,6 +12,31 @@ pub trait Resolver {
     fn pointer_size(&self) -> u64;
 }
 
+/// Why an expression has no value. `Display` is WinDbg's text; the `at` texts are the rest of
+/// the expression from where evaluation stopped, as WinDbg quotes them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    #[error("Syntax error at '{at}'")]
+    Syntax { at: String },
+    /// A name that is no module, `module!symbol`, register or number.
+    #[error("Couldn't resolve error at '{0}'")]
+    Unresolved(String),
+    /// `@name` or `$name` that is no register or pseudo-register of the current context.
+    #[error("Bad register error at '{0}'")]
+    BadRegister(String),
+    /// A sized read (`poi`, `qwo`, `dwo`, `wo`, `by`) of memory the dump does not hold.
+    #[error("Memory access error at '{address}'")]
+    MemoryAccess { address: String },
+    #[error("Divide by zero error")]
+    DivideByZero,
+    #[error("Missing ')'")]
+    MissingParen,
+    #[error("Missing operand")]
+    MissingOperand,
+    #[error("Missing expression")]
+    MissingExpression,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Num(u64),
@@ -24,6 +49,11 @@ enum Tok {
 const OPS: [&str; 17] = [
     "<<", ">>", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "&", "|", "^", "<", ">", "~",
 ];
+
+/// Characters of a number, name, register or `module!symbol` word.
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_$@!.`?:".contains(c)
+}
 
 fn parse_number(s: &str) -> Option<u64> {
     let clean: String = s.chars().filter(|&c| c != '`').collect();
@@ -47,62 +77,47 @@ fn parse_number(s: &str) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
-fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
-    let chars: Vec<char> = s.chars().collect();
-    let mut i = 0;
+/// Tokens with the byte offset each starts at (for the `at '…'` of errors).
+fn tokenize(s: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
+    let syntax_at = |i: usize| ExprError::Syntax {
+        at: s[i..].to_string(),
+    };
     let mut out = Vec::new();
-    while i < chars.len() {
-        let c = chars[i];
+    let mut i = 0;
+    while let Some(c) = s[i..].chars().next() {
         if c.is_whitespace() {
+            i += c.len_utf8();
+            continue;
+        }
+        if c == '(' || c == ')' {
+            out.push((if c == '(' { Tok::LParen } else { Tok::RParen }, i));
             i += 1;
             continue;
         }
-        if c == '(' {
-            out.push(Tok::LParen);
-            i += 1;
-            continue;
-        }
-        if c == ')' {
-            out.push(Tok::RParen);
-            i += 1;
-            continue;
-        }
-        if let Some(op) = OPS
-            .iter()
-            .find(|op| chars[i..].iter().take(op.len()).collect::<String>() == **op)
-        {
-            out.push(Tok::Op(op));
+        if let Some(op) = OPS.iter().find(|op| s[i..].starts_with(**op)) {
+            out.push((Tok::Op(op), i));
             i += op.len();
             continue;
         }
-        if c.is_ascii_alphanumeric() || "_$@!.`?:".contains(c) {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_alphanumeric() || "_$@!.`?:".contains(chars[i]))
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
+        if is_word_char(c) {
+            let len = s[i..].find(|ch| !is_word_char(ch)).unwrap_or(s.len() - i);
+            let word = &s[i..i + len];
             if c.is_ascii_digit() {
-                match parse_number(&word) {
-                    Some(n) => out.push(Tok::Num(n)),
-                    None => return Err(format!("Syntax error in '{s}'")),
-                }
+                out.push((Tok::Num(parse_number(word).ok_or_else(|| syntax_at(i))?), i));
             } else {
-                out.push(Tok::Ident(word));
+                out.push((Tok::Ident(word.to_string()), i));
             }
+            i += len;
             continue;
         }
-        return Err(format!(
-            "Syntax error at '{}'",
-            chars[i..].iter().collect::<String>()
-        ));
+        return Err(syntax_at(i));
     }
     Ok(out)
 }
 
 struct Parser<'a> {
-    toks: Vec<Tok>,
+    text: &'a str,
+    toks: Vec<(Tok, usize)>,
     pos: usize,
     r: &'a dyn Resolver,
 }
@@ -123,15 +138,28 @@ fn precedence(op: &str) -> u8 {
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos)
+        self.toks.get(self.pos).map(|(t, _)| t)
     }
     fn next(&mut self) -> Option<Tok> {
-        let t = self.toks.get(self.pos).cloned();
+        let t = self.peek().cloned();
         self.pos += 1;
         t
     }
+    /// A syntax error at token `index`: the text from that token on.
+    fn syntax_error_at(&self, index: usize) -> ExprError {
+        let from = self.toks.get(index).map_or(self.text.len(), |(_, at)| *at);
+        ExprError::Syntax {
+            at: self.text[from..].to_string(),
+        }
+    }
+    fn close_paren(&mut self) -> Result<(), ExprError> {
+        match self.next() {
+            Some(Tok::RParen) => Ok(()),
+            _ => Err(ExprError::MissingParen),
+        }
+    }
 
-    fn binary(&mut self, min: u8) -> Result<u64, String> {
+    fn binary(&mut self, min: u8) -> Result<u64, ExprError> {
         let mut lhs = self.unary()?;
         while let Some(Tok::Op(op)) = self.peek() {
             let op = *op;
@@ -145,8 +173,8 @@ impl Parser<'_> {
                 "+" => lhs.wrapping_add(rhs),
                 "-" => lhs.wrapping_sub(rhs),
                 "*" => lhs.wrapping_mul(rhs),
-                "/" => lhs.checked_div(rhs).ok_or("Divide by zero error")?,
-                "%" => lhs.checked_rem(rhs).ok_or("Divide by zero error")?,
+                "/" => lhs.checked_div(rhs).ok_or(ExprError::DivideByZero)?,
+                "%" => lhs.checked_rem(rhs).ok_or(ExprError::DivideByZero)?,
                 "&" => lhs & rhs,
                 "|" => lhs | rhs,
                 "^" => lhs ^ rhs,
@@ -164,7 +192,8 @@ impl Parser<'_> {
         Ok(lhs)
     }
 
-    fn unary(&mut self) -> Result<u64, String> {
+    fn unary(&mut self) -> Result<u64, ExprError> {
+        let at = self.pos;
         match self.next() {
             Some(Tok::Op("-")) => Ok(self.unary()?.wrapping_neg()),
             Some(Tok::Op("+")) => self.unary(),
@@ -172,10 +201,8 @@ impl Parser<'_> {
             Some(Tok::Num(n)) => Ok(n),
             Some(Tok::LParen) => {
                 let v = self.binary(1)?;
-                match self.next() {
-                    Some(Tok::RParen) => Ok(v),
-                    _ => Err("Missing ')'".into()),
-                }
+                self.close_paren()?;
+                Ok(v)
             }
             Some(Tok::Ident(name)) => {
                 let lower = name.to_ascii_lowercase();
@@ -190,22 +217,15 @@ impl Parser<'_> {
                 if let (Some(size), Some(Tok::LParen)) = (size, self.peek()) {
                     self.pos += 1;
                     let a = self.binary(1)?;
-                    if self.next() != Some(Tok::RParen) {
-                        return Err("Missing ')'".into());
-                    }
-                    return self.r.read(a, size).ok_or_else(|| {
-                        format!(
-                            "Memory access error at '{}'",
-                            crate::format::addr(a, self.r.pointer_size())
-                        )
+                    self.close_paren()?;
+                    return self.r.read(a, size).ok_or_else(|| ExprError::MemoryAccess {
+                        address: crate::format::addr(a, self.r.pointer_size()),
                     });
                 }
                 if matches!(lower.as_str(), "hi" | "low") && self.peek() == Some(&Tok::LParen) {
                     self.pos += 1;
                     let a = self.binary(1)?;
-                    if self.next() != Some(Tok::RParen) {
-                        return Err("Missing ')'".into());
-                    }
+                    self.close_paren()?;
                     return Ok(if lower == "hi" {
                         (a >> 16) & 0xffff
                     } else {
@@ -214,29 +234,21 @@ impl Parser<'_> {
                 }
                 self.identifier(&name)
             }
-            Some(t) => Err(format!("Syntax error at {t:?}")),
-            None => Err("Missing operand".into()),
+            Some(_) => Err(self.syntax_error_at(at)),
+            None => Err(ExprError::MissingOperand),
         }
     }
 
-    fn identifier(&self, name: &str) -> Result<u64, String> {
+    fn identifier(&self, name: &str) -> Result<u64, ExprError> {
+        let bad_register = || ExprError::BadRegister(name.to_string());
         if let Some(reg) = name.strip_prefix('@') {
             if let Some(p) = reg.strip_prefix('$') {
-                return self
-                    .r
-                    .pseudo(p)
-                    .ok_or_else(|| format!("Bad register error at '{name}'"));
+                return self.r.pseudo(p).ok_or_else(bad_register);
             }
-            return self
-                .r
-                .register(reg)
-                .ok_or_else(|| format!("Bad register error at '{name}'"));
+            return self.r.register(reg).ok_or_else(bad_register);
         }
         if let Some(p) = name.strip_prefix('$') {
-            return self
-                .r
-                .pseudo(p)
-                .ok_or_else(|| format!("Bad register error at '{name}'"));
+            return self.r.pseudo(p).ok_or_else(bad_register);
         }
         if let Some(v) = self.r.symbol(name) {
             return Ok(v);
@@ -247,20 +259,25 @@ impl Parser<'_> {
         if let Some(v) = parse_number(name) {
             return Ok(v);
         }
-        Err(format!("Couldn't resolve error at '{name}'"))
+        Err(ExprError::Unresolved(name.to_string()))
     }
 }
 
 /// Evaluate a MASM expression.
-pub fn eval(s: &str, r: &dyn Resolver) -> Result<u64, String> {
+pub fn eval(s: &str, r: &dyn Resolver) -> Result<u64, ExprError> {
     let toks = tokenize(s)?;
     if toks.is_empty() {
-        return Err("Missing expression".into());
+        return Err(ExprError::MissingExpression);
     }
-    let mut p = Parser { toks, pos: 0, r };
+    let mut p = Parser {
+        text: s,
+        toks,
+        pos: 0,
+        r,
+    };
     let v = p.binary(1)?;
     if p.pos < p.toks.len() {
-        return Err(format!("Syntax error in '{s}'"));
+        return Err(p.syntax_error_at(p.pos));
     }
     Ok(v)
 }
@@ -297,8 +314,40 @@ mod tests {
         assert_eq!(eval("(1+2)*3", &R), Ok(9));
         assert_eq!(eval("1+2*3", &R), Ok(7));
         assert_eq!(eval("-1", &R), Ok(u64::MAX));
-        assert!(eval("1/0", &R).is_err());
-        assert!(eval("poi(5)", &R).is_err());
-        assert!(eval("nosuchthing", &R).is_err());
+    }
+
+    #[test]
+    fn errors_say_what_and_where_like_windbg() {
+        assert_eq!(eval("1/0", &R), Err(ExprError::DivideByZero));
+        assert_eq!(
+            eval("poi(5)", &R),
+            Err(ExprError::MemoryAccess {
+                address: "00000000`00000005".into()
+            })
+        );
+        assert_eq!(
+            eval("nosuchthing", &R),
+            Err(ExprError::Unresolved("nosuchthing".into()))
+        );
+        assert_eq!(
+            eval("@nosuchreg+1", &R),
+            Err(ExprError::BadRegister("@nosuchreg".into()))
+        );
+        assert_eq!(
+            eval("$nosuch", &R),
+            Err(ExprError::BadRegister("$nosuch".into()))
+        );
+        // WinDbg quotes the expression from where it stopped understanding it.
+        assert_eq!(
+            eval("1 ) + 2", &R).unwrap_err().to_string(),
+            "Syntax error at ') + 2'"
+        );
+        assert_eq!(
+            eval("1 + #", &R).unwrap_err().to_string(),
+            "Syntax error at '#'"
+        );
+        assert_eq!(eval("(1", &R), Err(ExprError::MissingParen));
+        assert_eq!(eval("1 +", &R), Err(ExprError::MissingOperand));
+        assert_eq!(eval("  ", &R), Err(ExprError::MissingExpression));
     }
 }

@@ -1,9 +1,12 @@
 //! The WinDbg command language over a dump. A [`Session`] holds what a debugger session holds
 //! (current thread, effective machine, scope context, symbol path) and runs command lines,
-//! returning WinDbg-shaped text. The CLI's REPL and `-c` mode, and tests, all drive it.
+//! returning WinDbg-shaped text. The CLI's REPL and `-c` mode, and tests, all drive it. Commands
+//! are found in the [`registry`], which each command family (`cmd_*.rs`) feeds; a failing
+//! command says why with a [`CommandError`].
 
 mod cmd_code;
 mod cmd_memory;
+mod cmd_meta;
 mod cmd_modules;
 mod cmd_process;
 pub mod cmd_stacks;
@@ -12,8 +15,16 @@ pub use cmd_threads::fast_fail_name;
 mod cmd_symbols;
 mod cmd_target;
 mod cmd_threads;
+mod command_line;
+mod error;
 pub mod expr;
 pub mod format;
+pub mod registry;
+
+pub use command_line::split_commands;
+pub use error::CommandError;
+pub use expr::ExprError;
+pub use registry::{Command, Invocation};
 
 use std::cell::OnceCell;
 use std::fmt::Write;
@@ -26,59 +37,6 @@ use dumpdiag_stack::code::Disassembler;
 use dumpdiag_stack::Stack;
 use dumpdiag_symbols::Symbols;
 use dumpdiag_target::{Arch, Context, MemoryExt, Target};
-
-/// Commands the REPL completes.
-pub const COMMANDS: &[&str] = &[
-    "||",
-    "|",
-    "vertarget",
-    "version",
-    ".time",
-    ".dumpdebug",
-    ".lastevent",
-    "~",
-    "~*",
-    "r",
-    ".exr",
-    ".ecxr",
-    ".cxr",
-    ".thread",
-    "lm",
-    "lmv",
-    "lmu",
-    "lmo",
-    "lmf",
-    "!teb",
-    "!peb",
-    "db",
-    "dw",
-    "dd",
-    "dq",
-    "dc",
-    "da",
-    "du",
-    "dp",
-    "dps",
-    "dpp",
-    "dpa",
-    "dpu",
-    "dds",
-    "dqs",
-    "s",
-    "?",
-    "!address",
-    "!heap",
-    "!handle",
-    "!runaway",
-    "!gle",
-    "!error",
-    ".effmach",
-    ".sympath",
-    ".sympath+",
-    ".echo",
-    "help",
-    "q",
-];
 
 /// Result of running one command line.
 #[derive(Debug, Default)]
@@ -105,6 +63,11 @@ pub struct Session {
     /// The stack `k` printed last, and the frame `.frame` selected.
     last_stack: Option<Stack>,
     frame_index: usize,
+    /// Commands a higher crate added with [`Session::register_commands`], looked up after the
+    /// built-ins.
+    registered: Vec<&'static [Command]>,
+    /// Set by `q`; [`Session::execute`] ends the line there and reports it in [`Outcome::quit`].
+    quit_requested: bool,
 }
 
 impl Session {
@@ -129,7 +92,32 @@ impl Session {
             symbols,
             last_stack: None,
             frame_index: 0,
+            registered: Vec::new(),
+            quit_requested: false,
         }
+    }
+
+    /// Add commands a higher crate implements (the analysis's `!analyze`, say), so that
+    /// [`Session::execute`] runs them, `help` lists them and the REPL completes them. They are
+    /// looked up after the built-ins.
+    ///
+    /// # Panics
+    /// When one of their names is already taken (built-in or registered before): two commands
+    /// answering to one name is a programming error, and the second would never run.
+    pub fn register_commands(&mut self, commands: &'static [Command]) {
+        if let Some(name) = registry::name_clash(commands, self.command_iter()) {
+            panic!("command name {name} is already registered");
+        }
+        self.registered.push(commands);
+    }
+
+    /// Every command this session answers: the built-ins, then the registered ones.
+    pub fn commands(&self) -> Vec<&'static Command> {
+        self.command_iter().collect()
+    }
+
+    fn command_iter(&self) -> impl Iterator<Item = &'static Command> + Clone + '_ {
+        registry::builtin_commands().chain(self.registered.iter().flat_map(|list| list.iter()))
     }
 
     pub fn target(&self) -> &dyn Target {
@@ -242,200 +230,48 @@ impl Session {
         }
     }
 
-    pub fn eval(&self, e: &str) -> Result<u64, String> {
+    pub fn eval(&self, e: &str) -> Result<u64, ExprError> {
         expr::eval(e, self)
     }
 
-    /// Run one command line (several commands may be separated by `;`).
+    /// Run one command line: its commands (see [`split_commands`]) in turn, each one's text or
+    /// error (one line, as WinDbg prints it) appended to [`Outcome::text`]. `q` ends the line.
     pub fn execute(&mut self, line: &str) -> Outcome {
         let mut out = Outcome::default();
-        for cmd in split_commands(line) {
-            let cmd = cmd.trim();
-            if cmd.is_empty() {
-                continue;
-            }
-            if cmd == "q" || cmd == "qq" || cmd == "qd" {
-                out.quit = true;
-                break;
-            }
-            match self.run(cmd) {
+        for command in split_commands(line) {
+            match self.dispatch(command) {
                 Ok(text) => out.text.push_str(&text),
                 Err(e) => {
                     let _ = writeln!(out.text, "{e}");
                 }
             }
+            if std::mem::take(&mut self.quit_requested) {
+                out.quit = true;
+                break;
+            }
         }
         out
     }
 
-    fn run(&mut self, cmd: &str) -> Result<String, String> {
-        let (verb, rest) = split_verb(cmd);
-        if cmd_stacks::is_k_command(verb) {
-            return cmd_stacks::k(self, verb, rest);
-        }
-        let lower = verb.to_ascii_lowercase();
-        match lower.as_str() {
-            "||" => Ok(cmd_target::dump_summary(self)),
-            "|" => Ok(cmd_target::process_summary(self)),
-            "vertarget" | "version" => Ok(cmd_target::vertarget(self)),
-            ".time" => Ok(cmd_target::time(self)),
-            ".dumpdebug" => Ok(cmd_target::dumpdebug(self)),
-            ".lastevent" => Ok(cmd_target::lastevent(self)),
-            ".effmach" => cmd_threads::effmach(self, rest),
-            ".sympath" => Ok(self.sympath_cmd(rest, false)),
-            ".sympath+" => Ok(self.sympath_cmd(rest, true)),
-            ".symfix" => cmd_symbols::symfix(self, rest, false),
-            ".symfix+" => cmd_symbols::symfix(self, rest, true),
-            ".reload" => cmd_symbols::reload(self, rest),
-            "ln" => cmd_symbols::ln(self, rest),
-            "x" => cmd_symbols::x(self, rest),
-            "!lmi" => cmd_symbols::lmi(self, rest),
-            "!dh" => cmd_symbols::dh(self, rest),
-            ".frame" => cmd_stacks::frame(self, rest),
-            "dv" => cmd_stacks::dv(self, rest),
-            "dt" => cmd_stacks::dt_local(self, rest.split_whitespace().last().unwrap_or("")),
-            "!uniqstack" => cmd_stacks::uniqstack(self),
-            "!findstack" => cmd_stacks::findstack(self, rest),
-            "u" => cmd_code::u(self, rest),
-            "ub" => cmd_code::ub(self, rest),
-            "uf" => cmd_code::uf(self, rest),
-            ".echo" => Ok(format!("{rest}\n")),
-            "help" | ".help" => Ok(help()),
-            "r" => cmd_threads::registers(self, rest),
-            ".exr" => cmd_threads::exr(self, rest),
-            ".ecxr" => cmd_threads::ecxr(self),
-            ".cxr" => cmd_threads::cxr(self, rest),
-            ".thread" => Ok(format!(
-                "Implicit thread is now {}\n",
-                self.addr(self.teb_of(self.current).unwrap_or(0))
-            )),
-            "!teb" => cmd_threads::teb(self, rest),
-            "!runaway" => cmd_threads::runaway(self, rest),
-            "!gle" => cmd_threads::gle(self),
-            "!peb" => cmd_process::peb(self, rest),
-            "!handle" => cmd_process::handle(self, rest),
-            "!error" => cmd_process::error(self, rest),
-            "!address" => cmd_memory::address(self, rest),
-            "!heap" => cmd_memory::heap(self, rest),
-            "?" => {
-                let v = self.eval(rest)?;
-                Ok(format!(
-                    "Evaluate expression: {} = {}\n",
-                    v as i64,
-                    format::addr(v, 8)
-                ))
-            }
-            "s" => cmd_memory::search(self, rest),
-            v if v.starts_with('~') => self.thread_command(cmd),
-            v if v.starts_with("lm") => cmd_modules::lm(self, &v[2..], rest),
-            v if cmd_memory::is_display_command(v) => cmd_memory::display(self, v, rest),
-            _ => Err(format!("       ^ Syntax error in '{cmd}'")),
-        }
+    /// Run one command (no `;` splitting) and hand back its text or why it failed. (`q` has
+    /// nothing to end here: it answers with no text.)
+    pub fn run_command(&mut self, command: &str) -> Result<String, CommandError> {
+        let result = self.dispatch(command);
+        self.quit_requested = false;
+        result
     }
 
-    fn sympath_cmd(&mut self, rest: &str, append: bool) -> String {
-        let rest = rest.trim();
-        if !rest.is_empty() {
-            let new = if append && !self.sympath.is_empty() {
-                format!("{};{rest}", self.sympath)
-            } else {
-                rest.to_string()
-            };
-            self.set_symbol_path(&new);
+    /// Find the command's handler in the registry and run it.
+    pub(crate) fn dispatch(&mut self, command: &str) -> Result<String, CommandError> {
+        let text = command.trim();
+        if text.is_empty() {
+            return Ok(String::new());
         }
-        format!(
-            "Symbol search path is: {}\nExpanded Symbol search path is: {}\n",
-            self.sympath,
-            self.sympath.to_ascii_lowercase()
-        )
+        let (verb, args) = command_line::split_verb(text);
+        let found = registry::find(verb, self.command_iter());
+        let command = found.ok_or_else(|| registry::not_found(verb, text))?;
+        (command.run)(self, &Invocation { text, verb, args })
     }
-
-    /// `~`, `~N`, `~Ns`, `~N cmd`, `~* cmd`, `~~[tid]s`, `~#`, `~.`.
-    fn thread_command(&mut self, cmd: &str) -> Result<String, String> {
-        let body = cmd[1..].trim_start();
-        if body.is_empty() {
-            return Ok(cmd_threads::list(self, None));
-        }
-        let (selector, tail) = if let Some(r) = body.strip_prefix('*') {
-            (ThreadSel::All, r)
-        } else if let Some(r) = body.strip_prefix('.') {
-            (ThreadSel::One(self.current), r)
-        } else if let Some(r) = body.strip_prefix('#') {
-            let idx = self
-                .target
-                .exception()
-                .and_then(|e| self.target.thread_index_by_id(e.thread_id))
-                .ok_or("No event thread")?;
-            (ThreadSel::One(idx), r)
-        } else if let Some(r) = body.strip_prefix("~[") {
-            let end = r.find(']').ok_or("Missing ']'")?;
-            let tid = self.eval(&r[..end])?;
-            let idx = self
-                .target
-                .thread_index_by_id(tid as u32)
-                .ok_or_else(|| format!("Illegal thread error in '{cmd}'"))?;
-            (ThreadSel::One(idx), &r[end + 1..])
-        } else {
-            let digits: String = body.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if digits.is_empty() {
-                return Err(format!("       ^ Syntax error in '{cmd}'"));
-            }
-            let idx: usize = digits.parse().map_err(|_| "Illegal thread error")?;
-            if idx >= self.target.threads().len() {
-                return Err(format!("       ^ Illegal thread error in '{cmd}'"));
-            }
-            (ThreadSel::One(idx), &body[digits.len()..])
-        };
-        let tail = tail.trim();
-        match (selector, tail) {
-            (ThreadSel::One(i), "") => Ok(cmd_threads::list(self, Some(i))),
-            (ThreadSel::All, "") => Ok(cmd_threads::list(self, None)),
-            (ThreadSel::One(i), "s") => {
-                self.current = i;
-                self.scope = None;
-                let mut s = String::new();
-                if let Some(c) = self.context() {
-                    s.push_str(&cmd_threads::format_registers(self, &c));
-                }
-                Ok(s)
-            }
-            (sel, rest) => {
-                let rest = rest
-                    .strip_prefix('e')
-                    .map(str::trim_start)
-                    .filter(|_| rest.starts_with("e "))
-                    .unwrap_or(rest);
-                let indices: Vec<usize> = match sel {
-                    ThreadSel::All => (0..self.target.threads().len()).collect(),
-                    ThreadSel::One(i) => vec![i],
-                };
-                let saved = (self.current, self.scope.take());
-                let mut out = String::new();
-                for i in indices {
-                    if matches!(sel, ThreadSel::All) {
-                        out.push('\n');
-                        out.push_str(&cmd_threads::list(self, Some(i)));
-                    }
-                    self.current = i;
-                    match self.run(rest) {
-                        Ok(t) => out.push_str(&t),
-                        Err(e) => {
-                            let _ = writeln!(out, "{e}");
-                        }
-                    }
-                }
-                self.current = saved.0;
-                self.scope = saved.1;
-                Ok(out)
-            }
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum ThreadSel {
-    All,
-    One(usize),
 }
 
 impl expr::Resolver for Session {
@@ -485,46 +321,247 @@ impl expr::Resolver for Session {
     }
 }
 
-/// Split a command line at `;` outside quotes.
-fn split_commands(line: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut quoted = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ';' if !quoted => {
-                out.push(&line[start..i]);
-                start = i + 1;
-            }
-            _ => {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dumpdiag_target::{
+        DumpFacts, ExceptionInfo, HandleRecord, MemoryReader, ModuleRecord, ProcessExtras,
+        RegionInfo, StreamEntry, ThreadRecord, UnloadedModuleRecord,
+    };
+
+    /// A dump with threads and nothing else: no memory, modules, contexts or streams. Every
+    /// command must answer it with text or a typed error, never by panicking.
+    #[derive(Default)]
+    struct ThreadsOnly {
+        facts: DumpFacts,
+        threads: Vec<ThreadRecord>,
+        extras: ProcessExtras,
+    }
+
+    struct NoMemory;
+
+    impl MemoryReader for NoMemory {
+        fn read(&self, _: u64, _: &mut [u8]) -> usize {
+            0
         }
     }
-    out.push(&line[start..]);
-    out
-}
 
-/// The command word and its arguments. Handles verbs glued to arguments (`~0s`, `r@rax`,
-/// `.exr-1`) the way WinDbg's parser does for the common cases.
-fn split_verb(cmd: &str) -> (&str, &str) {
-    if cmd.starts_with('~') || cmd.starts_with("||") {
-        let end = if cmd.starts_with("||") { 2 } else { cmd.len() };
-        return (&cmd[..end], cmd[end..].trim());
+    impl Target for ThreadsOnly {
+        fn facts(&self) -> &DumpFacts {
+            &self.facts
+        }
+        fn threads(&self) -> &[ThreadRecord] {
+            &self.threads
+        }
+        fn modules(&self) -> &[ModuleRecord] {
+            &[]
+        }
+        fn unloaded_modules(&self) -> &[UnloadedModuleRecord] {
+            &[]
+        }
+        fn regions(&self) -> &[RegionInfo] {
+            &[]
+        }
+        fn captured_ranges(&self) -> &[(u64, u64)] {
+            &[]
+        }
+        fn memory(&self) -> &dyn MemoryReader {
+            &NoMemory
+        }
+        fn exception(&self) -> Option<&ExceptionInfo> {
+            None
+        }
+        fn exception_context(&self) -> Option<Context> {
+            None
+        }
+        fn thread_context(&self, _: usize) -> Option<Context> {
+            None
+        }
+        fn handles(&self) -> Option<&[HandleRecord]> {
+            None
+        }
+        fn extras(&self) -> &ProcessExtras {
+            &self.extras
+        }
+        fn streams(&self) -> &[StreamEntry] {
+            &[]
+        }
+        fn warnings(&self) -> &[String] {
+            &[]
+        }
+        fn path(&self) -> &str {
+            "threads-only.dmp"
+        }
+        fn file_size(&self) -> u64 {
+            0
+        }
     }
-    if let Some(rest) = cmd.strip_prefix('|') {
-        return ("|", rest.trim());
-    }
-    if let Some(rest) = cmd.strip_prefix('?') {
-        return ("?", rest.trim());
-    }
-    let end = cmd.find(|c: char| c.is_whitespace()).unwrap_or(cmd.len());
-    (&cmd[..end], cmd[end..].trim())
-}
 
-fn help() -> String {
-    let mut s = String::from("Commands (WinDbg syntax):\n");
-    for chunk in COMMANDS.chunks(10) {
-        let _ = writeln!(s, "  {}", chunk.join("  "));
+    fn session(threads: u32) -> Session {
+        let threads = (0..threads)
+            .map(|i| ThreadRecord {
+                id: 0x100 + i,
+                ..Default::default()
+            })
+            .collect();
+        Session::new(Box::new(ThreadsOnly {
+            threads,
+            ..Default::default()
+        }))
     }
-    s
+
+    /// `!where`: which thread is current, so tests can see where a command ran.
+    const WHERE: &[Command] = &[Command {
+        names: &["!where"],
+        usage: "!where [note]",
+        help: "Which thread is current.",
+        family: None,
+        arguments: &[],
+        run: |s, inv| Ok(format!("thread {} {}\n", s.current_thread(), inv.args)),
+    }];
+
+    #[test]
+    fn unknown_commands_and_extensions_answer_like_windbg() {
+        let mut s = session(1);
+        assert_eq!(
+            s.run_command("zz 1"),
+            Err(CommandError::UnknownCommand("zz 1".into()))
+        );
+        assert_eq!(
+            s.run_command(".foo"),
+            Err(CommandError::UnknownCommand(".foo".into()))
+        );
+        assert_eq!(
+            s.run_command("!nosuch -v"),
+            Err(CommandError::UnknownExtension("nosuch".into()))
+        );
+        // Extension names are case-sensitive, regular and meta names are not.
+        assert_eq!(
+            s.run_command("!RUNAWAY"),
+            Err(CommandError::UnknownExtension("RUNAWAY".into()))
+        );
+        assert!(s.run_command("VERTARGET").is_ok());
+        let out = s.execute("zz; !nosuch");
+        assert_eq!(
+            out.text,
+            "       ^ Syntax error in 'zz'\nNo export nosuch found\n"
+        );
+    }
+
+    #[test]
+    fn expression_errors_reach_the_caller_typed() {
+        let mut s = session(1);
+        assert_eq!(
+            s.run_command("? nosuchsym"),
+            Err(CommandError::Unresolved("nosuchsym".into()))
+        );
+        assert_eq!(
+            s.run_command("? @$nosuch"),
+            Err(CommandError::BadRegister("@$nosuch".into()))
+        );
+        assert_eq!(
+            s.run_command("? poi(10)"),
+            Err(CommandError::MemoryAccess {
+                address: "00000000`00000010".into()
+            })
+        );
+        assert_eq!(
+            s.run_command("? 1+2").as_deref(),
+            Ok("Evaluate expression: 3 = 00000000`00000003\n")
+        );
+        assert_eq!(
+            s.execute("? nosuchsym").text,
+            "Couldn't resolve error at 'nosuchsym'\n"
+        );
+    }
+
+    #[test]
+    fn what_the_dump_lacks_is_unavailable() {
+        let mut s = session(1);
+        for command in ["r", "k", ".exr -1", ".ecxr", "!handle", "!runaway"] {
+            assert!(
+                matches!(s.run_command(command), Err(CommandError::Unavailable(_))),
+                "{command}: {:?}",
+                s.run_command(command)
+            );
+        }
+        assert_eq!(
+            s.run_command("~5s"),
+            Err(CommandError::IllegalThread("~5s".into()))
+        );
+        assert_eq!(
+            s.run_command("~x"),
+            Err(CommandError::Syntax {
+                command: "~x".into()
+            })
+        );
+    }
+
+    #[test]
+    fn every_builtin_name_dispatches_to_a_handler() {
+        for name in registry::command_names() {
+            // A fresh session each time: `.effmach`, `~Ns` or `.cxr` would change the next one's.
+            let result = session(2).run_command(name);
+            assert!(
+                !matches!(
+                    result,
+                    Err(CommandError::UnknownCommand(_) | CommandError::UnknownExtension(_))
+                ),
+                "{name}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn registered_commands_run_and_are_listed() {
+        let mut s = session(1);
+        s.register_commands(WHERE);
+        assert_eq!(s.execute("!where here").text, "thread 0 here\n");
+        assert!(s.execute("help").text.contains("!where [note]"));
+        assert!(s.commands().iter().any(|c| c.names == ["!where"]));
+    }
+
+    #[test]
+    #[should_panic(expected = "command name !where is already registered")]
+    fn a_name_registered_twice_is_refused() {
+        let mut s = session(1);
+        s.register_commands(WHERE);
+        s.register_commands(WHERE);
+    }
+
+    #[test]
+    fn a_thread_prefix_applies_to_one_command_and_its_e_form_to_the_rest_of_the_line() {
+        let mut s = session(2);
+        s.register_commands(WHERE);
+        let text = s.execute("~* !where a; !where b").text;
+        assert_eq!(text.matches("thread 0 a").count(), 1, "{text}");
+        assert_eq!(text.matches("thread 1 a").count(), 1, "{text}");
+        assert!(text.ends_with("thread 0 b\n"), "{text}");
+        assert_eq!(text.matches(" b\n").count(), 1, "{text}");
+
+        let text = s.execute("~*e !where a; !where b").text;
+        for expected in ["thread 0 a", "thread 0 b", "thread 1 a", "thread 1 b"] {
+            assert_eq!(text.matches(expected).count(), 1, "{expected}: {text}");
+        }
+        // The prefix leaves the current thread as it was.
+        assert_eq!(s.current_thread(), 0);
+        assert_eq!(s.execute("~1 !where").text, "thread 1 \n");
+    }
+
+    #[test]
+    fn quoted_semicolons_are_text() {
+        let mut s = session(1);
+        assert_eq!(s.execute(".echo \"a; b\"").text, "a; b\n");
+        assert_eq!(s.execute(".echo a; .echo b").text, "a\nb\n");
+    }
+
+    #[test]
+    fn q_ends_the_line_but_not_the_next_one() {
+        let mut s = session(1);
+        let out = s.execute(".echo 1; q; .echo 2");
+        assert_eq!((out.text.as_str(), out.quit), ("1\n", true));
+        assert_eq!(s.run_command("qd").as_deref(), Ok(""));
+        let out = s.execute(".echo 3");
+        assert_eq!((out.text.as_str(), out.quit), ("3\n", false));
+    }
 }

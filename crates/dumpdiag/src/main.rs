@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use dumpdiag_engine::{Session, COMMANDS};
+use dumpdiag_engine::{split_commands, Outcome, Session};
 use dumpdiag_mdmp::MdmpTarget;
 
 #[derive(Parser)]
@@ -50,13 +50,19 @@ fn session_line(session: &Session) -> String {
 }
 
 mod completion {
+    use dumpdiag_engine::{registry, Command};
     use rustyline::completion::{Completer, Pair};
     use rustyline::highlight::Highlighter;
     use rustyline::hint::Hinter;
     use rustyline::validate::Validator;
     use rustyline::{Context, Helper};
 
-    pub struct Commands(pub &'static [&'static str]);
+    /// Completes what the session's command registry knows, plus the command names this binary
+    /// answers itself.
+    pub struct Commands {
+        pub commands: Vec<&'static Command>,
+        pub extra_names: &'static [&'static str],
+    }
 
     impl Completer for Commands {
         type Candidate = Pair;
@@ -66,21 +72,15 @@ mod completion {
             pos: usize,
             _: &Context<'_>,
         ) -> rustyline::Result<(usize, Vec<Pair>)> {
-            let start = line[..pos]
-                .rfind(|c: char| c == ';' || c.is_whitespace())
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            let word = &line[start..pos];
-            let hits = self
-                .0
-                .iter()
-                .filter(|c| c.starts_with(word))
+            let (start, hits) = registry::complete(&line[..pos], &self.commands, self.extra_names);
+            let pairs = hits
+                .into_iter()
                 .map(|c| Pair {
                     display: c.to_string(),
                     replacement: c.to_string(),
                 })
                 .collect();
-            Ok((start, hits))
+            Ok((start, pairs))
         }
     }
     impl Hinter for Commands {
@@ -126,7 +126,10 @@ fn repl(session: &mut Session) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    editor.set_helper(Some(completion::Commands(COMMANDS)));
+    editor.set_helper(Some(completion::Commands {
+        commands: session.commands(),
+        extra_names: ANALYSIS_COMMANDS,
+    }));
     let history = history_path();
     if let Some(h) = &history {
         let _ = editor.load_history(h);
@@ -207,30 +210,35 @@ fn analyze_main(args: Vec<String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Run a command line, handling `!analyze` here: the analysis sits above the command engine.
-fn run_line(session: &mut Session, line: &str) -> dumpdiag_engine::Outcome {
-    let mut out = dumpdiag_engine::Outcome::default();
-    for part in line.split(';') {
-        let cmd = part.trim();
-        if cmd.starts_with("!analyze") {
-            out.text
-                .push_str(&dumpdiag_analysis::analyze(session).to_text());
+/// The extension commands this binary answers itself: the analysis sits above the command
+/// engine (it depends on it), so the engine cannot dispatch them yet.
+const ANALYSIS_COMMANDS: &[&str] = &["!analyze", "!cs", "!locks", "!waitchain", "!wct"];
+
+/// The text of an analysis command, or None for a command the session runs.
+fn analysis_command(session: &Session, command: &str) -> Option<String> {
+    let verb = command.split_whitespace().next().unwrap_or("");
+    match verb {
+        "!analyze" => Some(dumpdiag_analysis::analyze(session).to_text()),
+        "!cs" | "!locks" => Some(dumpdiag_analysis::waits::locks_text(
+            &dumpdiag_analysis::Evidence::gather(session),
+        )),
+        "!waitchain" | "!wct" => Some(dumpdiag_analysis::waits::wait_chain_text(
+            &dumpdiag_analysis::Evidence::gather(session),
+        )),
+        _ => None,
+    }
+}
+
+/// Run a command line: the engine splits it, this binary answers the analysis commands, the
+/// session runs the rest.
+fn run_line(session: &mut Session, line: &str) -> Outcome {
+    let mut out = Outcome::default();
+    for command in split_commands(line) {
+        if let Some(text) = analysis_command(session, command) {
+            out.text.push_str(&text);
             continue;
         }
-        if cmd.starts_with("!cs") || cmd == "!locks" {
-            out.text.push_str(&dumpdiag_analysis::waits::locks_text(
-                &dumpdiag_analysis::Evidence::gather(session),
-            ));
-            continue;
-        }
-        if cmd == "!waitchain" || cmd == "!wct" {
-            out.text
-                .push_str(&dumpdiag_analysis::waits::wait_chain_text(
-                    &dumpdiag_analysis::Evidence::gather(session),
-                ));
-            continue;
-        }
-        let o = session.execute(part);
+        let o = session.execute(command);
         out.text.push_str(&o.text);
         if o.quit {
             out.quit = true;
