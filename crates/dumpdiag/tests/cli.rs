@@ -27,6 +27,21 @@ fn one_shot_commands_print_and_exit() {
 }
 
 #[test]
+fn one_shot_lines_split_like_windbg_and_errors_print_as_windbg_prints_them() {
+    let out = dumpdiag()
+        .arg(common::dump("lldb/Sigsegv/sigsegv.dmp"))
+        .args(["-c", ".echo \"a; b\"; zz; !nosuch; ? nosuchsym; .echo done"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "a; b\n       ^ Syntax error in 'zz'\nNo export nosuch found\n\
+         Couldn't resolve error at 'nosuchsym'\ndone\n"
+    );
+}
+
+#[test]
 fn piped_repl_shows_the_prompt_and_switches_views() {
     use std::io::Write;
     let mut child = dumpdiag()
