@@ -1,7 +1,9 @@
 //! The one list of commands the engine answers. Each command family declares its [`Command`]s
 //! beside their handlers (`cmd_*.rs`); this module joins those lists, finds the command a
 //! command word names, and derives `help` and REPL completion from the same entries, so what is
-//! listed, completed and dispatched cannot drift apart.
+//! listed, completed and dispatched cannot drift apart. Adding a command is one entry in its
+//! family's `COMMANDS` (and its test); a crate above the engine adds its own with
+//! [`Session::register_commands`].
 
 use std::fmt::Write;
 
