@@ -6,7 +6,8 @@
 //! ```text
 //! prolog      x64: [push rbp] [sub rsp, N]        x86: [push ebp; mov ebp, esp] [sub esp, N]
 //! body        x64: mov rax, qword ptr [rcx]       x86: mov eax, dword ptr [ecx]
-//! call sites  call qword ptr [rip+disp32]         call dword ptr [abs32]        (6 bytes each)
+//! call sites  nop; call rel32 (a callee in the same module) or, for any other callee,
+//!             call qword ptr [rip+disp32] / call dword ptr [abs32]           (6 bytes each)
 //!             nop (after the last call, as MSVC puts one between a call and an epilog)
 //! epilog      x64: [add rsp, N] [pop rbp] ret     x86: [mov esp, ebp; pop ebp | add esp, N] ret
 //! padding     int 3
@@ -16,10 +17,11 @@
 //! `mov eax, nr; mov edx, esp; sysenter; ret` (x86), and its "current instruction" is the `ret`
 //! after the system call, where a waiting thread's instruction pointer rests.
 //!
-//! Calls are indirect through a pointer slot in `.rdata` (as calls through the import address
-//! table are), so any function can call any other whatever the distance between modules; the
-//! slot holds the callee the call chains name. The stack checks find a `call` before every
-//! return address, as they would in real code.
+//! A call to a function of the same module is direct (`call rel32`, with a one-byte `nop` in
+//! front so every call site has the same length whatever its callee); a call to another module
+//! (or to no callee named) goes through a pointer slot in `.rdata`, as calls through the import
+//! address table do, so any function can call any other whatever the distance between modules.
+//! The stack checks find a `call` before every return address, as they would in real code.
 
 /// What the prolog does; decides where the return address sits relative to the stack pointer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,8 +37,18 @@ pub enum Shape {
     Syscall(u32),
 }
 
-/// Length of one call site (`FF 15` + 32-bit displacement or address) on both machines.
+/// Length of one call site on both machines: `90 E8 rel32` or `FF 15` + a 32-bit
+/// displacement (x64) or address (x86).
 pub const CALL_LEN: u32 = 6;
+
+/// How a call site reaches its callee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOperand {
+    /// `call rel32` to this address.
+    Direct(u64),
+    /// `call [slot]` through the pointer slot at this address.
+    Indirect(u64),
+}
 
 /// Where the parts of a function's code lie (offsets from its first byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,9 +134,9 @@ impl CodeLayout {
         matches!(self.shape, Shape::Frame { save_fp: true, .. })
     }
 
-    /// The code bytes. `slot(n)` is the address of call site `n`'s pointer slot; `addr` the
-    /// function's own address (x64 calls are RIP-relative).
-    pub fn emit(&self, addr: u64, slot: &dyn Fn(u32) -> u64) -> Vec<u8> {
+    /// The code bytes of the function at `addr`; `call(n)` says how call site `n` reaches its
+    /// callee.
+    pub fn emit(&self, addr: u64, call: &dyn Fn(u32) -> CallOperand) -> Vec<u8> {
         let mut c = Vec::with_capacity(self.len as usize);
         let n = self.locals();
         match (self.shape, self.x64) {
@@ -154,15 +166,25 @@ impl CodeLayout {
                 }
                 for i in 0..self.calls {
                     let at = addr + (self.first_call + i * CALL_LEN) as u64;
-                    // call qword ptr [rip+disp32]: the displacement counts from the next
-                    // instruction; call dword ptr [abs32] names the slot itself.
-                    let operand = if x64 {
-                        (slot(i) as i64 - (at + CALL_LEN as u64) as i64) as u32
-                    } else {
-                        slot(i) as u32
-                    };
-                    c.extend_from_slice(&[0xff, 0x15]);
-                    c.extend_from_slice(&operand.to_le_bytes());
+                    let next = (at + CALL_LEN as u64) as i64;
+                    match call(i) {
+                        CallOperand::Direct(target) => {
+                            // nop; call rel32 (relative to the next instruction).
+                            c.extend_from_slice(&[0x90, 0xe8]);
+                            c.extend_from_slice(&((target as i64 - next) as u32).to_le_bytes());
+                        }
+                        CallOperand::Indirect(slot) => {
+                            // call qword ptr [rip+disp32] counts from the next instruction;
+                            // call dword ptr [abs32] names the slot itself.
+                            let operand = if x64 {
+                                (slot as i64 - next) as u32
+                            } else {
+                                slot as u32
+                            };
+                            c.extend_from_slice(&[0xff, 0x15]);
+                            c.extend_from_slice(&operand.to_le_bytes());
+                        }
+                    }
                 }
                 if self.calls > 0 {
                     c.push(0x90);
@@ -335,7 +357,7 @@ mod tests {
         );
         assert_eq!(l.prolog_len, 5);
         assert_eq!(l.frame, 0x38);
-        let code = l.emit(0x1000, &|n| 0x3000 + 8 * n as u64);
+        let code = l.emit(0x1000, &|n| CallOperand::Indirect(0x3000 + 8 * n as u64));
         assert_eq!(&code[..5], &[0x55, 0x48, 0x83, 0xec, 0x30]);
         // First call: FF 15 with the displacement from its end (0x1000+8+6) to the slot 0x3000.
         assert_eq!(&code[8..14], &[0xff, 0x15, 0xf2, 0x1f, 0, 0]);
@@ -345,6 +367,28 @@ mod tests {
         );
         // UWOP_ALLOC_SMALL 0x30 at offset 5, UWOP_PUSH_NONVOL rbp at 1.
         assert_eq!(l.unwind_info(), vec![1, 5, 2, 0, 5, 0x52, 1, 0x50]);
+    }
+
+    #[test]
+    fn calls_within_the_module_are_direct() {
+        let l = CodeLayout::new(
+            true,
+            Shape::Frame {
+                locals: 0x28,
+                save_fp: false,
+            },
+            2,
+        );
+        let code = l.emit(0x1000, &|n| {
+            if n == 0 {
+                CallOperand::Direct(0x900)
+            } else {
+                CallOperand::Indirect(0x3000)
+            }
+        });
+        // nop; call 0x900 from 0x1007: rel32 = 0x900 - 0x100d.
+        assert_eq!(&code[7..13], &[0x90, 0xe8, 0xf3, 0xf8, 0xff, 0xff]);
+        assert_eq!(&code[13..15], &[0xff, 0x15]);
     }
 
     #[test]
@@ -379,7 +423,7 @@ mod tests {
             },
             1,
         );
-        let code = l.emit(0x40_1000, &|_| 0x40_3000);
+        let code = l.emit(0x40_1000, &|_| CallOperand::Indirect(0x40_3000));
         assert_eq!(
             code,
             vec![

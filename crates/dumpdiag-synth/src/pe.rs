@@ -6,7 +6,7 @@
 //! IMAGE_RESOURCE_DIRECTORY) and verrsrc.h (VS_VERSIONINFO, VS_FIXEDFILEINFO).
 
 use crate::bytes::{align, pad, put, put_u16, put_u32, put_u64, utf16z};
-use crate::code::CodeLayout;
+use crate::code::{CallOperand, CodeLayout};
 
 /// Where IMAGE_NT_HEADERS start (IMAGE_DOS_HEADER.e_lfanew).
 const NT_HEADERS: u64 = 0x80;
@@ -273,7 +273,12 @@ pub fn build(input: &ImageInput) -> Image {
     img[text_rva as usize..(text_rva + input.text_size) as usize].fill(0xcc);
     for (f, s) in input.functions.iter().zip(&slots) {
         let addr = input.base + f.rva as u64;
-        let code = f.code.emit(addr, &|n| input.base + s[n as usize] as u64);
+        // Callees in this module's code are called directly, the others through their slot.
+        let text = input.base + text_rva as u64..input.base + data_rva as u64;
+        let code = f.code.emit(addr, &|n| match f.targets[n as usize] {
+            t if text.contains(&t) => CallOperand::Direct(t),
+            _ => CallOperand::Indirect(input.base + s[n as usize] as u64),
+        });
         put(&mut img, f.rva as u64, &code);
     }
     put(&mut img, rdata_rva as u64, &rdata);
