@@ -461,8 +461,9 @@ fn a_critical_section_deadlock_is_found_on_a_synthetic_process() {
     // 0x111 holds the accounts lock and waits for the journal lock; 0x222 the other way round.
     p.thread(0x111, [wait, contended, enter, transfer, thunk, start])
         .reg("rbx", journal);
+    // 0x222's pointer to the section it waits for is a local of RtlEnterCriticalSection.
     p.thread(0x222, [wait, contended, enter, audit, thunk, start])
-        .reg("rbx", accounts);
+        .local_word(2, 0x18, accounts);
     let t = p.build();
     let store = t.symbol_store();
     for target in [
@@ -480,5 +481,47 @@ fn a_critical_section_deadlock_is_found_on_a_synthetic_process() {
         assert_eq!(f.threads, vec![0x111, 0x222]);
         assert!(f.summary.contains("locks!g_accounts_lock"), "{}", f.summary);
         assert!(f.summary.contains("locks!g_journal_lock"), "{}", f.summary);
+    }
+}
+
+/// What an exception dispatcher leaves below the stack pointer: an EXCEPTION_RECORD and the
+/// CONTEXT of the faulting frame, which `.exr` and `.cxr` read from the stack.
+#[test]
+fn an_exception_record_and_context_left_below_the_stack_pointer_are_read_by_exr_and_cxr() {
+    for arch in [Arch::Amd64, Arch::X86] {
+        let mut b = three_threads(arch, true);
+        let faulting = b.p.thread_ref(SLEEPER).frames[2];
+        let record =
+            b.p.exception_record_bytes(&dumpdiag_target::ExceptionRecord {
+                code: 0xc000_0005,
+                flags: 0,
+                nested_record: 0,
+                address: faulting.ip,
+                parameters: vec![0, 0x10],
+            });
+        let context = b.p.context_bytes(&b.p.thread_ref(SLEEPER).frame_context(2));
+        let t = b.p.thread_mut(SLEEPER);
+        let context_at = t.below_sp(&context);
+        let record_at = t.below_sp(&record);
+        let built = b.p.build();
+        let mut s = Session::new(Box::new(read_back(&built)));
+        let exr = s.execute(&format!(".exr {record_at:#x}")).text;
+        assert!(exr.contains("ExceptionCode: c0000005"), "{arch:?}: {exr}");
+        assert!(exr.contains("waiter!parse_block+0x"), "{arch:?}: {exr}");
+        let cxr = s.execute(&format!(".cxr {context_at:#x}")).text;
+        assert!(cxr.contains("waiter!parse_block+0x"), "{arch:?}: {cxr}");
+        let k = s.execute("k").text;
+        let frames: Vec<&str> = k
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(' ').next().unwrap_or(""))
+            .collect();
+        assert!(
+            frames[0].starts_with("waiter!parse_block+0x"),
+            "{arch:?}: {k}"
+        );
+        assert!(frames[1].starts_with("waiter!worker+0x"), "{arch:?}: {k}");
+        assert_eq!(frames.len(), 4, "{arch:?}: {k}");
+        assert!(!k.contains("WARNING"), "{arch:?}: {k}");
     }
 }
