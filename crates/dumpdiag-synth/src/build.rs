@@ -266,7 +266,8 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
         w.ptr(h.base + l.heap_last_valid_entry, h.base + h.reserve, &l);
     }
 
-    // PEB.
+    // _PEB (offsets in layout.rs): the flags bytes (BeingDebugged at 2), Mutant, the image,
+    // loader data, parameters and heaps, NtGlobalFlag, the OS version fields, SessionId.
     let peb = p.peb;
     blocks.push((peb, vec![0; l.peb_size as usize]));
     regions.push(private_rw(peb, align(l.peb_size, PAGE)));
@@ -298,6 +299,9 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
     // Threads: TEB, stack, the chain's words, then the test's.
     let mut thread_words = Writes::default();
     for t in &p.threads {
+        // _TEB (offsets in layout.rs): NtTib (ExceptionList, StackBase, StackLimit,
+        // FiberData, Self), ClientId, ProcessEnvironmentBlock, LastErrorValue,
+        // CountOfOwnedCriticalSections, LastStatusValue, DeallocationStack, TlsSlots.
         blocks.push((t.teb, vec![0; l.teb_size as usize]));
         regions.push(private_rw(t.teb, l.teb_size));
         let at = |o: u64| t.teb + o;

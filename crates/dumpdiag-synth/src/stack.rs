@@ -316,14 +316,17 @@ impl Thread {
     /// r8, r9). They lie in the bottom of the caller's frame.
     pub fn args(&mut self, frame: usize, words: &[u64]) -> &mut Thread {
         let at = self.frames[frame].return_slot + self.ptr;
-        if let Some(caller) = self.frames.get(frame + 1) {
-            let room = caller.return_slot - if caller.func.saves_fp() { self.ptr } else { 0 };
-            assert!(
-                at + words.len() as u64 * self.ptr <= room,
-                "{} argument words do not fit in the caller's frame",
-                words.len()
-            );
-        }
+        // The caller's frame up to its saved frame pointer, or the room left above the
+        // outermost frame.
+        let room = match self.frames.get(frame + 1) {
+            Some(caller) => caller.return_slot - if caller.func.saves_fp() { self.ptr } else { 0 },
+            None => self.stack_base,
+        };
+        assert!(
+            at + words.len() as u64 * self.ptr <= room,
+            "{} argument words do not fit in the caller's frame",
+            words.len()
+        );
         for (i, w) in words.iter().enumerate() {
             let a = at + i as u64 * self.ptr;
             self.writes.push((a, ptr_bytes(*w, self.ptr)));
