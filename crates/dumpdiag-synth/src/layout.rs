@@ -40,7 +40,7 @@ pub struct Layout {
     pub teb_last_status: u64,
     /// DeallocationStack: the base of the stack's reservation.
     pub teb_deallocation_stack: u64,
-    /// TlsSlots[64].
+    /// TlsSlots (64 pointer-sized slots).
     pub teb_tls_slots: u64,
     /// HardErrorMode (ULONG).
     pub teb_hard_error_mode: u64,
@@ -169,7 +169,7 @@ pub struct Layout {
     pub er_address: u64,
     /// NumberParameters (ULONG).
     pub er_number_parameters: u64,
-    /// ExceptionInformation[15] (ULONG_PTR each).
+    /// ExceptionInformation (15 ULONG_PTRs).
     pub er_information: u64,
     /// sizeof(EXCEPTION_RECORD).
     pub er_size: u64,

@@ -419,7 +419,7 @@ pub(crate) struct Areas {
 pub struct Process {
     pub system: System,
     pub params: Params,
-    /// The name [`crate::SynthTarget::path`] answers.
+    /// The name the built target gives as its path (`Target::path`).
     pub name: String,
     /// Stack reservation and committed (captured) size of threads declared from now on.
     pub stack_reserve: u64,
