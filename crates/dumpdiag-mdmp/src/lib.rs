@@ -29,6 +29,9 @@ pub use memory::MemoryIndex;
 pub enum OpenError {
     Io(std::io::Error),
     NotAMinidump(String),
+    /// A legacy full dump of the `USERDUMP`/`USERDU64` format (userdump.exe, ntsd/cdb `.dump`
+    /// before Windows XP's minidumps): a different file layout, named by its signature.
+    LegacyUserDump(&'static str),
 }
 
 impl std::fmt::Display for OpenError {
@@ -36,7 +39,21 @@ impl std::fmt::Display for OpenError {
         match self {
             OpenError::Io(e) => write!(f, "cannot read dump file: {e}"),
             OpenError::NotAMinidump(why) => write!(f, "not a readable MDMP dump: {why}"),
+            OpenError::LegacyUserDump(sig) => write!(
+                f,
+                "not an MDMP dump: a legacy {sig} full dump (userdump.exe / ntsd .dump format), \
+                 which this version cannot read yet"
+            ),
         }
+    }
+}
+
+/// The signature of a legacy user-mode full dump at the start of `data`, if it is one.
+fn legacy_signature(data: &[u8]) -> Option<&'static str> {
+    match data.get(..8)? {
+        b"USERDU64" => Some("USERDU64"),
+        b"USERDUMP" => Some("USERDUMP"),
+        _ => None,
     }
 }
 
@@ -101,6 +118,9 @@ impl MdmpTarget {
 
     fn from_backing(path: String, map: Backing) -> Result<MdmpTarget, OpenError> {
         let data: &[u8] = &map;
+        if let Some(sig) = legacy_signature(data) {
+            return Err(OpenError::LegacyUserDump(sig));
+        }
         let dump = Minidump::read(data)
             .map_err(|e| OpenError::NotAMinidump(describe_error(&e, data.len())))?;
         let mut warnings = Vec::new();

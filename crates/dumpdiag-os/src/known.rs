@@ -96,8 +96,9 @@ pub fn wait_kind(function: &str) -> Option<WaitKind> {
 
 /// Frames only a thread that writes a dump of its own process has.
 pub const DUMP_WRITER_FUNCTIONS: &[&str] = &["MiniDumpWriteDump", "MiniDumpWriteDumpInternal"];
-/// Modules that write dumps (dbghelp, and dbgcore which hosts the writer since Windows 8).
-pub const DUMP_WRITER_MODULES: &[&str] = &["dbghelp", "dbgcore", "faultrep", "wer"];
+/// Modules that write dumps in process (dbghelp, and dbgcore which hosts MiniDumpWriteDump's
+/// implementation since Windows 8).
+pub const DUMP_WRITER_MODULES: &[&str] = &["dbghelp", "dbgcore"];
 
 /// Frames of a debugger's break-in: `DebugActiveProcess`/`DebugBreakProcess` (what ProcDump,
 /// Task Manager's debugger attach, cdb and WinDbg do) create a thread in the target that starts

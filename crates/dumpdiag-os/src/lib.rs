@@ -10,6 +10,7 @@
 //! rather than panicking, and every walk is bounded.
 
 pub mod address;
+pub mod codes;
 pub mod errors;
 pub mod handles;
 pub mod heaps;

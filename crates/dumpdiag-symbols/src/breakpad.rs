@@ -48,6 +48,9 @@ enum Text {
     Owned(String),
 }
 
+/// What a lookup found: (name, displacement, source file and line, parameter size).
+pub type BreakpadHit = (String, u64, Option<(String, u32)>, u32);
+
 pub struct BreakpadSymbols {
     text: Text,
     pub module_line: String,
@@ -319,9 +322,8 @@ impl BreakpadSymbols {
         None
     }
 
-    /// The FUNC containing `rva`, or the nearest PUBLIC below it:
-    /// (name, displacement, source, parameter size).
-    pub fn lookup(&self, rva: u64) -> Option<(String, u64, Option<(String, u32)>, u32)> {
+    /// The FUNC containing `rva`, or the nearest PUBLIC below it.
+    pub fn lookup(&self, rva: u64) -> Option<BreakpadHit> {
         let i = self.funcs.partition_point(|f| f.address <= rva);
         if i > 0 {
             let f = &self.funcs[i - 1];

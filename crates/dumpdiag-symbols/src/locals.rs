@@ -319,7 +319,8 @@ pub fn frame_variables(
     let dbi = pdb.debug_information().map_err(|e| e.to_string())?;
     let mut modules = dbi.modules().map_err(|e| e.to_string())?;
     // (name, is_param from the record, base register, offset, type)
-    let mut found: Option<Vec<(String, Option<bool>, u16, i32, TypeIndex)>> = None;
+    type Slot = (String, Option<bool>, u16, i32, TypeIndex);
+    let mut found: Option<Vec<Slot>> = None;
     let mut frame_size: Option<u32> = None;
     'modules: while let Some(m) = modules.next().map_err(|e| e.to_string())? {
         let Some(info) = pdb.module_info(&m).map_err(|e| e.to_string())? else {

@@ -289,3 +289,32 @@ fn cxr_switches_to_a_context_in_memory() {
     let out = run(&mut s, ".cxr");
     assert!(out.is_empty());
 }
+
+/// The legacy USERDU64 full dump of the corpus is refused with a message that says what it is,
+/// until the legacy format is read (the fidelity issue).
+#[test]
+fn a_legacy_userdu64_dump_is_named_in_the_error() {
+    let p = dump(
+        "kdlibcpp/targetapp_stacktest_x64_release_userdu64/targetapp_stacktest_x64_release.dmp",
+    );
+    assert!(is_legacy_userdump(&p));
+    let err = dumpdiag_mdmp::MdmpTarget::open(&p)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.starts_with("not an MDMP dump: a legacy USERDU64 full dump"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumpdiag"))
+        .arg(&p)
+        .args(["-c", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("legacy USERDU64 full dump") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}

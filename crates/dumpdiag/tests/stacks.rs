@@ -15,8 +15,7 @@ fn breakpad_minidump2_stack_equals_breakpads_own_stackwalk() {
         .skip(1)
         .take_while(|l| !l.is_empty())
         .filter(|l| {
-            l.trim_start()
-                .split_whitespace()
+            l.split_whitespace()
                 .next()
                 .is_some_and(|w| w.parse::<u32>().is_ok())
         })
@@ -147,7 +146,6 @@ const MINIDUMP_STACKWALK_SCANNED_FRAMES: usize = 605;
 fn mozilla_x86_64_dump_needs_less_scanning_than_minidump_stackwalk() {
     let mut s = session("mozilla/windows-x86_64.dmp");
     s.set_symbol_path(dump("mozilla/symbols").to_str().unwrap());
-    use dumpdiag_target::Target;
     let crashed = s
         .target()
         .exception()
@@ -198,7 +196,6 @@ fn a_minidump_without_code_unwinds_from_image_files_on_the_symbol_path() {
     let k2 = s.execute("~2kn").text;
     assert!(k2.contains("cs_deadlock!audit_ledger+0x2f"), "{k2}");
     // With the very Wine DLLs the sample was taken with, every frame comes from unwind data.
-    use dumpdiag_target::Target;
     let ntdll = s
         .target()
         .modules()

@@ -6,9 +6,18 @@ use std::path::PathBuf;
 use dumpdiag_engine::Session;
 use dumpdiag_mdmp::MdmpTarget;
 
-/// `../shared/corpus/real` beside the repository.
+/// The shared folder: `../shared` beside the repository, or `DUMPDIAG_SHARED` for a clone
+/// elsewhere.
+pub fn shared() -> PathBuf {
+    match std::env::var_os("DUMPDIAG_SHARED") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+/// `shared/corpus/real`: the real Windows dumps, read in place.
 pub fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/real")
+    shared().join("corpus/real")
 }
 
 pub fn dump(rel: &str) -> PathBuf {
@@ -30,8 +39,26 @@ pub fn run(s: &mut Session, cmd: &str) -> String {
     s.execute(cmd).text
 }
 
-/// Every .dmp file of the corpus.
+/// Every MDMP dump of the corpus (the legacy USERDU64 full dump is opened on its own by the
+/// tests that expect its error).
 pub fn all_dumps() -> Vec<PathBuf> {
+    every_dump_file()
+        .into_iter()
+        .filter(|p| !is_legacy_userdump(p))
+        .collect()
+}
+
+/// Does the file start with a legacy user-dump signature (USERDUMP / USERDU64)?
+pub fn is_legacy_userdump(p: &std::path::Path) -> bool {
+    let mut head = [0u8; 8];
+    std::fs::File::open(p)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && (&head == b"USERDU64" || &head == b"USERDUMP")
+}
+
+/// Every .dmp file of the corpus.
+pub fn every_dump_file() -> Vec<PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
