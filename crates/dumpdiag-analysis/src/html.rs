@@ -60,14 +60,14 @@ pub fn render(report: &Report, waits: &[Wait]) -> String {
         let _ = write!(
             o,
             "<div class=\"finding {}\"><b class=\"pattern\">{}</b> <small>({}, {})</small><div>{}</div>",
-            escape(&f.confidence),
-            escape(&f.name),
-            escape(&f.category),
-            escape(&f.confidence),
+            f.confidence().label(),
+            escape(f.name()),
+            escape(f.category().name()),
+            f.confidence().label(),
             escape(&f.summary)
         );
-        for e in &f.evidence {
-            let _ = write!(o, "<div class=\"ev\"><code>{}</code></div>", escape(e));
+        for e in f.evidence() {
+            let _ = write!(o, "<div class=\"ev\"><code>{}</code></div>", escape(&e));
         }
         if !f.recommendation.is_empty() {
             let _ = write!(o, "<div><i>{}</i></div>", escape(&f.recommendation));

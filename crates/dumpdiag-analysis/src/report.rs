@@ -3,48 +3,12 @@
 use serde::Serialize;
 
 use crate::evidence::{Evidence, FrameView};
+use crate::finding::Finding;
+use crate::pattern::Category;
+use dumpdiag_os::codes::{self, AccessKind};
 
 fn hex(v: u64) -> String {
     format!("{v:#x}")
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Finding {
-    /// Pattern name, verbatim from the catalog.
-    pub name: String,
-    pub category: String,
-    /// "high", "medium" or "low".
-    pub confidence: String,
-    pub threads: Vec<u32>,
-    pub summary: String,
-    pub evidence: Vec<String>,
-    pub recommendation: String,
-}
-
-impl Finding {
-    pub fn new(name: &str, category: &str, confidence: &str, summary: String) -> Finding {
-        Finding {
-            name: name.into(),
-            category: category.into(),
-            confidence: confidence.into(),
-            threads: Vec::new(),
-            summary,
-            evidence: Vec::new(),
-            recommendation: String::new(),
-        }
-    }
-    pub fn threads(mut self, t: Vec<u32>) -> Finding {
-        self.threads = t;
-        self
-    }
-    pub fn evidence(mut self, e: Vec<String>) -> Finding {
-        self.evidence = e;
-        self
-    }
-    pub fn recommend(mut self, r: &str) -> Finding {
-        self.recommendation = r.into();
-        self
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,13 +87,13 @@ fn signature(ev: &Evidence, findings: &[Finding]) -> String {
     match &ev.exception {
         Some(e) => {
             let access = match (e.record.code, e.record.parameters.first()) {
-                (0xc0000005, Some(0)) => "_read",
-                (0xc0000005, Some(1)) => "_write",
-                (0xc0000005, Some(8)) => "_execute",
-                _ => "",
+                (codes::ACCESS_VIOLATION, Some(&p)) => AccessKind::from_parameter(p)
+                    .map(|a| format!("_{}", a.label()))
+                    .unwrap_or_default(),
+                _ => String::new(),
             };
             let app: Vec<String> = ev
-                .exception_frames
+                .exception_frames()
                 .iter()
                 .filter(|f| {
                     f.function.is_some() && f.module.as_deref().is_some_and(|m| ev.is_app_module(m))
@@ -138,7 +102,7 @@ fn signature(ev: &Evidence, findings: &[Finding]) -> String {
                 .map(FrameView::call_site)
                 .collect();
             let frames = if app.is_empty() {
-                ev.exception_frames
+                ev.exception_frames()
                     .iter()
                     .take(3)
                     .map(FrameView::call_site)
@@ -152,8 +116,8 @@ fn signature(ev: &Evidence, findings: &[Finding]) -> String {
             // The walk's own quality says nothing about the problem: keep it out of the bucket.
             let mut names: Vec<&str> = findings
                 .iter()
-                .filter(|f| f.category != "Stack Trace")
-                .map(|f| f.name.as_str())
+                .filter(|f| f.category() != Category::StackTrace)
+                .map(|f| f.name())
                 .collect();
             names.sort();
             names.dedup();
@@ -166,7 +130,7 @@ impl Report {
     pub fn new(ev: &Evidence, mut findings: Vec<Finding>) -> Report {
         let t = ev.target();
         let f = t.facts();
-        findings.sort_by(|a, b| a.category.cmp(&b.category).then(a.name.cmp(&b.name)));
+        findings.sort_by(|a, b| a.category().cmp(&b.category()).then(a.name().cmp(b.name())));
         let exception = ev.exception.as_ref().map(|e| {
             let r = &e.record;
             let access =
@@ -190,13 +154,7 @@ impl Report {
             .threads
             .iter()
             .map(|th| {
-                let frames = if ev.exception.as_ref().is_some_and(|e| e.thread_id == th.id)
-                    && !ev.exception_frames.is_empty()
-                {
-                    &ev.exception_frames
-                } else {
-                    &th.frames
-                };
+                let frames = ev.frames_of(th);
                 ThreadJson {
                     id: th.id,
                     index: th.index,
@@ -212,7 +170,7 @@ impl Report {
                 path: t.path().to_string(),
                 arch: f.arch.windbg_name().to_string(),
                 os_version: format!("{}.{}.{}", f.os_major, f.os_minor, f.os_build),
-                flags: dumpdiag_engine::dump_flag_names(f.flags)
+                flags: codes::dump_flag_names(f.flags)
                     .into_iter()
                     .map(str::to_string)
                     .collect(),
@@ -277,15 +235,24 @@ impl Report {
             }
         }
         let _ = writeln!(o, "\nFAILURE_BUCKET_ID: {}\n", self.signature);
-        let mut category = "";
+        let mut category = None;
         for f in &self.patterns {
-            if f.category != category {
-                category = &f.category;
-                let _ = writeln!(o, "--- {category} ---");
+            if Some(f.category()) != category {
+                category = Some(f.category());
+                let _ = writeln!(o, "--- {} ---", f.category().name());
             }
-            let _ = writeln!(o, "{} [{}]: {}", f.name, f.confidence, f.summary);
-            for e in &f.evidence {
+            let _ = writeln!(
+                o,
+                "{} [{}]: {}",
+                f.name(),
+                f.confidence().label(),
+                f.summary
+            );
+            for e in f.evidence() {
                 let _ = writeln!(o, "    {e}");
+            }
+            for c in &f.caveats {
+                let _ = writeln!(o, "    (confidence lowered: {})", c.render());
             }
             if !f.recommendation.is_empty() {
                 let _ = writeln!(o, "    -> {}", f.recommendation);

@@ -1,27 +1,10 @@
 //! Facts about threads that several thread detectors share: which thread is the main one, where
-//! a thread started, whether it sits in a kernel wait or writes the dump.
+//! a thread started, whether it sits in a kernel wait or writes the dump. The function lists
+//! these rest on are Windows facts, kept once in `dumpdiag_os::known`.
+
+use dumpdiag_os::known;
 
 use crate::evidence::{Evidence, FrameView, ThreadView};
-
-/// Routines every thread starts in before the code that created it gets control.
-const THREAD_START_ROUTINES: &[&str] = &[
-    "BaseThreadInitThunk",
-    "RtlUserThreadStart",
-    "_RtlUserThreadStart",
-    "__RtlUserThreadStart",
-];
-
-/// Entry points that only the process's first thread runs.
-const MAIN_ENTRY_FUNCTIONS: &[&str] = &[
-    "main",
-    "wmain",
-    "WinMain",
-    "wWinMain",
-    "mainCRTStartup",
-    "wmainCRTStartup",
-    "WinMainCRTStartup",
-    "wWinMainCRTStartup",
-];
 
 /// The first thread of the process and how it was recognised.
 pub struct MainThread<'a> {
@@ -35,9 +18,7 @@ pub fn main_thread<'a>(ev: &'a Evidence) -> Option<MainThread<'a>> {
     fn runs_main<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameView> {
         t.frames.iter().find(|f| {
             f.module.as_deref().is_some_and(|m| ev.is_main_image(m))
-                && f.function
-                    .as_deref()
-                    .is_some_and(|n| MAIN_ENTRY_FUNCTIONS.contains(&short_function(n)))
+                && f.is_one_of(known::MAIN_ENTRY_FUNCTIONS)
         })
     }
     let by_time = ev
@@ -46,13 +27,9 @@ pub fn main_thread<'a>(ev: &'a Evidence) -> Option<MainThread<'a>> {
         .filter(|t| t.times.as_ref().is_some_and(|x| x.create_time != 0))
         .min_by_key(|t| t.times.as_ref().map(|x| x.create_time));
     if let Some(t) = by_time {
-        let also = runs_main(ev, t)
-            .map(|f| format!(" and runs {}", f.call_site()))
-            .unwrap_or_default();
-        return Some(MainThread {
-            thread: t,
-            how: format!("earliest creation time{also}"),
-        });
+        let also = runs_main(ev, t).map(|f| format!(" and runs {}", f.call_site()));
+        let how = format!("earliest creation time{}", also.unwrap_or_default());
+        return Some(MainThread { thread: t, how });
     }
     ev.threads.iter().find_map(|t| {
         runs_main(ev, t).map(|f| MainThread {
@@ -62,20 +39,19 @@ pub fn main_thread<'a>(ev: &'a Evidence) -> Option<MainThread<'a>> {
     })
 }
 
-/// `ns::Class::method(args)` → `method`; keeps plain C names.
-pub fn short_function(name: &str) -> &str {
-    let base = name.split('(').next().unwrap_or(name);
-    base.rsplit("::").next().unwrap_or(base).trim()
-}
-
-/// The code the thread was created to run: the frame the thread-start routines called, or the
-/// Win32 start address the dump records.
+/// The code the thread was created to run: the frame the thread-start thunks called, or the
+/// Win32 start address the dump records. Frames found by scanning do not count: a stale return
+/// address into a start thunk says nothing about this thread's start.
 pub fn thread_procedure(ev: &Evidence, t: &ThreadView) -> Option<ThreadProcedure> {
-    if let Some(i) = t.frames.iter().position(|f| {
-        f.function
-            .as_deref()
-            .is_some_and(|n| THREAD_START_ROUTINES.contains(&n))
-    }) {
+    let walked = t
+        .frames
+        .iter()
+        .take_while(|f| f.trust != dumpdiag_stack::Trust::Scan)
+        .count();
+    if let Some(i) = t.frames[..walked]
+        .iter()
+        .position(|f| f.is_one_of(known::THREAD_START_THUNKS))
+    {
         if i > 0 {
             let f = &t.frames[i - 1];
             return Some(ThreadProcedure {
@@ -91,15 +67,10 @@ pub fn thread_procedure(ev: &Evidence, t: &ThreadView) -> Option<ThreadProcedure
         .map(|x| x.start_address)
         .filter(|a| *a != 0)?;
     let module = ev.target().module_at(start).map(|m| m.short_name());
-    let name = ev
-        .session
-        .symbols()
-        .describe(ev.target(), start)
-        .unwrap_or_else(|| format!("{start:#x}"));
     Some(ThreadProcedure {
         address: start,
         module,
-        name,
+        name: ev.describe(start),
     })
 }
 
@@ -119,18 +90,19 @@ pub enum TopFrame {
 }
 
 /// The thread's top frame is an `Nt`/`Zw` stub of ntdll or win32u by name, or — without a
-/// symbol — its instruction pointer sits right after a `syscall`, `sysenter` or `int 2e`.
+/// symbol — its instruction pointer sits right after a `syscall`, `sysenter` or `int 2e` (the
+/// instructions Windows' system-call stubs enter the kernel with; the saved user context of a
+/// thread in the kernel points just past it).
 pub fn top_frame_state(ev: &Evidence, t: &ThreadView) -> TopFrame {
     let Some(top) = t.frames.first() else {
         return TopFrame::Unknown;
     };
-    if let Some(function) = top.function.as_deref() {
+    if let Some(function) = top.short_name() {
         let module = top.module.as_deref().unwrap_or("").to_ascii_lowercase();
-        let stub = (function.starts_with("Nt") || function.starts_with("Zw"))
-            && function
-                .as_bytes()
-                .get(2)
-                .is_some_and(|c| c.is_ascii_uppercase());
+        let rest = function
+            .strip_prefix("Nt")
+            .or_else(|| function.strip_prefix("Zw"));
+        let stub = rest.is_some_and(|r| r.starts_with(|c: char| c.is_ascii_uppercase()));
         if stub && (module == "ntdll" || module == "win32u") {
             return TopFrame::SystemCall;
         }
@@ -162,13 +134,23 @@ pub fn in_system_call<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameV
         .filter(|_| top_frame_state(ev, t) == TopFrame::SystemCall)
 }
 
-/// The thread writes the dump (MiniDumpWriteDump on its stack) or was injected by the dumping
-/// tool (DbgUiRemoteBreakin): it shows the dumper, not the application.
+/// The thread writes the dump (the dump writer's frames or modules on its stack) or was injected
+/// by the dumping tool (a debugger's break-in): it shows the dumper, not the application.
 pub fn is_dump_writer(t: &ThreadView) -> bool {
     t.borrowed_context
         || t.frames.iter().any(|f| {
-            f.function.as_deref().is_some_and(|n| {
-                n.contains("MiniDumpWriteDump") || n.contains("DbgUiRemoteBreakin")
+            f.is_one_of(known::DUMP_WRITER_FUNCTIONS) || f.is_one_of(known::BREAK_IN_FUNCTIONS)
+        })
+}
+
+/// The thread belongs to the dump writer by its modules too (dbghelp/dbgcore on the stack), or
+/// has no stack at all because the writer recorded none for itself (Wine's writer).
+pub fn is_dump_writer_thread(t: &ThreadView) -> bool {
+    is_dump_writer(t)
+        || t.frames.is_empty()
+        || t.frames.iter().any(|f| {
+            f.module.as_deref().is_some_and(|m| {
+                known::DUMP_WRITER_MODULES.contains(&m.to_ascii_lowercase().as_str())
             })
         })
 }

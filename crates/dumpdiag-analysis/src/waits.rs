@@ -7,23 +7,11 @@ use std::collections::BTreeMap;
 
 use crate::evidence::{Evidence, ThreadView};
 use dumpdiag_os::handles::{decode, ObjectState, THREAD_INFO_1};
+use dumpdiag_os::known;
 use dumpdiag_target::{HandleRecord, MemoryExt};
 
 /// Most stack words searched per waiting thread.
 const MAX_STACK_WORDS: u64 = 2048;
-const WAIT_FUNCTIONS: &[&str] = &[
-    "NtWaitForSingleObject",
-    "NtWaitForMultipleObjects",
-    "NtWaitForAlertByThreadId",
-    "NtDelayExecution",
-    "NtRemoveIoCompletion",
-    "NtWaitForWorkViaWorkerFactory",
-    "NtUserGetMessage",
-    "NtUserMsgWaitForMultipleObjectsEx",
-    "NtWaitForKeyedEvent",
-    "ZwWaitForSingleObject",
-    "ZwWaitForMultipleObjects",
-];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CriticalSection {
@@ -78,6 +66,41 @@ impl WaitObject {
     }
 }
 
+impl WaitObject {
+    /// The object's kind as a word: `critical section`, or the handle's object type.
+    pub fn kind_name(&self) -> String {
+        match self {
+            WaitObject::CriticalSection(_) => "critical section".into(),
+            WaitObject::Handle { type_name, .. } => type_name.clone(),
+        }
+    }
+
+    /// The critical section's address, or the handle value.
+    pub fn address(&self) -> Option<u64> {
+        match self {
+            WaitObject::CriticalSection(cs) => Some(cs.address),
+            WaitObject::Handle { handle, .. } => Some(*handle),
+        }
+    }
+
+    /// The object's name: the critical section's symbol, the kernel object's name.
+    pub fn name(&self) -> Option<String> {
+        match self {
+            WaitObject::CriticalSection(cs) => Some(cs.name.clone()),
+            WaitObject::Handle { name, .. } => name.clone(),
+        }
+    }
+
+    pub fn is_critical_section(&self) -> bool {
+        matches!(self, WaitObject::CriticalSection(_))
+    }
+
+    /// A mutex some thread holds (count ≤ 0).
+    pub fn is_held_mutex(&self) -> bool {
+        matches!(self, WaitObject::Handle { state: Some(ObjectState::Mutant { count, .. }), .. } if *count <= 0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Wait {
     pub thread: u32,
@@ -86,25 +109,43 @@ pub struct Wait {
     pub blocker: Option<u32>,
 }
 
+impl Wait {
+    /// `thread X waits for ...`: the one way a wait is said in every report.
+    pub fn describe(&self) -> String {
+        format!(
+            "thread {:x} waits for {}",
+            self.thread,
+            self.object.describe()
+        )
+    }
+}
+
+/// Is the thread's top frame a kernel wait stub?
 fn is_waiting(t: &ThreadView) -> bool {
     t.frames
         .first()
         .and_then(|f| f.function.as_deref())
-        .is_some_and(|f| WAIT_FUNCTIONS.contains(&f))
+        .and_then(known::wait_kind)
+        .is_some()
 }
 
-fn in_frames(t: &ThreadView, name: &str) -> bool {
-    t.frames.iter().any(|f| f.function.as_deref() == Some(name))
+fn in_frames(t: &ThreadView, names: &[&str]) -> bool {
+    t.frames.iter().any(|f| f.is_one_of(names))
 }
 
-/// Read a candidate RTL_CRITICAL_SECTION: DebugInfo, LockCount, RecursionCount, OwningThread.
-fn critical_section(ev: &Evidence, addr: u64, thread_ids: &[u32]) -> Option<CriticalSection> {
+/// Read a candidate RTL_CRITICAL_SECTION of pointer size `p` (winnt.h: DebugInfo, LockCount,
+/// RecursionCount, OwningThread, LockSemaphore, SpinCount).
+fn critical_section(
+    ev: &Evidence,
+    addr: u64,
+    p: u64,
+    thread_ids: &[u32],
+) -> Option<CriticalSection> {
     let mem = ev.target().memory();
-    let p = ev.ptr;
     let debug = mem.read_ptr(addr, p)?;
-    let lock_count = mem.read_u32(addr + p)? as i32;
-    let recursion = mem.read_u32(addr + p + 4)? as i32;
-    let owner = mem.read_ptr(addr + p + 8, p)?;
+    let lock_count = mem.read_u32(addr.checked_add(p)?)? as i32;
+    let recursion = mem.read_u32(addr.checked_add(p + 4)?)? as i32;
+    let owner = mem.read_ptr(addr.checked_add(p + 8)?, p)?;
     if owner == 0
         || owner > u32::MAX as u64
         || !thread_ids.contains(&(owner as u32))
@@ -116,48 +157,34 @@ fn critical_section(ev: &Evidence, addr: u64, thread_ids: &[u32]) -> Option<Crit
     if debug != 0 && debug != u64::MAX >> (64 - 8 * p) && mem.read_ptr(debug, p).is_none() {
         return None;
     }
-    let name = ev
-        .session
-        .describe_address(addr)
-        .unwrap_or_else(|| format!("{addr:#x}"));
     Some(CriticalSection {
         address: addr,
         owner: owner as u32,
         recursion,
         lock_count,
-        name,
+        name: ev.describe(addr),
     })
 }
 
 /// Stack words of a thread from its stack pointer up (bounded).
 fn stack_words(ev: &Evidence, t: &ThreadView) -> Vec<u64> {
-    let Some(f0) = t.frames.first() else {
-        return Vec::new();
-    };
-    let sp = ev
-        .session
-        .thread_context(t.index)
-        .map(|c| c.sp())
-        .unwrap_or(f0.ip);
-    let _ = f0;
+    let Some(sp) = t.sp() else { return Vec::new() };
+    let p = t.ptr();
     let bytes = ev
         .target()
         .memory()
-        .read_bytes(sp, (MAX_STACK_WORDS * ev.ptr) as usize);
+        .read_bytes(sp, (MAX_STACK_WORDS * p) as usize);
     bytes
-        .chunks_exact(ev.ptr as usize)
-        .map(|c| {
-            if c.len() == 8 {
-                u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))
-            } else {
-                u32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as u64
-            }
+        .chunks_exact(p as usize)
+        .map(|c| match *c {
+            [a, b, c, d] => u32::from_le_bytes([a, b, c, d]) as u64,
+            _ => u64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
         })
         .collect()
 }
 
-fn registers(ev: &Evidence, t: &ThreadView) -> Vec<u64> {
-    let Some(c) = ev.session.thread_context(t.index) else {
+fn registers(t: &ThreadView) -> Vec<u64> {
+    let Some(c) = &t.context else {
         return Vec::new();
     };
     c.gpr_names().iter().filter_map(|n| c.get(n)).collect()
@@ -183,6 +210,14 @@ const WAITABLE: &[&str] = &[
     "IoCompletion",
 ];
 
+/// The functions a thread waiting for a critical section is in.
+const CRITICAL_SECTION_WAITS: &[&str] = &[
+    "RtlEnterCriticalSection",
+    "RtlpEnterCriticalSectionContended",
+    "RtlpWaitOnCriticalSection",
+    "RtlpWaitForCriticalSection",
+];
+
 /// Every thread's wait, where it can be resolved.
 pub fn waits(ev: &Evidence) -> Vec<Wait> {
     let t = ev.target();
@@ -198,14 +233,16 @@ pub fn waits(ev: &Evidence) -> Vec<Wait> {
         if !is_waiting(th) {
             continue;
         }
-        let regs = registers(ev, th);
+        let p = th.ptr();
+        let regs = registers(th);
         let words = stack_words(ev, th);
-        if in_frames(th, "RtlEnterCriticalSection") || in_frames(th, "RtlpWaitForCriticalSection") {
+        if in_frames(th, CRITICAL_SECTION_WAITS) {
             // The section's address (or a field of it) is in a register or on the stack.
             let found = regs.iter().chain(words.iter()).find_map(|&v| {
                 (0..=5u64).find_map(|k| {
-                    v.checked_sub(k * 8)
-                        .and_then(|a| critical_section(ev, a, &ids).filter(|cs| cs.owner != th.id))
+                    v.checked_sub(k * p)
+                        .and_then(|a| critical_section(ev, a, p, &ids))
+                        .filter(|cs| cs.owner != th.id)
                 })
             });
             if let Some(cs) = found {
@@ -221,16 +258,17 @@ pub fn waits(ev: &Evidence) -> Vec<Wait> {
         // Kernel waits: the handle array of NtWaitForMultipleObjects (second argument), else the
         // first waitable handle value on the stack.
         let mut found: Vec<&HandleRecord> = Vec::new();
-        if th.frames.first().and_then(|f| f.function.as_deref()) == Some("NtWaitForMultipleObjects")
-        {
-            if let Some(c) = ev.session.thread_context(th.index) {
-                let array = c.get(if ev.ptr == 8 { "rdx" } else { "edx" }).unwrap_or(0);
+        let top = th
+            .frames
+            .first()
+            .and_then(|f| f.function.as_deref())
+            .and_then(known::wait_kind);
+        if top == Some(known::WaitKind::MultipleObjects) {
+            if let Some(c) = &th.context {
+                let array = c.get(if p == 8 { "rdx" } else { "edx" }).unwrap_or(0);
                 for i in 0..64u64 {
-                    match t
-                        .memory()
-                        .read_ptr(array + i * ev.ptr, ev.ptr)
-                        .and_then(|v| handles.get(&v))
-                    {
+                    let slot = array.wrapping_add(i * p);
+                    match t.memory().read_ptr(slot, p).and_then(|v| handles.get(&v)) {
                         Some(h)
                             if h.type_name
                                 .as_deref()

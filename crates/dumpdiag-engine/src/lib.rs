@@ -4,6 +4,7 @@
 //! are found in the [`registry`], which each command family (`cmd_*.rs`) feeds; a failing
 //! command says why with a [`CommandError`].
 
+mod cmd_analysis;
 mod cmd_code;
 mod cmd_memory;
 mod cmd_meta;
@@ -137,6 +138,16 @@ impl Session {
 
     pub fn symbols(&self) -> &Symbols {
         &self.symbols
+    }
+
+    /// What the analysis reads of this session: the dump, its symbols and the address map built
+    /// once — never the session's current thread, view or scope.
+    pub fn analysis_input(&self) -> dumpdiag_analysis::Input<'_> {
+        dumpdiag_analysis::Input {
+            target: self.target.as_ref(),
+            symbols: &self.symbols,
+            address_map: Some(self.address_map()),
+        }
     }
 
     pub fn current_thread(&self) -> usize {

@@ -9,8 +9,8 @@ use std::fmt::Write;
 
 use crate::command_line::{last_command_start, thread_prefix};
 use crate::{
-    cmd_code, cmd_memory, cmd_meta, cmd_modules, cmd_process, cmd_stacks, cmd_symbols, cmd_target,
-    cmd_threads, CommandError, Session,
+    cmd_analysis, cmd_code, cmd_memory, cmd_meta, cmd_modules, cmd_process, cmd_stacks,
+    cmd_symbols, cmd_target, cmd_threads, CommandError, Session,
 };
 
 /// What runs a command: the session it acts on and the command as typed.
@@ -78,6 +78,7 @@ const FAMILIES: &[(&str, &[Command])] = &[
     ("Symbols", cmd_symbols::COMMANDS),
     ("Code", cmd_code::COMMANDS),
     ("Process", cmd_process::COMMANDS),
+    ("Analysis", cmd_analysis::COMMANDS),
     ("Session", cmd_meta::COMMANDS),
 ];
 

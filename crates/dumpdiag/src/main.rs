@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use dumpdiag_engine::{split_commands, Outcome, Session};
+use dumpdiag_engine::Session;
 use dumpdiag_mdmp::MdmpTarget;
 
 #[derive(Parser)]
@@ -57,11 +57,9 @@ mod completion {
     use rustyline::validate::Validator;
     use rustyline::{Context, Helper};
 
-    /// Completes what the session's command registry knows, plus the command names this binary
-    /// answers itself.
+    /// Completes what the session's command registry knows.
     pub struct Commands {
         pub commands: Vec<&'static Command>,
-        pub extra_names: &'static [&'static str],
     }
 
     impl Completer for Commands {
@@ -72,7 +70,7 @@ mod completion {
             pos: usize,
             _: &Context<'_>,
         ) -> rustyline::Result<(usize, Vec<Pair>)> {
-            let (start, hits) = registry::complete(&line[..pos], &self.commands, self.extra_names);
+            let (start, hits) = registry::complete(&line[..pos], &self.commands, &[]);
             let pairs = hits
                 .into_iter()
                 .map(|c| Pair {
@@ -108,7 +106,7 @@ fn repl(session: &mut Session) -> ExitCode {
             }
             // Echo prompt and command so piped sessions read like a debugger transcript.
             let prompt = session.prompt();
-            let out = run_line(session, line.trim_end());
+            let out = session.execute(line.trim_end());
             print!("{prompt}{}\n{}", line.trim_end(), out.text);
             if out.quit {
                 return ExitCode::SUCCESS;
@@ -128,7 +126,6 @@ fn repl(session: &mut Session) -> ExitCode {
     };
     editor.set_helper(Some(completion::Commands {
         commands: session.commands(),
-        extra_names: ANALYSIS_COMMANDS,
     }));
     let history = history_path();
     if let Some(h) = &history {
@@ -140,7 +137,7 @@ fn repl(session: &mut Session) -> ExitCode {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                let out = run_line(session, &line);
+                let out = session.execute(&line);
                 print!("{}", out.text);
                 let _ = std::io::stdout().flush();
                 if out.quit {
@@ -194,9 +191,9 @@ fn analyze_main(args: Vec<String>) -> ExitCode {
         Err(code) => return code,
     };
     let text = match cli.format.as_str() {
-        "json" => dumpdiag_analysis::analyze(&session).to_json() + "\n",
-        "html" => dumpdiag_analysis::html_report(&session),
-        _ => dumpdiag_analysis::analyze(&session).to_text(),
+        "json" => dumpdiag_analysis::analyze(&session.analysis_input()).to_json() + "\n",
+        "html" => dumpdiag_analysis::html_report(&session.analysis_input()),
+        _ => dumpdiag_analysis::analyze(&session.analysis_input()).to_text(),
     };
     match &cli.output {
         Some(path) => {
@@ -210,52 +207,30 @@ fn analyze_main(args: Vec<String>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The extension commands this binary answers itself: the analysis sits above the command
-/// engine (it depends on it), so the engine cannot dispatch them yet.
-const ANALYSIS_COMMANDS: &[&str] = &["!analyze", "!cs", "!locks", "!waitchain", "!wct"];
-
-/// The text of an analysis command, or None for a command the session runs.
-fn analysis_command(session: &Session, command: &str) -> Option<String> {
-    let verb = command.split_whitespace().next().unwrap_or("");
-    match verb {
-        "!analyze" => Some(dumpdiag_analysis::analyze(session).to_text()),
-        "!cs" | "!locks" => Some(dumpdiag_analysis::waits::locks_text(
-            &dumpdiag_analysis::Evidence::gather(session),
-        )),
-        "!waitchain" | "!wct" => Some(dumpdiag_analysis::waits::wait_chain_text(
-            &dumpdiag_analysis::Evidence::gather(session),
-        )),
-        _ => None,
-    }
-}
-
-/// Run a command line: the engine splits it, this binary answers the analysis commands, the
-/// session runs the rest.
-fn run_line(session: &mut Session, line: &str) -> Outcome {
-    let mut out = Outcome::default();
-    for command in split_commands(line) {
-        if let Some(text) = analysis_command(session, command) {
-            out.text.push_str(&text);
-            continue;
-        }
-        let o = session.execute(command);
-        out.text.push_str(&o.text);
-        if o.quit {
-            out.quit = true;
-            break;
-        }
-    }
-    out
+/// `-v` / `--verbose`, anywhere on the command line: log what the analysis decided and why
+/// (each detector's verdict, each thread's walk) to stderr, through `tracing`.
+fn take_verbose(args: &mut Vec<String>) -> bool {
+    let before = args.len();
+    args.retain(|a| a != "-v" && a != "--verbose");
+    args.len() != before
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    if take_verbose(&mut args) {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .without_time()
+            .init();
+    }
     if args.get(1).is_some_and(|a| a == "analyze") {
         let mut rest = vec![args[0].clone()];
         rest.extend(args[2..].iter().cloned());
         return analyze_main(rest);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args);
     let mut session = match open_session(&cli.dump, cli.sympath.clone()) {
         Ok(s) => s,
         Err(code) => return code,
@@ -284,7 +259,7 @@ fn main() -> ExitCode {
     if scripted {
         let mut stdout = std::io::stdout().lock();
         for l in lines {
-            let out = run_line(&mut session, &l);
+            let out = session.execute(&l);
             if stdout.write_all(out.text.as_bytes()).is_err() {
                 return ExitCode::SUCCESS;
             }

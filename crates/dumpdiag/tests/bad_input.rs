@@ -28,7 +28,7 @@ fn exercise(bytes: &[u8], label: &str, scratch: &std::path::Path) {
             for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
-            let _ = dumpdiag_analysis::analyze(&s).to_json();
+            let _ = dumpdiag_analysis::analyze(&s.analysis_input()).to_json();
         }
     }
     assert!(
@@ -138,7 +138,7 @@ fn fuzz_regressions_stay_fixed() {
             for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
-            let _ = dumpdiag_analysis::analyze(&s).to_json();
+            let _ = dumpdiag_analysis::analyze(&s.analysis_input()).to_json();
         }
         n += 1;
     }

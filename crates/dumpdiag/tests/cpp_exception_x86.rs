@@ -129,24 +129,24 @@ fn thrown_types_are_decoded_from_x86_throw_info() {
     let t = dumpdiag_mdmp::MdmpTarget::from_bytes("thrower-x86.dmp", x86_cpp_exception_dump())
         .expect("opens");
     let s = dumpdiag_engine::Session::new(Box::new(t));
-    let report = dumpdiag_analysis::analyze(&s);
+    let report = dumpdiag_analysis::analyze(&s.analysis_input());
     let f = report
         .patterns
         .iter()
-        .find(|f| f.name == "C++ Exception")
+        .find(|f| f.name() == "C++ Exception")
         .expect("C++ Exception reported");
     assert_eq!(
         f.summary,
         "unhandled C++ exception: class std::runtime_error"
     );
     assert_eq!(
-        f.evidence[..2],
+        f.evidence()[..2],
         [
             "catchable as class std::runtime_error".to_string(),
             "catchable as class std::exception".to_string()
         ]
     );
-    assert_eq!(f.confidence, "high");
+    assert_eq!(f.confidence(), dumpdiag_analysis::Confidence::High);
     assert_eq!(
         report.exception.as_ref().map(|e| e.code.as_str()),
         Some("0xe06d7363")

@@ -50,7 +50,7 @@ fn a_heap_failure_on_the_free_path_is_reported_as_double_free() {
     let t = dumpdiag_mdmp::MdmpTarget::from_bytes("heapfail.dmp", dump).expect("opens");
     let mut s = dumpdiag_engine::Session::new(Box::new(t));
     s.set_symbol_path(&store.symbol_path());
-    let report = dumpdiag_analysis::analyze(&s);
+    let report = dumpdiag_analysis::analyze(&s.analysis_input());
 
     // The walk itself: every frame named, none by scanning.
     let names: Vec<String> = report.threads[0]
@@ -65,27 +65,26 @@ fn a_heap_failure_on_the_free_path_is_reported_as_double_free() {
     let f = report
         .patterns
         .iter()
-        .find(|f| f.name == "Double Free")
+        .find(|f| f.name() == "Double Free")
         .unwrap_or_else(|| panic!("no Double Free: {:?}", report.patterns));
     assert_eq!(
         f.summary,
         "the heap failed while freeing a block for heapfail!release_buffer"
     );
     assert!(
-        f.evidence.contains(
-            &"frame 00: ntdll!RtlReportCriticalFailure reports a heap failure".to_string()
-        ),
+        f.evidence()
+            .contains(&"ntdll!RtlReportCriticalFailure reports a heap failure".to_string()),
         "{:?}",
-        f.evidence
+        f.evidence()
     );
     assert!(
-        f.evidence
-            .contains(&"frame 04: ntdll!RtlpFreeHeapInternal frees the block".to_string()),
+        f.evidence()
+            .contains(&"ntdll!RtlpFreeHeapInternal frees the block".to_string()),
         "{:?}",
-        f.evidence
+        f.evidence()
     );
     assert!(report
         .patterns
         .iter()
-        .any(|f| f.name == "Dynamic Memory Corruption (Process Heap)"));
+        .any(|f| f.name() == "Dynamic Memory Corruption (Process Heap)"));
 }

@@ -44,7 +44,7 @@ fn every_string_from_the_dump_is_escaped() {
     let t = dumpdiag_mdmp::MdmpTarget::from_bytes("hostile.dmp", hostile_sample()).unwrap();
     let mut s = dumpdiag_engine::Session::new(Box::new(t));
     s.set_symbol_path(repo().join("samples").to_str().unwrap());
-    let html = dumpdiag_analysis::html_report(&s);
+    let html = dumpdiag_analysis::html_report(&s.analysis_input());
     assert!(
         !html.contains("<script>") && !html.contains("<img") && !html.contains("<b>evil"),
         "raw markup from the dump reached the page"

@@ -472,11 +472,11 @@ fn a_critical_section_deadlock_is_found_on_a_synthetic_process() {
     ] {
         let mut s = Session::new(target);
         s.set_symbol_path(&store.symbol_path());
-        let report = dumpdiag_analysis::analyze(&s);
+        let report = dumpdiag_analysis::analyze(&s.analysis_input());
         let f = report
             .patterns
             .iter()
-            .find(|f| f.name == "Deadlock (Critical Sections)")
+            .find(|f| f.name() == "Deadlock (Critical Sections)")
             .unwrap_or_else(|| panic!("no deadlock: {:#?}", report.patterns));
         assert_eq!(f.threads, vec![0x111, 0x222]);
         assert!(f.summary.contains("locks!g_accounts_lock"), "{}", f.summary);

@@ -5,7 +5,7 @@
 use dumpdiag_target::Context;
 
 use crate::managed::{is_generated_code, is_runtime_frame, runtime_module};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct ActiveSpace;
 
@@ -20,14 +20,11 @@ const WOW64_LAYER: &[&str] = &[
 ];
 
 impl Detector for ActiveSpace {
-    fn pattern(&self) -> &'static str {
-        "Active Space"
-    }
-    fn category(&self) -> &'static str {
-        "Thread"
+    fn pattern(&self) -> Pattern {
+        Pattern::ActiveSpace
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let mut evidence = if ev.session.is_wow64() {
+        let mut evidence = if ev.is_wow64() {
             wow64_spaces(ev)
         } else {
             Vec::new()
@@ -44,9 +41,9 @@ impl Detector for ActiveSpace {
             }
             v
         });
-        vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} thread(s) cross execution spaces", threads.len()))
+        vec![Finding::new(self.pattern(), Strength::Likely, format!("{} thread(s) cross execution spaces", threads.len()))
             .threads(threads)
-            .evidence(evidence.into_iter().map(|e| e.1).collect())
+            .facts(evidence.into_iter().map(|(id, note)| Fact::Thread { id, note }))
             .recommend("Read each thread in the space it executes: .effmach x86 for WOW64's 32-bit code, the runtime's view (SOS) for managed frames.")]
     }
 }
@@ -63,12 +60,7 @@ fn wow64_spaces(ev: &Evidence) -> Vec<(u32, String)> {
             _ => false,
         };
         let x86_ip = dumpdiag_os::wow64::x86_context(t.memory(), th.teb).map(|c| c.ip());
-        let name = |ip: u64| {
-            ev.session
-                .symbols()
-                .describe(t, ip)
-                .unwrap_or_else(|| format!("{ip:#x}"))
-        };
+        let name = |ip: u64| ev.describe(ip);
         if in_32bit {
             out.push((
                 th.id,

@@ -3,16 +3,13 @@
 //! the crash, so only dumps taken on purpose are asked.
 
 use crate::thread_facts::{is_dump_writer, top_frame_state, TopFrame};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct ActiveThread;
 
 impl Detector for ActiveThread {
-    fn pattern(&self) -> &'static str {
-        "Active Thread"
-    }
-    fn category(&self) -> &'static str {
-        "Thread"
+    fn pattern(&self) -> Pattern {
+        Pattern::ActiveThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         if !super::taken_on_purpose(ev) {
@@ -40,12 +37,15 @@ impl Detector for ActiveThread {
                         )
                     })
                     .unwrap_or_default();
-                format!("thread {:x}{cpu} runs {}", t.id, frames.join(" ← "))
+                Fact::Thread {
+                    id: t.id,
+                    note: format!("thread {:x}{cpu} runs {}", t.id, frames.join(" ← ")),
+                }
             })
-            .collect();
-        vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} thread(s) were running, not waiting, when the dump was taken", active.len()))
+            .collect::<Vec<_>>();
+        vec![Finding::new(self.pattern(), Strength::Likely, format!("{} thread(s) were running, not waiting, when the dump was taken", active.len()))
             .threads(active.iter().map(|t| t.id).collect())
-            .evidence(evidence)
+            .facts(evidence)
             .recommend("A running thread in a hang dump is either the one doing the work everyone waits for or a loop; a second dump shows which.")]
     }
 }

@@ -1,19 +1,15 @@
 //! Blocked Thread (Software): a thread in a kernel wait on a held mutex or on another thread or
 //! process, resolved through handle data.
 
-use super::wait_line as line;
 use crate::waits::WaitObject;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 use dumpdiag_os::handles::ObjectState;
 
 pub struct BlockedThread;
 
 impl Detector for BlockedThread {
-    fn pattern(&self) -> &'static str {
-        "Blocked Thread (Software)"
-    }
-    fn category(&self) -> &'static str {
-        "Wait Chain"
+    fn pattern(&self) -> Pattern {
+        Pattern::BlockedThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         // In a crash dump every other thread was stopped by the crash: waits are hang evidence
@@ -43,9 +39,9 @@ impl Detector for BlockedThread {
                 WaitObject::CriticalSection(_) => false,
             })
             .map(|w| {
-                Finding::new(self.pattern(), self.category(), "medium", line(w))
+                Finding::new(self.pattern(), Strength::Likely, w.describe())
                     .threads(vec![w.thread])
-                    .evidence(vec![line(w)])
+                    .fact(Fact::Wait((*w).clone()))
                     .recommend("Check why the object is not released: who holds the mutex, or why the awaited thread does not end.")
             })
             .collect()

@@ -2,7 +2,7 @@
 //! (finalizer, GC, debugger helper, tiered compilation, thread pool, managed threads).
 
 use crate::managed::{is_generated_code, is_runtime_frame, runtime_module};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct ClrThread;
 
@@ -21,11 +21,8 @@ const ROLES: &[(&str, &str)] = &[
 ];
 
 impl Detector for ClrThread {
-    fn pattern(&self) -> &'static str {
-        "CLR Thread"
-    }
-    fn category(&self) -> &'static str {
-        ".NET / CLR / Managed Space"
+    fn pattern(&self) -> Pattern {
+        Pattern::ClrThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(runtime) = runtime_module(ev) else {
@@ -77,9 +74,9 @@ impl Detector for ClrThread {
         }
         let mut evidence = vec![format!("runtime: {}", runtime.path)];
         evidence.extend(found.iter().map(|f| f.1.clone()));
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("{} thread(s) belong to the .NET runtime or run managed code", found.len()))
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("{} thread(s) belong to the .NET runtime or run managed code", found.len()))
             .threads(found.iter().map(|f| f.0).collect())
-            .evidence(evidence)
+            .notes(evidence)
             .recommend("Runtime threads (finalizer, GC, debugger helper) normally wait; a blocked finalizer or a GC thread that is not waiting deserves a look with SOS (!threads, !finalizequeue).")]
     }
 }

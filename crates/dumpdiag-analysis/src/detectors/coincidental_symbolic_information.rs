@@ -4,10 +4,11 @@
 //! `dps` marks them "not in the call chain". Only asked when the chain itself was found from
 //! unwind data or frame records, not by scanning: then the difference is trustworthy.
 
+use dumpdiag_os::view::ProcessView;
 use dumpdiag_stack::raw::{RawStack, SlotRole};
 use dumpdiag_stack::Trust;
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct CoincidentalSymbolicInformation;
 
@@ -15,28 +16,26 @@ pub struct CoincidentalSymbolicInformation;
 const MAX_SHOWN: usize = 8;
 
 impl Detector for CoincidentalSymbolicInformation {
-    fn pattern(&self) -> &'static str {
-        "Coincidental Symbolic Information"
-    }
-    fn category(&self) -> &'static str {
-        "Falsity and Coincidence"
+    fn pattern(&self) -> Pattern {
+        Pattern::CoincidentalSymbolicInformation
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let (Some(e), Some(stack)) = (&ev.exception, &ev.exception_stack) else {
+        let (Some(e), Some(walk)) = (&ev.exception, &ev.exception_walk) else {
             return Vec::new();
         };
+        let stack = &walk.stack;
         if stack.frames.len() < 2 || stack.frames.iter().any(|f| f.trust == Trust::Scan) {
             return Vec::new();
         }
         let Some(index) = ev.target().thread_index_by_id(e.thread_id) else {
             return Vec::new();
         };
-        let Some(raw) = RawStack::of(&ev.session.view(), ev.session.symbols(), index, stack) else {
+        let view = ProcessView::new(ev.target(), walk.view);
+        let Some(raw) = RawStack::of(&view, ev.symbols, index, stack) else {
             return Vec::new();
         };
         // The live part the chain covers: from the faulting frame to the last frame walked.
         let top = stack.frames.last().map(|f| f.sp).unwrap_or(raw.live_low);
-        let s = ev.session;
         let found: Vec<(u64, u64)> = raw
             .return_like_values(raw.live_low, top)
             .into_iter()
@@ -45,21 +44,21 @@ impl Detector for CoincidentalSymbolicInformation {
         if found.is_empty() {
             return Vec::new();
         }
-        let mut evidence: Vec<String> = found
+        let mut facts: Vec<Fact> = found
             .iter()
             .take(MAX_SHOWN)
-            .map(|&(slot, v)| {
-                format!(
-                    "{} holds {} — not a frame of the call chain",
-                    s.addr(slot),
-                    s.describe_address(v).unwrap_or_else(|| format!("{v:#x}"))
-                )
+            .map(|&(slot, v)| Fact::Memory {
+                address: slot,
+                note: format!(
+                    "{slot:#x} holds {} — not a frame of the call chain",
+                    ev.describe(v)
+                ),
             })
             .collect();
         if found.len() > MAX_SHOWN {
-            evidence.push(format!("... {} more", found.len() - MAX_SHOWN));
+            facts.push(Fact::Note(format!("... {} more", found.len() - MAX_SHOWN)));
         }
-        evidence.push(format!(
+        facts.push(Fact::Note(format!(
             "the call chain has {} frames, found from {}",
             stack.frames.len(),
             stack
@@ -67,15 +66,24 @@ impl Detector for CoincidentalSymbolicInformation {
                 .get(1)
                 .map(|f| f.trust.label())
                 .unwrap_or("the context")
-        ));
+        )));
+        // Stale return addresses are what a stack normally holds between frames: the finding
+        // says to read the stack from k, not that something is wrong.
         vec![Finding::new(
             self.pattern(),
-            self.category(),
-            "low",
-            format!("{} return-address-like value(s) on thread {:x}'s live stack are not part of its call chain", found.len(), e.thread_id),
+            Strength::Possible,
+            format!(
+                "{} return-address-like value(s) on thread {:x}'s live stack are not part of its \
+                 call chain",
+                found.len(),
+                e.thread_id
+            ),
         )
         .threads(vec![e.thread_id])
-        .evidence(evidence)
-        .recommend("Read the stack from k, not from dps: these values are stale return addresses or function pointers left in locals (dps marks them).")]
+        .facts(facts)
+        .recommend(
+            "Read the stack from k, not from dps: these values are stale return addresses or \
+             function pointers left in locals (dps marks them).",
+        )]
     }
 }

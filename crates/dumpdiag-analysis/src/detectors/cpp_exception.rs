@@ -3,7 +3,8 @@
 //! x86).
 
 use super::{exception_thread, top_frames};
-use crate::{Detector, Evidence, Finding};
+use crate::{Caveat, Detector, Evidence, Fact, Finding, Pattern, Strength};
+use dumpdiag_os::codes;
 use dumpdiag_target::MemoryExt;
 
 pub struct CppException;
@@ -38,13 +39,14 @@ pub fn undecorate_type(name: &str) -> String {
 /// The thrown types, most derived first.
 pub fn thrown_types(ev: &Evidence, params: &[u64]) -> Vec<String> {
     let mem = ev.target().memory();
-    let ptr = ev.ptr;
     let throw_info = params[2];
-    // x64 (four parameters): RVAs from the image base in parameter 3; x86: plain pointers.
-    let base = if params.len() >= 4 && ptr == 8 {
-        params[3]
+    // MSVC's _CxxThrowException raises four parameters on 64-bit Windows (the fourth is the
+    // image base the ThrowInfo RVAs are relative to) and three on x86 (plain pointers): the
+    // record itself says which layout the thrower used, whatever view reads it.
+    let (ptr, base) = if params.len() >= 4 {
+        (8, params[3])
     } else {
-        0
+        (4, 0)
     };
     let at = |rva_or_ptr: u64| {
         if base != 0 {
@@ -70,18 +72,15 @@ pub fn thrown_types(ev: &Evidence, params: &[u64]) -> Vec<String> {
 }
 
 impl Detector for CppException {
-    fn pattern(&self) -> &'static str {
-        "C++ Exception"
-    }
-    fn category(&self) -> &'static str {
-        "Exception"
+    fn pattern(&self) -> Pattern {
+        Pattern::CppException
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(e) = &ev.exception else {
             return Vec::new();
         };
         let p = &e.record.parameters;
-        if e.record.code != 0xe06d7363 || p.len() < 3 || !MAGICS.contains(&p[0]) {
+        if e.record.code != codes::CPP_EXCEPTION || p.len() < 3 || !MAGICS.contains(&p[0]) {
             return Vec::new();
         }
         let types = thrown_types(ev, p);
@@ -89,11 +88,16 @@ impl Detector for CppException {
             .first()
             .cloned()
             .unwrap_or_else(|| "an object of unknown type".into());
-        let mut evidence: Vec<String> = types.iter().map(|t| format!("catchable as {t}")).collect();
-        evidence.extend(top_frames(ev, 4));
-        vec![Finding::new(self.pattern(), self.category(), if types.is_empty() { "medium" } else { "high" }, format!("unhandled C++ exception: {thrown}"))
+        let mut facts: Vec<Fact> = types
+            .iter()
+            .map(|t| Fact::Note(format!("catchable as {t}")))
+            .collect();
+        facts.extend(top_frames(ev, 4));
+        // The code and magic prove an MSVC throw; the type needs the ThrowInfo in the dump.
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("unhandled C++ exception: {thrown}"))
+            .caveat_if(types.is_empty(), Caveat::MissingMemory("the ThrowInfo that names the thrown type".into()))
             .threads(exception_thread(ev))
-            .evidence(evidence)
+            .facts(facts)
             .recommend("Find the throw site in the stack; the exception escaped every handler (catch it, or fix the condition it reports).")]
     }
 }

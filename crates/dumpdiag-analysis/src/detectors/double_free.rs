@@ -8,7 +8,7 @@
 
 use super::exception_thread;
 use crate::evidence::FrameView;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct DoubleFree;
 
@@ -75,17 +75,14 @@ pub fn double_free_signs(
 }
 
 impl Detector for DoubleFree {
-    fn pattern(&self) -> &'static str {
-        "Double Free"
-    }
-    fn category(&self) -> &'static str {
-        "Dynamic Memory Corruption"
+    fn pattern(&self) -> Pattern {
+        Pattern::DoubleFree
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(e) = &ev.exception else {
             return Vec::new();
         };
-        let frames = &ev.exception_frames;
+        let frames = ev.exception_frames();
         let Some((failure, free)) = double_free_signs(Some(e.record.code), frames) else {
             return Vec::new();
         };
@@ -94,26 +91,35 @@ impl Detector for DoubleFree {
             .skip(free + 1)
             .find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
             .map(|f| f.call_site());
-        let mut evidence = vec![format!(
-            "exception {:08x} on thread {:x}",
-            e.record.code, e.thread_id
-        )];
+        let tid = e.thread_id;
+        let frame = |index: usize| Fact::Frame {
+            thread: tid,
+            index,
+            frame: frames[index].clone(),
+        };
+        let mut facts = vec![Fact::Note(format!(
+            "exception {:08x} on thread {tid:x}",
+            e.record.code
+        ))];
         if let Some(i) = failure {
-            evidence.push(format!(
-                "frame {i:02}: {} reports a heap failure",
+            facts.push(frame(i));
+            facts.push(Fact::Note(format!(
+                "{} reports a heap failure",
                 frames[i].call_site()
-            ));
+            )));
         }
-        evidence.push(format!(
-            "frame {free:02}: {} frees the block",
+        facts.push(frame(free));
+        facts.push(Fact::Note(format!(
+            "{} frees the block",
             frames[free].call_site()
-        ));
+        )));
         if let Some(c) = &caller {
-            evidence.push(format!("the free was called by {c}"));
+            facts.push(Fact::Note(format!("the free was called by {c}")));
         }
-        vec![Finding::new(self.pattern(), self.category(), "medium", format!("the heap failed while freeing a block{}", caller.map(|c| format!(" for {c}")).unwrap_or_default()))
+        vec![Finding::new(self.pattern(), Strength::Likely, format!("the heap failed while freeing a block{}", caller.map(|c| format!(" for {c}")).unwrap_or_default()))
             .threads(exception_thread(ev))
-            .evidence(evidence)
+            .caveats_of_frames(&frames[..=free])
+            .facts(facts)
             .recommend("Find the earlier free of the same block: enable full page heap (gflags /p /enable app.exe /full) and user-mode stack traces (+ust) so the second free breaks with the first free's stack.")]
     }
 }
@@ -135,6 +141,7 @@ mod tests {
                     offset: 0,
                     source: None,
                     trust: Trust::UnwindInfo,
+                    symbol_kind: None,
                 }
             })
             .collect()

@@ -1,15 +1,12 @@
 //! Embedded Comments: comment streams written by the dump tool.
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct EmbeddedComments;
 
 impl Detector for EmbeddedComments {
-    fn pattern(&self) -> &'static str {
-        "Embedded Comments"
-    }
-    fn category(&self) -> &'static str {
-        "Meta-Memory Dump"
+    fn pattern(&self) -> Pattern {
+        Pattern::EmbeddedComments
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let x = ev.target().extras();
@@ -24,11 +21,10 @@ impl Detector for EmbeddedComments {
         }
         vec![Finding::new(
             self.pattern(),
-            self.category(),
-            "high",
+            Strength::Proven,
             format!("the dump tool left a comment: {}", comments[0]),
         )
-        .evidence(comments)
+        .notes(comments)
         .recommend("The comment usually says why and when the dump was taken.")]
     }
 }

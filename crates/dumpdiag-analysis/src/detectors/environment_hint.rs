@@ -1,7 +1,7 @@
 //! Environment Hint: environment variables from the PEB that change runtime or debugger behaviour.
 
 use super::process_peb;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 use dumpdiag_os::peb;
 
 pub struct EnvironmentHint;
@@ -21,11 +21,8 @@ const NOTABLE: &[&str] = &[
 ];
 
 impl Detector for EnvironmentHint {
-    fn pattern(&self) -> &'static str {
-        "Environment Hint"
-    }
-    fn category(&self) -> &'static str {
-        "Process"
+    fn pattern(&self) -> Pattern {
+        Pattern::EnvironmentHint
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some((p, l)) = process_peb(ev) else {
@@ -54,15 +51,13 @@ impl Detector for EnvironmentHint {
             evidence.push(format!("command line: {cmd}"));
         }
         vec![Finding::new(
-            self.pattern(),
-            self.category(),
-            "medium",
+            self.pattern(), Strength::Likely,
             format!(
                 "environment variables that change runtime or debugger behaviour: {}",
                 vars.iter().map(|v| v.split('=').next().unwrap_or("")).collect::<Vec<_>>().join(", ")
             ),
         )
-        .evidence(evidence)
+        .notes(evidence)
         .recommend("Reproduce with the same environment; these variables alter how the runtime, heap or debugger behaves.")]
     }
 }

@@ -4,9 +4,11 @@
 //! explain: an exception happened there and was handled (or swallowed). The application's own
 //! functions found beside them say where.
 
+use dumpdiag_os::known;
+use dumpdiag_os::view::ProcessView;
 use dumpdiag_stack::raw::RawStack;
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct ExecutionResidue;
 
@@ -33,46 +35,41 @@ const RESIDUE_WINDOW: u64 = 64 * 1024;
 const MAX_SHOWN: usize = 10;
 
 impl Detector for ExecutionResidue {
-    fn pattern(&self) -> &'static str {
-        "Execution Residue"
-    }
-    fn category(&self) -> &'static str {
-        "Hidden Artifact"
+    fn pattern(&self) -> Pattern {
+        Pattern::ExecutionResidue
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let s = ev.session;
         let mut findings = Vec::new();
         for t in &ev.threads {
             let Some(stack) = &t.stack else { continue };
-            let Some(raw) = RawStack::of(&s.view(), s.symbols(), t.index, stack) else {
+            let view = ProcessView::new(ev.target(), t.view);
+            let Some(raw) = RawStack::of(&view, ev.symbols, t.index, stack) else {
                 continue;
             };
-            let current: Vec<&str> = t
-                .frames
-                .iter()
-                .filter_map(|f| f.function.as_deref())
-                .collect();
+            let current: Vec<&str> = t.frames.iter().filter_map(|f| f.short_name()).collect();
             let below = raw.live_low.saturating_sub(RESIDUE_WINDOW);
             let mut dispatch = Vec::new();
             let mut app = Vec::new();
             for (slot, v) in raw.return_like_values(below, raw.live_low) {
-                let Some(sym) = s.symbols().lookup(s.target(), v.wrapping_sub(1)) else {
+                let Some(sym) = ev.symbols.lookup(ev.target(), v.wrapping_sub(1)) else {
                     continue;
                 };
-                let module = s
+                let module = ev
                     .target()
                     .module_at(v)
                     .map(|m| m.short_name())
                     .unwrap_or_default();
+                let short = known::short_function(&sym.function);
                 let name = format!("{module}!{}", sym.function);
-                let line = format!("{} {}+{:#x}", s.addr(slot), name, v - sym.function_start);
-                if EXCEPTION_PROCESSING.contains(&sym.function.as_str())
-                    && !current.contains(&sym.function.as_str())
+                if known::is_one_of(&sym.function, EXCEPTION_PROCESSING)
+                    && !current.contains(&short)
                 {
-                    dispatch.push(line);
-                } else if ev.is_app_module(&module)
-                    && !app.iter().any(|a: &String| a.ends_with(&name))
-                {
+                    let note = format!("{slot:#x} {name}+{:#x}", v - sym.function_start);
+                    dispatch.push(Fact::Memory {
+                        address: slot,
+                        note,
+                    });
+                } else if ev.is_app_module(&module) && !app.contains(&name) {
                     app.push(name);
                 }
             }
@@ -80,24 +77,36 @@ impl Detector for ExecutionResidue {
                 continue;
             }
             let n = dispatch.len();
-            let mut evidence: Vec<String> = dispatch.into_iter().take(MAX_SHOWN).collect();
+            let mut facts: Vec<Fact> = dispatch.into_iter().take(MAX_SHOWN).collect();
             if n > MAX_SHOWN {
-                evidence.push(format!("... {} more", n - MAX_SHOWN));
+                facts.push(Fact::Note(format!("... {} more", n - MAX_SHOWN)));
             }
             if !app.is_empty() {
-                evidence.push(format!(
+                let shown: Vec<String> = app.into_iter().take(MAX_SHOWN).collect();
+                facts.push(Fact::Note(format!(
                     "application functions in the same residue: {}",
-                    app.into_iter()
-                        .take(MAX_SHOWN)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                    shown.join(", ")
+                )));
             }
+            // Dispatcher return addresses below the stack pointer can only have been written by
+            // a dispatch that ran there; which exception it was, the residue alone cannot say.
             findings.push(
-                Finding::new(self.pattern(), self.category(), "medium", format!("thread {:x}'s unused stack shows past exception processing ({n} return address(es))", t.id))
-                    .threads(vec![t.id])
-                    .evidence(evidence)
-                    .recommend("An exception was raised and handled on this thread before the dump: look for a handler that swallows it (dps below @rsp, .exr/.cxr on records found there)."),
+                Finding::new(
+                    self.pattern(),
+                    Strength::Likely,
+                    format!(
+                        "thread {:x}'s unused stack shows past exception processing ({n} return \
+                         address(es))",
+                        t.id
+                    ),
+                )
+                .threads(vec![t.id])
+                .facts(facts)
+                .recommend(
+                    "An exception was raised and handled on this thread before the dump: look for \
+                     a handler that swallows it (dps below the stack pointer, .exr/.cxr on records \
+                     found there).",
+                ),
             );
         }
         findings

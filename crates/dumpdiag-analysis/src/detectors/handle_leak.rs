@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct HandleLeak;
 
@@ -10,11 +10,8 @@ pub struct HandleLeak;
 const LEAK_THRESHOLD: usize = 2000;
 
 impl Detector for HandleLeak {
-    fn pattern(&self) -> &'static str {
-        "Handle Leak"
-    }
-    fn category(&self) -> &'static str {
-        "Insufficient Memory"
+    fn pattern(&self) -> Pattern {
+        Pattern::HandleLeak
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(handles) = ev.target().handles() else {
@@ -48,14 +45,14 @@ impl Detector for HandleLeak {
                 .or_default() += 1;
         }
         let mut top: Vec<_> = names.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|e| std::cmp::Reverse(e.1));
         evidence.extend(
             top.iter()
                 .take(3)
                 .map(|(name, c)| format!("{c} x {ty} {name}")),
         );
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("{} handles, {n} of them {ty} objects", handles.len()))
-            .evidence(evidence)
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("{} handles, {n} of them {ty} objects", handles.len()))
+            .notes(evidence)
             .recommend(
                 "Find the code that creates these objects without closing them (the handle values grow with each leaked handle; !handle 0 f shows them).",
             )]

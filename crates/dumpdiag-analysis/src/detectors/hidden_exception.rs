@@ -1,7 +1,7 @@
 //! Hidden Exception: EXCEPTION_RECORDs left on the unused part of a thread's stack by past
 //! dispatch, on threads other than the faulting one (or when the dump has no exception).
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 use dumpdiag_target::MemoryExt;
 
 pub struct HiddenException;
@@ -14,11 +14,8 @@ const CODES: &[u32] = &[
 const DEPTH: u64 = 0x10000;
 
 impl Detector for HiddenException {
-    fn pattern(&self) -> &'static str {
-        "Hidden Exception"
-    }
-    fn category(&self) -> &'static str {
-        "Hidden Artifact"
+    fn pattern(&self) -> Pattern {
+        Pattern::HiddenException
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let faulting = ev.exception.as_ref().map(|e| e.thread_id);
@@ -33,60 +30,73 @@ impl Detector for HiddenException {
             if Some(t.id) == faulting {
                 continue;
             }
-            let Some(ctx) = ev.session.thread_context(t.index) else {
-                continue;
-            };
-            let sp = ctx.sp();
+            let Some(sp) = t.sp() else { continue };
             let low = sp.saturating_sub(DEPTH);
             let bytes = mem.read_bytes(low, (sp - low) as usize);
-            let p = ev.ptr as usize;
-            let mut records = Vec::new();
+            let p = t.ptr() as usize;
+            let read = |at: usize| -> u64 {
+                match bytes.get(at..at + p) {
+                    Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as u64,
+                    Some(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+                    None => 0,
+                }
+            };
+            let read32 = |at: usize| -> u32 {
+                bytes
+                    .get(at..at + 4)
+                    .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+                    .unwrap_or(0)
+            };
+            let mut records: Vec<Fact> = Vec::new();
+            let mut seen = Vec::new();
             let mut o = 0usize;
+            // EXCEPTION_RECORD (winnt.h): ExceptionCode, ExceptionFlags, ExceptionRecord
+            // (pointer), ExceptionAddress (pointer), NumberParameters, then the parameters.
             while o + 8 + 4 * p <= bytes.len() {
-                let code = u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or([0; 4]));
-                let flags = u32::from_le_bytes(bytes[o + 4..o + 8].try_into().unwrap_or([0; 4]));
+                let code = read32(o);
+                let flags = read32(o + 4);
                 if CODES.contains(&code) && flags <= 1 {
-                    let read = |at: usize| {
-                        if p == 8 {
-                            u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
-                        } else {
-                            u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]))
-                                as u64
-                        }
-                    };
                     let address = read(o + 8 + p);
-                    let nparams = u32::from_le_bytes(
-                        bytes[o + 8 + 2 * p..o + 12 + 2 * p]
-                            .try_into()
-                            .unwrap_or([0; 4]),
-                    );
+                    let nparams = read32(o + 8 + 2 * p);
                     // A plausible record: the address is code of a loaded module and the
-                    // parameter count is a real one.
+                    // parameter count is a real one (EXCEPTION_MAXIMUM_PARAMETERS is 15).
                     if nparams <= 15
                         && ev.target().module_at(address).is_some()
                         && stored != Some((code, address))
+                        && !seen.contains(&(code, address))
                     {
-                        let site = ev
-                            .session
-                            .describe_address(address)
-                            .unwrap_or_else(|| format!("{address:#x}"));
-                        let line = format!(
-                            "EXCEPTION_RECORD at {:#x}: code {code:08x} at {site}",
-                            low + o as u64
-                        );
-                        if !records.contains(&line) {
-                            records.push(line);
-                        }
+                        seen.push((code, address));
+                        records.push(Fact::Exception {
+                            record_at: Some(low + o as u64),
+                            context_at: None,
+                            code,
+                            address,
+                            location: ev.describe(address),
+                        });
                     }
                 }
                 o += 4;
             }
             if !records.is_empty() {
+                // Record-shaped bytes with a known code, valid flags and a code address are
+                // rarely anything else, but stale stack bytes are not proof of a dispatch.
                 out.push(
-                    Finding::new(self.pattern(), self.category(), "medium", format!("thread {:x} has {} exception record(s) left on its stack", t.id, records.len()))
-                        .threads(vec![t.id])
-                        .evidence(records)
-                        .recommend("An exception was raised and handled (or swallowed) earlier on this thread: .exr on the record's address and .cxr on the CONTEXT near it show where."),
+                    Finding::new(
+                        self.pattern(),
+                        Strength::Likely,
+                        format!(
+                            "thread {:x} has {} exception record(s) left on its stack",
+                            t.id,
+                            records.len()
+                        ),
+                    )
+                    .threads(vec![t.id])
+                    .facts(records)
+                    .recommend(
+                        "An exception was raised and handled (or swallowed) earlier on this \
+                         thread: .exr on the record's address and .cxr on the CONTEXT near it \
+                         show where.",
+                    ),
                 );
             }
         }

@@ -1,39 +1,60 @@
 //! Incorrect Stack Trace: frames found by scanning, returns not preceded by a call, frames
 //! outside modules or stacks (the walker's checks, as `k` prints them).
 
-use super::stack_checks as checks;
-use crate::{Detector, Evidence, Finding};
+use super::stack_issues;
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 use dumpdiag_stack::checks::IssueKind;
-use dumpdiag_stack::StackIssue;
 
 pub struct IncorrectStackTrace;
 
+/// Issues shown per thread.
+const SHOWN_PER_THREAD: usize = 3;
+
 impl Detector for IncorrectStackTrace {
-    fn pattern(&self) -> &'static str {
-        "Incorrect Stack Trace"
-    }
-    fn category(&self) -> &'static str {
-        "Stack Trace"
+    fn pattern(&self) -> Pattern {
+        Pattern::IncorrectStackTrace
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let bad: Vec<(u32, Vec<StackIssue>)> = checks(ev)
+        let bad: Vec<(u32, Vec<_>)> = stack_issues(ev)
             .into_iter()
-            .map(|(id, c)| {
+            .map(|(id, issues)| {
                 (
                     id,
-                    c.into_iter()
-                        .filter(|w| w.kind() == IssueKind::Incorrect)
-                        .collect::<Vec<_>>(),
+                    issues
+                        .iter()
+                        .filter(|i| i.kind() == IssueKind::Incorrect)
+                        .collect(),
                 )
             })
-            .filter(|(_, c)| !c.is_empty())
+            .filter(|(_, issues): &(u32, Vec<_>)| !issues.is_empty())
             .collect();
         if bad.is_empty() {
             return Vec::new();
         }
-        vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} thread stack(s) have frames that may not be real", bad.len()))
-            .threads(bad.iter().map(|b| b.0).collect())
-            .evidence(bad.iter().flat_map(|(id, c)| c.iter().take(3).map(move |w| format!("thread {id:x}: {w}"))).collect())
-            .recommend("Frames found by scanning or returning after no call are guesses: get the modules' images or symbols (-y) so the walk can use unwind data, and check with dps on the raw stack.")]
+        let facts = bad.iter().flat_map(|(id, issues)| {
+            issues
+                .iter()
+                .take(SHOWN_PER_THREAD)
+                .map(move |i| Fact::Thread {
+                    id: *id,
+                    note: format!("thread {id:x}: {i}"),
+                })
+        });
+        // The checks prove that a frame is doubtful, not that it is wrong.
+        vec![Finding::new(
+            self.pattern(),
+            Strength::Likely,
+            format!(
+                "{} thread stack(s) have frames that may not be real",
+                bad.len()
+            ),
+        )
+        .threads(bad.iter().map(|b| b.0).collect())
+        .facts(facts.collect::<Vec<_>>())
+        .recommend(
+            "Frames found by scanning or returning after no call are guesses: get the modules' \
+             images or symbols (-y) so the walk can use unwind data, and check with dps on the \
+             raw stack.",
+        )]
     }
 }

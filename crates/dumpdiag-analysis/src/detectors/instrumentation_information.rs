@@ -1,7 +1,7 @@
 //! Instrumentation Information: heap-checking and verifier flags in the PEB, verifier modules.
 
 use super::process_peb;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct InstrumentationInformation;
 
@@ -16,11 +16,8 @@ const FLAGS: &[(u32, &str)] = &[
 ];
 
 impl Detector for InstrumentationInformation {
-    fn pattern(&self) -> &'static str {
-        "Instrumentation Information"
-    }
-    fn category(&self) -> &'static str {
-        "Process"
+    fn pattern(&self) -> Pattern {
+        Pattern::InstrumentationInformation
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let mut evidence = Vec::new();
@@ -50,8 +47,8 @@ impl Detector for InstrumentationInformation {
         if evidence.is_empty() {
             return Vec::new();
         }
-        vec![Finding::new(self.pattern(), self.category(), "high", "heap or verifier instrumentation was enabled in this process".into())
-            .evidence(evidence)
+        vec![Finding::new(self.pattern(), Strength::Proven, "heap or verifier instrumentation was enabled in this process".into())
+            .notes(evidence)
             .recommend("Instrumentation changes timing and heap layout; it also makes heap corruption fault closer to its cause (page heap), and +ust records allocation stacks.")]
     }
 }

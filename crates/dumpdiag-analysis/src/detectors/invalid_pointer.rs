@@ -2,7 +2,7 @@
 //! committed, accessible memory (free, reserved or guard pages, or a non-canonical address).
 
 use super::{access_violation, exception_thread, top_frames, NULL_PAGE_END};
-use crate::{Detector, Evidence, Finding};
+use crate::{silent, Detector, Evidence, Fact, Finding, Pattern, Strength};
 use dumpdiag_target::MEM_COMMIT;
 
 pub struct InvalidPointer;
@@ -11,18 +11,18 @@ pub struct InvalidPointer;
 const USER_LIMIT: u64 = 0x0000_8000_0000_0000;
 
 impl Detector for InvalidPointer {
-    fn pattern(&self) -> &'static str {
-        "Invalid Pointer"
-    }
-    fn category(&self) -> &'static str {
-        "Pointer"
+    fn pattern(&self) -> Pattern {
+        Pattern::InvalidPointer
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some((_, target)) = access_violation(ev) else {
             return Vec::new();
         };
         if target < NULL_PAGE_END {
-            return Vec::new();
+            silent!("the access is in the NULL page: NULL Pointer's");
+        }
+        if super::heap_manager_frame(ev).is_some() {
+            silent!("the fault is inside the heap manager: Dynamic Memory Corruption's");
         }
         let t = ev.target();
         let why = if target >= USER_LIMIT {
@@ -46,11 +46,15 @@ impl Detector for InvalidPointer {
             }
         };
         let Some(why) = why else { return Vec::new() };
-        let mut evidence = vec![format!("{target:#x} {why}")];
-        evidence.extend(top_frames(ev, 3));
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("access to {target:#x}, which {why}"))
+        let mut facts = vec![Fact::Memory {
+            address: target,
+            note: format!("{target:#x} {why}"),
+        }];
+        facts.extend(top_frames(ev, 3));
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("access to {target:#x}, which {why}"))
             .threads(exception_thread(ev))
-            .evidence(evidence)
+            .facts(facts)
+
             .recommend(
                 "The pointer is stale or corrupted: look for a use after free or an overwritten pointer field (!address on the target shows its region).",
             )]

@@ -3,16 +3,13 @@
 //! frames are named by the runtime's method tables, not by PDBs.
 
 use crate::managed::{is_generated_code, runtime_module};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct JitCode;
 
 impl Detector for JitCode {
-    fn pattern(&self) -> &'static str {
-        "JIT Code (.NET)"
-    }
-    fn category(&self) -> &'static str {
-        ".NET / CLR / Managed Space"
+    fn pattern(&self) -> Pattern {
+        Pattern::JitCode
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(runtime) = runtime_module(ev) else {
@@ -49,9 +46,9 @@ impl Detector for JitCode {
             return Vec::new();
         }
         evidence.insert(0, format!("runtime loaded: {}", runtime.path));
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("{} frame(s) run JIT-compiled .NET code", evidence.len() - 1))
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("{} frame(s) run JIT-compiled .NET code", evidence.len() - 1))
             .threads(threads)
-            .evidence(evidence)
+            .notes(evidence)
             .recommend("Name these frames with the runtime's data (SOS !ip2md, !clrstack); native symbols cannot.")]
     }
 }

@@ -3,16 +3,13 @@
 //! thread is the first place to look.
 
 use crate::thread_facts::{in_system_call, main_thread};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct MainThread;
 
 impl Detector for MainThread {
-    fn pattern(&self) -> &'static str {
-        "Main Thread"
-    }
-    fn category(&self) -> &'static str {
-        "Thread"
+    fn pattern(&self) -> Pattern {
+        Pattern::MainThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         if !super::taken_on_purpose(ev) {
@@ -40,9 +37,9 @@ impl Detector for MainThread {
             t.index, t.id, main.how
         )];
         evidence.extend(t.frames.iter().take(6).map(|f| f.call_site()));
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("main thread {:x} {doing}", t.id))
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("main thread {:x} {doing}", t.id))
             .threads(vec![t.id])
-            .evidence(evidence)
+            .notes(evidence)
             .recommend("If the application hung, start from this thread: what it waits for, and who should have signalled it.")]
     }
 }

@@ -4,7 +4,7 @@
 //! needs the runtime's data structures (a later issue): the finding says so.
 
 use crate::managed::{exception_type_of, runtime_module};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct ManagedCodeException;
 
@@ -12,11 +12,8 @@ const CLR4_EXCEPTION: u32 = 0xe0434352;
 const CLR2_EXCEPTION: u32 = 0xe0434f4d;
 
 impl Detector for ManagedCodeException {
-    fn pattern(&self) -> &'static str {
-        "Managed Code Exception"
-    }
-    fn category(&self) -> &'static str {
-        ".NET / CLR / Managed Space"
+    fn pattern(&self) -> Pattern {
+        Pattern::ManagedCodeException
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(e) = &ev.exception else {
@@ -62,7 +59,7 @@ impl Detector for ManagedCodeException {
             evidence.push(format!("runtime loaded: {}", m.path));
         }
         let managed_frames: Vec<String> = ev
-            .exception_frames
+            .exception_frames()
             .iter()
             .filter(|f| crate::managed::is_generated_code(ev, f.ip))
             .map(|f| format!("JIT-compiled frame at {:#x}", f.ip))
@@ -72,9 +69,9 @@ impl Detector for ManagedCodeException {
         let what = type_name
             .map(|t| t.to_string())
             .unwrap_or_else(|| format!("HRESULT {:#010x}", hresult.unwrap_or(0)));
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("unhandled .NET exception: {what}"))
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("unhandled .NET exception: {what}"))
             .threads(vec![e.thread_id])
-            .evidence(evidence)
+            .notes(evidence)
             .recommend(
                 "Read the managed exception and its stack with SOS (!pe, !clrstack) or dotnet-dump; look for the missing catch or the failing call it names.",
             )]

@@ -1,20 +1,17 @@
 //! Manual Dump: no exception stream, or only the breakpoint a dumping tool injects.
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct ManualDump;
 
 impl Detector for ManualDump {
-    fn pattern(&self) -> &'static str {
-        "Manual Dump"
-    }
-    fn category(&self) -> &'static str {
-        "Memory dump type"
+    fn pattern(&self) -> Pattern {
+        Pattern::ManualDump
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let injected_break = ev.exception.as_ref().is_some_and(|e| {
             e.record.code == 0x80000003
-                && ev.exception_frames.iter().any(|f| {
+                && ev.exception_frames().iter().any(|f| {
                     f.function.as_deref().is_some_and(|n| {
                         n.contains("DbgUiRemoteBreakin") || n.contains("DbgBreakPoint")
                     })
@@ -28,8 +25,8 @@ impl Detector for ManualDump {
         } else {
             "the dump has no exception stream"
         };
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("dump taken on purpose: {why}"))
-            .evidence(vec![why.to_string()])
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("dump taken on purpose: {why}"))
+            .notes(vec![why.to_string()])
             .recommend("Look at what the threads wait for (hangs), at memory and handle counts (leaks), or at CPU times (spikes).")]
     }
 }

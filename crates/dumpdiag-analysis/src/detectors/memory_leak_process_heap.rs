@@ -4,7 +4,7 @@
 //! the dump has them. One dump shows size, not growth: the finding says so. Block-size
 //! histograms need the heap walkers of a later stage.
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 use dumpdiag_target::{MEM_COMMIT, MEM_PRIVATE};
 
 pub struct MemoryLeakProcessHeap;
@@ -18,18 +18,15 @@ fn mb(v: u64) -> String {
 }
 
 impl Detector for MemoryLeakProcessHeap {
-    fn pattern(&self) -> &'static str {
-        "Memory Leak (Process Heap)"
-    }
-    fn category(&self) -> &'static str {
-        "Insufficient Memory"
+    fn pattern(&self) -> Pattern {
+        Pattern::MemoryLeakProcessHeap
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let t = ev.target();
         if t.regions().is_empty() {
             return Vec::new();
         }
-        let map = ev.session.address_map();
+        let map = ev.address_map();
         let heaps = &map.heaps;
         let heap_commit: u64 = heaps
             .iter()
@@ -84,12 +81,10 @@ impl Detector for MemoryLeakProcessHeap {
             ));
         }
         vec![Finding::new(
-            self.pattern(),
-            self.category(),
-            "medium",
+            self.pattern(), Strength::Likely,
             format!("heap {:#x} holds {} ({:.0}% of all heap commit)", top.base, mb(top.committed()), 100.0 * top.committed() as f64 / heap_commit as f64),
         )
-        .evidence(evidence)
+        .notes(evidence)
         .recommend("Take a second dump later: heap commit that keeps growing is a leak. Then find the allocating code (UMDH or heap stack traces with gflags +ust, or the size histogram of !heap -stat -h).")]
     }
 }

@@ -1,4 +1,5 @@
-//! One detector per pattern. Each file names the pattern it finds.
+//! One detector per pattern, one file each, named after the pattern it finds; adding a detector
+//! is its file, its line in [`all`] and its row in the pattern table (`crate::pattern`).
 
 mod active_space;
 mod active_thread;
@@ -45,7 +46,13 @@ mod wait_chain_critical_sections;
 mod wait_chain_general;
 mod wild_code;
 
-use crate::Detector;
+use dumpdiag_os::codes::{self, AccessKind};
+use dumpdiag_os::layout::Layout;
+use dumpdiag_os::{known, peb};
+use dumpdiag_stack::StackIssue;
+
+use crate::waits::Wait;
+use crate::{Detector, Fact, Pattern};
 
 pub fn all() -> Vec<Box<dyn Detector>> {
     vec![
@@ -97,24 +104,26 @@ pub fn all() -> Vec<Box<dyn Detector>> {
 }
 
 /// The patterns these detectors can report (for tests and documentation).
-pub fn implemented() -> Vec<&'static str> {
+pub fn implemented() -> Vec<Pattern> {
     all().iter().map(|d| d.pattern()).collect()
 }
 
-/// Access-violation facts: (access kind 0 read / 1 write / 8 execute, target address).
-pub(crate) fn access_violation(ev: &crate::Evidence) -> Option<(u64, u64)> {
+/// Access-violation facts: (what was tried, the address it was tried at).
+pub(crate) fn access_violation(ev: &crate::Evidence) -> Option<(AccessKind, u64)> {
     let e = ev.exception.as_ref()?;
-    (e.record.code == 0xc0000005 && e.record.parameters.len() >= 2)
-        .then(|| (e.record.parameters[0], e.record.parameters[1]))
+    let p = &e.record.parameters;
+    if e.record.code != codes::ACCESS_VIOLATION || p.len() < 2 {
+        return None;
+    }
+    Some((AccessKind::from_parameter(p[0])?, p[1]))
 }
 
-/// The first frames of the faulting thread as `module!function` lines.
-pub(crate) fn top_frames(ev: &crate::Evidence, n: usize) -> Vec<String> {
-    ev.exception_frames
-        .iter()
-        .take(n)
-        .map(|f| f.call_site())
-        .collect()
+/// The first frames of the faulting thread as facts.
+pub(crate) fn top_frames(ev: &crate::Evidence, n: usize) -> Vec<Fact> {
+    match &ev.exception {
+        Some(e) => Fact::frames(e.thread_id, ev.exception_frames(), n),
+        None => Vec::new(),
+    }
 }
 
 pub(crate) fn exception_thread(ev: &crate::Evidence) -> Vec<u32> {
@@ -124,90 +133,86 @@ pub(crate) fn exception_thread(ev: &crate::Evidence) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The highest user-space address of the NULL page range the catalog counts as "NULL".
+/// The highest user-space address of the NULL page range the catalog counts as "NULL": Windows
+/// reserves the first 64 KiB of every process (no allocation can be made there), so an access
+/// below it is a NULL pointer plus a field offset.
 pub(crate) const NULL_PAGE_END: u64 = 0x10000;
 
-/// Was the dump taken on purpose: no exception stream, or only the breakpoint a dumping tool
-/// injects (DbgUiRemoteBreakin / DbgBreakPoint on its own thread)? Waits are hang evidence only
-/// then: in a crash dump every other thread was simply stopped by the crash.
+/// Was the dump taken on purpose: no exception stream, or only the breakpoint a debugger's
+/// break-in raises on the thread it injected (DbgUiRemoteBreakin → DbgBreakPoint)? Waits are hang
+/// evidence only then: in a crash dump every other thread was simply stopped by the crash.
 pub(crate) fn taken_on_purpose(ev: &crate::Evidence) -> bool {
     match &ev.exception {
         None => true,
         Some(e) => {
-            e.record.code == 0x80000003
-                && ev.exception_frames.iter().any(|f| {
-                    f.function.as_deref().is_some_and(|n| {
-                        n.contains("DbgUiRemoteBreakin") || n.contains("DbgBreakPoint")
-                    })
-                })
+            matches!(e.record.code, codes::BREAKPOINT | codes::WX86_BREAKPOINT)
+                && ev
+                    .exception_frames()
+                    .iter()
+                    .any(|f| f.is_one_of(known::BREAK_IN_FUNCTIONS))
         }
     }
 }
 
-/// `thread X waits for ...`.
-pub(crate) fn wait_line(w: &crate::waits::Wait) -> String {
-    format!("thread {:x} waits for {}", w.thread, w.object.describe())
-}
-
-pub(crate) fn is_cs(w: &crate::waits::Wait) -> bool {
-    matches!(w.object, crate::waits::WaitObject::CriticalSection(_))
-}
-
 /// Every wait cycle with the waits that make it up, in its order, and whether all of them are
 /// critical sections (the two deadlock detectors split the cycles on that).
-pub(crate) fn wait_cycles<'e>(
-    ev: &'e crate::Evidence,
-) -> Vec<(Vec<u32>, Vec<&'e crate::waits::Wait>, bool)> {
+pub(crate) fn wait_cycles<'e>(ev: &'e crate::Evidence) -> Vec<(Vec<u32>, Vec<&'e Wait>, bool)> {
     let all = ev.waits();
     crate::waits::cycles(all)
         .into_iter()
         .map(|cycle| {
-            let ws: Vec<&crate::waits::Wait> = cycle
+            let ws: Vec<&Wait> = cycle
                 .iter()
                 .filter_map(|t| all.iter().find(|w| w.thread == *t && w.blocker.is_some()))
                 .collect();
-            let only_cs = ws.iter().all(|w| is_cs(w));
+            let only_cs = ws.iter().all(|w| w.object.is_critical_section());
             (cycle, ws, only_cs)
         })
         .collect()
 }
 
-/// The PEB of the process's own bitness (the 32-bit one under WOW64).
-pub(crate) fn process_peb(
-    ev: &crate::Evidence,
-) -> Option<(dumpdiag_os::peb::Peb, dumpdiag_os::layout::Layout)> {
-    let native = dumpdiag_os::layout::Layout::for_pointer_size(ev.target().facts().pointer_size());
-    let mem = ev.target().memory();
-    let teb = ev.target().threads().first()?.teb;
-    let (teb, l) = if ev.session.is_wow64() {
-        (
-            dumpdiag_os::wow64::teb32_of(mem, teb)?,
-            dumpdiag_os::layout::X86,
-        )
-    } else {
-        (teb, native)
-    };
-    let peb_addr = dumpdiag_target::MemoryExt::read_ptr(mem, teb.wrapping_add(l.teb_peb), l.ptr)?;
-    Some((dumpdiag_os::peb::read_peb(mem, peb_addr, &l)?, l))
+/// The heap manager's own functions (ntdll's NT and segment heaps, kernelbase's wrappers).
+const HEAP_FUNCTIONS: &[&str] = &[
+    "RtlFreeHeap",
+    "RtlAllocateHeap",
+    "RtlReAllocateHeap",
+    "RtlSizeHeap",
+    "RtlpFreeHeap",
+    "RtlpAllocateHeap",
+    "RtlReportCriticalFailure",
+    "RtlpHeapHandleError",
+    "RtlpLogHeapFailure",
+    "HeapFree",
+    "HeapAlloc",
+    "HeapReAlloc",
+];
+
+/// The faulting thread's frame inside the heap manager among its top frames, if any: an access
+/// violation there means the heap followed its own metadata into bad memory — Windows' `!analyze`
+/// buckets such faults as heap corruption (on 32-bit processes without termination on
+/// corruption they are the usual symptom of it), not as the application's bad pointer.
+pub(crate) fn heap_manager_frame<'e>(ev: &'e crate::Evidence) -> Option<&'e crate::FrameView> {
+    ev.exception_frames().iter().take(6).find(|f| {
+        f.short_name().is_some_and(|n| {
+            HEAP_FUNCTIONS.contains(&n)
+                || (n.starts_with("Rtlp") || n.starts_with("RtlpHp")) && n.contains("Heap")
+        })
+    })
 }
 
-/// The checks of every thread's stack; the faulting thread's stack is the one walked from the
-/// exception context, and a walk cut by the frame limit is not a walking error.
-pub(crate) fn stack_checks(ev: &crate::Evidence) -> Vec<(u32, Vec<dumpdiag_stack::StackIssue>)> {
+/// The PEB of the process's own bitness (the 32-bit one under WOW64) and its layout.
+pub(crate) fn process_peb(ev: &crate::Evidence) -> Option<(peb::Peb, Layout)> {
+    let l = ev.process.layout();
+    let addr = ev.process.peb_address()?;
+    Some((peb::read_peb(ev.target().memory(), addr, &l)?, l))
+}
+
+/// The stack-trace issues of every thread's walk as the analysis reads it (the faulting thread
+/// from the exception context), threads without issues left out.
+pub(crate) fn stack_issues<'e>(ev: &'e crate::Evidence) -> Vec<(u32, &'e [StackIssue])> {
     ev.threads
         .iter()
-        .filter_map(|t| {
-            let faulting = ev.exception.as_ref().is_some_and(|e| e.thread_id == t.id);
-            let stack = if faulting {
-                ev.exception_stack.as_ref()?
-            } else {
-                t.stack.as_ref()?
-            };
-            let notes = dumpdiag_engine::cmd_stacks::stack_checks(ev.session, t.index, stack)
-                .into_iter()
-                .filter(|w| w.kind() != dumpdiag_stack::checks::IssueKind::Note)
-                .collect();
-            Some((t.id, notes))
-        })
+        .map(|t| (t.id, ev.issues_of(t)))
+        .filter(|(_, issues)| !issues.is_empty())
         .collect()
 }

@@ -1,6 +1,6 @@
 //! Multiple Exceptions: more than one thread inside exception dispatch.
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct MultipleExceptions;
 
@@ -13,11 +13,8 @@ const DISPATCH: &[&str] = &[
 ];
 
 impl Detector for MultipleExceptions {
-    fn pattern(&self) -> &'static str {
-        "Multiple Exceptions"
-    }
-    fn category(&self) -> &'static str {
-        "Exception"
+    fn pattern(&self) -> Pattern {
+        Pattern::MultipleExceptions
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let dispatching: Vec<&crate::ThreadView> = ev
@@ -47,15 +44,17 @@ impl Detector for MultipleExceptions {
                     .and_then(|i| t.frames.get(i + 1))
                     .map(|f| f.call_site())
                     .unwrap_or_else(|| "unknown".into());
-                format!(
+                let note = format!(
                     "thread {:x} is dispatching an exception raised in {at}",
                     t.id
-                )
+                );
+                Fact::Thread { id: t.id, note }
             })
-            .collect();
-        vec![Finding::new(self.pattern(), self.category(), "high", format!("{} threads are inside exception dispatch", dispatching.len()))
+            .collect::<Vec<_>>();
+        vec![Finding::new(self.pattern(), Strength::Proven, format!("{} threads are inside exception dispatch", dispatching.len()))
             .threads(dispatching.iter().map(|t| t.id).collect())
-            .evidence(evidence)
+            .facts(evidence)
+
             .recommend("Only one exception is stored in the dump; look at each dispatching thread (~Ns; k) — the first fault may not be the one recorded.")]
     }
 }

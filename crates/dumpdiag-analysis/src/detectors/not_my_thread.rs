@@ -2,16 +2,13 @@
 //! pools, system services, third-party components — set apart from the application's threads.
 
 use crate::thread_facts::{is_dump_writer, thread_procedure};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct NotMyThread;
 
 impl Detector for NotMyThread {
-    fn pattern(&self) -> &'static str {
-        "Not My Thread"
-    }
-    fn category(&self) -> &'static str {
-        "Thread"
+    fn pattern(&self) -> Pattern {
+        Pattern::NotMyThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let mut foreign = Vec::new();
@@ -48,9 +45,9 @@ impl Detector for NotMyThread {
         evidence.push(format!(
             "{own} thread(s) started in the application's own modules"
         ));
-        vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} thread(s) were created by system or third-party code", foreign.len()))
+        vec![Finding::new(self.pattern(), Strength::Likely, format!("{} thread(s) were created by system or third-party code", foreign.len()))
             .threads(foreign.iter().map(|(t, _)| t.id).collect())
-            .evidence(evidence)
+            .notes(evidence)
             .recommend("These threads belong to the component that started them (thread pool, runtime, injected DLL); look there for their purpose before suspecting the application.")]
     }
 }

@@ -5,23 +5,21 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 use dumpdiag_os::pe;
 
 pub struct NotMyVersion;
 
 impl Detector for NotMyVersion {
-    fn pattern(&self) -> &'static str {
-        "Not My Version"
-    }
-    fn category(&self) -> &'static str {
-        "Module"
+    fn pattern(&self) -> Pattern {
+        Pattern::NotMyVersion
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let t = ev.target();
         let mut evidence = Vec::new();
         // Symbols are loaded for the image and every module on a stack; a refused PDB shows there.
-        let symbols = ev.session.symbols();
+        let symbols = ev.symbols;
+
         if !t.modules().is_empty() {
             let _ = symbols.module(t, 0);
         }
@@ -43,8 +41,8 @@ impl Detector for NotMyVersion {
         } else {
             "modules of one product carry different versions".to_string()
         };
-        vec![Finding::new(self.pattern(), self.category(), "high", summary)
-            .evidence(evidence)
+        vec![Finding::new(self.pattern(), Strength::Proven, summary)
+            .notes(evidence)
             .recommend("Get the symbols and binaries of the exact build that ran (its PDB GUID and age, its file versions) — a symbol server fed by the build system keeps them; names from another build are wrong names.")]
     }
 }

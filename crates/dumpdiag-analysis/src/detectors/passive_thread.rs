@@ -3,7 +3,7 @@
 //! matter. Only in dumps taken on purpose: in a crash dump every thread was stopped by the crash.
 
 use crate::waits::WaitObject;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 use dumpdiag_os::handles::ObjectState;
 
 pub struct PassiveThread;
@@ -20,11 +20,8 @@ const IDLE_WAITS: &[&str] = &[
 ];
 
 impl Detector for PassiveThread {
-    fn pattern(&self) -> &'static str {
-        "Passive Thread (User Space)"
-    }
-    fn category(&self) -> &'static str {
-        "Thread"
+    fn pattern(&self) -> Pattern {
+        Pattern::PassiveThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         if !super::taken_on_purpose(ev) {
@@ -100,12 +97,15 @@ impl Detector for PassiveThread {
         }
         vec![Finding::new(
             self.pattern(),
-            self.category(),
-            "medium",
+            Strength::Likely,
             format!("{} thread(s) are idle in ordinary waits", passive.len()),
         )
         .threads(passive.iter().map(|p| p.0).collect())
-        .evidence(passive.into_iter().map(|p| p.1).collect())
+        .facts(
+            passive
+                .into_iter()
+                .map(|(id, note)| Fact::Thread { id, note }),
+        )
         .recommend("These threads wait the way idle threads do; look at the others first.")]
     }
 }

@@ -1,6 +1,6 @@
 //! Spiking Thread: one thread with a disproportionate share of the process's CPU time.
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct SpikingThread;
 
@@ -9,11 +9,8 @@ const MIN_CPU: u64 = 10_000_000;
 const MIN_SHARE: f64 = 0.5;
 
 impl Detector for SpikingThread {
-    fn pattern(&self) -> &'static str {
-        "Spiking Thread"
-    }
-    fn category(&self) -> &'static str {
-        "CPU Consumption"
+    fn pattern(&self) -> Pattern {
+        Pattern::SpikingThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let cpu: Vec<(usize, u64)> = ev
@@ -41,13 +38,11 @@ impl Detector for SpikingThread {
         )];
         evidence.extend(th.frames.iter().take(4).map(|f| f.call_site()));
         vec![Finding::new(
-            self.pattern(),
-            self.category(),
-            "high",
+            self.pattern(), Strength::Proven,
             format!("thread {:x} is spinning in {}", th.id, th.frames.first().map(|f| f.call_site()).unwrap_or_default()),
         )
         .threads(vec![th.id])
-        .evidence(evidence)
+        .notes(evidence)
         .recommend("Look at the loop in the thread's top frames; take a second dump later to confirm it is still there.")]
     }
 }

@@ -1,7 +1,9 @@
 //! Stack Overflow: c00000fd, with the repeating frame cycle and the stack's size.
 
 use super::exception_thread;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
+use dumpdiag_os::codes;
+use dumpdiag_os::view::ProcessView;
 use dumpdiag_target::MemoryExt;
 
 pub struct StackOverflow;
@@ -19,20 +21,21 @@ fn recursion(sites: &[String]) -> Option<(Vec<String>, usize)> {
 }
 
 impl Detector for StackOverflow {
-    fn pattern(&self) -> &'static str {
-        "Stack Overflow"
-    }
-    fn category(&self) -> &'static str {
-        "Stack Overflow"
+    fn pattern(&self) -> Pattern {
+        Pattern::StackOverflow
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(e) = &ev.exception else {
             return Vec::new();
         };
-        if e.record.code != 0xc00000fd {
+        if e.record.code != codes::STACK_OVERFLOW {
             return Vec::new();
         }
-        let sites: Vec<String> = ev.exception_frames.iter().map(|f| f.call_site()).collect();
+        let sites: Vec<String> = ev
+            .exception_frames()
+            .iter()
+            .map(|f| f.call_site())
+            .collect();
         let mut evidence = Vec::new();
         let summary = match recursion(&sites) {
             Some((cycle, reps)) => {
@@ -45,7 +48,13 @@ impl Detector for StackOverflow {
             None => "stack exhausted".to_string(),
         };
         // Reserved and committed size from the TEB (DeallocationStack..StackBase, StackLimit).
-        let s = ev.session;
+        // In the faulting thread's own view: a WOW64 thread overflows its 32-bit stack.
+        let view = ev
+            .exception_walk
+            .as_ref()
+            .map(|w| w.view)
+            .unwrap_or_default();
+        let s = ProcessView::new(ev.target(), view);
         if let Some(i) = ev.target().thread_index_by_id(e.thread_id) {
             if let Some(teb) = s.teb_of(i) {
                 let l = s.layout();
@@ -68,9 +77,11 @@ impl Detector for StackOverflow {
                 }
             }
         }
-        vec![Finding::new(self.pattern(), self.category(), "high", summary)
+        vec![Finding::new(self.pattern(), Strength::Proven, summary)
             .threads(exception_thread(ev))
-            .evidence(evidence)
-            .recommend("Bound the recursion (or make it iterative); a larger stack only moves the limit.")]
+            .notes(evidence)
+            .recommend(
+                "Bound the recursion (or make it iterative); a larger stack only moves the limit.",
+            )]
     }
 }

@@ -3,16 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct StackTraceCollection;
 
 impl Detector for StackTraceCollection {
-    fn pattern(&self) -> &'static str {
-        "Stack Trace Collection"
-    }
-    fn category(&self) -> &'static str {
-        "Stack Trace"
+    fn pattern(&self) -> Pattern {
+        Pattern::StackTraceCollection
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let mut groups: BTreeMap<Vec<String>, Vec<u32>> = BTreeMap::new();
@@ -45,11 +42,11 @@ impl Detector for StackTraceCollection {
                         .join(", ")
                 )
             })
-            .collect();
+            .collect::<Vec<_>>();
+
         vec![Finding::new(
             self.pattern(),
-            self.category(),
-            "low",
+            Strength::Possible,
             format!(
                 "{} distinct stacks among {} threads",
                 groups.len(),
@@ -57,7 +54,7 @@ impl Detector for StackTraceCollection {
             ),
         )
         .threads(shared.iter().flat_map(|g| g.1.iter().copied()).collect())
-        .evidence(evidence)
+        .notes(evidence)
         .recommend(
             "Identical stacks are usually one kind of worker; !uniqstack lists each stack once.",
         )]

@@ -1,84 +1,98 @@
 //! Thread Age: thread creation times against the process's age at dump time. Threads created
 //! long after the process started and shortly before the dump are the news in it: a request
 //! being served, a thread created to recover or to report, or churn.
+//!
+//! A thread is young when it appeared after a quiet period longer than its own life: the gap
+//! between its creation and the creation of the thread before it is larger than the time from
+//! its creation to the dump. That holds whatever the process's age and however long the dump
+//! tool took to attach (a loaded machine delays the dump, not the thread creations before it),
+//! and steady thread-pool churn (many small gaps) does not trip it.
 
-use crate::thread_facts::is_dump_writer;
-use crate::{Detector, Evidence, Finding};
+use crate::thread_facts::{is_dump_writer, thread_procedure};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength, ThreadView};
 
 pub struct ThreadAge;
 
 /// FILETIME of the Unix epoch, in 100 ns units.
 const UNIX_EPOCH_FILETIME: u64 = 116_444_736_000_000_000;
 const TICKS_PER_SECOND: u64 = 10_000_000;
-/// A process younger than this has no "young" threads to speak of (dump times are in seconds).
-const MIN_PROCESS_AGE_S: f64 = 5.0;
-/// Threads created in the last fifth of the process's life are young.
-const YOUNG_SHARE: f64 = 0.2;
+/// The dump's own time is recorded in whole seconds (MINIDUMP_HEADER.TimeDateStamp): a quiet
+/// period shorter than a few of those cannot be told from rounding.
+const MIN_QUIET_PERIOD_S: f64 = 2.0;
 
 impl Detector for ThreadAge {
-    fn pattern(&self) -> &'static str {
-        "Thread Age"
-    }
-    fn category(&self) -> &'static str {
-        "Thread"
+    fn pattern(&self) -> Pattern {
+        Pattern::ThreadAge
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let dump_time = ev.target().facts().dump_time as u64;
-        let created: Vec<(&crate::ThreadView, u64)> = ev
+        let mut created: Vec<(&ThreadView, u64)> = ev
             .threads
             .iter()
-            .filter_map(|t| {
-                t.times
-                    .as_ref()
-                    .map(|x| (t, x.create_time))
-                    .filter(|c| c.1 > UNIX_EPOCH_FILETIME)
-            })
+            .filter_map(|t| t.times.as_ref().map(|x| (t, x.create_time)))
+            .filter(|c| c.1 > UNIX_EPOCH_FILETIME)
             .collect();
-        if dump_time == 0 || created.is_empty() {
+        if dump_time == 0 || created.len() < 2 {
             return Vec::new();
         }
-        // Dump time in FILETIME units, at its recorded resolution (whole seconds).
-        let dump_ft = dump_time * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME;
-        let first_thread = created.iter().map(|c| c.1).min().unwrap_or(0);
+        created.sort_by_key(|c| c.1);
+        // The dump time in FILETIME units, rounded up to the end of its second so that no thread
+        // looks created after the dump.
+        let dump_ft = (dump_time + 1) * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME;
         let process_start = ev
             .target()
             .facts()
             .process_create_time
             .map(|s| s as u64 * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME)
-            .unwrap_or(first_thread)
-            .min(first_thread);
-        let age = |ft: u64| dump_ft.saturating_sub(ft) as f64 / TICKS_PER_SECOND as f64;
-        let process_age = age(process_start);
-        if process_age < MIN_PROCESS_AGE_S {
-            return Vec::new();
-        }
-        let young: Vec<_> = created
-            .iter()
-            .filter(|(t, c)| !is_dump_writer(t) && age(*c) <= process_age * YOUNG_SHARE)
+            .unwrap_or(created[0].1)
+            .min(created[0].1);
+        let seconds = |ticks: u64| ticks as f64 / TICKS_PER_SECOND as f64;
+        let process_age = seconds(dump_ft.saturating_sub(process_start));
+        let young: Vec<(&ThreadView, u64, f64)> = created
+            .windows(2)
+            .filter_map(|w| {
+                let (t, c) = w[1];
+                let quiet = seconds(c.saturating_sub(w[0].1));
+                let age = seconds(dump_ft.saturating_sub(c));
+                (quiet >= MIN_QUIET_PERIOD_S && quiet > age && !is_dump_writer(t))
+                    .then_some((t, c, quiet))
+            })
             .collect();
         if young.is_empty() {
             return Vec::new();
         }
-        let mut evidence = vec![format!("process age at dump time: {process_age:.1} s")];
-        for (t, c) in &young {
-            let proc_ = crate::thread_facts::thread_procedure(ev, t)
+        let mut facts = vec![Fact::Note(format!(
+            "process age at dump time: about {process_age:.0} s"
+        ))];
+        for (t, c, quiet) in &young {
+            let started = thread_procedure(ev, t)
                 .map(|p| format!(", started in {}", p.name))
                 .unwrap_or_default();
-            evidence.push(format!(
-                "thread {:x} created {:.1} s before the dump, {:.1} s after the process started{proc_}",
-                t.id,
-                age(*c),
-                (c - process_start) as f64 / TICKS_PER_SECOND as f64
-            ));
+            facts.push(Fact::Thread {
+                id: t.id,
+                note: format!(
+                    "thread {:x} created {:.1} s after the process started and {quiet:.1} s after \
+                     the thread before it, {:.1} s before the dump{started}",
+                    t.id,
+                    seconds(c.saturating_sub(process_start)),
+                    seconds(dump_ft.saturating_sub(*c)),
+                ),
+            });
         }
         vec![Finding::new(
             self.pattern(),
-            self.category(),
-            "medium",
-            format!("{} thread(s) were created in the last {:.0}% of the process's {:.0} s life", young.len(), YOUNG_SHARE * 100.0, process_age),
+            Strength::Likely,
+            format!(
+                "{} thread(s) appeared shortly before the dump after a quiet period in the \
+                 process's {process_age:.0} s life",
+                young.len()
+            ),
         )
-        .threads(young.iter().map(|(t, _)| t.id).collect())
-        .evidence(evidence)
-        .recommend("Young threads are what changed just before the dump: see what created them and what they do; many of them suggest thread churn.")]
+        .threads(young.iter().map(|(t, _, _)| t.id).collect())
+        .facts(facts)
+        .recommend(
+            "Young threads are what changed just before the dump: see what created them and what \
+             they do; many of them suggest thread churn.",
+        )]
     }
 }

@@ -4,7 +4,7 @@
 //! known by definition; system-directory modules are judged by their path (Wine's own DLLs carry
 //! no version resources, and a Windows one always does).
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 use dumpdiag_os::pe;
 
 pub struct UnknownComponent;
@@ -43,11 +43,8 @@ fn in_system_directory(path: &str) -> bool {
 }
 
 impl Detector for UnknownComponent {
-    fn pattern(&self) -> &'static str {
-        "Unknown Component"
-    }
-    fn category(&self) -> &'static str {
-        "Module"
+    fn pattern(&self) -> Pattern {
+        Pattern::UnknownComponent
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let t = ev.target();
@@ -102,8 +99,8 @@ impl Detector for UnknownComponent {
         if evidence.is_empty() {
             return Vec::new();
         }
-        vec![Finding::new(self.pattern(), self.category(), "medium", format!("{} module(s) of unknown origin", evidence.len()))
-            .evidence(evidence)
+        vec![Finding::new(self.pattern(), Strength::Likely, format!("{} module(s) of unknown origin", evidence.len()))
+            .notes(evidence)
             .recommend("Identify these modules (vendor, purpose, how they got into the process): injected hooks, security products and stale private copies are common suspects.")]
     }
 }

@@ -1,18 +1,15 @@
 //! Virtualized Process: a 32-bit process saved in a 64-bit dump (WOW64).
 
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct VirtualizedProcess;
 
 impl Detector for VirtualizedProcess {
-    fn pattern(&self) -> &'static str {
-        "Virtualized Process"
-    }
-    fn category(&self) -> &'static str {
-        "Process"
+    fn pattern(&self) -> Pattern {
+        Pattern::VirtualizedProcess
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        if !ev.session.is_wow64() {
+        if !ev.is_wow64() {
             return Vec::new();
         }
         let wow: Vec<String> = ev
@@ -24,11 +21,10 @@ impl Detector for VirtualizedProcess {
             .collect();
         vec![Finding::new(
             self.pattern(),
-            self.category(),
-            "high",
+            Strength::Proven,
             "a 32-bit process saved in a 64-bit dump (WOW64)".into(),
         )
-        .evidence(wow.into_iter().map(|m| format!("{m} loaded")).collect())
+        .notes(wow.into_iter().map(|m| format!("{m} loaded")))
         .recommend(
             "Switch to the 32-bit view (.effmach x86) for the process's own stacks and registers.",
         )]

@@ -1,21 +1,20 @@
 //! Wait Chain (Critical Sections): a critical-section wait whose owner waits on another one.
 
-use super::{is_cs, wait_line as line};
 use crate::waits::Wait;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct WaitChainCriticalSections;
 
 impl Detector for WaitChainCriticalSections {
-    fn pattern(&self) -> &'static str {
-        "Wait Chain (Critical Sections)"
-    }
-    fn category(&self) -> &'static str {
-        "Wait Chain"
+    fn pattern(&self) -> Pattern {
+        Pattern::WaitChainCriticalSections
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let all = ev.waits();
-        let cs: Vec<&Wait> = all.iter().filter(|w| is_cs(w)).collect();
+        let cs: Vec<&Wait> = all
+            .iter()
+            .filter(|w| w.object.is_critical_section())
+            .collect();
         // A chain: a critical-section wait whose owner itself waits for a critical section.
         let chained: Vec<&&Wait> = cs
             .iter()
@@ -27,13 +26,11 @@ impl Detector for WaitChainCriticalSections {
         let mut threads: Vec<u32> = cs.iter().map(|w| w.thread).collect();
         threads.dedup();
         vec![Finding::new(
-            self.pattern(),
-            self.category(),
-            "high",
+            self.pattern(), Strength::Proven,
             format!("{} threads wait on critical sections held by threads that wait themselves", cs.len()),
         )
         .threads(threads)
-        .evidence(cs.iter().map(|w| line(w)).collect())
+        .facts(cs.iter().map(|w| Fact::Wait((*w).clone())))
         .recommend("Follow the chain to the last owner (the one not waiting on a critical section): what it does decides the wait of all the others.")]
     }
 }

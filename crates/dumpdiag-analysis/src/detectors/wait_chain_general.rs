@@ -1,18 +1,14 @@
 //! Wait Chain (General): waits through kernel objects (held mutexes, events, threads).
 
-use super::{is_cs, wait_line as line};
 use crate::waits::{cycles, Wait, WaitObject};
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
 use dumpdiag_os::handles::ObjectState;
 
 pub struct WaitChainGeneral;
 
 impl Detector for WaitChainGeneral {
-    fn pattern(&self) -> &'static str {
-        "Wait Chain (General)"
-    }
-    fn category(&self) -> &'static str {
-        "Wait Chain"
+    fn pattern(&self) -> Pattern {
+        Pattern::WaitChainGeneral
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let all = ev.waits();
@@ -29,16 +25,14 @@ impl Detector for WaitChainGeneral {
         // Show every kernel-object wait of the process: the chain runs through them.
         let kernel: Vec<&Wait> = all
             .iter()
-            .filter(|w| !is_cs(w) && !in_cycle.contains(&w.thread))
+            .filter(|w| !w.object.is_critical_section() && !in_cycle.contains(&w.thread))
             .collect();
         vec![Finding::new(
-            self.pattern(),
-            self.category(),
-            "medium",
+            self.pattern(), Strength::Likely,
             format!("thread {:x} waits for a held mutex; {} threads wait on kernel objects", links[0].thread, kernel.len()),
         )
         .threads(kernel.iter().map(|w| w.thread).collect())
-        .evidence(kernel.iter().map(|w| line(w)).collect())
+        .facts(kernel.iter().map(|w| Fact::Wait((*w).clone())))
         .recommend("Find the mutex owner (the thread that acquired it and now waits on something else) and what it waits for.")]
     }
 }

@@ -1,19 +1,16 @@
 //! Wild Code: the instruction pointer is outside every module and outside executable memory.
 
 use super::exception_thread;
-use crate::{Detector, Evidence, Finding};
+use crate::{Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct WildCode;
 
 impl Detector for WildCode {
-    fn pattern(&self) -> &'static str {
-        "Wild Code"
-    }
-    fn category(&self) -> &'static str {
-        "Pointer"
+    fn pattern(&self) -> Pattern {
+        Pattern::WildCode
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(f0) = ev.exception_frames.first() else {
+        let Some(f0) = ev.exception_frames().first() else {
             return Vec::new();
         };
         let t = ev.target();
@@ -36,18 +33,17 @@ impl Detector for WildCode {
             return Vec::new();
         }
         let caller = ev
-            .exception_frames
+            .exception_frames()
             .get(1)
             .map(|f| f.call_site())
             .unwrap_or_else(|| "unknown".into());
         vec![Finding::new(
-            self.pattern(),
-            self.category(),
-            "high",
+            self.pattern(), Strength::Proven,
             format!("execution at {ip:#x}, outside every module and every executable region, reached from {caller}"),
         )
         .threads(exception_thread(ev))
-        .evidence(vec![format!("instruction pointer {ip:#x}: no module, not executable"), format!("caller: {caller}")])
+        .notes([format!("instruction pointer {ip:#x}: no module, not executable"), format!("caller: {caller}")])
+
         .recommend("A corrupted function pointer, vtable or return address sent execution here; inspect the caller's call target (ub on the return address).")]
     }
 }
