@@ -87,8 +87,12 @@ pub struct ThreadView {
     pub stack: Option<Stack>,
     pub issues: Vec<StackIssue>,
     /// The dump records the exception's context for this thread, which is not the faulting one:
-    /// Wine's writer does that for the thread calling MiniDumpWriteDump. Its frames are left empty.
+    /// Wine's writer does that for the thread calling MiniDumpWriteDump (only asked of dumps
+    /// Wine wrote). Its frames are left empty.
     pub borrowed_context: bool,
+    /// The thread executes a debugger's own breakpoint (the dump's exception is one): it shows
+    /// the debugger, not the application.
+    pub debugger_break: bool,
 }
 
 impl ThreadView {
@@ -128,6 +132,8 @@ impl<'a> Input<'a> {
 
 pub struct Evidence<'a> {
     target: &'a dyn Target,
+    /// The dump was written by Wine (`dumpdiag_os::wine`): the one switch for Wine's quirks.
+    pub wine: bool,
     pub symbols: &'a Symbols,
     /// The process in its own bitness (the 32-bit view of a WOW64 process): PEB, heaps.
     pub process: ProcessView<'a>,
@@ -218,6 +224,7 @@ impl<'a> Evidence<'a> {
     pub fn gather(input: &Input<'a>) -> Evidence<'a> {
         let (target, symbols) = (input.target, input.symbols);
         let wow64 = dumpdiag_os::wow64::is_wow64(target);
+        let wine = dumpdiag_os::wine::written_by_wine(target);
         let exception = target.exception().cloned();
         let exception_walk = exception.as_ref().and_then(|e| {
             let index = target.thread_index_by_id(e.thread_id)?;
@@ -232,7 +239,7 @@ impl<'a> Evidence<'a> {
             .map(|(i, th)| {
                 let native = target.thread_context(i);
                 let borrowed_context = match (&exception, &native, &native_exception_ctx) {
-                    (Some(e), Some(c), Some(x)) => {
+                    (Some(e), Some(c), Some(x)) if wine => {
                         e.thread_id != th.id && c.ip() == x.ip() && c.sp() == x.sp()
                     }
                     _ => false,
@@ -258,11 +265,13 @@ impl<'a> Evidence<'a> {
                     stack,
                     issues,
                     borrowed_context,
+                    debugger_break: false,
                 }
             })
             .collect();
-        Evidence {
+        let mut ev = Evidence {
             target,
+            wine,
             symbols,
             process: ProcessView::of_process(target),
             exception,
@@ -271,7 +280,15 @@ impl<'a> Evidence<'a> {
             given_map: input.address_map,
             own_map: OnceCell::new(),
             waits: OnceCell::new(),
+        };
+        if crate::detectors::debugger_break(&ev).is_some() {
+            let id = ev.exception.as_ref().map(|e| e.thread_id);
+            ev.threads
+                .iter_mut()
+                .filter(|t| Some(t.id) == id)
+                .for_each(|t| t.debugger_break = true);
         }
+        ev
     }
 
     pub fn target(&self) -> &'a dyn Target {

@@ -85,7 +85,8 @@ fn frame_json(f: &FrameView) -> FrameJson {
 /// access) and the first application frames by name, or the patterns of a manual dump.
 fn signature(ev: &Evidence, findings: &[Finding]) -> String {
     match &ev.exception {
-        Some(e) => {
+        // A debugger's own breakpoint is no crash: the dump is bucketed as taken on purpose.
+        Some(e) if !crate::detectors::taken_on_purpose(ev) => {
             let access = match (e.record.code, e.record.parameters.first()) {
                 (codes::ACCESS_VIOLATION, Some(&p)) => AccessKind::from_parameter(p)
                     .map(|a| format!("_{}", a.label()))
@@ -112,7 +113,7 @@ fn signature(ev: &Evidence, findings: &[Finding]) -> String {
             };
             format!("{:08x}{access}|{}", e.record.code, frames.join("|"))
         }
-        None => {
+        _ => {
             // The walk's own quality says nothing about the problem: keep it out of the bucket.
             let mut names: Vec<&str> = findings
                 .iter()

@@ -1,5 +1,7 @@
 //! For the detectors' unit tests: a synthetic process (`dumpdiag-synth`) analysed the way a dump
 //! is, with or without its Breakpad symbols, and the findings of one pattern picked out.
+// Each detector test uses the part it needs.
+#![allow(dead_code)]
 
 use dumpdiag_symbols::{SymbolPath, Symbols};
 use dumpdiag_synth::{Process, SymbolStore, SynthTarget};
@@ -20,7 +22,11 @@ impl Analysed {
     pub(crate) fn exports_only(p: Process) -> Analysed {
         let target = p.build();
         let symbols = Symbols::new(SymbolPath::default(), &target);
-        Analysed { target, symbols, _store: None }
+        Analysed {
+            target,
+            symbols,
+            _store: None,
+        }
     }
 
     /// The process with a Breakpad symbol store for every module (FUNC and unwind records).
@@ -28,7 +34,11 @@ impl Analysed {
         let target = p.build();
         let store = target.symbol_store();
         let symbols = Symbols::new(SymbolPath::parse(&store.symbol_path()), &target);
-        Analysed { target, symbols, _store: Some(store) }
+        Analysed {
+            target,
+            symbols,
+            _store: Some(store),
+        }
     }
 
     pub(crate) fn target(&self) -> &SynthTarget {
@@ -46,6 +56,9 @@ impl Analysed {
 
     /// Every pattern the whole analysis reports on this process.
     pub(crate) fn patterns(&self) -> Vec<Pattern> {
-        crate::run_detectors(&self.evidence()).iter().map(|f| f.pattern).collect()
+        crate::run_detectors(&self.evidence())
+            .iter()
+            .map(|f| f.pattern)
+            .collect()
     }
 }

@@ -138,6 +138,7 @@ pub fn in_system_call<'t>(ev: &Evidence, t: &'t ThreadView) -> Option<&'t FrameV
 /// by the dumping tool (a debugger's break-in): it shows the dumper, not the application.
 pub fn is_dump_writer(t: &ThreadView) -> bool {
     t.borrowed_context
+        || t.debugger_break
         || t.frames.iter().any(|f| {
             f.is_one_of(known::DUMP_WRITER_FUNCTIONS) || f.is_one_of(known::BREAK_IN_FUNCTIONS)
         })
@@ -145,9 +146,9 @@ pub fn is_dump_writer(t: &ThreadView) -> bool {
 
 /// The thread belongs to the dump writer by its modules too (dbghelp/dbgcore on the stack), or
 /// has no stack at all because the writer recorded none for itself (Wine's writer).
-pub fn is_dump_writer_thread(t: &ThreadView) -> bool {
+pub fn is_dump_writer_thread(ev: &Evidence, t: &ThreadView) -> bool {
     is_dump_writer(t)
-        || t.frames.is_empty()
+        || (ev.wine && t.frames.is_empty())
         || t.frames.iter().any(|f| {
             f.module.as_deref().is_some_and(|m| {
                 known::DUMP_WRITER_MODULES.contains(&m.to_ascii_lowercase().as_str())

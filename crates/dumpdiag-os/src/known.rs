@@ -105,6 +105,85 @@ pub const DUMP_WRITER_MODULES: &[&str] = &["dbghelp", "dbgcore"];
 /// in `DbgUiRemoteBreakin` and executes `DbgBreakPoint` (int 3).
 pub const BREAK_IN_FUNCTIONS: &[&str] = &["DbgUiRemoteBreakin", "DbgBreakPoint"];
 
+/// Where a debugger's own breakpoints execute in ntdll: the initial breakpoint of a process
+/// started under a debugger (`LdrpDoDebuggerBreak`, during loader initialisation, before any
+/// application code) and the break-in (`DbgBreakPoint`, called by `DbgUiRemoteBreakin` on the
+/// thread the debugger injects). Both are an `int 3` the application never asked for.
+pub const DEBUGGER_BREAKPOINTS: &[&str] =
+    &["DbgBreakPoint", "DbgUiRemoteBreakin", "LdrpDoDebuggerBreak"];
+
+/// Values Windows' heaps, the CRT and the compiler write into memory nobody should use, and what
+/// a pointer made of one says. An address that is one of them (plus a small field offset) was
+/// read from such memory.
+pub const FILL_PATTERNS: &[(u32, &str)] = &[
+    (
+        0xbaad_f00d,
+        "HeapAlloc's fill of uninitialised blocks (debug heap)",
+    ),
+    (
+        0xfeee_feee,
+        "HeapFree's fill of freed blocks (debug heap): a use after free",
+    ),
+    (
+        0xabab_abab,
+        "the guard bytes after a heap block (debug heap): a read past its end",
+    ),
+    (
+        0xcdcd_cdcd,
+        "the debug CRT's fill of uninitialised heap memory",
+    ),
+    (
+        0xdddd_dddd,
+        "the debug CRT's fill of freed heap memory: a use after free",
+    ),
+    (
+        0xfdfd_fdfd,
+        "the debug CRT's no-man's-land guard bytes: a read past a block",
+    ),
+    (
+        0xcccc_cccc,
+        "the compiler's fill of uninitialised stack memory (/RTCs, /GZ)",
+    ),
+    (
+        0xdead_beef,
+        "a conventional marker of freed or poisoned memory",
+    ),
+    (0xc0c0_c0c0, "page heap's fill of freed blocks"),
+    (0xf0f0_f0f0, "page heap's fill of uninitialised blocks"),
+];
+
+/// Largest field offset at which a pointer counts as a fill pattern plus an offset.
+const FILL_OFFSET: u64 = 0x1000;
+
+/// What `value` is made of, when it is a fill pattern (repeated to `ptr` bytes, plus a field
+/// offset below 4 KiB) or ASCII text (every byte a printable letter, digit or space — a string
+/// where a pointer should be): (description, offset).
+pub fn pointer_pattern(value: u64, ptr: u64) -> Option<(String, u64)> {
+    for &(p, what) in FILL_PATTERNS {
+        let full = if ptr == 8 {
+            (p as u64) << 32 | p as u64
+        } else {
+            p as u64
+        };
+        let off = value.wrapping_sub(full);
+        if off < FILL_OFFSET {
+            return Some((format!("{full:#x} is {what}"), off));
+        }
+    }
+    let bytes = &value.to_le_bytes()[..ptr as usize];
+    let text = bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b' ' || b == b'_');
+    let letters = bytes.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    (text && letters * 2 >= bytes.len()).then(|| {
+        let s: String = bytes.iter().map(|&b| b as char).collect();
+        (
+            format!("{value:#x} is ASCII text ('{s}'): a string overwrote the pointer"),
+            0,
+        )
+    })
+}
+
 /// `ns::Class::method(args)+0x10` → `method`; `ntdll!_RtlUserThreadStart@8` →
 /// `RtlUserThreadStart`. Plain C names stay as they are.
 pub fn short_function(name: &str) -> &str {
@@ -180,6 +259,28 @@ mod tests {
             wait_kind("WaitForSingleObject"),
             None,
             "the kernelbase wrapper is no stub"
+        );
+    }
+
+    #[test]
+    fn fill_patterns_and_text_are_named() {
+        assert!(pointer_pattern(0x4141_4141, 4)
+            .unwrap()
+            .0
+            .contains("ASCII text ('AAAA')"));
+        assert!(pointer_pattern(0xfeee_fef6, 4)
+            .unwrap()
+            .0
+            .contains("freed blocks"));
+        assert_eq!(pointer_pattern(0xfeee_fef6, 4).unwrap().1, 8);
+        assert!(pointer_pattern(0xbaad_f00d_baad_f00d, 8).is_some());
+        assert!(
+            pointer_pattern(0x0004_e3c9, 4).is_none(),
+            "a plain small number"
+        );
+        assert!(
+            pointer_pattern(0x7ff7_a131_10d9, 8).is_none(),
+            "an ordinary code address"
         );
     }
 

@@ -20,6 +20,7 @@ pub mod pe;
 pub mod peb;
 pub mod teb;
 pub mod view;
+pub mod wine;
 pub mod wow64;
 
 pub use layout::Layout;

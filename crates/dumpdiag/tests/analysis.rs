@@ -344,6 +344,54 @@ fn cpp_exception_types_and_fast_fail_codes_are_decoded() {
     );
 }
 
+/// The real corpus meets the ground truth decided from what each dump shows
+/// (tests/corpus-truth.json): expected patterns found, none of the absent ones reported.
+#[test]
+fn the_real_corpus_meets_its_ground_truth() {
+    let truth: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus-truth.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let truth = truth.as_object().unwrap();
+    let (mut expected_total, mut found_expected) = (0, 0);
+    let (mut missed, mut false_alarms) = (Vec::new(), Vec::new());
+    for path in common::all_dumps() {
+        let rel = path
+            .strip_prefix(common::corpus())
+            .unwrap()
+            .display()
+            .to_string();
+        let spec = truth
+            .get(&rel)
+            .unwrap_or_else(|| panic!("{rel}: no ground truth"));
+        let expected = ground_truth(spec, &rel, "patterns");
+        let absent = ground_truth(spec, &rel, "absent");
+        let sym = path.parent().unwrap().join("symbols");
+        let sympath = if sym.is_dir() {
+            sym
+        } else {
+            path.parent().unwrap().to_path_buf()
+        };
+        let r = analyze(&path, sympath.to_str().unwrap());
+        let found: BTreeSet<_> = r.patterns.iter().map(|f| f.pattern).collect();
+        expected_total += expected.len();
+        found_expected += expected.intersection(&found).count();
+        missed.extend(expected.difference(&found).map(|p| format!("{rel}: {p}")));
+        false_alarms.extend(found.intersection(&absent).map(|p| format!("{rel}: {p}")));
+    }
+    eprintln!(
+        "corpus ground truth: recall {found_expected}/{expected_total}, false alarms {}",
+        false_alarms.len()
+    );
+    assert!(
+        missed.is_empty() && false_alarms.is_empty(),
+        "missed: {missed:#?}\nfalse alarms: {false_alarms:#?}"
+    );
+}
+
 /// Findings per real dump, reviewed and kept in tests/snapshots/corpus-analysis.txt; refresh
 /// with DUMPDIAG_BLESS=1 after reviewing the difference.
 #[test]

@@ -21,15 +21,11 @@ impl Detector for BlockedThread {
         // MiniDumpWriteDump on its stack, or (Wine's writer records no context for itself) no
         // stack at all.
         let dump_writer = |tid: Option<u32>| {
-            ev.threads.iter().any(|t| {
-                Some(t.id) == tid
-                    && (t.frames.is_empty()
-                        || t.frames.iter().any(|f| {
-                            f.function.as_deref() == Some("MiniDumpWriteDump")
-                                || f.module.as_deref() == Some("dbghelp")
-                        }))
-            })
+            ev.threads
+                .iter()
+                .any(|t| Some(t.id) == tid && crate::thread_facts::is_dump_writer_thread(ev, t))
         };
+
         ev.waits()
             .iter()
             .filter(|w| !dump_writer(w.blocker))

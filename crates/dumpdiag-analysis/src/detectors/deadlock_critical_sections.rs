@@ -59,7 +59,12 @@ mod tests {
         let enter = p.function(ntdll, "RtlEnterCriticalSection", 0x60);
         let thunk = p.function(kernel32, "BaseThreadInitThunk", 0x40);
         let start = p.function(ntdll, "RtlUserThreadStart", 0x40);
-        Locks { p, app, enter: [wait, contended, enter], start: [thunk, start] }
+        Locks {
+            p,
+            app,
+            enter: [wait, contended, enter],
+            start: [thunk, start],
+        }
     }
 
     fn chain(l: &Locks, app_frame: Func) -> Vec<Func> {

@@ -28,8 +28,9 @@ const EXCEPTION_PROCESSING: &[&str] = &[
     "__CxxFrameHandler4",
     "_CxxThrowException",
     "UnhandledExceptionFilter",
-    "__wine_exception_handler",
 ];
+/// Wine's own exception handler frame, asked only of dumps Wine wrote.
+const WINE_EXCEPTION_PROCESSING: &[&str] = &["__wine_exception_handler"];
 /// How far below the stack pointer residue is read.
 const RESIDUE_WINDOW: u64 = 64 * 1024;
 const MAX_SHOWN: usize = 10;
@@ -61,9 +62,9 @@ impl Detector for ExecutionResidue {
                     .unwrap_or_default();
                 let short = known::short_function(&sym.function);
                 let name = format!("{module}!{}", sym.function);
-                if known::is_one_of(&sym.function, EXCEPTION_PROCESSING)
-                    && !current.contains(&short)
-                {
+                let processing = known::is_one_of(&sym.function, EXCEPTION_PROCESSING)
+                    || ev.wine && known::is_one_of(&sym.function, WINE_EXCEPTION_PROCESSING);
+                if processing && !current.contains(&short) {
                     let note = format!("{slot:#x} {name}+{:#x}", v - sym.function_start);
                     dispatch.push(Fact::Memory {
                         address: slot,

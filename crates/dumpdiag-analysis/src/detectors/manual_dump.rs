@@ -1,6 +1,10 @@
-//! Manual Dump: no exception stream, or only the breakpoint a dumping tool injects.
+//! Manual Dump: the dump was taken on purpose — it has no exception stream (Task Manager,
+//! ProcDump without an exception trigger, `MiniDumpWriteDump` called by a watchdog), or its only
+//! exception is a debugger's own breakpoint (the initial breakpoint of a process started under
+//! a debugger, or the break-in of an attaching debugger, recorded by `.dump`).
 
-use crate::{Detector, Evidence, Finding, Pattern, Strength};
+use super::debugger_break;
+use crate::{silent, Caveat, Detector, Evidence, Finding, Pattern, Strength};
 
 pub struct ManualDump;
 
@@ -9,24 +13,35 @@ impl Detector for ManualDump {
         Pattern::ManualDump
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let injected_break = ev.exception.as_ref().is_some_and(|e| {
-            e.record.code == 0x80000003
-                && ev.exception_frames().iter().any(|f| {
-                    f.function.as_deref().is_some_and(|n| {
-                        n.contains("DbgUiRemoteBreakin") || n.contains("DbgBreakPoint")
-                    })
-                })
-        });
-        if ev.exception.is_some() && !injected_break {
-            return Vec::new();
-        }
-        let why = if injected_break {
-            "the only exception is the breakpoint a dumping tool injected"
-        } else {
-            "the dump has no exception stream"
+        let (why, caveat) = match (&ev.exception, debugger_break(ev)) {
+            (None, _) => ("the dump has no exception stream".to_string(), None),
+            (Some(_), Some(b)) => {
+                let caveat = (!b.seen_instruction).then(|| {
+                    Caveat::MissingMemory("the breakpoint's instruction bytes".to_string())
+                });
+                (
+                    format!("its only exception is a debugger breakpoint: {}", b.how),
+                    caveat,
+                )
+            }
+            (Some(e), None) => silent!(
+                "the exception {:08x} is not a debugger's own breakpoint",
+                e.record.code
+            ),
         };
-        vec![Finding::new(self.pattern(), Strength::Proven, format!("dump taken on purpose: {why}"))
-            .notes(vec![why.to_string()])
-            .recommend("Look at what the threads wait for (hangs), at memory and handle counts (leaks), or at CPU times (spikes).")]
+        let mut f = Finding::new(
+            self.pattern(),
+            Strength::Proven,
+            format!("dump taken on purpose: {why}"),
+        )
+        .notes([why])
+        .recommend(
+            "Look at what the threads wait for (hangs), at memory and handle counts (leaks), or \
+             at CPU times (spikes).",
+        );
+        if let Some(c) = caveat {
+            f = f.caveat(c);
+        }
+        vec![f]
     }
 }

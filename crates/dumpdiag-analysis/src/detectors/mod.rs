@@ -138,20 +138,83 @@ pub(crate) fn exception_thread(ev: &crate::Evidence) -> Vec<u32> {
 /// below it is a NULL pointer plus a field offset.
 pub(crate) const NULL_PAGE_END: u64 = 0x10000;
 
-/// Was the dump taken on purpose: no exception stream, or only the breakpoint a debugger's
-/// break-in raises on the thread it injected (DbgUiRemoteBreakin → DbgBreakPoint)? Waits are hang
-/// evidence only then: in a crash dump every other thread was simply stopped by the crash.
-pub(crate) fn taken_on_purpose(ev: &crate::Evidence) -> bool {
-    match &ev.exception {
-        None => true,
-        Some(e) => {
-            matches!(e.record.code, codes::BREAKPOINT | codes::WX86_BREAKPOINT)
-                && ev
-                    .exception_frames()
-                    .iter()
-                    .any(|f| f.is_one_of(known::BREAK_IN_FUNCTIONS))
-        }
+/// A debugger's own breakpoint recognised as the dump's exception.
+pub struct DebuggerBreak {
+    /// How it was recognised.
+    pub how: String,
+    /// Recognised by the instruction itself (an `int 3` byte in ntdll), not only by where it is.
+    pub seen_instruction: bool,
+}
+
+/// Is the dump's exception a debugger's own breakpoint — the initial breakpoint of a process
+/// started under a debugger, or the break-in a debugger injects to attach (what WinDbg and cdb
+/// record when `.dump` is typed after attaching)? Such a breakpoint executes an `int 3` inside
+/// ntdll on a thread that runs no application code. An assert, `__debugbreak()` or
+/// `DebugBreak()` of the application itself has the application's frames on that thread and is
+/// a real exception. Recognised by name where ntdll's exports or symbols name the frame, else by
+/// its shape: the breakpoint address in ntdll, holding an `int 3` byte.
+pub fn debugger_break(ev: &crate::Evidence) -> Option<DebuggerBreak> {
+    let e = ev.exception.as_ref()?;
+    if !matches!(e.record.code, codes::BREAKPOINT | codes::WX86_BREAKPOINT) {
+        return None;
     }
+    let frames = match ev.exception_frames() {
+        [] => ev
+            .faulting_thread()
+            .map(|t| t.frames.as_slice())
+            .unwrap_or(&[]),
+        f => f,
+    };
+    // Frames found by scanning may be stale values: only the walked part speaks for the thread.
+    let walked = frames
+        .iter()
+        .take_while(|f| f.trust != dumpdiag_stack::Trust::Scan);
+    let mut walked = walked.peekable();
+    if walked
+        .clone()
+        .any(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
+    {
+        return None;
+    }
+    if let Some(f) = walked
+        .clone()
+        .find(|f| f.is_one_of(known::DEBUGGER_BREAKPOINTS))
+    {
+        return Some(DebuggerBreak {
+            how: format!("the breakpoint is the debugger's own ({})", f.call_site()),
+            seen_instruction: true,
+        });
+    }
+    walked.peek()?;
+    let t = ev.target();
+    let module = t.module_at(e.record.address)?;
+    if !module.short_name().eq_ignore_ascii_case("ntdll") {
+        return None;
+    }
+    const INT3: u8 = 0xcc;
+    let byte = dumpdiag_target::MemoryExt::read_u8(t.memory(), e.record.address);
+    if byte.is_some_and(|b| b != INT3) {
+        return None;
+    }
+    Some(DebuggerBreak {
+        how: format!(
+            "the breakpoint at {:#x} is {} in ntdll on a thread that runs no application code",
+            e.record.address,
+            if byte.is_some() {
+                "an int 3"
+            } else {
+                "an instruction the dump does not hold"
+            }
+        ),
+        seen_instruction: byte.is_some(),
+    })
+}
+
+/// Was the dump taken on purpose: no exception stream, or only a debugger's own breakpoint?
+/// Waits are hang evidence only then: in a crash dump every other thread was simply stopped by
+/// the crash.
+pub fn taken_on_purpose(ev: &crate::Evidence) -> bool {
+    ev.exception.is_none() || debugger_break(ev).is_some()
 }
 
 /// Every wait cycle with the waits that make it up, in its order, and whether all of them are
