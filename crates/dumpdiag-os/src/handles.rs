@@ -72,10 +72,17 @@ pub fn decode(info_type: u32, b: &[u8]) -> ObjectState {
                 abandoned: b.get(5).copied()? != 0,
             })
         })(),
+        // The owner's CLIENT_ID {UniqueProcess, UniqueThread}: two HANDLEs, 8 bytes each as a
+        // 64-bit writer stores them, 4 bytes each from a 32-bit one.
         MUTANT_INFO_2 => (|| {
+            let (pid, tid) = if b.len() >= 16 {
+                (u64_at(b, 0)?, u64_at(b, 8)?)
+            } else {
+                (u32_at(b, 0)? as u64, u32_at(b, 4)? as u64)
+            };
             Some(ObjectState::MutantOwner {
-                process_id: u32_at(b, 0)?,
-                thread_id: u32_at(b, 4)?,
+                process_id: pid as u32,
+                thread_id: tid as u32,
             })
         })(),
         SEMAPHORE_INFO_1 => (|| {
@@ -84,19 +91,33 @@ pub fn decode(info_type: u32, b: &[u8]) -> ObjectState {
                 limit: u32_at(b, 4)? as i32,
             })
         })(),
-        // THREAD_BASIC_INFORMATION: ExitStatus, (pad), TebBaseAddress, ClientId{pid, tid}, ...
+        // THREAD_BASIC_INFORMATION: ExitStatus, TebBaseAddress, ClientId {pid, tid},
+        // AffinityMask, Priority, BasePriority: 48 bytes with 64-bit pointers (ExitStatus padded
+        // to 8), 28 bytes with 32-bit ones.
         THREAD_INFO_1 => (|| {
+            let (pid, tid) = if b.len() >= 48 {
+                (u64_at(b, 16)?, u64_at(b, 24)?)
+            } else {
+                (u32_at(b, 8)? as u64, u32_at(b, 12)? as u64)
+            };
             Some(ObjectState::Thread {
                 exit_status: u32_at(b, 0)?,
-                process_id: u64_at(b, 16)?,
-                thread_id: u64_at(b, 24)?,
+                process_id: pid,
+                thread_id: tid,
             })
         })(),
-        // PROCESS_BASIC_INFORMATION: ExitStatus, PebBaseAddress, AffinityMask, BasePriority, UniqueProcessId, ...
+        // PROCESS_BASIC_INFORMATION: ExitStatus, PebBaseAddress, AffinityMask, BasePriority,
+        // UniqueProcessId, InheritedFromUniqueProcessId: 48 bytes with 64-bit pointers, 24 with
+        // 32-bit ones.
         PROCESS_INFO_1 => (|| {
+            let pid = if b.len() >= 48 {
+                u64_at(b, 32)?
+            } else {
+                u32_at(b, 16)? as u64
+            };
             Some(ObjectState::Process {
                 exit_status: u32_at(b, 0)?,
-                process_id: u64_at(b, 32)?,
+                process_id: pid,
             })
         })(),
         _ => None,
@@ -172,6 +193,46 @@ pub fn describe(state: &ObjectState) -> Vec<String> {
                     .map(|b| format!("{b:02x}"))
                     .collect::<String>()
             )]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_read_in_both_bitnesses() {
+        let mut x64 = vec![0u8; 48];
+        x64[0..4].copy_from_slice(&0x103u32.to_le_bytes());
+        x64[16..24].copy_from_slice(&0x1234u64.to_le_bytes());
+        x64[24..32].copy_from_slice(&0x5678u64.to_le_bytes());
+        let mut x86 = vec![0u8; 28];
+        x86[0..4].copy_from_slice(&0x103u32.to_le_bytes());
+        x86[8..12].copy_from_slice(&0x1234u32.to_le_bytes());
+        x86[12..16].copy_from_slice(&0x5678u32.to_le_bytes());
+        for b in [x64, x86] {
+            assert_eq!(
+                decode(THREAD_INFO_1, &b),
+                ObjectState::Thread {
+                    exit_status: 0x103,
+                    process_id: 0x1234,
+                    thread_id: 0x5678
+                }
+            );
+        }
+        let mut owner64 = [0u8; 16];
+        owner64[0..8].copy_from_slice(&0x20u64.to_le_bytes());
+        owner64[8..16].copy_from_slice(&0xe4u64.to_le_bytes());
+        let owner32 = [0x20u8, 0, 0, 0, 0xe4, 0, 0, 0];
+        for b in [&owner64[..], &owner32[..]] {
+            assert_eq!(
+                decode(MUTANT_INFO_2, b),
+                ObjectState::MutantOwner {
+                    process_id: 0x20,
+                    thread_id: 0xe4
+                }
+            );
         }
     }
 }

@@ -157,3 +157,84 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
     }
     heaps.into_values().collect()
 }
+
+/// `_HEAP_FAILURE_TYPE` (ntdll, Windows 10 1809 to Windows 11): what the heap manager found
+/// wrong when it gave up. Windows 7 numbers the later ones one lower (it has no
+/// invalid_allocation_type), so the names are chosen by build.
+const HEAP_FAILURE_TYPES: &[&str] = &[
+    "internal",
+    "unknown",
+    "generic",
+    "entry_corruption",
+    "multiple_entries_corruption",
+    "virtual_block_corruption",
+    "buffer_overrun",
+    "buffer_underrun",
+    "block_not_busy",
+    "invalid_argument",
+    "invalid_allocation_type",
+    "usage_after_free",
+    "cross_heap_operation",
+    "freelists_corruption",
+    "listentry_corruption",
+    "lfh_bitmap_mismatch",
+    "segment_lfh_bitmap_corruption",
+    "segment_lfh_double_free",
+    "vs_subsegment_corruption",
+    "null_heap",
+    "allocation_limit",
+    "commit_limit",
+    "invalid_va_mgr_query",
+];
+
+/// The heap manager's record of why it terminated the process (`ntdll!RtlpHeapFailureInfo`,
+/// `_HEAP_FAILURE_INFORMATION`), which STATUS_HEAP_CORRUPTION's only parameter points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeapFailure {
+    pub failure_type: u32,
+    /// The failure type's name (`block_not_busy`), by the build's numbering.
+    pub name: &'static str,
+    pub heap: u64,
+    /// The block the failure is about.
+    pub address: u64,
+}
+
+impl HeapFailure {
+    /// The block was not busy when it was freed (or the LFH found its bit already clear): a
+    /// block freed twice.
+    pub fn is_double_free(&self) -> bool {
+        matches!(self.name, "block_not_busy" | "segment_lfh_double_free")
+    }
+}
+
+/// Read the failure record at `at` (STATUS_HEAP_CORRUPTION's parameter 0), validated by its
+/// StructureSize for the bitness and build: x64 Windows 10/11 0x6d0, Windows 7 x64 0x168, x86
+/// 0x3d0 (the heap-internals brief, §1.6). Layout: Version +0, StructureSize +4, FailureType +8,
+/// then HeapAddress and Address (+0x10/+0x18 on x64, +0xc/+0x10 on x86).
+pub fn heap_failure(
+    mem: &dyn dumpdiag_target::MemoryReader,
+    at: u64,
+    ptr: u64,
+    build: u32,
+) -> Option<HeapFailure> {
+    let size = mem.read_u32(at.checked_add(4)?)?;
+    let failure_type = mem.read_u32(at.checked_add(8)?)?;
+    let (heap_at, address_at) = match (ptr, size) {
+        (8, 0x6d0) | (8, 0x168) => (0x10, 0x18),
+        (4, 0x3d0) => (0x0c, 0x10),
+        _ => return None,
+    };
+    // Windows 7 (build 7601 and before) has no invalid_allocation_type (10).
+    let index = if build < 9200 && failure_type >= 10 {
+        failure_type + 1
+    } else {
+        failure_type
+    };
+    let name = HEAP_FAILURE_TYPES.get(index as usize)?;
+    Some(HeapFailure {
+        failure_type,
+        name,
+        heap: mem.read_ptr(at + heap_at, ptr)?,
+        address: mem.read_ptr(at + address_at, ptr)?,
+    })
+}

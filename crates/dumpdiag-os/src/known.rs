@@ -43,6 +43,8 @@ pub enum WaitKind {
     SingleObject,
     /// `NtWaitForMultipleObjects(Count, Handles, WaitType, Alertable, Timeout)`.
     MultipleObjects,
+    /// `NtSignalAndWaitForSingleObject(SignalHandle, WaitHandle, Alertable, Timeout)`.
+    SignalAndWait,
     /// `NtWaitForAlertByThreadId` (Windows 8+ critical sections, SRW locks, condition
     /// variables, WaitOnAddress).
     AlertByThreadId,
@@ -73,7 +75,7 @@ const WAIT_STUBS: &[(&str, WaitKind)] = &[
     ("RemoveIoCompletion", WaitKind::IoCompletion),
     ("RemoveIoCompletionEx", WaitKind::IoCompletion),
     ("WaitForWorkViaWorkerFactory", WaitKind::WorkerFactory),
-    ("SignalAndWaitForSingleObject", WaitKind::SingleObject),
+    ("SignalAndWaitForSingleObject", WaitKind::SignalAndWait),
     ("ReplyWaitReceivePort", WaitKind::Alpc),
     ("ReplyWaitReceivePortEx", WaitKind::Alpc),
     ("AlpcSendWaitReceivePort", WaitKind::Alpc),
@@ -201,7 +203,7 @@ pub fn short_function(name: &str) -> &str {
 /// Is `function` (any spelling) one of `names`?
 pub fn is_one_of(function: &str, names: &[&str]) -> bool {
     let f = short_function(function);
-    names.contains(&f)
+    names.iter().any(|n| short_function(n) == f)
 }
 
 /// Folders of the operating system's own files: `%SystemRoot%` (System32, SysWOW64, WinSxS …),

@@ -21,8 +21,15 @@ const CHAIN: &[(bool, &str)] = &[
     (false, "main"),
 ];
 
-/// The minidump, and the Breakpad store of both modules (removed when dropped).
-fn double_free_dump() -> (Vec<u8>, dumpdiag_synth::SymbolStore) {
+/// `_HEAP_FAILURE_TYPE` values (Windows 10/11): block_not_busy, entry_corruption.
+const BLOCK_NOT_BUSY: u32 = 8;
+const ENTRY_CORRUPTION: u32 = 3;
+/// The freed block the failure record names.
+const BLOCK: u64 = 0x0000_01d0_0004_5a70;
+
+/// The minidump, and the Breakpad store of both modules (removed when dropped), of a process
+/// that Windows' heap terminated with a failure record of `failure_type`.
+fn double_free_dump(failure_type: u32) -> (Vec<u8>, dumpdiag_synth::SymbolStore) {
     let mut p = Process::new(Arch::Amd64);
     // Only the Breakpad files describe the code: the walk must go by their CFI.
     let app = p.module(Module::new("C:\\app\\heapfail.exe").not_in_dump());
@@ -35,10 +42,19 @@ fn double_free_dump() -> (Vec<u8>, dumpdiag_synth::SymbolStore) {
         })
         .collect();
     p.thread(0x1d4c, chain);
-    // STATUS_HEAP_CORRUPTION, non-continuable, the heap as parameter 0.
+    // ntdll!RtlpHeapFailureInfo (_HEAP_FAILURE_INFORMATION, x64 Windows 10/11: Version +0,
+    // StructureSize 0x6d0 +4, FailureType +8, HeapAddress +0x10, Address +0x18), which
+    // STATUS_HEAP_CORRUPTION's only parameter points to.
+    let record = p.alloc(0x1000, 0x04);
+    p.write_u32(record, 1)
+        .write_u32(record + 4, 0x6d0)
+        .write_u32(record + 8, failure_type);
+    let heap = p.process_heap();
+    p.write_u64(record + 0x10, heap)
+        .write_u64(record + 0x18, BLOCK);
     let mut e = Exception::new(0x1d4c, 0xc000_0374);
     e.flags = 1;
-    e.parameters = vec![p.process_heap()];
+    e.parameters = vec![record];
     p.exception(e);
     let t = p.build();
     (t.minidump(), t.symbol_store())
@@ -46,7 +62,7 @@ fn double_free_dump() -> (Vec<u8>, dumpdiag_synth::SymbolStore) {
 
 #[test]
 fn a_heap_failure_on_the_free_path_is_reported_as_double_free() {
-    let (dump, store) = double_free_dump();
+    let (dump, store) = double_free_dump(BLOCK_NOT_BUSY);
     let t = dumpdiag_mdmp::MdmpTarget::from_bytes("heapfail.dmp", dump).expect("opens");
     let mut s = dumpdiag_engine::Session::new(Box::new(t));
     s.set_symbol_path(&store.symbol_path());
@@ -69,17 +85,19 @@ fn a_heap_failure_on_the_free_path_is_reported_as_double_free() {
         .unwrap_or_else(|| panic!("no Double Free: {:?}", report.patterns));
     assert_eq!(
         f.summary,
-        "the heap failed while freeing a block for heapfail!release_buffer"
+        format!("block {BLOCK:#x} was freed twice (the second time by heapfail!release_buffer)")
     );
     assert!(
         f.evidence()
-            .contains(&"ntdll!RtlReportCriticalFailure reports a heap failure".to_string()),
+            .iter()
+            .any(|e| e.starts_with("heap failure 8 (block_not_busy) for block")),
         "{:?}",
         f.evidence()
     );
     assert!(
         f.evidence()
-            .contains(&"ntdll!RtlpFreeHeapInternal frees the block".to_string()),
+            .iter()
+            .any(|e| e.contains("frame 04: ntdll!RtlpFreeHeapInternal")),
         "{:?}",
         f.evidence()
     );
@@ -87,4 +105,26 @@ fn a_heap_failure_on_the_free_path_is_reported_as_double_free() {
         .patterns
         .iter()
         .any(|f| f.name() == "Dynamic Memory Corruption (Process Heap)"));
+}
+
+/// The same termination for a damaged block header (entry_corruption) found while freeing: heap
+/// corruption, not a double free.
+#[test]
+fn a_corruption_found_while_freeing_is_no_double_free() {
+    let (dump, store) = double_free_dump(ENTRY_CORRUPTION);
+    let t = dumpdiag_mdmp::MdmpTarget::from_bytes("heapfail.dmp", dump).expect("opens");
+    let mut s = dumpdiag_engine::Session::new(Box::new(t));
+    s.set_symbol_path(&store.symbol_path());
+    let report = dumpdiag_analysis::analyze(&s.analysis_input());
+    assert!(
+        !report.patterns.iter().any(|f| f.name() == "Double Free"),
+        "{:#?}",
+        report.patterns
+    );
+    let c = report
+        .patterns
+        .iter()
+        .find(|f| f.name() == "Dynamic Memory Corruption (Process Heap)")
+        .expect("heap corruption");
+    assert!(c.summary.contains("(entry_corruption at "), "{}", c.summary);
 }

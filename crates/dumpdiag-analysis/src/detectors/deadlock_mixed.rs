@@ -19,8 +19,9 @@ impl Detector for DeadlockMixed {
                 Finding::new(
                     self.pattern(), Strength::Proven,
                     format!(
-                        "threads {} wait for each other through different kinds of objects",
-                        c.iter().map(|t| format!("{t:x}")).collect::<Vec<_>>().join(", ")
+                        "threads {} wait for each other through {}",
+                        c.iter().map(|t| format!("{t:x}")).collect::<Vec<_>>().join(", "),
+                        ws.iter().map(|w| w.object.describe()).collect::<Vec<_>>().join(" and ")
                     ),
                 )
                 .threads(c.clone())

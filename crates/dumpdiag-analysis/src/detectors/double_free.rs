@@ -1,28 +1,18 @@
-//! Double Free: the heap manager failed on a free — its failure-reporting frames
-//! (RtlpLogHeapFailure, RtlReportCriticalFailure, RtlpHeapHandleError, the page heap's and
-//! verifier's block reports) above a free call (RtlFreeHeap, HeapFree, free, operator delete),
-//! or STATUS_HEAP_CORRUPTION raised with a free call on the stack. Windows' heap terminates the
-//! process that way when a block that is not busy is freed again (tests/double_free_windows_shape.rs
-//! in the dumpdiag crate walks a dump of that shape). Wine's heap fails such a free silently: the
-//! double_free fixture shows that nothing is reported then.
+//! Double Free: a block freed twice, shown by the heap manager's own verdict. When Windows' heap
+//! finds a freed block that is not busy (NT heap) or whose LFH bit is already clear (segment
+//! heap), RtlpLogHeapFailure records `block_not_busy` / `segment_lfh_double_free` in
+//! `ntdll!RtlpHeapFailureInfo` and the process is terminated with STATUS_HEAP_CORRUPTION, whose
+//! only parameter points to that record (heap-internals brief §4). The record says which block
+//! and which heap; the free call on the stack says who freed it. A corruption found while
+//! freeing (a damaged header, a broken free list) is not a double free: the Dynamic Memory
+//! Corruption detector reports it.
 
-use super::exception_thread;
+use super::{exception_thread, heap_failure};
 use crate::evidence::FrameView;
-use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
+use crate::{silent, Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct DoubleFree;
 
-/// Frames that report a heap failure.
-const FAILURE_REPORTS: &[&str] = &[
-    "RtlpLogHeapFailure",
-    "RtlReportCriticalFailure",
-    "RtlpHeapHandleError",
-    "RtlpHpHeapHandleError",
-    "RtlpReportHeapFailure",
-    "AVrfpDphReportCorruptedBlock",
-    "RtlpDphReportCorruptedBlock",
-    "VerifierStopMessage",
-];
 /// Frames that free a block.
 const FREE_CALLS: &[&str] = &[
     "RtlFreeHeap",
@@ -34,44 +24,16 @@ const FREE_CALLS: &[&str] = &[
     "RtlpDphFreeHeap",
     "HeapFree",
     "free",
-    "_free_base",
-    "_free_dbg",
-    "_free_crt",
+    "free_base",
+    "free_dbg",
+    "free_crt",
     "operator delete",
     "operator delete[]",
 ];
 
-const STATUS_HEAP_CORRUPTION: u32 = 0xc0000374;
-
-fn named(f: &FrameView) -> &str {
-    f.function
-        .as_deref()
-        .map(|n| n.split('(').next().unwrap_or(n).trim())
-        .unwrap_or("")
-}
-
-/// The signs in one stack (top frame first): (failure frame, free frame) indices, or only a free
-/// frame when the exception code is STATUS_HEAP_CORRUPTION.
-pub fn double_free_signs(
-    code: Option<u32>,
-    frames: &[FrameView],
-) -> Option<(Option<usize>, usize)> {
-    let failure = frames
-        .iter()
-        .position(|f| FAILURE_REPORTS.contains(&named(f)));
-    let free_after = |from: usize| {
-        frames
-            .iter()
-            .enumerate()
-            .skip(from)
-            .find(|(_, f)| FREE_CALLS.contains(&named(f)))
-            .map(|(i, _)| i)
-    };
-    match failure {
-        Some(i) => free_after(i + 1).map(|j| (Some(i), j)),
-        None if code == Some(STATUS_HEAP_CORRUPTION) => free_after(0).map(|j| (None, j)),
-        None => None,
-    }
+/// The first free call of a stack (top frame first).
+pub fn free_frame(frames: &[FrameView]) -> Option<usize> {
+    frames.iter().position(|f| f.is_one_of(FREE_CALLS))
 }
 
 impl Detector for DoubleFree {
@@ -80,106 +42,62 @@ impl Detector for DoubleFree {
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let Some(e) = &ev.exception else {
-            return Vec::new();
+            silent!("no exception")
         };
+        let Some(failure) = heap_failure(ev) else {
+            silent!("no heap failure record (STATUS_HEAP_CORRUPTION's parameter) in the dump");
+        };
+        if !failure.is_double_free() {
+            silent!(
+                "the heap failure is {}, not a block freed twice",
+                failure.name
+            );
+        }
         let frames = ev.exception_frames();
-        let Some((failure, free)) = double_free_signs(Some(e.record.code), frames) else {
-            return Vec::new();
-        };
-        let caller = frames
-            .iter()
-            .skip(free + 1)
-            .find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
-            .map(|f| f.call_site());
-        let tid = e.thread_id;
-        let frame = |index: usize| Fact::Frame {
-            thread: tid,
-            index,
-            frame: frames[index].clone(),
-        };
-        let mut facts = vec![Fact::Note(format!(
-            "exception {:08x} on thread {tid:x}",
-            e.record.code
-        ))];
-        if let Some(i) = failure {
-            facts.push(frame(i));
+        let free = free_frame(frames);
+        let caller = free.and_then(|i| {
+            frames
+                .iter()
+                .skip(i + 1)
+                .find(|f| f.module.as_deref().is_some_and(|m| ev.is_app_module(m)))
+        });
+        let mut facts = vec![Fact::Memory {
+            address: failure.address,
+            note: format!(
+                "heap failure {} ({}) for block {:#x} of heap {:#x}",
+                failure.failure_type, failure.name, failure.address, failure.heap
+            ),
+        }];
+        if let Some(i) = free {
+            facts.push(Fact::Frame {
+                thread: e.thread_id,
+                index: i,
+                frame: frames[i].clone(),
+            });
+        }
+        if let Some(c) = caller {
             facts.push(Fact::Note(format!(
-                "{} reports a heap failure",
-                frames[i].call_site()
+                "the second free was called by {}",
+                c.call_site()
             )));
         }
-        facts.push(frame(free));
-        facts.push(Fact::Note(format!(
-            "{} frees the block",
-            frames[free].call_site()
-        )));
-        if let Some(c) = &caller {
-            facts.push(Fact::Note(format!("the free was called by {c}")));
-        }
-        vec![Finding::new(self.pattern(), Strength::Likely, format!("the heap failed while freeing a block{}", caller.map(|c| format!(" for {c}")).unwrap_or_default()))
-            .threads(exception_thread(ev))
-            .caveats_of_frames(&frames[..=free])
-            .facts(facts)
-            .recommend("Find the earlier free of the same block: enable full page heap (gflags /p /enable app.exe /full) and user-mode stack traces (+ust) so the second free breaks with the first free's stack.")]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use dumpdiag_stack::Trust;
-
-    fn frames(names: &[&str]) -> Vec<FrameView> {
-        names
-            .iter()
-            .map(|n| {
-                let (m, f) = n.split_once('!').unwrap();
-                FrameView {
-                    ip: 0,
-                    module: Some(m.into()),
-                    function: Some(f.into()),
-                    offset: 0,
-                    source: None,
-                    trust: Trust::UnwindInfo,
-                    symbol_kind: None,
-                }
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_heap_failure_above_a_free_is_a_double_free() {
-        // The shape of Windows 10's NT-heap termination on freeing a block that is not busy.
-        let f = frames(&[
-            "ntdll!RtlReportCriticalFailure",
-            "ntdll!RtlpHeapHandleError",
-            "ntdll!RtlpHpHeapHandleError",
-            "ntdll!RtlpLogHeapFailure",
-            "ntdll!RtlpFreeHeapInternal",
-            "ntdll!RtlFreeHeap",
-            "ucrtbase!_free_base",
-            "app!release_buffer",
-        ]);
-        assert_eq!(double_free_signs(Some(0xc0000374), &f), Some((Some(0), 4)));
-    }
-
-    #[test]
-    fn heap_corruption_with_a_free_on_the_stack_counts_without_failure_frames() {
-        let f = frames(&["ntdll!RtlpFreeHeap", "kernelbase!HeapFree", "app!main"]);
-        assert_eq!(double_free_signs(Some(0xc0000374), &f), Some((None, 0)));
-    }
-
-    #[test]
-    fn a_failure_on_an_allocation_or_a_fault_in_free_is_not_a_double_free() {
-        let alloc = frames(&[
-            "ntdll!RtlReportCriticalFailure",
-            "ntdll!RtlpLogHeapFailure",
-            "ntdll!RtlpAllocateHeapInternal",
-            "ntdll!RtlAllocateHeap",
-            "app!main",
-        ]);
-        assert_eq!(double_free_signs(Some(0xc0000374), &alloc), None);
-        let fault_in_free = frames(&["ntdll!RtlFreeHeap", "kernelbase!HeapFree", "app!main"]);
-        assert_eq!(double_free_signs(Some(0xc0000005), &fault_in_free), None);
+        vec![Finding::new(
+            self.pattern(),
+            Strength::Proven,
+            format!(
+                "block {:#x} was freed twice{}",
+                failure.address,
+                caller
+                    .map(|c| format!(" (the second time by {})", c.call_site()))
+                    .unwrap_or_default()
+            ),
+        )
+        .threads(exception_thread(ev))
+        .facts(facts)
+        .recommend(
+            "Find the earlier free of the same block: enable full page heap (gflags /p /enable \
+             app.exe /full) and user-mode stack traces (+ust) so the second free breaks with the \
+             first free's stack.",
+        )]
     }
 }

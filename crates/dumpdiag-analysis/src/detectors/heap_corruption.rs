@@ -42,8 +42,25 @@ impl Detector for HeapCorruption {
             Fact::Note(why.clone()),
             Fact::Note(format!("heap call made by {caller}")),
         ];
+        // The heap manager's own record names what it found and where.
+        let failure = super::heap_failure(ev);
+        if let Some(f) = &failure {
+            facts.insert(
+                0,
+                Fact::Memory {
+                    address: f.address,
+                    note: format!(
+                        "heap failure {} ({}) for block {:#x} of heap {:#x}",
+                        f.failure_type, f.name, f.address, f.heap
+                    ),
+                },
+            );
+        }
         facts.extend(top_frames(ev, 4));
-        vec![Finding::new(self.pattern(), strength, format!("heap metadata is corrupted: {why}"))
+        let what = failure
+            .map(|f| format!(" ({} at {:#x})", f.name, f.address))
+            .unwrap_or_default();
+        vec![Finding::new(self.pattern(), strength, format!("heap metadata is corrupted: {why}{what}"))
             .threads(exception_thread(ev))
             .facts(facts)
 

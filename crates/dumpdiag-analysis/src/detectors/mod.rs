@@ -224,9 +224,14 @@ pub(crate) fn wait_cycles<'e>(ev: &'e crate::Evidence) -> Vec<(Vec<u32>, Vec<&'e
     crate::waits::cycles(all)
         .into_iter()
         .map(|cycle| {
+            // Each thread's wait on the next thread of the cycle.
             let ws: Vec<&Wait> = cycle
                 .iter()
-                .filter_map(|t| all.iter().find(|w| w.thread == *t && w.blocker.is_some()))
+                .zip(cycle.iter().cycle().skip(1))
+                .filter_map(|(t, next)| {
+                    all.iter()
+                        .find(|w| w.thread == *t && w.blocker == Some(*next) && !w.any_of)
+                })
                 .collect();
             let only_cs = ws.iter().all(|w| w.object.is_critical_section());
             (cycle, ws, only_cs)
@@ -261,6 +266,19 @@ pub(crate) fn heap_manager_frame<'e>(ev: &'e crate::Evidence) -> Option<&'e crat
                 || (n.starts_with("Rtlp") || n.starts_with("RtlpHp")) && n.contains("Heap")
         })
     })
+}
+
+/// The heap manager's failure record STATUS_HEAP_CORRUPTION points to (its parameter 0), read
+/// in the faulting thread's bitness and validated by its size.
+pub(crate) fn heap_failure(ev: &crate::Evidence) -> Option<dumpdiag_os::heaps::HeapFailure> {
+    let e = ev.exception.as_ref()?;
+    if e.record.code != codes::HEAP_CORRUPTION {
+        return None;
+    }
+    let at = *e.record.parameters.first()?;
+    let ptr = ev.faulting_thread().map(|t| t.ptr()).unwrap_or(8);
+    let build = ev.target().facts().os_build;
+    dumpdiag_os::heaps::heap_failure(ev.target().memory(), at, ptr, build)
 }
 
 /// The PEB of the process's own bitness (the 32-bit one under WOW64) and its layout.

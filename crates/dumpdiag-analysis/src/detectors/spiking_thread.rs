@@ -1,48 +1,168 @@
-//! Spiking Thread: one thread with a disproportionate share of the process's CPU time.
+//! Spiking Thread: threads that consumed CPU out of proportion — measured against their own
+//! lifetime (the share of one core they used since they were created) and against the process.
+//!
+//! Windows charges a thread CPU only while it runs; a thread that waits accrues none. So a
+//! thread that used a large share of a core over its whole life was running most of that time.
+//! On a busy machine a spinner gets less than all of its wall time (threads of equal priority
+//! share the cores), which is why the bar is a quarter of a core, not most of one. A thread
+//! that used much CPU but is inside a wait now spent it earlier: that is said differently and
+//! at a lower confidence, since it is not spinning at the moment of the dump.
+//!
+//! Asked of dumps taken on purpose only: CPU is why someone dumps a process that spins, while a
+//! crash dump records the moment of a fault, when busy threads (a game's render loop, a build's
+//! compiler) are simply part of the program.
 
-use crate::{Detector, Evidence, Finding, Pattern, Strength};
+use crate::thread_facts::{top_frame_state, TopFrame};
+use crate::{silent, Detector, Evidence, Fact, Finding, Pattern, Strength, ThreadView};
 
 pub struct SpikingThread;
 
-/// At least this much CPU time (100 ns units: one second) and this share of the total.
-const MIN_CPU: u64 = 10_000_000;
-const MIN_SHARE: f64 = 0.5;
+/// FILETIME of the Unix epoch, in 100 ns units.
+const UNIX_EPOCH_FILETIME: u64 = 116_444_736_000_000_000;
+const TICKS_PER_SECOND: f64 = 10_000_000.0;
+/// The share of one core over its life above which a thread was running most of the time it
+/// could get: a waiting thread accrues close to none.
+const SPIN_UTILIZATION: f64 = 0.25;
+/// CPU time below which a share means little: Windows charges CPU in clock ticks of about
+/// 15.6 ms, so a quarter of a second is some sixteen ticks.
+const MIN_CPU_SECONDS: f64 = 0.25;
+
+struct Usage<'a> {
+    thread: &'a ThreadView,
+    cpu: f64,
+    age: f64,
+}
+
+impl Usage<'_> {
+    fn utilization(&self) -> f64 {
+        self.cpu / self.age.max(1.0)
+    }
+}
 
 impl Detector for SpikingThread {
     fn pattern(&self) -> Pattern {
         Pattern::SpikingThread
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let cpu: Vec<(usize, u64)> = ev
+        if !super::taken_on_purpose(ev) {
+            silent!("a crash dump: CPU use is not what it was taken for");
+        }
+        let facts = ev.target().facts();
+        // The dump time is in whole seconds: its end bounds every thread's life from above.
+        let dump_ft =
+            (facts.dump_time as u64 + 1) as f64 * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME as f64;
+        let process_start = facts
+            .process_create_time
+            .map(|s| s as f64 * TICKS_PER_SECOND + UNIX_EPOCH_FILETIME as f64);
+        let usage: Vec<Usage> = ev
             .threads
             .iter()
             .filter_map(|t| {
-                t.times
-                    .as_ref()
-                    .map(|x| (t.index, x.user_time.saturating_add(x.kernel_time)))
+                let x = t.times.as_ref()?;
+                let created = Some(x.create_time as f64)
+                    .filter(|&c| c > UNIX_EPOCH_FILETIME as f64)
+                    .or(process_start)?;
+                let cpu = x.user_time.saturating_add(x.kernel_time) as f64 / TICKS_PER_SECOND;
+                let age = (dump_ft - created) / TICKS_PER_SECOND;
+                (facts.dump_time != 0 && age > 0.0).then_some(Usage {
+                    thread: t,
+                    cpu,
+                    age,
+                })
             })
             .collect();
-        let total: u64 = cpu.iter().fold(0u64, |a, c| a.saturating_add(c.1));
-        let Some(&(index, top)) = cpu.iter().max_by_key(|c| c.1) else {
-            return Vec::new();
-        };
-        if top < MIN_CPU || (top as f64) < MIN_SHARE * total as f64 {
-            return Vec::new();
+        if usage.is_empty() {
+            silent!("no thread times (ThreadInfoList) or no dump time");
         }
-        let th = &ev.threads[index];
-        let mut evidence = vec![format!(
-            "thread {:x} used {:.2} s of CPU, {:.0}% of the process's",
-            th.id,
-            top as f64 / 1e7,
-            100.0 * top as f64 / total.max(1) as f64
-        )];
-        evidence.extend(th.frames.iter().take(4).map(|f| f.call_site()));
-        vec![Finding::new(
-            self.pattern(), Strength::Proven,
-            format!("thread {:x} is spinning in {}", th.id, th.frames.first().map(|f| f.call_site()).unwrap_or_default()),
-        )
-        .threads(vec![th.id])
-        .notes(evidence)
-        .recommend("Look at the loop in the thread's top frames; take a second dump later to confirm it is still there.")]
+        let total: f64 = usage.iter().map(|u| u.cpu).sum();
+        let heavy: Vec<&Usage> = usage
+            .iter()
+            .filter(|u| u.cpu >= MIN_CPU_SECONDS && u.utilization() >= SPIN_UTILIZATION)
+            .collect();
+        if heavy.is_empty() {
+            silent!("no thread used a quarter of a core over its life");
+        }
+        let (spinning, earlier): (Vec<&&Usage>, Vec<&&Usage>) = heavy
+            .iter()
+            .partition(|u| top_frame_state(ev, u.thread) != TopFrame::SystemCall);
+        let line = |u: &Usage| {
+            format!(
+                "thread {:x} used {:.2} s of CPU in its {:.1} s life ({:.0}% of one core), \
+                 {:.0}% of the process's CPU",
+                u.thread.id,
+                u.cpu,
+                u.age,
+                100.0 * u.utilization().min(1.0),
+                100.0 * u.cpu / total.max(f64::MIN_POSITIVE)
+            )
+        };
+        let mut out = Vec::new();
+        if !spinning.is_empty() {
+            let mut found = Finding::new(
+                self.pattern(),
+                Strength::Proven,
+                format!(
+                    "{} spinning in {}",
+                    if spinning.len() == 1 {
+                        format!("thread {:x} is", spinning[0].thread.id)
+                    } else {
+                        format!("{} threads are", spinning.len())
+                    },
+                    spinning
+                        .iter()
+                        .map(|u| u
+                            .thread
+                            .frames
+                            .first()
+                            .map(|f| f.call_site())
+                            .unwrap_or_default())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .threads(spinning.iter().map(|u| u.thread.id).collect())
+            .recommend(
+                "Look at the loop in the thread's top frames; take a second dump later to \
+                 confirm it is still there.",
+            );
+            for u in &spinning {
+                found = found
+                    .fact(Fact::Thread {
+                        id: u.thread.id,
+                        note: line(u),
+                    })
+                    .facts(Fact::frames(u.thread.id, &u.thread.frames, 4))
+                    .caveats_of_frames(&u.thread.frames[..u.thread.frames.len().min(2)]);
+            }
+            out.push(found);
+        }
+        if !earlier.is_empty() {
+            let mut found = Finding::new(
+                self.pattern(),
+                Strength::Possible,
+                format!(
+                    "{} used much CPU earlier but {} waiting now",
+                    if earlier.len() == 1 {
+                        format!("thread {:x}", earlier[0].thread.id)
+                    } else {
+                        format!("{} threads", earlier.len())
+                    },
+                    if earlier.len() == 1 { "is" } else { "are" }
+                ),
+            )
+            .threads(earlier.iter().map(|u| u.thread.id).collect())
+            .recommend(
+                "The CPU was spent before the dump: a burst of work or a spin that ended. Dumps \
+                 taken during the spike show where it goes.",
+            );
+            for u in &earlier {
+                found = found.fact(Fact::Thread {
+                    id: u.thread.id,
+                    note: line(u),
+                });
+            }
+            out.push(found);
+        }
+        out
     }
 }

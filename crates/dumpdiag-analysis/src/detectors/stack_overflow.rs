@@ -8,13 +8,26 @@ use dumpdiag_target::MemoryExt;
 
 pub struct StackOverflow;
 
-/// The shortest cycle of call sites repeating at the top of the stack: (cycle, repetitions).
-fn recursion(sites: &[String]) -> Option<(Vec<String>, usize)> {
-    for len in 1..=8.min(sites.len() / 2) {
-        let cycle = &sites[..len];
-        let reps = sites.chunks(len).take_while(|c| *c == cycle).count();
-        if reps >= 3 {
-            return Some((cycle.to_vec(), reps));
+/// Frames above the recursion that may sit on top of it: the stack probe that touched the guard
+/// page (`__chkstk`, `_alloca_probe`), the dispatcher and the functions the overflowing frame
+/// was calling when its stack ran out.
+const MAX_LEAD: usize = 16;
+/// The longest repeating cycle looked for (mutual recursion through several functions).
+const MAX_CYCLE: usize = 8;
+/// Repetitions that make a cycle a recursion rather than a coincidence.
+const MIN_REPEATS: usize = 3;
+
+/// The shortest cycle of call sites repeating at least three times, starting within the top
+/// frames: (first frame of the cycle, cycle, repetitions).
+fn recursion(sites: &[String]) -> Option<(usize, Vec<String>, usize)> {
+    for start in 0..MAX_LEAD.min(sites.len()) {
+        let rest = &sites[start..];
+        for len in 1..=MAX_CYCLE.min(rest.len() / MIN_REPEATS) {
+            let cycle = &rest[..len];
+            let reps = rest.chunks(len).take_while(|c| *c == cycle).count();
+            if reps >= MIN_REPEATS {
+                return Some((start, cycle.to_vec(), reps));
+            }
         }
     }
     None
@@ -38,7 +51,13 @@ impl Detector for StackOverflow {
             .collect();
         let mut evidence = Vec::new();
         let summary = match recursion(&sites) {
-            Some((cycle, reps)) => {
+            Some((start, cycle, reps)) => {
+                if start > 0 {
+                    evidence.push(format!(
+                        "above the recursion: {}",
+                        sites[..start].join(" <- ")
+                    ));
+                }
                 evidence.push(format!(
                     "recursion: {} repeats {reps}+ times at the top of the stack",
                     cycle.join(" -> ")
@@ -83,5 +102,46 @@ impl Detector for StackOverflow {
             .recommend(
                 "Bound the recursion (or make it iterative); a larger stack only moves the limit.",
             )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recursion_is_found_below_a_stack_probe_and_mutual_recursion_too() {
+        let s = sites(&[
+            "app!__chkstk",
+            "app!parse",
+            "app!parse",
+            "app!parse",
+            "app!parse",
+        ]);
+        assert_eq!(recursion(&s), Some((1, sites(&["app!parse"]), 4)));
+        let s = sites(&[
+            "ntdll!KiUserExceptionDispatcher",
+            "app!a",
+            "app!b",
+            "app!a",
+            "app!b",
+            "app!a",
+            "app!b",
+        ]);
+        assert_eq!(recursion(&s), Some((1, sites(&["app!a", "app!b"]), 3)));
+    }
+
+    #[test]
+    fn a_deep_stack_without_repetition_is_no_recursion() {
+        let s = sites(&[
+            "app!a", "app!b", "app!c", "app!a", "app!d", "app!e", "app!f",
+        ]);
+        assert_eq!(recursion(&s), None);
+        let twice = sites(&["app!a", "app!a", "app!main"]);
+        assert_eq!(recursion(&twice), None);
     }
 }

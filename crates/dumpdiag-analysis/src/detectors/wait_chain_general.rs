@@ -1,8 +1,12 @@
-//! Wait Chain (General): waits through kernel objects (held mutexes, events, threads).
+//! Wait Chain (General): waits followed through kernel objects and critical sections to where
+//! they end — a mutex's owner waiting for an event, a thread waiting for another thread that
+//! waits for a lock. Each chain is reported once, from the thread nobody waits for, with its
+//! end named (an event or semaphore nobody owns: the thread that should signal it decides).
+//! Chains made of critical sections only are Wait Chain (Critical Sections); chains that run
+//! into a cycle are the deadlock detectors'.
 
-use crate::waits::{cycles, Wait, WaitObject};
-use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
-use dumpdiag_os::handles::ObjectState;
+use crate::waits::{chains, ChainEnd};
+use crate::{silent, Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct WaitChainGeneral;
 
@@ -11,28 +15,35 @@ impl Detector for WaitChainGeneral {
         Pattern::WaitChainGeneral
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let all = ev.waits();
-        let in_cycle: Vec<u32> = cycles(all).concat();
-        let held_mutex = |w: &&Wait| matches!(&w.object, WaitObject::Handle { state: Some(ObjectState::Mutant { count, .. }), .. } if *count <= 0);
-        let links: Vec<&Wait> = all
-            .iter()
-            .filter(|w| !in_cycle.contains(&w.thread))
-            .filter(held_mutex)
-            .collect();
-        if links.is_empty() {
-            return Vec::new();
+        if !super::taken_on_purpose(ev) {
+            silent!("a crash dump: every thread was stopped by the crash");
         }
-        // Show every kernel-object wait of the process: the chain runs through them.
-        let kernel: Vec<&Wait> = all
-            .iter()
-            .filter(|w| !w.object.is_critical_section() && !in_cycle.contains(&w.thread))
+        let found: Vec<Finding> = chains(ev.waits())
+            .into_iter()
+            .filter(|c| c.links.len() >= 2 && c.end != ChainEnd::Cycle)
+            .filter(|c| c.links.iter().any(|w| !w.object.is_critical_section()))
+            .map(|c| {
+                let last = c.links[c.links.len() - 1];
+                let path: Vec<String> = c.links.iter().map(|w| w.describe()).collect();
+                let mut threads: Vec<u32> = c.links.iter().map(|w| w.thread).collect();
+                threads.dedup();
+                Finding::new(
+                    self.pattern(),
+                    Strength::Likely,
+                    format!("{}; {}", path.join(", whose owner "), c.end.describe(last)),
+                )
+                .threads(threads)
+                .facts(c.links.iter().map(|w| Fact::Wait((*w).clone())))
+                .notes([format!("the chain ends: {}", c.end.describe(last))])
+                .recommend(
+                    "The last thread of the chain decides the wait of all the others: find why it \
+                     does not release what it holds, or who should signal what it waits for.",
+                )
+            })
             .collect();
-        vec![Finding::new(
-            self.pattern(), Strength::Likely,
-            format!("thread {:x} waits for a held mutex; {} threads wait on kernel objects", links[0].thread, kernel.len()),
-        )
-        .threads(kernel.iter().map(|w| w.thread).collect())
-        .facts(kernel.iter().map(|w| Fact::Wait((*w).clone())))
-        .recommend("Find the mutex owner (the thread that acquired it and now waits on something else) and what it waits for.")]
+        if found.is_empty() {
+            silent!("no chain of two or more waits through kernel objects");
+        }
+        found
     }
 }
