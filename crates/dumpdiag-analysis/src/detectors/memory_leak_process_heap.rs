@@ -1,17 +1,24 @@
-//! Memory Leak (Process Heap): heap memory that dominates the process — a large committed total,
-//! concentrated in one heap that kept adding segments. Sized from the MemoryInfoList with the
-//! heaps found by their headers (dumpdiag_os::heaps, once for the session's address map); the process's VM counters back it up when
-//! the dump has them. One dump shows size, not growth: the finding says so. Block-size
-//! histograms need the heap walkers of a later stage.
+//! Memory Leak (Process Heap): heap memory that dominates the process — the heaps hold most of
+//! its private commit, one heap holds most of that, and that heap kept growing. An NT heap
+//! reserves its first segment when created and adds a new, larger one each time it outgrows
+//! what it has (RtlpExtendHeap), so a heap of several segments has outgrown its reservation
+//! again and again: growth a single dump can show. Sized from the memory map with the heaps
+//! found by their headers (dumpdiag_os::heaps); the process's VM counters back it up when the
+//! dump has them. Which block sizes and types dominate needs the heap walkers (the heap issue).
+//! One dump shows size, not a trend: a second dump confirms the leak.
 
-use crate::{Detector, Evidence, Finding, Pattern, Strength};
+use crate::{silent, Caveat, Detector, Evidence, Finding, Pattern, Strength};
 use dumpdiag_target::{MEM_COMMIT, MEM_PRIVATE};
 
 pub struct MemoryLeakProcessHeap;
 
-/// Heap commit worth reporting, and the share of the process's private commit it must hold.
-const MIN_HEAP_COMMIT: u64 = 32 << 20;
-const MIN_SHARE_OF_PRIVATE: f64 = 0.4;
+/// Segments of a heap that outgrew its reservation twice (the first and two added ones): the
+/// heap reached at least four times its initial size, each added segment at least doubling it.
+const GROWN_SEGMENTS: usize = 3;
+/// For heaps whose growth the segments do not show (segment heap, Wine's), commit past which
+/// no ordinary heap of a process that is not a database or a cache goes: a quarter of a 32-bit
+/// process's 2 GB would be far beyond; 64 MB is a heap that kept taking memory.
+const LARGE_HEAP: u64 = 64 << 20;
 
 fn mb(v: u64) -> String {
     format!("{:.1} MB", v as f64 / (1 << 20) as f64)
@@ -24,7 +31,7 @@ impl Detector for MemoryLeakProcessHeap {
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let t = ev.target();
         if t.regions().is_empty() {
-            return Vec::new();
+            silent!("no memory map (MemoryInfoList): heap sizes unknown");
         }
         let map = ev.address_map();
         let heaps = &map.heaps;
@@ -37,11 +44,19 @@ impl Detector for MemoryLeakProcessHeap {
             .filter(|r| r.state == MEM_COMMIT && r.kind == MEM_PRIVATE)
             .fold(0u64, |a, r| a.saturating_add(r.size));
         let Some(top) = heaps.iter().max_by_key(|h| h.committed()) else {
-            return Vec::new();
+            silent!("no heap found");
         };
         let share = heap_commit as f64 / private_commit.max(1) as f64;
-        if heap_commit < MIN_HEAP_COMMIT || share < MIN_SHARE_OF_PRIVATE {
-            return Vec::new();
+        let top_share = top.committed() as f64 / heap_commit.max(1) as f64;
+        let grown = top.segments.len() >= GROWN_SEGMENTS;
+        if share < 0.5 || top_share < 0.5 || !(grown || top.committed() >= LARGE_HEAP) {
+            silent!(
+                "heaps hold {:.0}% of private commit, the largest {:.0}% of the heaps with {} \
+                 segment(s): no heap dominates and grew",
+                share * 100.0,
+                top_share * 100.0,
+                top.segments.len()
+            );
         }
         let mut evidence = vec![format!(
             "heaps commit {} of the process's {} private commit ({:.0}%)",
@@ -81,10 +96,22 @@ impl Detector for MemoryLeakProcessHeap {
             ));
         }
         vec![Finding::new(
-            self.pattern(), Strength::Likely,
-            format!("heap {:#x} holds {} ({:.0}% of all heap commit)", top.base, mb(top.committed()), 100.0 * top.committed() as f64 / heap_commit as f64),
+            self.pattern(),
+            Strength::Proven,
+            format!(
+                "heap {:#x} holds {} ({:.0}% of all heap commit, {:.0}% of private commit)",
+                top.base,
+                mb(top.committed()),
+                100.0 * top_share,
+                100.0 * top.committed() as f64 / private_commit.max(1) as f64
+            ),
         )
+        .caveat(Caveat::SingleDump)
         .notes(evidence)
-        .recommend("Take a second dump later: heap commit that keeps growing is a leak. Then find the allocating code (UMDH or heap stack traces with gflags +ust, or the size histogram of !heap -stat -h).")]
+        .recommend(
+            "Take a second dump later: heap commit that keeps growing is a leak. Then find the \
+             allocating code (UMDH or heap stack traces with gflags +ust, or the size histogram \
+             of !heap -stat -h).",
+        )]
     }
 }
