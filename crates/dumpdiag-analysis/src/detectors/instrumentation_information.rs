@@ -131,8 +131,8 @@ mod tests {
 
     #[test]
     fn a_wow64_process_is_read_from_its_own_32_bit_peb() {
-        // Page heap set for the 32-bit process: its PEB32 holds the flag; the PEB64 the
-        // 64-bit layer uses is cleared here, so only a read of the PEB32 finds it.
+        // Page heap set for the 32-bit process: its PEB32 holds the flag; the PEB64's
+        // NtGlobalFlag (_PEB x64 +0xbc) is cleared here, so only a read of the PEB32 finds it.
         let mut p = process(Process::wow64(), FLG_HEAP_PAGE_ALLOCS, &[]);
         let peb64 = p.wow64_layer().unwrap().peb64;
         p.write_u32(peb64 + 0xbc, 0);
@@ -141,7 +141,8 @@ mod tests {
             found[0].evidence(),
             ["NtGlobalFlag 0x2000000: FLG_HEAP_PAGE_ALLOCS (page heap)"]
         );
-        // And the other way round: the flag in the PEB64 only is not the process's.
+        // And the other way round (_PEB x86 NtGlobalFlag, +0x68, cleared): the flag in the
+        // PEB64 only is not the 32-bit process's.
         let mut p = process(Process::wow64(), FLG_HEAP_PAGE_ALLOCS, &[]);
         let peb32 = p.peb();
         p.write_u32(peb32 + 0x68, 0);
