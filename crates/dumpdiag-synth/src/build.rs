@@ -27,7 +27,7 @@ const ENTRY_POINTS: &[&str] = &[
 
 /// Writes collected before the blocks they land in exist.
 #[derive(Default)]
-struct Writes(Vec<(u64, Vec<u8>)>);
+pub(crate) struct Writes(Vec<(u64, Vec<u8>)>);
 
 impl Writes {
     fn bytes(&mut self, addr: u64, b: Vec<u8>) {
@@ -128,10 +128,11 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
     let mut regions: Vec<RegionInfo> = p.regions.clone();
     let mut modules = Vec::new();
     let mut symbol_files = Vec::new();
-    // (entry point, SizeOfImage) of each module, for its loader entry.
-    let mut images = Vec::new();
+    // (entry point, SizeOfImage) of each module by its index, for its loader entry.
+    let mut images = vec![(0, 0); p.modules.len()];
 
-    for m in &p.modules {
+    for &index in &p.module_order() {
+        let m = &p.modules[index];
         let cv = codeview_of(m);
         let entry = m
             .functions
@@ -140,7 +141,8 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
             .map(|f| f.rva)
             .unwrap_or(0);
         let image = pe::build(&ImageInput {
-            x64,
+            // Each image of its own machine: a WOW64 process has 32-bit and 64-bit ones.
+            x64: m.x64,
             base: m.base,
             dll: !m.spec.is_exe(),
             file_name: m.spec.file_name(),
@@ -191,9 +193,9 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
             blocks.push((m.base, image.bytes));
         }
         let entry_point = if entry == 0 { 0 } else { m.base + entry as u64 };
-        images.push((entry_point, size));
+        images[index] = (entry_point, size);
         if let (Some((guid, age, pdb)), true) = (&cv, m.spec.symbols) {
-            symbol_files.push(SymbolFile::new(m, *guid, *age, pdb, x64, size));
+            symbol_files.push(SymbolFile::new(m, *guid, *age, pdb, m.x64, size));
         }
         modules.push(ModuleRecord {
             base: m.base,
@@ -228,73 +230,27 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
     // allocates them.
     let mut heaps = p.heaps.clone();
     let mut w = Writes::default();
-    let ldr = write_loader_data(p, &mut heaps[0], &images, &mut w);
-    let params = write_process_parameters(p, &mut heaps[0], &mut w);
+    // The process's own loader lists its modules of its own bitness (a WOW64 process's 32-bit
+    // loader does not list the 64-bit layer).
+    let ldr = write_loader_data(p, &l, |m| m.x64 == x64, &mut heaps[0], &images, &mut w);
+    let params = write_process_parameters(p, &l, &mut heaps[0], &mut w);
     let heap_array = heaps[0].alloc(16 * l.ptr, &l);
     for (i, h) in p.heaps.iter().enumerate() {
         w.ptr(heap_array + i as u64 * l.ptr, h.base, &l);
     }
     for h in &heaps {
-        blocks.push((h.base, vec![0; h.commit as usize]));
-        regions.push(region(
-            h.base,
-            h.commit,
-            h.base,
-            PAGE_READWRITE,
-            MEM_COMMIT,
-            PAGE_READWRITE,
-            MEM_PRIVATE,
-        ));
-        if h.reserve > h.commit {
-            regions.push(region(
-                h.base + h.commit,
-                h.reserve - h.commit,
-                h.base,
-                PAGE_READWRITE,
-                MEM_RESERVE,
-                0,
-                MEM_PRIVATE,
-            ));
-        }
-        // _HEAP_SEGMENT: its signature and owner, the range it covers.
-        w.u32(h.base + l.heap_segment_signature, 0xffee_ffee);
-        w.u32(h.base + l.heap_segment_flags, 2);
-        w.ptr(h.base + l.heap_heap, h.base, &l);
-        w.ptr(h.base + l.heap_base_address, h.base, &l);
-        w.u32(h.base + l.heap_number_of_pages, (h.reserve / PAGE) as u32);
-        w.ptr(h.base + l.heap_first_entry, h.base + l.heap_header_size, &l);
-        w.ptr(h.base + l.heap_last_valid_entry, h.base + h.reserve, &l);
+        place_heap(h, &l, &mut blocks, &mut regions, &mut w);
     }
 
-    // _PEB (offsets in layout.rs): the flags bytes (BeingDebugged at 2), Mutant, the image,
-    // loader data, parameters and heaps, NtGlobalFlag, the OS version fields, SessionId.
-    let peb = p.peb;
-    blocks.push((peb, vec![0; l.peb_size as usize]));
-    regions.push(private_rw(peb, align(l.peb_size, PAGE)));
-    let image_base = p
-        .modules
-        .iter()
-        .find(|m| m.spec.is_exe())
-        .or(p.modules.first())
-        .map(|m| m.base)
-        .unwrap_or(0);
+    let peb = Peb {
+        at: p.peb,
+        ldr,
+        params,
+        heaps: heaps.iter().map(|h| h.base).collect(),
+        heap_array,
+    };
+    write_peb(p, &l, &peb, &mut blocks, &mut regions, &mut w);
     let s = &p.system;
-    w.bytes(peb + 2, vec![s.being_debugged as u8]);
-    w.ptr(peb + l.peb_mutant, u64::MAX, &l);
-    w.ptr(peb + l.peb_image_base, image_base, &l);
-    w.ptr(peb + l.peb_ldr, ldr, &l);
-    w.ptr(peb + l.peb_process_parameters, params, &l);
-    w.ptr(peb + l.peb_process_heap, heaps[0].base, &l);
-    w.u32(peb + l.peb_number_of_processors, s.processor_count as u32);
-    w.u32(peb + l.peb_nt_global_flag, s.nt_global_flag);
-    w.u32(peb + l.peb_number_of_heaps, heaps.len() as u32);
-    w.u32(peb + l.peb_number_of_heaps + 4, 16);
-    w.ptr(peb + l.peb_process_heaps, heap_array, &l);
-    w.u32(peb + l.peb_os_major, s.os_major);
-    w.u32(peb + l.peb_os_major + 4, s.os_minor);
-    w.u16(peb + l.peb_os_major + 8, s.os_build as u16);
-    w.u32(peb + l.peb_os_major + 12, s.platform_id);
-    w.u32(peb + l.peb_session_id, s.session_id);
 
     // Threads: TEB, stack, the chain's words, then the test's.
     let mut thread_words = Writes::default();
@@ -316,7 +272,7 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
         w.ptr(at(l.teb_self), t.teb, &l);
         w.ptr(at(l.teb_client_id), s.process_id as u64, &l);
         w.ptr(at(l.teb_client_id + l.ptr), t.id as u64, &l);
-        w.ptr(at(l.teb_peb), peb, &l);
+        w.ptr(at(l.teb_peb), peb.at, &l);
         w.u32(at(l.teb_last_error), t.last_error);
         w.u32(at(l.teb_owned_cs), t.owned_critical_sections);
         w.u32(at(l.teb_last_status), t.last_status);
@@ -324,45 +280,22 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
         for &(slot, v) in &t.tls {
             w.ptr(at(l.teb_tls_slots + slot as u64 * l.ptr), v, &l);
         }
-        // The stack: reserved, a guard page, then the committed (captured) part.
-        let committed = t.stack_base - t.stack_limit;
-        blocks.push((t.stack_limit, vec![0; committed as usize]));
-        let guard = t.stack_limit - PAGE;
-        if guard > t.deallocation_stack {
-            regions.push(region(
-                t.deallocation_stack,
-                guard - t.deallocation_stack,
-                t.deallocation_stack,
-                PAGE_READWRITE,
-                MEM_RESERVE,
-                0,
-                MEM_PRIVATE,
-            ));
-        }
-        regions.push(region(
-            guard,
-            PAGE,
+        place_stack(
             t.deallocation_stack,
-            PAGE_READWRITE,
-            MEM_COMMIT,
-            PAGE_READWRITE | PAGE_GUARD,
-            MEM_PRIVATE,
-        ));
-        regions.push(region(
             t.stack_limit,
-            committed,
-            t.deallocation_stack,
-            PAGE_READWRITE,
-            MEM_COMMIT,
-            PAGE_READWRITE,
-            MEM_PRIVATE,
-        ));
+            t.stack_base,
+            &mut blocks,
+            &mut regions,
+        );
         for (a, b) in t.frame_words() {
             thread_words.bytes(a, b);
         }
         for (a, b) in &t.writes {
             thread_words.bytes(*a, b.clone());
         }
+    }
+    if let Some(layer) = &p.wow64 {
+        write_wow64(p, layer, &images, &mut blocks, &mut regions, &mut w);
     }
     for &(base, size, protect) in &p.allocs {
         blocks.push((base, vec![0; size as usize]));
@@ -400,19 +333,38 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
         store(&mut blocks, *a, b);
     }
 
-    let arch = s.arch;
+    // The dump's machine: a 64-bit writer's dump of a WOW64 process is an x64 dump.
+    let arch = if p.wow64.is_some() {
+        Arch::Amd64
+    } else {
+        s.arch
+    };
     let mut threads = Vec::new();
     let mut contexts = Vec::new();
     for t in &p.threads {
-        let ctx = t.context().context_bytes(arch);
+        // A WOW64 thread's record names its TEB64, its 64-bit stack and its AMD64 context.
+        let (ctx, teb, stack_start, stack_base) = match &t.wow64 {
+            Some(w) => (
+                w.native_registers(t).context_bytes(arch),
+                w.teb64,
+                w.stack_limit,
+                w.stack_base,
+            ),
+            None => (
+                t.context().context_bytes(arch),
+                t.teb,
+                t.stack_limit,
+                t.stack_base,
+            ),
+        };
         threads.push(ThreadRecord {
             id: t.id,
             suspend_count: t.suspend_count,
             priority_class: t.priority_class,
             priority: t.priority,
-            teb: t.teb,
-            stack_start: t.stack_limit,
-            stack_size: t.stack_base - t.stack_limit,
+            teb,
+            stack_start,
+            stack_size: stack_base - stack_start,
             context_size: ctx.len() as u32,
             name: t.name.clone().filter(|n| !n.is_empty()),
             info: Some(t.times.clone()),
@@ -426,6 +378,12 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
                 ExceptionContext::Thread => p.thread_ref(e.thread).context(),
                 ExceptionContext::Frame(n) => p.thread_ref(e.thread).frame_context(*n),
                 ExceptionContext::Registers(r) => r.clone(),
+            };
+            // Under WOW64 the stored context is an AMD64 one: a fault in 32-bit code keeps its
+            // x86 registers there with the code selector 0x23.
+            let regs = match p.wow64 {
+                Some(_) => crate::wow64::x86_as_native(&regs),
+                None => regs,
             };
             let ip = regs
                 .get(crate::context::ip_sp_fp(arch)[0])
@@ -514,22 +472,227 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
     }
 }
 
+/// A heap's committed (captured) and reserved memory and its _HEAP_SEGMENT header in the
+/// layout `l`.
+fn place_heap(
+    h: &HeapData,
+    l: &Layout,
+    blocks: &mut Vec<(u64, Vec<u8>)>,
+    regions: &mut Vec<RegionInfo>,
+    w: &mut Writes,
+) {
+    blocks.push((h.base, vec![0; h.commit as usize]));
+    regions.push(region(
+        h.base,
+        h.commit,
+        h.base,
+        PAGE_READWRITE,
+        MEM_COMMIT,
+        PAGE_READWRITE,
+        MEM_PRIVATE,
+    ));
+    if h.reserve > h.commit {
+        regions.push(region(
+            h.base + h.commit,
+            h.reserve - h.commit,
+            h.base,
+            PAGE_READWRITE,
+            MEM_RESERVE,
+            0,
+            MEM_PRIVATE,
+        ));
+    }
+    // _HEAP_SEGMENT: its signature and owner, the range it covers.
+    w.u32(h.base + l.heap_segment_signature, 0xffee_ffee);
+    w.u32(h.base + l.heap_segment_flags, 2);
+    w.ptr(h.base + l.heap_heap, h.base, l);
+    w.ptr(h.base + l.heap_base_address, h.base, l);
+    w.u32(h.base + l.heap_number_of_pages, (h.reserve / PAGE) as u32);
+    w.ptr(h.base + l.heap_first_entry, h.base + l.heap_header_size, l);
+    w.ptr(h.base + l.heap_last_valid_entry, h.base + h.reserve, l);
+}
+
+/// Where a PEB and what it points to are.
+struct Peb {
+    at: u64,
+    ldr: u64,
+    params: u64,
+    /// The process heap first.
+    heaps: Vec<u64>,
+    /// The ProcessHeaps array.
+    heap_array: u64,
+}
+
+/// _PEB (offsets in layout.rs) in the layout `l`: the flags bytes (BeingDebugged at 2),
+/// Mutant, the image, loader data, parameters and heaps, NtGlobalFlag, the OS version fields,
+/// SessionId.
+fn write_peb(
+    p: &Process,
+    l: &Layout,
+    peb: &Peb,
+    blocks: &mut Vec<(u64, Vec<u8>)>,
+    regions: &mut Vec<RegionInfo>,
+    w: &mut Writes,
+) {
+    let at = peb.at;
+    blocks.push((at, vec![0; l.peb_size as usize]));
+    regions.push(private_rw(at, align(l.peb_size, PAGE)));
+    let image_base = p
+        .modules
+        .iter()
+        .find(|m| m.spec.is_exe())
+        .or(p.modules.first())
+        .map(|m| m.base)
+        .unwrap_or(0);
+    let s = &p.system;
+    w.bytes(at + 2, vec![s.being_debugged as u8]);
+    w.ptr(at + l.peb_mutant, u64::MAX, l);
+    w.ptr(at + l.peb_image_base, image_base, l);
+    w.ptr(at + l.peb_ldr, peb.ldr, l);
+    w.ptr(at + l.peb_process_parameters, peb.params, l);
+    w.ptr(at + l.peb_process_heap, peb.heaps[0], l);
+    w.u32(at + l.peb_number_of_processors, s.processor_count as u32);
+    w.u32(at + l.peb_nt_global_flag, s.nt_global_flag);
+    w.u32(at + l.peb_number_of_heaps, peb.heaps.len() as u32);
+    w.u32(at + l.peb_number_of_heaps + 4, 16);
+    w.ptr(at + l.peb_process_heaps, peb.heap_array, l);
+    w.u32(at + l.peb_os_major, s.os_major);
+    w.u32(at + l.peb_os_major + 4, s.os_minor);
+    w.u16(at + l.peb_os_major + 8, s.os_build as u16);
+    w.u32(at + l.peb_os_major + 12, s.platform_id);
+    w.u32(at + l.peb_session_id, s.session_id);
+}
+
+/// A thread's stack: reserved, a guard page, then the committed (captured) part.
+fn place_stack(
+    deallocation_stack: u64,
+    stack_limit: u64,
+    stack_base: u64,
+    blocks: &mut Vec<(u64, Vec<u8>)>,
+    regions: &mut Vec<RegionInfo>,
+) {
+    let committed = stack_base - stack_limit;
+    blocks.push((stack_limit, vec![0; committed as usize]));
+    let guard = stack_limit - PAGE;
+    if guard > deallocation_stack {
+        regions.push(region(
+            deallocation_stack,
+            guard - deallocation_stack,
+            deallocation_stack,
+            PAGE_READWRITE,
+            MEM_RESERVE,
+            0,
+            MEM_PRIVATE,
+        ));
+    }
+    regions.push(region(
+        guard,
+        PAGE,
+        deallocation_stack,
+        PAGE_READWRITE,
+        MEM_COMMIT,
+        PAGE_READWRITE | PAGE_GUARD,
+        MEM_PRIVATE,
+    ));
+    regions.push(region(
+        stack_limit,
+        committed,
+        deallocation_stack,
+        PAGE_READWRITE,
+        MEM_COMMIT,
+        PAGE_READWRITE,
+        MEM_PRIVATE,
+    ));
+}
+
+/// The 64-bit side of a WOW64 process (see `crate::wow64`): the PEB64 with its loader data
+/// (the image and the 64-bit modules), process parameters and process heap, all in x64
+/// layouts; and each thread's TEB64, 64-bit stack with its chain, and WOW64_CPURESERVED.
+fn write_wow64(
+    p: &Process,
+    layer: &crate::wow64::Wow64Layer,
+    images: &[(u64, u32)],
+    blocks: &mut Vec<(u64, Vec<u8>)>,
+    regions: &mut Vec<RegionInfo>,
+    w: &mut Writes,
+) {
+    let l = crate::layout::X64;
+    let mut heap = layer.heap.clone();
+    // The 64-bit loader lists the image too: ntdll (64-bit) maps it before WOW64 starts.
+    let ldr = write_loader_data(p, &l, |m| m.x64 || m.spec.is_exe(), &mut heap, images, w);
+    let params = write_process_parameters(p, &l, &mut heap, w);
+    let heap_array = heap.alloc(16 * l.ptr, &l);
+    w.ptr(heap_array, heap.base, &l);
+    place_heap(&heap, &l, blocks, regions, w);
+    let peb = Peb {
+        at: layer.peb64,
+        ldr,
+        params,
+        heaps: vec![heap.base],
+        heap_array,
+    };
+    write_peb(p, &l, &peb, blocks, regions, w);
+    let s = &p.system;
+    for t in &p.threads {
+        let Some(x) = &t.wow64 else {
+            continue;
+        };
+        // _TEB (x64 offsets in layout.rs). NtTib.ExceptionList holds the TEB32's address: a
+        // 64-bit thread never uses SEH frames there, and Wow64 keeps the pointer in it.
+        blocks.push((x.teb64, vec![0; l.teb_size as usize]));
+        regions.push(private_rw(x.teb64, l.teb_size));
+        let at = |o: u64| x.teb64 + o;
+        w.ptr(at(l.teb_exception_list), t.teb, &l);
+        w.ptr(at(l.teb_stack_base), x.stack_base, &l);
+        w.ptr(at(l.teb_stack_limit), x.stack_limit, &l);
+        w.ptr(at(l.teb_fiber_data), 0x1e00, &l);
+        w.ptr(at(l.teb_self), x.teb64, &l);
+        w.ptr(at(l.teb_client_id), s.process_id as u64, &l);
+        w.ptr(at(l.teb_client_id + l.ptr), t.id as u64, &l);
+        w.ptr(at(l.teb_peb), layer.peb64, &l);
+        w.ptr(at(l.teb_deallocation_stack), x.deallocation_stack, &l);
+        // TlsSlots[1] is WOW64_TLS_CPURESERVED: WOW64_CPURESERVED { USHORT Flags; USHORT
+        // Machine; } with the guest's CONTEXT right after it.
+        w.ptr(at(l.teb_tls_slots + 8), x.cpu_reserved, &l);
+        place_stack(
+            x.deallocation_stack,
+            x.stack_limit,
+            x.stack_base,
+            blocks,
+            regions,
+        );
+        for (a, b) in crate::stack::Thread::chain_words(&x.frames, l.ptr) {
+            w.bytes(a, b);
+        }
+        w.u16(x.cpu_reserved, 0);
+        w.u16(x.cpu_reserved + 2, crate::wow64::MACHINE_I386);
+        let saved = crate::wow64::Wow64Thread::x86_registers(t).context_bytes(Arch::X86);
+        w.bytes(x.cpu_reserved + 4, saved);
+    }
+}
+
 /// PEB_LDR_DATA and one LDR_DATA_TABLE_ENTRY per module (with its FullDllName and
 /// BaseDllName), linked in load order and memory order (every module, in declaration order)
 /// and in initialization order (the DLLs: the image itself is not initialized by the loader).
 /// Returns the PEB_LDR_DATA address.
-fn write_loader_data(
+pub(crate) fn write_loader_data(
     p: &Process,
+    l: &Layout,
+    include: impl Fn(&ModuleData) -> bool,
     heap: &mut HeapData,
     images: &[(u64, u32)],
     w: &mut Writes,
 ) -> u64 {
-    let l = p.layout;
+    let l = *l;
     let ldr = heap.alloc(l.ldr_size, &l);
     w.u32(ldr, l.ldr_size as u32); // Length
     w.bytes(ldr + 4, vec![1]); // Initialized
     let mut entries = Vec::new();
-    for (m, &(entry_point, size)) in p.modules.iter().zip(images) {
+    for index in p.module_order() {
+        let (m, (entry_point, size)) = (&p.modules[index], images[index]);
+        if !include(m) {
+            continue;
+        }
         let e = heap.alloc(l.entry_size, &l);
         w.ptr(e + l.entry_dll_base, m.base, &l);
         w.ptr(e + l.entry_entry_point, entry_point, &l);
@@ -558,8 +721,13 @@ fn write_loader_data(
 
 /// RTL_USER_PROCESS_PARAMETERS, normalized (its strings hold addresses), with the environment
 /// block. Returns its address.
-fn write_process_parameters(p: &Process, heap: &mut HeapData, w: &mut Writes) -> u64 {
-    let l = p.layout;
+pub(crate) fn write_process_parameters(
+    p: &Process,
+    l: &Layout,
+    heap: &mut HeapData,
+    w: &mut Writes,
+) -> u64 {
+    let l = *l;
     let at = heap.alloc(l.params_size, &l);
     w.u32(at, l.params_size as u32); // MaximumLength
     w.u32(at + 4, l.params_size as u32); // Length

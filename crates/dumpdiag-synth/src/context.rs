@@ -110,6 +110,19 @@ impl Registers {
                             c.eflags = *v as u32;
                             continue;
                         }
+                        // Segment selectors: a WOW64 thread caught in 32-bit code has cs 0x23.
+                        "cs" | "ds" | "es" | "fs" | "gs" | "ss" => {
+                            let selector = match name.as_str() {
+                                "cs" => &mut c.cs,
+                                "ds" => &mut c.ds,
+                                "es" => &mut c.es,
+                                "fs" => &mut c.fs,
+                                "gs" => &mut c.gs,
+                                _ => &mut c.ss,
+                            };
+                            *selector = *v as u16;
+                            continue;
+                        }
                         other => panic!("{other} is not an x64 register"),
                     };
                     *field = *v;

@@ -18,7 +18,10 @@
 //! - stacks are laid out from call chains with return addresses where the unwind data or the
 //!   EBP chain says they are ([`stack`]);
 //! - TEB, PEB, loader lists, process parameters, heap headers and critical sections use the
-//!   Windows layouts of the process's bitness ([`layout`]).
+//!   Windows layouts of the process's bitness ([`layout`]);
+//! - a 32-bit process under WOW64 ([`Process::wow64`]) is dumped as 64-bit Windows dumps it:
+//!   the 64-bit layer's modules, a TEB64 before every TEB32, the saved x86 contexts, AMD64
+//!   thread contexts ([`wow64`]).
 //!
 //! ```
 //! use dumpdiag_synth::{Process, Module, Function};
@@ -50,6 +53,7 @@ pub mod process;
 pub mod stack;
 pub mod symbols;
 mod target;
+pub mod wow64;
 
 pub use code::Shape;
 pub use context::Registers;
@@ -63,3 +67,4 @@ pub use process::{
 pub use stack::{At, Chain, Frame, Func, Thread};
 pub use symbols::{SymbolFile, SymbolStore};
 pub use target::SynthTarget;
+pub use wow64::{Wow64Layer, Wow64Thread};

@@ -32,7 +32,8 @@ pub const PAGE_GUARD: u32 = 0x100;
 /// Facts about the machine, the OS and the dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct System {
-    /// `Arch::Amd64` or `Arch::X86` (the process's own machine: no WOW64).
+    /// `Arch::Amd64` or `Arch::X86`: the process's own machine (X86 for a WOW64 process,
+    /// whose dump is nevertheless an x64 one: see [`Process::wow64`]).
     pub arch: Arch,
     pub os_major: u32,
     pub os_minor: u32,
@@ -401,6 +402,9 @@ pub(crate) struct ModuleData {
     pub globals: Vec<(String, u32, bool)>,
     pub text_used: u32,
     pub data_used: u32,
+    /// Is the image 64-bit? The process's own bitness, except for the 64-bit modules of a
+    /// WOW64 process's layer ([`Process::native_module`]).
+    pub x64: bool,
 }
 
 /// Next free addresses of each area of the address space.
@@ -412,6 +416,8 @@ pub(crate) struct Areas {
     pub teb: u64,
     pub stack: u64,
     pub heap: u64,
+    /// Next base of a 64-bit module of a WOW64 process's layer.
+    pub native_dll: u64,
 }
 
 /// A process under construction.
@@ -442,6 +448,8 @@ pub struct Process {
     pub(crate) unloaded: Vec<UnloadedModuleRecord>,
     pub(crate) areas: Areas,
     pub(crate) peb: u64,
+    /// The 64-bit layer of a WOW64 process ([`Process::wow64`]); None for a native process.
+    pub(crate) wow64: Option<crate::wow64::Wow64Layer>,
 }
 
 impl Process {
@@ -465,6 +473,7 @@ impl Process {
                 teb: 0x0000_00c5_e3a0_0000,
                 stack: 0x0000_00c5_e3c0_0000,
                 heap: 0x0000_0204_a4e0_0000,
+                native_dll: 0x7ff8_1000_0000,
             }
         } else {
             Areas {
@@ -474,6 +483,8 @@ impl Process {
                 teb: 0x0030_0000,
                 stack: 0x0100_0000,
                 heap: 0x0300_0000,
+                // WOW64's own 64-bit DLLs load high, above the 32-bit address space.
+                native_dll: 0x7ffd_1000_0000,
             }
         };
         let dump_time = 0x6600_0000;
@@ -534,6 +545,7 @@ impl Process {
             unloaded: Vec::new(),
             peb: areas.teb,
             areas,
+            wow64: None,
         };
         p.areas.teb += layout.peb_size.max(PAGE);
         p.heap(0x10_0000, 0x1_0000);
@@ -563,10 +575,22 @@ impl Process {
 
     /// Declare a module; returns its index and load address.
     pub fn module(&mut self, spec: Module) -> ModuleId {
+        let x64 = self.x64();
+        self.declare_module(spec, x64)
+    }
+
+    /// Declare a module of the given bitness (see [`Process::module`]).
+    pub(crate) fn declare_module(&mut self, spec: Module, x64: bool) -> ModuleId {
         let text_size = align(spec.text_size as u64, PAGE) as u32;
         let data_size = align(spec.data_size.max(1) as u64, PAGE) as u32;
         let base = match spec.base {
             Some(b) => b,
+            // A 64-bit module in a 32-bit process: WOW64's layer, loaded high.
+            None if x64 != self.x64() => {
+                let b = self.areas.native_dll;
+                self.areas.native_dll += 0x100_0000;
+                b
+            }
             None if spec.is_exe() => {
                 let b = self.areas.exe;
                 self.areas.exe += self.areas.dll_stride;
@@ -601,6 +625,7 @@ impl Process {
             globals: Vec::new(),
             text_used: 0,
             data_used: 0,
+            x64,
         });
         ModuleId {
             index: self.modules.len() - 1,
@@ -615,7 +640,8 @@ impl Process {
 
     /// A function as `spec` describes it; returns its handle.
     pub fn add_function(&mut self, module: ModuleId, spec: Function) -> Func {
-        let x64 = self.x64();
+        // The code of the module's machine (a WOW64 process has modules of both).
+        let x64 = self.modules[module.index].x64;
         let shape = if let Some(nr) = spec.syscall {
             Shape::Syscall(nr)
         } else if spec.leaf {
@@ -713,6 +739,12 @@ impl Process {
     pub fn thread(&mut self, id: u32, chain: impl Into<Chain>) -> &mut Thread {
         let chain = chain.into();
         let l = self.layout;
+        // Under WOW64 the thread's TEB64 (two pages) comes first and its own TEB32 follows
+        // 0x2000 above it, where Wow64 places it.
+        let teb64 = self.wow64.is_some().then_some(self.areas.teb);
+        if teb64.is_some() {
+            self.areas.teb += crate::layout::X64.teb_size;
+        }
         let teb = self.areas.teb;
         self.areas.teb += l.teb_size;
         let deallocation_stack = self.areas.stack;
@@ -770,7 +802,11 @@ impl Process {
             writes: Vec::new(),
             below: frames[0].sp,
             frames,
+            wow64: None,
         });
+        if let Some(teb64) = teb64 {
+            self.attach_wow64_thread(teb64);
+        }
         self.threads.last_mut().expect("just pushed")
     }
 
@@ -912,7 +948,9 @@ impl Process {
     /// A handle to thread `id` of this process (type Thread, with its THREAD_BASIC_INFORMATION:
     /// running, its TEB and client id); returns its value.
     pub fn thread_handle(&mut self, id: u32) -> u64 {
-        let teb = self.thread_ref(id).teb;
+        // A 64-bit dumper's query of a WOW64 thread answers its TEB64.
+        let t = self.thread_ref(id);
+        let teb = t.wow64.as_ref().map_or(t.teb, |w| w.teb64);
         let pid = self.system.process_id as u64;
         self.handle(Handle::new("Thread").info(ObjectInfo::Thread {
             exit_status: 0x103,

@@ -208,6 +208,9 @@ pub struct Thread {
     pub(crate) writes: Vec<(u64, Vec<u8>)>,
     /// Lowest address handed out below the stack pointer so far.
     pub(crate) below: u64,
+    /// The 64-bit side of a thread of a WOW64 process (None in a native process): `teb`,
+    /// the stack and the frames above are then the thread's 32-bit ones.
+    pub wow64: Option<crate::wow64::Wow64Thread>,
 }
 
 impl Thread {
@@ -258,12 +261,18 @@ impl Thread {
 
     /// The words the chain puts on the stack: return addresses and saved frame pointers.
     pub(crate) fn frame_words(&self) -> Vec<(u64, Vec<u8>)> {
+        Thread::chain_words(&self.frames, self.ptr)
+    }
+
+    /// The words laid-out `frames` put on a stack of pointer size `ptr` (also a WOW64
+    /// thread's 64-bit chain).
+    pub(crate) fn chain_words(frames: &[Frame], ptr: u64) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
-        for (i, f) in self.frames.iter().enumerate() {
-            out.push((f.return_slot, ptr_bytes(f.return_address, self.ptr)));
+        for (i, f) in frames.iter().enumerate() {
+            out.push((f.return_slot, ptr_bytes(f.return_address, ptr)));
             if f.func.saves_fp() {
-                let caller_fp = self.frames.get(i + 1).map(|c| c.fp).unwrap_or(0);
-                out.push((f.return_slot - self.ptr, ptr_bytes(caller_fp, self.ptr)));
+                let caller_fp = frames.get(i + 1).map(|c| c.fp).unwrap_or(0);
+                out.push((f.return_slot - ptr, ptr_bytes(caller_fp, ptr)));
             }
         }
         out
@@ -393,6 +402,17 @@ impl Thread {
 
     pub fn times(&mut self, times: ThreadTimes) -> &mut Thread {
         self.times = times;
+        self
+    }
+
+    /// A WOW64 thread caught while running its 32-bit code (not inside the 64-bit layer): the
+    /// dump's 64-bit context then holds the x86 registers with the 32-bit code selector 0x23.
+    /// Panics in a native process.
+    pub fn in_32bit_code(&mut self) -> &mut Thread {
+        self.wow64
+            .as_mut()
+            .expect("in_32bit_code: a thread of a WOW64 process (Process::wow64)")
+            .in_32bit_code = true;
         self
     }
 }

@@ -281,3 +281,169 @@ fn breakpad_files_describe_every_function() {
     drop(store);
     assert!(!dir.exists(), "the temporary store is removed");
 }
+
+/// A WOW64 process: the 32-bit app, the SysWOW64 ntdll and the 64-bit layer; one thread parked
+/// in the layer (a 32-bit wait), one caught running its own 32-bit code.
+fn wow64_process() -> (Process, [Func; 3]) {
+    let mut p = Process::wow64();
+    let ntdll32 = p.wow64_layer().unwrap().ntdll32;
+    let app = p.module(Module::new("C:\\app\\app32.exe"));
+    let wait = p.add_function(ntdll32, Function::syscall("NtWaitForSingleObject", 4));
+    let start = p.function(ntdll32, "RtlUserThreadStart", 0x40);
+    let main = p.function(app, "main", 0x60);
+    p.thread(1, [wait, main, start]).reg("ecx", 0x44);
+    p.thread(2, [main, start]).in_32bit_code();
+    (p, [wait, main, start])
+}
+
+#[test]
+fn a_wow64_process_is_a_64_bit_dump_of_32_bit_code() {
+    let (p, f) = wow64_process();
+    let layer = p.wow64_layer().unwrap().clone();
+    let t = p.build();
+    let mem = t.memory();
+    assert_eq!(t.facts().arch, Arch::Amd64);
+    let names: Vec<String> = t.modules().iter().map(|m| m.path.clone()).collect();
+    assert_eq!(names[0], "C:\\app\\app32.exe", "the image is listed first");
+    for path in [
+        "C:\\Windows\\System32\\ntdll.dll",
+        "C:\\Windows\\System32\\wow64.dll",
+        "C:\\Windows\\System32\\wow64win.dll",
+        "C:\\Windows\\System32\\wow64cpu.dll",
+        "C:\\Windows\\SysWOW64\\ntdll.dll",
+    ] {
+        assert!(names.iter().any(|n| n == path), "{path} in {names:?}");
+    }
+    // IMAGE_OPTIONAL_HEADER.Magic: PE32 (0x10b) for the process's own images, PE32+ (0x20b)
+    // for the layer's.
+    let magic = |base: u64| {
+        let nt = base + mem.read_u32(base + 0x3c).unwrap() as u64;
+        mem.read_u16(nt + 24).unwrap()
+    };
+    assert_eq!(magic(t.modules()[0].base), 0x10b);
+    assert_eq!(magic(layer.ntdll32.base), 0x10b);
+    assert_eq!(magic(layer.wow64cpu.base), 0x20b);
+    assert!(
+        layer.wow64cpu.base > 0xffff_ffff,
+        "64-bit DLLs load above 4 GiB"
+    );
+    assert!(f[1].addr < 0xffff_ffff);
+
+    let x86 = p.layout();
+    assert_eq!(x86.ptr, 4, "the process's own layouts are 32-bit");
+    for (i, th) in t.threads().iter().enumerate() {
+        let own = p.thread_ref(th.id);
+        let w = own.wow64.as_ref().unwrap();
+        // The record names the TEB64; its NtTib.ExceptionList is the TEB32, 0x2000 above.
+        assert_eq!(th.teb, w.teb64);
+        let teb32 = mem.read_u64(th.teb).unwrap();
+        assert_eq!(teb32, th.teb + 0x2000);
+        assert_eq!(teb32, own.teb);
+        // TEB32: NtTib.Self (0x18), StackBase (4), ProcessEnvironmentBlock (0x30).
+        assert_eq!(mem.read_u32(teb32 + 0x18), Some(teb32 as u32));
+        assert_eq!(mem.read_u32(teb32 + 4), Some(own.stack_base as u32));
+        let peb32 = mem.read_u32(teb32 + 0x30).unwrap() as u64;
+        assert_eq!(peb32, p.peb());
+        // TEB64: Self (0x30), StackBase (8) is the 64-bit stack, ProcessEnvironmentBlock
+        // (0x60) the PEB64.
+        assert_eq!(mem.read_u64(th.teb + 0x30), Some(th.teb));
+        assert_eq!(mem.read_u64(th.teb + 8), Some(w.stack_base));
+        assert_eq!(mem.read_u64(th.teb + 0x60), Some(layer.peb64));
+        assert_eq!(th.stack_start + th.stack_size, w.stack_base);
+        // TlsSlots[1] (0x1480 + 8): WOW64_CPURESERVED, Machine I386, then the x86 CONTEXT:
+        // ContextFlags with CONTEXT_i386, Ebp at 0xb4, Eip at 0xb8, SegCs at 0xbc, Esp at 0xc4.
+        let cpu = mem.read_u64(th.teb + 0x1480 + 8).unwrap();
+        assert_eq!(cpu, w.cpu_reserved);
+        assert!(
+            cpu > w.stack_limit && cpu < w.stack_base,
+            "on the 64-bit stack"
+        );
+        assert_eq!(mem.read_u16(cpu + 2), Some(0x14c));
+        let ctx = cpu + 4;
+        assert_ne!(mem.read_u32(ctx).unwrap() & 0x1_0000, 0);
+        assert_eq!(mem.read_u32(ctx + 0xb8), Some(own.ip() as u32));
+        assert_eq!(mem.read_u32(ctx + 0xc4), Some(own.sp() as u32));
+        assert_eq!(mem.read_u32(ctx + 0xbc), Some(0x23));
+        // The 32-bit chain is on the 32-bit stack.
+        assert_eq!(
+            mem.read_u32(own.frames[0].return_slot),
+            Some(own.frames[1].ip as u32),
+            "thread {i}"
+        );
+        // The dump's context is an AMD64 one.
+        let native = t.thread_context(i).unwrap();
+        assert_eq!(native.arch(), Arch::Amd64);
+        match th.id {
+            1 => {
+                // In the layer: 64-bit code (cs 0x33) on the 64-bit stack's chain.
+                assert_eq!(native.ip(), w.frames[0].ip);
+                assert_eq!(native.ip(), layer.chain[0].body());
+                assert!(native.wow64_as_x86().is_none(), "cs 0x33");
+                assert_eq!(mem.read_u64(w.frames[0].return_slot), Some(w.frames[1].ip));
+            }
+            _ => {
+                // Caught in 32-bit code: the x86 registers with cs 0x23.
+                let x = native.wow64_as_x86().expect("cs 0x23");
+                assert_eq!(x.ip(), f[1].body());
+                assert_eq!(x.sp(), own.sp());
+            }
+        }
+    }
+    // The saved ecx of thread 1 (CONTEXT x86 Ecx at 0xac).
+    let cpu = p.thread_ref(1).wow64.as_ref().unwrap().cpu_reserved;
+    assert_eq!(mem.read_u32(cpu + 4 + 0xac), Some(0x44));
+
+    // PEB64 (x64 offsets): ImageBaseAddress, and a loader list holding the image and the
+    // 64-bit modules only; PEB32's holds the 32-bit modules only.
+    let peb64 = layer.peb64;
+    assert_eq!(mem.read_u64(peb64 + 0x10), Some(t.modules()[0].base));
+    let list = |head: u64, ptr: u64, base_at: u64| {
+        let rd = |a: u64| mem.read_ptr(a, ptr).unwrap();
+        let mut bases = Vec::new();
+        let mut link = rd(head);
+        while link != head {
+            bases.push(rd(link + base_at));
+            link = rd(link);
+        }
+        bases
+    };
+    let ldr64 = mem.read_u64(peb64 + 0x18).unwrap();
+    let bases64 = list(ldr64 + 0x10, 8, 0x30);
+    assert_eq!(
+        bases64,
+        vec![
+            t.modules()[0].base,
+            layer.ntdll.base,
+            layer.wow64.base,
+            layer.wow64win.base,
+            layer.wow64cpu.base
+        ]
+    );
+    let ldr32 = mem.read_u32(p.peb() + 0xc).unwrap() as u64;
+    let bases32 = list(ldr32 + 0xc, 4, 0x18);
+    assert_eq!(bases32, vec![t.modules()[0].base, layer.ntdll32.base]);
+}
+
+#[test]
+fn a_wow64_fault_in_32_bit_code_is_stored_with_cs_0x23() {
+    let (mut p, f) = wow64_process();
+    let mut e = Exception::new(2, 0xc000_0005);
+    e.parameters = vec![0, 0x10];
+    p.exception(e);
+    let t = p.build();
+    let c = t.exception_context().unwrap();
+    assert_eq!(c.arch(), Arch::Amd64);
+    assert_eq!(c.wow64_as_x86().map(|x| x.ip()), Some(f[1].body()));
+    assert_eq!(t.exception().unwrap().record.address, f[1].body());
+    // The MDMP holds the same.
+    let d = t.minidump();
+    assert_eq!(&d[..4], b"MDMP");
+}
+
+#[test]
+fn a_native_process_has_no_wow64_layer() {
+    let (mut p, f, _) = small(Arch::Amd64);
+    assert!(p.wow64_layer().is_none());
+    let t = p.thread(1, f);
+    assert!(t.wow64.is_none());
+}
