@@ -6,7 +6,7 @@
 
 use crate::silent;
 use crate::{Detector, Evidence, Finding, Pattern, Strength};
-use dumpdiag_os::pe;
+use dumpdiag_os::{known, pe};
 
 pub struct UnknownComponent;
 
@@ -38,9 +38,13 @@ const SYSTEM_DLLS: &[&str] = &[
     "shell32.dll",
 ];
 
+/// `%SystemRoot%` and its NT path forms (`known::is_system_path`), or Wine's unix side. Not any
+/// folder named Windows: the loader maps the system's DLLs from `%SystemRoot%\System32` (the
+/// KnownDLLs, kernel32.dll among them, always come from there), so `C:\ProgramData\Windows\`
+/// is as foreign a place as any other.
 fn in_system_directory(path: &str) -> bool {
     let p = path.to_ascii_lowercase();
-    p.contains("\\windows\\") || p.starts_with("/") && p.contains("/wine/")
+    known::is_system_path(path) || p.starts_with("/") && p.contains("/wine/")
 }
 
 impl Detector for UnknownComponent {
@@ -185,5 +189,34 @@ mod tests {
             let found = Analysed::exports_only(p).detect(&UnknownComponent);
             assert!(found.is_empty(), "{arch:?}: {found:#?}");
         }
+    }
+
+    #[test]
+    fn a_folder_named_windows_outside_the_system_root_is_no_system_directory() {
+        // kernel32.dll is one of the KnownDLLs: Windows maps it from %SystemRoot%\System32 in
+        // every process, so a kernel32.dll anywhere else is not the system's, even in a folder
+        // that happens to be called Windows; and an unversioned DLL there is as unknown as
+        // anywhere outside the system directory.
+        let p = process(
+            Arch::Amd64,
+            &[
+                Module::new("C:\\ProgramData\\Windows\\kernel32.dll"),
+                Module::new("C:\\Program Files\\Contoso\\Windows\\shim.dll"),
+            ],
+        );
+        let found = Analysed::exports_only(p).detect(&UnknownComponent);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let evidence = found[0].evidence().join("\n");
+        assert!(
+            evidence.contains(
+                "a system DLL's name loaded from outside the system directory: \
+                 C:\\ProgramData\\Windows\\kernel32.dll"
+            ),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("shim: no version information"),
+            "{evidence}"
+        );
     }
 }
