@@ -43,6 +43,7 @@ pub mod bytes;
 pub mod code;
 pub mod context;
 pub mod handles;
+pub mod jit;
 pub mod layout;
 mod mdmp;
 pub mod pe;
@@ -54,6 +55,7 @@ mod target;
 pub use code::Shape;
 pub use context::Registers;
 pub use handles::{Handle, ObjectInfo};
+pub use jit::CodeHeap;
 pub use layout::Layout;
 pub use pe::Version;
 pub use process::{

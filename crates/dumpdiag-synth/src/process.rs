@@ -442,6 +442,8 @@ pub struct Process {
     pub(crate) unloaded: Vec<UnloadedModuleRecord>,
     pub(crate) areas: Areas,
     pub(crate) peb: u64,
+    /// JIT code heaps ([`crate::jit`]).
+    pub(crate) code_heaps: Vec<crate::jit::CodeHeapData>,
 }
 
 impl Process {
@@ -534,6 +536,7 @@ impl Process {
             unloaded: Vec::new(),
             peb: areas.teb,
             areas,
+            code_heaps: Vec::new(),
         };
         p.areas.teb += layout.peb_size.max(PAGE);
         p.heap(0x10_0000, 0x1_0000);
@@ -670,7 +673,7 @@ impl Process {
     /// Make call site `site` of `caller` call `target` (chains do this for the calls they
     /// name; the first target given to a site stays).
     pub fn call_target(&mut self, caller: Func, site: u32, target: u64) {
-        let t = &mut self.modules[caller.module].functions[caller.index].targets[site as usize];
+        let t = &mut self.function_data_mut(caller).targets[site as usize];
         if *t == 0 {
             *t = target;
         }
@@ -734,7 +737,7 @@ impl Process {
         let start = frames
             .iter()
             .position(|f| {
-                let name = &self.modules[f.func.module].functions[f.func.index].name;
+                let name = self.function_name(f.func);
                 name == "BaseThreadInitThunk" || name == "RtlUserThreadStart"
             })
             .and_then(|i| i.checked_sub(1))
