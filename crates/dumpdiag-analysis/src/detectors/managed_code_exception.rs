@@ -84,7 +84,8 @@ mod tests {
     use super::*;
     use crate::test_support::Analysed;
     use crate::Confidence;
-    use dumpdiag_synth::{Exception, Module, ModuleId, Process};
+    use dumpdiag_synth::process::PAGE_EXECUTE_READ;
+    use dumpdiag_synth::{Exception, Func, Function, Module, ModuleId, Process};
     use dumpdiag_target::Arch;
 
     const MAIN: u32 = 0x1c8;
@@ -94,9 +95,10 @@ mod tests {
     const INVALID_OPERATION: u32 = 0x8013_1509;
 
     /// A .NET program whose main thread is raising `code` through KERNELBASE!RaiseException
-    /// from the runtime's IL_Throw, with the parameters CoreCLR gives its exceptions: the
-    /// HRESULT (a ULONG_PTR: sign-extended on x64), three zeros, the runtime's base address.
-    fn throwing(arch: Arch, code: u32) -> (Process, ModuleId) {
+    /// from the runtime's IL_Throw, called by the compiled Program.Main, with the parameters
+    /// CoreCLR gives its exceptions: the HRESULT (a ULONG_PTR: sign-extended on x64), three
+    /// zeros, the runtime's base address. Returns the process, coreclr and Program.Main.
+    fn throwing(arch: Arch, code: u32) -> (Process, ModuleId, Func) {
         let mut p = Process::new(arch);
         let host = p.module(Module::new("C:\\app\\orders.exe"));
         let ntdll = p.module(Module::new("C:\\Windows\\System32\\ntdll.dll"));
@@ -109,12 +111,22 @@ mod tests {
         let call_descr = p.function(coreclr, "CallDescrWorkerInternal", 0x80);
         let run_main = p.function(coreclr, "RunMain", 0x100);
         let wmain = p.function(host, "wmain", 0x80);
+        let heap = p.code_heap(0x1_0000, PAGE_EXECUTE_READ);
+        let program_main = p.jit_function(heap, Function::new("Program.Main", 0x80).save_fp(true));
         let thunk = p.function(kernel32, "BaseThreadInitThunk", 0x40);
         let start = p.function(ntdll, "RtlUserThreadStart", 0x40);
         p.thread(
             MAIN,
             [
-                raise, internal, il_throw, call_descr, run_main, wmain, thunk, start,
+                raise,
+                internal,
+                il_throw,
+                program_main,
+                call_descr,
+                run_main,
+                wmain,
+                thunk,
+                start,
             ],
         );
         let hresult = match arch {
@@ -125,13 +137,13 @@ mod tests {
         e.flags = 1;
         e.parameters = vec![hresult, 0, 0, 0, coreclr.base];
         p.exception(e);
-        (p, coreclr)
+        (p, coreclr, program_main)
     }
 
     #[test]
     fn a_clr_exception_names_its_type_from_the_hresult_and_the_runtime_from_its_base() {
         for arch in [Arch::Amd64, Arch::X86] {
-            let (p, coreclr) = throwing(arch, CLR4_EXCEPTION);
+            let (p, coreclr, program_main) = throwing(arch, CLR4_EXCEPTION);
             let found = Analysed::exports_only(p).detect(&ManagedCodeException);
             assert_eq!(found.len(), 1, "{arch:?}: {found:#?}");
             let f = &found[0];
@@ -150,6 +162,12 @@ mod tests {
                 ],
                 "{arch:?}"
             );
+            // dumpdiag's x86 walk follows return addresses into modules only: the compiled
+            // frame under IL_Throw is asked for on x64.
+            if arch == Arch::Amd64 {
+                let jit = format!("JIT-compiled frame at {:#x}", program_main.call_site(0));
+                assert!(evidence.contains(&jit), "{evidence:?}");
+            }
             assert!(evidence.last().unwrap().contains("not read yet"));
             assert_eq!(f.confidence(), Confidence::High);
         }
@@ -159,7 +177,7 @@ mod tests {
     fn a_cpp_exception_in_a_process_with_the_runtime_is_no_managed_exception() {
         // Everything as above, the runtime's base in the last parameter included, but the code
         // is the Visual C++ runtime's (e06d7363): native code threw.
-        let (p, _) = throwing(Arch::Amd64, 0xe06d_7363);
+        let (p, _, _) = throwing(Arch::Amd64, 0xe06d_7363);
         let found = Analysed::exports_only(p).detect(&ManagedCodeException);
         assert!(found.is_empty(), "{found:#?}");
     }
