@@ -87,7 +87,8 @@ mod tests {
     use super::*;
     use crate::test_support::Analysed;
     use crate::Confidence;
-    use dumpdiag_synth::{Function, Module, Process};
+    use dumpdiag_synth::process::PAGE_EXECUTE_READ;
+    use dumpdiag_synth::{Func, Function, Module, Process};
     use dumpdiag_target::Arch;
 
     const MAIN: u32 = 0x10;
@@ -98,8 +99,13 @@ mod tests {
 
     /// A process whose main thread waits in the host, with the runtime's functions in the
     /// module at `runtime_path`; `runtime_threads` adds the finalizer and the debugger helper
-    /// thread, waiting in them.
-    fn process(arch: Arch, runtime_path: &str, runtime_threads: bool) -> Process {
+    /// thread, waiting in them. Returns the process, CallDescrWorkerInternal (what calls
+    /// compiled code) and the start frames.
+    fn process(
+        arch: Arch,
+        runtime_path: &str,
+        runtime_threads: bool,
+    ) -> (Process, Func, [Func; 2]) {
         let mut p = Process::new(arch);
         let host = p.module(Module::new("C:\\app\\orders.exe"));
         let ntdll = p.module(Module::new("C:\\Windows\\System32\\ntdll.dll"));
@@ -117,6 +123,7 @@ mod tests {
         let finalizer = p.function(runtime, "FinalizerThreadStart", 0x80);
         let rc_loop = p.function(runtime, "DebuggerRCThread::MainLoop", 0x80);
         let rc_start = p.function(runtime, "DebuggerRCThread::ThreadProcStatic", 0x80);
+        let call_descr = p.function(runtime, "CallDescrWorkerInternal", 0x80);
         p.thread(MAIN, [wait, wmain, thunk, start]);
         if runtime_threads {
             p.thread(
@@ -135,13 +142,13 @@ mod tests {
                 [wait_multiple, wait_ex, rc_loop, rc_start, thunk, start],
             );
         }
-        p
+        (p, call_descr, [thunk, start])
     }
 
     #[test]
     fn runtime_threads_are_named_by_their_role() {
         for arch in [Arch::Amd64, Arch::X86] {
-            let found = Analysed::exports_only(process(arch, CORECLR, true)).detect(&ClrThread);
+            let found = Analysed::exports_only(process(arch, CORECLR, true).0).detect(&ClrThread);
             assert_eq!(found.len(), 1, "{arch:?}: {found:#?}");
             let f = &found[0];
             assert_eq!(f.threads, vec![FINALIZER, DEBUGGER], "{arch:?}");
@@ -163,15 +170,35 @@ mod tests {
     #[test]
     fn without_the_runtime_loaded_no_thread_is_a_clr_thread() {
         // The same threads in the same functions, but the module is no .NET runtime.
-        let p = process(Arch::Amd64, "C:\\app\\gcworker.dll", true);
+        let (p, _, _) = process(Arch::Amd64, "C:\\app\\gcworker.dll", true);
         let found = Analysed::exports_only(p).detect(&ClrThread);
         assert!(found.is_empty(), "{found:#?}");
     }
 
     #[test]
     fn with_the_runtime_loaded_but_unused_no_thread_is_a_clr_thread() {
-        let p = process(Arch::Amd64, CORECLR, false);
+        let (p, _, _) = process(Arch::Amd64, CORECLR, false);
         let found = Analysed::exports_only(p).detect(&ClrThread);
         assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn a_thread_running_jit_compiled_code_is_a_clr_thread() {
+        // A thread the runtime calls managed code on, running a compiled method: no runtime
+        // frame names a role, the compiled frame says what it is.
+        for arch in [Arch::Amd64, Arch::X86] {
+            let (mut p, call_descr, [thunk, start]) = process(arch, CORECLR, false);
+            let heap = p.code_heap(0x1_0000, PAGE_EXECUTE_READ);
+            let method = p.jit_function(heap, Function::new("Worker.Run", 0x80).save_fp(true));
+            p.thread(0x40, [method, call_descr, thunk, start]);
+            let found = Analysed::exports_only(p).detect(&ClrThread);
+            assert_eq!(found.len(), 1, "{arch:?}: {found:#?}");
+            assert_eq!(found[0].threads, vec![0x40]);
+            assert_eq!(
+                found[0].evidence()[1],
+                "thread 40: thread running managed code (coreclr!CallDescrWorkerInternal)",
+                "{arch:?}"
+            );
+        }
     }
 }
