@@ -154,6 +154,21 @@ mod tests {
     }
 
     #[test]
+    fn an_image_missing_from_the_dump_walks_exactly_with_its_symbols() {
+        // The scanning case above, with the application's Breakpad symbols on the symbol path:
+        // their STACK CFI rows unwind its frames, nothing is guessed.
+        let (p, _) = waiting(Arch::Amd64, app().not_in_dump());
+        let a = Analysed::with_symbols(p);
+        let frames = &a.evidence().threads[0].frames;
+        assert!(frames
+            .iter()
+            .all(|f| f.trust != dumpdiag_stack::Trust::Scan));
+        assert_eq!(frames.len(), 5);
+        let found = a.detect(&IncorrectStackTrace);
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
     fn an_exact_walk_is_not_reported() {
         for arch in [Arch::Amd64, Arch::X86] {
             let (p, _) = waiting(arch, app());
