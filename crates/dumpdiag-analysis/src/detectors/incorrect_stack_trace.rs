@@ -30,7 +30,7 @@ impl Detector for IncorrectStackTrace {
             .filter(|(_, issues): &(u32, Vec<_>)| !issues.is_empty())
             .collect();
         if bad.is_empty() {
-            silent!("every walked frame was found by unwinding and returns after a call");
+            silent!("no walk has a doubtful frame (scanned, after no call, outside modules or the stack)");
         }
         let facts = bad.iter().flat_map(|(id, issues)| {
             issues
