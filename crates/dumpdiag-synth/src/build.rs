@@ -310,6 +310,7 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
         ));
     }
     blocks.extend(p.blocks.iter().cloned());
+    w.0.extend(crate::jit::code_writes(p));
 
     blocks.sort_by_key(|b| b.0);
     for pair in blocks.windows(2) {

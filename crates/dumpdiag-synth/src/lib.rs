@@ -46,6 +46,7 @@ pub mod bytes;
 pub mod code;
 pub mod context;
 pub mod handles;
+pub mod jit;
 pub mod layout;
 mod mdmp;
 pub mod pe;
@@ -58,6 +59,7 @@ pub mod wow64;
 pub use code::Shape;
 pub use context::Registers;
 pub use handles::{Handle, ObjectInfo};
+pub use jit::CodeHeap;
 pub use layout::Layout;
 pub use pe::Version;
 pub use process::{

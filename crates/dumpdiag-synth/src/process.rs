@@ -450,6 +450,8 @@ pub struct Process {
     pub(crate) peb: u64,
     /// The 64-bit layer of a WOW64 process ([`Process::wow64`]); None for a native process.
     pub(crate) wow64: Option<crate::wow64::Wow64Layer>,
+    /// JIT code heaps ([`crate::jit`]).
+    pub(crate) code_heaps: Vec<crate::jit::CodeHeapData>,
 }
 
 impl Process {
@@ -546,6 +548,7 @@ impl Process {
             peb: areas.teb,
             areas,
             wow64: None,
+            code_heaps: Vec::new(),
         };
         p.areas.teb += layout.peb_size.max(PAGE);
         p.heap(0x10_0000, 0x1_0000);
@@ -696,7 +699,7 @@ impl Process {
     /// Make call site `site` of `caller` call `target` (chains do this for the calls they
     /// name; the first target given to a site stays).
     pub fn call_target(&mut self, caller: Func, site: u32, target: u64) {
-        let t = &mut self.modules[caller.module].functions[caller.index].targets[site as usize];
+        let t = &mut self.function_data_mut(caller).targets[site as usize];
         if *t == 0 {
             *t = target;
         }
@@ -766,7 +769,7 @@ impl Process {
         let start = frames
             .iter()
             .position(|f| {
-                let name = &self.modules[f.func.module].functions[f.func.index].name;
+                let name = self.function_name(f.func);
                 name == "BaseThreadInitThunk" || name == "RtlUserThreadStart"
             })
             .and_then(|i| i.checked_sub(1))

@@ -33,7 +33,11 @@ fn every_corpus_dump_answers_the_information_commands_with_its_own_facts() {
         let out = run(".time");
         check(".time", &out, out.starts_with("Debug session time:"));
         let out = run(".dumpdebug");
-        check(".dumpdebug", &out, out.contains(&format!("NumberOfStreams {streams}")));
+        check(
+            ".dumpdebug",
+            &out,
+            out.contains(&format!("NumberOfStreams {streams}")),
+        );
         let out = run(".lastevent");
         let said = match exception {
             Some(code) => out.contains(&format!("code {code:08x}")),
@@ -52,7 +56,11 @@ fn every_corpus_dump_answers_the_information_commands_with_its_own_facts() {
         };
         check(".exr -1", &out, said);
         let out = run("lmv");
-        check("lmv", &out, modules.iter().all(|m| out.contains(m.as_str())));
+        check(
+            "lmv",
+            &out,
+            modules.iter().all(|m| out.contains(m.as_str())),
+        );
         let out = run("lm u");
         check("lm u", &out, out.contains("Unloaded modules"));
         let out = run("!address -summary");
@@ -72,18 +80,34 @@ fn every_corpus_dump_answers_the_information_commands_with_its_own_facts() {
         };
         check("!runaway 7", &out, said);
         let out = run("!gle");
-        check("!gle", &out, out.contains("LastErrorValue") || out.contains("Unable to read the TEB"));
+        check(
+            "!gle",
+            &out,
+            out.contains("LastErrorValue") || out.contains("Unable to read the TEB"),
+        );
         let out = run("~*kv");
         let header = if ptr == 8 { "Child-SP" } else { "ChildEBP" };
-        check("~*kv", &out, out.matches(header).count() >= 1 && out.contains("(found by context)"));
+        check(
+            "~*kv",
+            &out,
+            out.matches(header).count() >= 1 && out.contains("(found by context)"),
+        );
         let out = run("!uniqstack");
-        check("!uniqstack", &out, out.contains(&format!("Total threads: {threads}")));
+        check(
+            "!uniqstack",
+            &out,
+            out.contains(&format!("Total threads: {threads}")),
+        );
         let out = run("u @$ip");
         check("u @$ip", &out, out.lines().count() >= 2);
         // The rest of the battery must run without failing on any dump.
         for cmd in COMMANDS {
             let out = run(cmd);
-            check(cmd, &out, !out.contains("Syntax error") && !out.contains("No export"));
+            check(
+                cmd,
+                &out,
+                !out.contains("Syntax error") && !out.contains("No export"),
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::silent;
 use crate::{Detector, Evidence, Finding, Pattern, Strength};
 use dumpdiag_os::pe;
 
@@ -34,7 +35,7 @@ impl Detector for NotMyVersion {
         let mismatched_pdbs = evidence.len();
         evidence.extend(mixed_product_versions(ev));
         if evidence.is_empty() {
-            return Vec::new();
+            silent!("no PDB from another build, and each product's modules carry one version");
         }
         let summary = if mismatched_pdbs > 0 {
             format!("{mismatched_pdbs} module(s) have PDBs from another build on the symbol path")
@@ -94,4 +95,124 @@ fn mixed_product_versions(ev: &Evidence) -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Analysed;
+    use crate::Confidence;
+    use dumpdiag_synth::{Module, Process, Version};
+    use dumpdiag_target::Arch;
+
+    fn version(company: &str, product: &str, product_version: &str) -> Version {
+        Version::new(1, 0, 0, 0)
+            .string("CompanyName", company)
+            .string("ProductName", product)
+            .string("ProductVersion", product_version)
+    }
+
+    const WINDOWS: &str = "Microsoft® Windows® Operating System";
+
+    /// A process of `modules` (the first is the image) with one thread in the image.
+    fn process(arch: Arch, modules: &[Module]) -> Process {
+        let mut p = Process::new(arch);
+        let ids: Vec<_> = modules.iter().map(|m| p.module(m.clone())).collect();
+        let main = p.function(ids[0], "main", 0x80);
+        p.thread(0x10, [main]);
+        p
+    }
+
+    #[test]
+    fn one_product_in_two_versions_is_not_my_version() {
+        // A partial update: the image is 2.1, its engine DLL still 2.0.5.
+        for arch in [Arch::Amd64, Arch::X86] {
+            let p = process(
+                arch,
+                &[
+                    Module::new("C:\\Program Files\\Contoso\\widgets.exe").version(version(
+                        "Contoso Ltd",
+                        "Widgets",
+                        "2.1.0.0",
+                    )),
+                    Module::new("C:\\Program Files\\Contoso\\engine.dll").version(version(
+                        "Contoso Ltd",
+                        "Widgets",
+                        "2.0.5.0",
+                    )),
+                    Module::new("C:\\Windows\\System32\\ntdll.dll").version(version(
+                        "Microsoft Corporation",
+                        WINDOWS,
+                        "10.0.19041.3636",
+                    )),
+                ],
+            );
+            let found = Analysed::exports_only(p).detect(&NotMyVersion);
+            assert_eq!(found.len(), 1, "{arch:?}: {found:#?}");
+            let f = &found[0];
+            assert_eq!(f.summary, "modules of one product carry different versions");
+            assert_eq!(
+                f.evidence(),
+                vec!["Contoso Ltd Widgets in 2 versions: widgets 2.1.0.0, engine 2.0.5.0"],
+                "{arch:?}"
+            );
+            assert_eq!(f.confidence(), Confidence::High);
+        }
+    }
+
+    #[test]
+    fn windows_own_modules_in_several_versions_are_expected() {
+        // Windows updates its DLLs one by one: ntdll and kernel32 of different builds under
+        // one product name is how every system looks. The application's modules agree.
+        for arch in [Arch::Amd64, Arch::X86] {
+            let p = process(
+                arch,
+                &[
+                    Module::new("C:\\Program Files\\Contoso\\widgets.exe").version(version(
+                        "Contoso Ltd",
+                        "Widgets",
+                        "2.1.0.0",
+                    )),
+                    Module::new("C:\\Program Files\\Contoso\\engine.dll").version(version(
+                        "Contoso Ltd",
+                        "Widgets",
+                        "2.1.0.0",
+                    )),
+                    Module::new("C:\\Windows\\System32\\ntdll.dll").version(version(
+                        "Microsoft Corporation",
+                        WINDOWS,
+                        "10.0.19041.3636",
+                    )),
+                    Module::new("C:\\Windows\\System32\\kernel32.dll").version(version(
+                        "Microsoft Corporation",
+                        WINDOWS,
+                        "10.0.19041.3570",
+                    )),
+                ],
+            );
+            let found = Analysed::exports_only(p).detect(&NotMyVersion);
+            assert!(found.is_empty(), "{arch:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn two_products_of_one_company_may_have_their_own_versions() {
+        let p = process(
+            Arch::Amd64,
+            &[
+                Module::new("C:\\Program Files\\Contoso\\widgets.exe").version(version(
+                    "Contoso Ltd",
+                    "Widgets",
+                    "2.1.0.0",
+                )),
+                Module::new("C:\\Program Files\\Contoso\\gadgets.dll").version(version(
+                    "Contoso Ltd",
+                    "Gadgets",
+                    "7.3.0.0",
+                )),
+            ],
+        );
+        let found = Analysed::exports_only(p).detect(&NotMyVersion);
+        assert!(found.is_empty(), "{found:#?}");
+    }
 }

@@ -4,8 +4,9 @@
 //! known by definition; system-directory modules are judged by their path (Wine's own DLLs carry
 //! no version resources, and a Windows one always does).
 
+use crate::silent;
 use crate::{Detector, Evidence, Finding, Pattern, Strength};
-use dumpdiag_os::pe;
+use dumpdiag_os::{known, pe};
 
 pub struct UnknownComponent;
 
@@ -37,9 +38,13 @@ const SYSTEM_DLLS: &[&str] = &[
     "shell32.dll",
 ];
 
+/// `%SystemRoot%` and its NT path forms (`known::is_system_path`), or Wine's unix side. Not any
+/// folder named Windows: the loader maps the system's DLLs from `%SystemRoot%\System32` (the
+/// KnownDLLs, kernel32.dll among them, always come from there), so `C:\ProgramData\Windows\`
+/// is as foreign a place as any other.
 fn in_system_directory(path: &str) -> bool {
     let p = path.to_ascii_lowercase();
-    p.contains("\\windows\\") || p.starts_with("/") && p.contains("/wine/")
+    known::is_system_path(path) || p.starts_with("/") && p.contains("/wine/")
 }
 
 impl Detector for UnknownComponent {
@@ -97,10 +102,121 @@ impl Detector for UnknownComponent {
             }
         }
         if evidence.is_empty() {
-            return Vec::new();
+            silent!("every module names its maker or lives in the system directory");
         }
         vec![Finding::new(self.pattern(), Strength::Likely, format!("{} module(s) of unknown origin", evidence.len()))
             .notes(evidence)
             .recommend("Identify these modules (vendor, purpose, how they got into the process): injected hooks, security products and stale private copies are common suspects.")]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Analysed;
+    use crate::Confidence;
+    use dumpdiag_synth::{Function, Module, Process, Version};
+    use dumpdiag_target::Arch;
+
+    /// A version resource with a company name.
+    fn made_by(company: &str) -> Version {
+        Version::new(3, 1, 0, 12)
+            .string("CompanyName", company)
+            .string("ProductName", "Widgets")
+    }
+
+    /// A process of the (unversioned) image, ntdll and kernel32 from System32 without version
+    /// resources (as Wine's are), a vendor's versioned DLL, and `extra`.
+    fn process(arch: Arch, extra: &[Module]) -> Process {
+        let mut p = Process::new(arch);
+        let app = p.module(Module::new("C:\\app\\widgets.exe"));
+        let ntdll = p.module(Module::new("C:\\Windows\\System32\\ntdll.dll"));
+        p.module(Module::new("C:\\Windows\\System32\\kernel32.dll"));
+        p.module(
+            Module::new("C:\\Program Files\\Contoso\\Widgets\\render.dll")
+                .version(made_by("Contoso Ltd")),
+        );
+        for m in extra {
+            p.module(m.clone());
+        }
+        let wait = p.add_function(ntdll, Function::syscall("NtWaitForSingleObject", 4));
+        let main = p.function(app, "main", 0x80);
+        p.thread(0x10, [wait, main]);
+        p
+    }
+
+    #[test]
+    fn modules_without_a_maker_or_from_where_code_does_not_belong_are_listed() {
+        for arch in [Arch::Amd64, Arch::X86] {
+            let p = process(
+                arch,
+                &[
+                    Module::new("C:\\Program Files\\Contoso\\Widgets\\plugin.dll"),
+                    Module::new("C:\\Users\\bob\\AppData\\Local\\Temp\\hook.dll")
+                        .version(made_by("Contoso Ltd")),
+                    Module::new("C:\\app\\kernel32.dll").version(made_by("Microsoft Corporation")),
+                    Module::new("C:\\Program Files\\Contoso\\Widgets\\codec.dll")
+                        .version(Version::new(1, 0, 0, 0).string("ProductName", "Codec")),
+                ],
+            );
+            let found = Analysed::exports_only(p).detect(&UnknownComponent);
+            assert_eq!(found.len(), 1, "{arch:?}: {found:#?}");
+            let f = &found[0];
+            assert_eq!(f.summary, "4 module(s) of unknown origin");
+            assert_eq!(
+                f.evidence(),
+                vec![
+                    "plugin: no version information \
+                     (C:\\Program Files\\Contoso\\Widgets\\plugin.dll)",
+                    "hook: loaded from C:\\Users\\bob\\AppData\\Local\\Temp\\hook.dll",
+                    "kernel32: a system DLL's name loaded from outside the system \
+                     directory: C:\\app\\kernel32.dll",
+                    "codec: no company name in its version resource \
+                     (C:\\Program Files\\Contoso\\Widgets\\codec.dll)",
+                ],
+                "{arch:?}"
+            );
+            assert_eq!(f.confidence(), Confidence::Medium);
+        }
+    }
+
+    #[test]
+    fn versioned_vendor_modules_and_system_modules_are_known() {
+        // The unversioned image, unversioned System32 DLLs and a vendor DLL naming its
+        // company outside the system directory: all accounted for.
+        for arch in [Arch::Amd64, Arch::X86] {
+            let p = process(arch, &[Module::new("C:\\Windows\\System32\\version.dll")]);
+            let found = Analysed::exports_only(p).detect(&UnknownComponent);
+            assert!(found.is_empty(), "{arch:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn a_folder_named_windows_outside_the_system_root_is_no_system_directory() {
+        // kernel32.dll is one of the KnownDLLs: Windows maps it from %SystemRoot%\System32 in
+        // every process, so a kernel32.dll anywhere else is not the system's, even in a folder
+        // that happens to be called Windows; and an unversioned DLL there is as unknown as
+        // anywhere outside the system directory.
+        let p = process(
+            Arch::Amd64,
+            &[
+                Module::new("C:\\ProgramData\\Windows\\kernel32.dll"),
+                Module::new("C:\\Program Files\\Contoso\\Windows\\shim.dll"),
+            ],
+        );
+        let found = Analysed::exports_only(p).detect(&UnknownComponent);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let evidence = found[0].evidence().join("\n");
+        assert!(
+            evidence.contains(
+                "a system DLL's name loaded from outside the system directory: \
+                 C:\\ProgramData\\Windows\\kernel32.dll"
+            ),
+            "{evidence}"
+        );
+        assert!(
+            evidence.contains("shim: no version information"),
+            "{evidence}"
+        );
     }
 }
