@@ -14,6 +14,7 @@
 
 mod memory;
 mod streams;
+mod writer;
 
 use std::fs::File;
 use std::path::Path;
@@ -24,6 +25,7 @@ use minidump::Minidump;
 use minidump_common::format as md;
 
 pub use memory::MemoryIndex;
+pub use writer::{write_minidump, DumpPlan};
 
 #[derive(Debug)]
 pub enum OpenError {

@@ -3,7 +3,7 @@
 //! carries a CONTEXT (minidumps, kernel dumps, the WOW64 area of a TEB) decodes through here.
 
 use minidump_common::format::{CONTEXT_AMD64, CONTEXT_ARM64, CONTEXT_X86};
-use scroll::{Pread, LE};
+use scroll::{Pread, Pwrite, LE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Arch {
@@ -56,6 +56,8 @@ pub struct XState {
     pub ymm_upper: Option<Vec<u128>>,
     /// CET user-mode shadow stack pointer when CET_U state is present.
     pub cet_ssp: Option<u64>,
+    /// The XSAVE area as saved, from its header on (what a dump written from this one keeps).
+    pub area: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +99,41 @@ impl Context {
                 .map(|c| Context::Arm64(Box::new(c))),
             Arch::Other(_) => None,
         }
+    }
+
+    /// The context as an MDMP file stores it: the fixed CONTEXT structure of its machine and,
+    /// for an x64 context with extended state, the CONTEXT_EX and XSAVE area after it as the
+    /// dump held them (the dump's MiscInfo gives the feature offsets within it). Without saved
+    /// extended state CONTEXT_XSTATE is cleared so no reader looks for it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let written = match self {
+            Context::X86(c) => {
+                out.resize(CONTEXT_X86_SIZE, 0);
+                out.pwrite_with(c.as_ref().clone(), 0, LE)
+            }
+            Context::Amd64(c, xstate) => {
+                out.resize(CONTEXT_AMD64_SIZE, 0);
+                let mut c = c.as_ref().clone();
+                let extended = xstate.as_ref().filter(|x| !x.area.is_empty());
+                if extended.is_none() {
+                    c.context_flags &= !(CONTEXT_AMD64_XSTATE & !CONTEXT_AMD64);
+                }
+                let fixed = out.pwrite_with(c, 0, LE);
+                if let Some(x) = extended {
+                    encode_xstate(&mut out, &x.area);
+                }
+                fixed
+            }
+            Context::Arm64(c) => {
+                out.resize(CONTEXT_ARM64_SIZE, 0);
+                out.pwrite_with(c.as_ref().clone(), 0, LE)
+            }
+        };
+        if written.is_err() {
+            out.clear();
+        }
+        out
     }
 
     pub fn arch(&self) -> Arch {
@@ -375,8 +412,30 @@ fn arm64_register(c: &CONTEXT_ARM64, n: &str) -> Option<u64> {
 
 /// CONTEXT_XSTATE bit for AMD64 contexts (CONTEXT_AMD64 | 0x40).
 const CONTEXT_AMD64_XSTATE: u32 = 0x0010_0040;
+/// CONTEXT_AMD64: the machine bit of an x64 ContextFlags.
+const CONTEXT_AMD64: u32 = 0x0010_0000;
 const XSTATE_AVX: u32 = 2;
 const XSTATE_CET_U: u32 = 11;
+
+/// Append CONTEXT_EX and the saved XSAVE area (from its header on) to a fixed x64 CONTEXT, the
+/// inverse of [`decode_xstate`]: CONTEXT_EX's All and Legacy chunks start at the CONTEXT
+/// (negative offsets), its XState chunk at the XSAVE_AREA_HEADER, 64-byte aligned as XSAVE
+/// requires.
+fn encode_xstate(out: &mut Vec<u8>, area: &[u8]) {
+    let ex = out.len();
+    let header = (ex + 24).next_multiple_of(64);
+    out.resize(header, 0);
+    out.extend_from_slice(area);
+    let back = (ex as i32).wrapping_neg();
+    let mut chunks = Vec::with_capacity(24);
+    chunks.extend_from_slice(&back.to_le_bytes());
+    chunks.extend_from_slice(&(out.len() as u32).to_le_bytes());
+    chunks.extend_from_slice(&back.to_le_bytes());
+    chunks.extend_from_slice(&(ex as u32).to_le_bytes());
+    chunks.extend_from_slice(&((header - ex) as i32).to_le_bytes());
+    chunks.extend_from_slice(&(area.len() as u32).to_le_bytes());
+    out[ex..ex + 24].copy_from_slice(&chunks);
+}
 
 /// CONTEXT_EX follows the fixed CONTEXT: three (offset i32, length u32) chunks (All, Legacy,
 /// XState), offsets relative to the CONTEXT_EX itself. The XState chunk starts at the
@@ -418,5 +477,6 @@ fn decode_xstate(flags: u32, bytes: &[u8], features: &[(u32, u32, u32)]) -> Opti
         compaction_mask,
         ymm_upper,
         cet_ssp,
+        area: area.to_vec(),
     })
 }
