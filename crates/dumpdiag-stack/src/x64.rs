@@ -88,6 +88,24 @@ fn unwind_table<'m>(
 ) -> Option<u64> {
     let table = FunctionTableEntries::parse(&pdata[..pdata.len() - pdata.len() % 12]);
     let rva = body_address_for_loop_jump(&table, &mut read, rva);
+    // To tell whether the address is in an epilog, pe-unwind-info reads the code from it to the
+    // function's end, and indexes past what it is given when the dump holds less (a minidump
+    // keeps a little code around each thread's instruction pointer, or none). Code the dump
+    // lacks is given as int 3 bytes, which no epilog begins with: the address counts as in the
+    // body, as a debugger without the code bytes would also take it.
+    let padded: Option<Vec<u8>> = table.lookup(rva).and_then(|f| {
+        let need = f.end_address.get().checked_sub(rva)? as usize;
+        let have = read(rva).unwrap_or(&[]);
+        (have.len() < need).then(|| {
+            let mut code = have.to_vec();
+            code.resize(need, 0xcc);
+            code
+        })
+    });
+    let read = |r: u32| match &padded {
+        Some(code) if r == rva => Some(code.as_slice()),
+        _ => read(r),
+    };
     // pe-unwind-info trusts its input; a hostile image must not take the walker down.
     let saved = regs.gpr;
     let gpr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
