@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::command_line::{last_command_start, thread_prefix};
 use crate::{
-    cmd_analysis, cmd_code, cmd_memory, cmd_meta, cmd_modules, cmd_process, cmd_stacks,
+    cmd_analysis, cmd_code, cmd_dump, cmd_memory, cmd_meta, cmd_modules, cmd_process, cmd_stacks,
     cmd_symbols, cmd_target, cmd_threads, CommandError, Session,
 };
 
@@ -78,6 +78,7 @@ const FAMILIES: &[(&str, &[Command])] = &[
     ("Symbols", cmd_symbols::COMMANDS),
     ("Code", cmd_code::COMMANDS),
     ("Process", cmd_process::COMMANDS),
+    ("Dump files", cmd_dump::COMMANDS),
     ("Analysis", cmd_analysis::COMMANDS),
     ("Session", cmd_meta::COMMANDS),
 ];
