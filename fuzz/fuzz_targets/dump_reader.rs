@@ -10,6 +10,6 @@ fuzz_target!(|data: &[u8]| {
         for c in COMMANDS {
             let _ = s.execute(c);
         }
-        let _ = dumpdiag_analysis::analyze(&s).to_json();
+        let _ = dumpdiag_analysis::analyze(&s.analysis_input()).to_json();
     }
 });

@@ -29,6 +29,18 @@ fn fixtures() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The same scenarios built on a machine kept busy by CPU hogs (`fixtures/build.py --loaded`):
+/// `DUMPDIAG_FIXTURES_LOADED` (CI sets it), else the last loaded build when it is of the current
+/// sources.
+fn loaded_fixtures(idle: &std::path::Path) -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("DUMPDIAG_FIXTURES_LOADED") {
+        return Some(PathBuf::from(d));
+    }
+    let name = format!("{}-loaded", idle.file_name()?.to_string_lossy());
+    let dir = idle.parent()?.join(name);
+    dir.join(".complete").exists().then_some(dir)
+}
+
 /// The finding of `pattern` on fixture `name` (symbols beside the dumps).
 fn finding(dir: &std::path::Path, name: &str, pattern: &str) -> dumpdiag_analysis::Finding {
     let r = analyze(&dir.join(format!("{name}.dmp")), dir.to_str().unwrap());
@@ -67,39 +79,54 @@ fn ground_truth(spec: &Value, name: &str, field: &str) -> BTreeSet<dumpdiag_anal
 /// recall and the false alarms.
 #[test]
 fn every_scenario_meets_its_ground_truth() {
-    let dir = fixtures();
+    let idle = fixtures();
+    let mut sets = vec![("idle", idle.clone())];
+    match loaded_fixtures(&idle) {
+        Some(d) => sets.push(("loaded", d)),
+        None => eprintln!("no loaded-machine fixture build: run fixtures/build.py --loaded"),
+    }
     let mut seen_positive: BTreeSet<dumpdiag_analysis::Pattern> = BTreeSet::new();
     let (mut expected_total, mut found_expected, mut false_alarms) = (0, 0, Vec::new());
     let mut missed = Vec::new();
-    for entry in std::fs::read_dir(repo().join("fixtures/scenarios"))
-        .unwrap()
-        .flatten()
-    {
-        let p = entry.path();
-        if p.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-        let spec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let expected = ground_truth(&spec, &name, "patterns");
-        let absent = ground_truth(&spec, &name, "absent");
-        assert!(
-            expected.is_disjoint(&absent),
-            "{name}: a pattern both expected and absent"
-        );
-        let report = analyze(&dir.join(format!("{name}.dmp")), dir.to_str().unwrap());
-        let found: BTreeSet<_> = report.patterns.iter().map(|f| f.pattern).collect();
-        expected_total += expected.len();
-        found_expected += expected.intersection(&found).count();
-        missed.extend(expected.difference(&found).map(|p| format!("{name}: {p}")));
-        false_alarms.extend(found.intersection(&absent).map(|p| format!("{name}: {p}")));
-        for f in &report.patterns {
-            seen_positive.insert(f.pattern);
+    for (set, dir) in &sets {
+        for entry in std::fs::read_dir(repo().join("fixtures/scenarios"))
+            .unwrap()
+            .flatten()
+        {
+            let p = entry.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let spec: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let expected = ground_truth(&spec, &name, "patterns");
+            let absent = ground_truth(&spec, &name, "absent");
             assert!(
-                !f.summary.is_empty() && !f.recommendation.is_empty(),
-                "{name}: {} lacks a summary or recommendation",
-                f.name()
+                expected.is_disjoint(&absent),
+                "{name}: a pattern both expected and absent"
             );
+            let report = analyze(&dir.join(format!("{name}.dmp")), dir.to_str().unwrap());
+            let found: BTreeSet<_> = report.patterns.iter().map(|f| f.pattern).collect();
+            expected_total += expected.len();
+            found_expected += expected.intersection(&found).count();
+            missed.extend(
+                expected
+                    .difference(&found)
+                    .map(|p| format!("{set} {name}: {p}")),
+            );
+            false_alarms.extend(
+                found
+                    .intersection(&absent)
+                    .map(|p| format!("{set} {name}: {p}")),
+            );
+            for f in &report.patterns {
+                seen_positive.insert(f.pattern);
+                assert!(
+                    !f.summary.is_empty() && !f.recommendation.is_empty(),
+                    "{name}: {} lacks a summary or recommendation",
+                    f.name()
+                );
+            }
         }
     }
     eprintln!(
@@ -561,4 +588,55 @@ fn the_json_documentation_lists_every_pattern_from_the_pattern_table() {
     for p in dumpdiag_analysis::Pattern::ALL {
         assert!(implemented.contains(p), "{p} has no detector");
     }
+}
+
+/// `.dump /m` keeps what the diagnosis reads: every scenario's minidump copy (a few MB of its
+/// full dump) yields the same patterns as the full dump.
+#[test]
+fn minidump_copies_of_the_scenarios_keep_their_diagnosis() {
+    let dir = fixtures();
+    let mut differences = Vec::new();
+    let mut ratios = Vec::new();
+    for entry in std::fs::read_dir(repo().join("fixtures/scenarios"))
+        .unwrap()
+        .flatten()
+    {
+        let p = entry.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+        let full = dir.join(format!("{name}.dmp"));
+        let copy =
+            std::env::temp_dir().join(format!("dumpdiag-m-{}-{name}.dmp", std::process::id()));
+        let t = dumpdiag_mdmp::MdmpTarget::open(&full).unwrap();
+        let mut s = dumpdiag_engine::Session::new(Box::new(t));
+        s.set_symbol_path(dir.to_str().unwrap());
+        let said = s.execute(&format!(".dump /o /m {}", copy.display())).text;
+        assert!(said.contains("successfully written"), "{name}: {said}");
+        let names = |r: dumpdiag_analysis::Report| -> BTreeSet<&'static str> {
+            r.patterns.iter().map(|f| f.pattern.name()).collect()
+        };
+        let want = names(analyze(&full, dir.to_str().unwrap()));
+        let got = names(analyze(&copy, dir.to_str().unwrap()));
+        if want != got {
+            differences.push(format!(
+                "{name}: only in the full dump {:?}, only in the copy {:?}",
+                want.difference(&got).collect::<Vec<_>>(),
+                got.difference(&want).collect::<Vec<_>>()
+            ));
+        }
+        ratios.push(
+            std::fs::metadata(&copy).unwrap().len() as f64
+                / std::fs::metadata(&full).unwrap().len() as f64,
+        );
+        let _ = std::fs::remove_file(copy);
+    }
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "/m copy size / full dump: median {:.3}, largest {:.3}",
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() - 1]
+    );
+    assert!(differences.is_empty(), "{differences:#?}");
 }

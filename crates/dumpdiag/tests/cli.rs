@@ -156,28 +156,62 @@ fn readme_command() -> Vec<String> {
 #[test]
 fn readme_sample_command_runs_on_the_bundled_sample() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = dumpdiag()
-        .current_dir(&root)
-        .args(readme_command())
-        .output()
-        .unwrap();
+    let args = readme_command();
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("analyze"),
+        "{args:?}"
+    );
+    let out = dumpdiag().current_dir(&root).args(&args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
+    // The sample's design: two workers each hold one critical section and wait for the other's;
+    // main waits for both threads. An engineer names the deadlock, both locks and both owners.
+    let deadlock = text
+        .lines()
+        .find(|l| l.starts_with("Deadlock (Critical Sections)"))
+        .unwrap_or_else(|| panic!("no deadlock named:\n{text}"));
+    assert!(
+        deadlock.contains("cs_deadlock!g_ledger_lock")
+            && deadlock.contains("cs_deadlock!g_accounts_lock"),
+        "{deadlock}"
+    );
+    assert!(text.contains("owned by thread"), "{text}");
+    for absent in [
+        "Spiking Thread",
+        "NULL Pointer",
+        "Stack Overflow",
+        "Heap Corruption",
+    ] {
+        assert!(!text.contains(absent), "{absent} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_bundled_sample_answers_the_windbg_commands() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = dumpdiag()
+        .current_dir(&root)
+        .args(["samples/cs_deadlock.dmp", "-y", "samples", "-c"])
+        .arg("vertarget; .dumpdebug; ~*k; lm; !handle; !runaway 7; !address -summary; !locks")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("Id: 20.").count(), 3, "three threads:\n{text}");
     assert!(
-        text.contains(
-            "CommentStreamA: dumpdiag sample: two threads deadlocked on critical sections"
-        ),
+        text.contains("dumpdiag sample: two threads deadlocked on critical sections"),
         "{text}"
     );
     assert!(text.contains("cs_deadlock!transfer_funds+0x2f"), "{text}");
     assert!(text.contains("cs_deadlock!audit_ledger+0x2f"), "{text}");
     assert!(text.contains("User Mode Time"), "{text}");
     assert!(text.contains("--- Usage Summary"), "{text}");
+    assert_eq!(text.matches("\nLOCKED").count(), 2, "{text}");
 }
 
 #[test]
@@ -206,12 +240,13 @@ fn analyze_subcommand_and_repl_analysis_commands() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    // The sample is a small minidump: the locks' memory is not in it, so it shows the dump's own
-    // facts; the deadlock itself is found in the full-memory fixture (tests/analysis.rs).
-    assert!(
-        names.contains(&"Manual Dump") && names.contains(&"Embedded Comments"),
-        "{names:?}"
-    );
+    for name in [
+        "Deadlock (Critical Sections)",
+        "Manual Dump",
+        "Embedded Comments",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
 
     let text = dumpdiag()
         .arg(&sample)
@@ -222,10 +257,7 @@ fn analyze_subcommand_and_repl_analysis_commands() {
         .unwrap();
     let t = String::from_utf8_lossy(&text.stdout);
     assert!(t.contains("FAILURE_BUCKET_ID: manual|"), "{t}");
-    assert!(
-        t.contains("No locked critical section with waiters found"),
-        "{t}"
-    );
+    assert!(t.contains("cs_deadlock!g_accounts_lock"), "{t}");
 
     let file = std::env::temp_dir().join(format!("dumpdiag-report-{}.txt", std::process::id()));
     let out = dumpdiag()
