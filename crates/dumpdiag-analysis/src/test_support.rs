@@ -99,7 +99,7 @@ pub(crate) struct Waits {
     /// NtDelayExecution, kernelbase!SleepEx.
     delay: [Func; 2],
     /// kernel32!BaseThreadInitThunk, ntdll!RtlUserThreadStart.
-    start: [Func; 2],
+    pub(crate) start: [Func; 2],
 }
 
 impl Waits {
