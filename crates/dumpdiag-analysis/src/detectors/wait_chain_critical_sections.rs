@@ -54,3 +54,77 @@ impl Detector for WaitChainCriticalSections {
         found
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Analysed, Bitness, Waits};
+    use crate::Confidence;
+
+    /// 0x100 enters g_accounts_lock, owned by 0x200, which enters g_ledger_lock, owned by
+    /// 0x300, which sleeps. Returns the process and the two sections.
+    fn chain(b: Bitness) -> (Waits, u64, u64) {
+        let mut w = Waits::new(b);
+        let accounts = w.lock("g_accounts_lock", 0x200);
+        let ledger = w.lock("g_ledger_lock", 0x300);
+        w.enter(0x100, accounts, "transfer");
+        w.enter(0x200, ledger, "post_entry");
+        w.sleep(0x300, "archive_ledger");
+        (w, accounts, ledger)
+    }
+
+    #[test]
+    fn three_threads_through_two_sections_to_a_sleeping_owner_are_a_chain() {
+        for b in [Bitness::X64, Bitness::X86, Bitness::Wow64] {
+            let (w, accounts, ledger) = chain(b);
+            let found = Analysed::exports_only(w.p).detect(&WaitChainCriticalSections);
+            assert_eq!(found.len(), 1, "{b:?}: {found:#?}");
+            let f = &found[0];
+            assert_eq!(
+                f.summary,
+                "threads 100 -> 200 -> 300 wait in a chain of critical sections \
+                 (service!g_accounts_lock, service!g_ledger_lock); thread 300 waits on no \
+                 object the dump resolves"
+            );
+            assert_eq!(f.threads, [0x100, 0x200, 0x300]);
+            assert_eq!(
+                f.evidence(),
+                [
+                    format!(
+                        "thread 100 waits for critical section service!g_accounts_lock \
+                         ({accounts:#x}) owned by thread 200"
+                    ),
+                    format!(
+                        "thread 200 waits for critical section service!g_ledger_lock \
+                         ({ledger:#x}) owned by thread 300"
+                    ),
+                ],
+                "{b:?}"
+            );
+            assert_eq!(f.confidence(), Confidence::High);
+        }
+    }
+
+    #[test]
+    fn a_single_section_wait_or_a_cycle_is_no_chain() {
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            let accounts = w.lock("g_accounts_lock", 0x200);
+            w.enter(0x100, accounts, "transfer");
+            w.sleep(0x200, "archive_ledger");
+            let found = Analysed::exports_only(w.p).detect(&WaitChainCriticalSections);
+            assert!(found.is_empty(), "{b:?}: one wait: {found:#?}");
+            // 0x300 enters a section of a cycle between 0x100 and 0x200.
+            let mut w = Waits::new(b);
+            let accounts = w.lock("g_accounts_lock", 0x200);
+            let ledger = w.lock("g_ledger_lock", 0x100);
+            w.enter(0x100, accounts, "transfer");
+            w.enter(0x200, ledger, "audit");
+            w.enter(0x300, accounts, "report");
+            let a = Analysed::exports_only(w.p);
+            assert_eq!(a.evidence().waits().len(), 3, "{b:?}");
+            let found = a.detect(&WaitChainCriticalSections);
+            assert!(found.is_empty(), "{b:?}: a cycle: {found:#?}");
+        }
+    }
+}
