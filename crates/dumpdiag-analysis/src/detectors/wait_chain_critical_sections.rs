@@ -1,6 +1,7 @@
 //! Wait Chain (Critical Sections): a critical-section wait whose owner waits for another
 //! critical section, followed to the last owner (the one not waiting on a section). Reported
-//! once per chain, from the thread nobody waits for.
+//! once per chain, from the thread nobody waits for, in dumps taken on purpose only (in a crash
+//! dump every thread was stopped by the crash).
 
 use crate::waits::{chains, ChainEnd};
 use crate::{silent, Detector, Evidence, Fact, Finding, Pattern, Strength};
@@ -12,6 +13,15 @@ impl Detector for WaitChainCriticalSections {
         Pattern::WaitChainCriticalSections
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
+        // A crash dump is written while the faulting thread goes through the unhandled-exception
+        // path (WER, a JIT debugger) with every other thread stopped wherever it was: a thread
+        // inside RtlEnterCriticalSection then is ordinary contention caught mid-flight, its owner
+        // as likely to release the section a moment later. A chain is hang evidence only in a
+        // dump taken on purpose, as Wait Chain (General) says; a cycle never resolves and is the
+        // deadlock detectors' in any dump.
+        if !super::taken_on_purpose(ev) {
+            silent!("a crash dump: every thread was stopped by the crash");
+        }
         let found: Vec<Finding> = chains(ev.waits())
             .into_iter()
             .filter(|c| c.links.len() >= 2 && c.end != ChainEnd::Cycle)
@@ -125,6 +135,16 @@ mod tests {
             assert_eq!(a.evidence().waits().len(), 3, "{b:?}");
             let found = a.detect(&WaitChainCriticalSections);
             assert!(found.is_empty(), "{b:?}: a cycle: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn in_a_crash_dump_the_same_chain_is_not_reported() {
+        for b in [Bitness::X64, Bitness::X86] {
+            let (mut w, _, _) = chain(b);
+            w.crash(0x900, "parse_reply");
+            let found = Analysed::exports_only(w.p).detect(&WaitChainCriticalSections);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
         }
     }
 }
