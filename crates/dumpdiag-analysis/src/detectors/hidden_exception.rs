@@ -306,6 +306,26 @@ mod tests {
     }
 
     #[test]
+    fn a_context_of_another_instruction_is_not_the_records() {
+        // A CONTEXT beside the record whose instruction pointer is elsewhere (one that
+        // RtlCaptureContext saved, say) is not the one saved with it: no .cxr is offered.
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            let parse = w.function("parse_block");
+            let av =
+                w.p.exception_record_bytes(&record(ACCESS_VIOLATION, parse.body(), vec![0, 0x18]));
+            let ctx = context(&w, parse.call_site(1));
+            let t = w.sleep(0x100, "retry_loop");
+            let record_at = t.below_sp(&av);
+            t.below_sp(&ctx);
+            let found = Analysed::exports_only(w.p).detect(&HiddenException);
+            assert_eq!(found.len(), 1, "{b:?}: {found:#?}");
+            assert!(found[0].evidence()[0].ends_with(&format!("(.exr {record_at:#x})")));
+            assert_eq!(found[0].confidence(), Confidence::Medium, "{b:?}");
+        }
+    }
+
+    #[test]
     fn the_stored_exceptions_own_record_is_not_hidden() {
         for b in [Bitness::X64, Bitness::X86] {
             let mut w = Waits::new(b);
