@@ -89,6 +89,7 @@ pub(crate) struct Waits {
     pub(crate) bitness: Bitness,
     pub(crate) app: ModuleId,
     pub(crate) ntdll: ModuleId,
+    pub(crate) kernelbase: ModuleId,
     functions: Vec<(String, Func)>,
     /// NtWaitForSingleObject, kernelbase!WaitForSingleObjectEx.
     single: [Func; 2],
@@ -154,6 +155,7 @@ impl Waits {
             bitness,
             app,
             ntdll,
+            kernelbase,
             functions: Vec::new(),
             single,
             multiple,
