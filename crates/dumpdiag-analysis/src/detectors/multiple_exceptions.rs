@@ -1,6 +1,6 @@
 //! Multiple Exceptions: more than one thread inside exception dispatch.
 
-use crate::{Detector, Evidence, Fact, Finding, Pattern, Strength};
+use crate::{silent, Detector, Evidence, Fact, Finding, Pattern, Strength};
 
 pub struct MultipleExceptions;
 
@@ -20,14 +20,15 @@ impl Detector for MultipleExceptions {
         let dispatching: Vec<&crate::ThreadView> = ev
             .threads
             .iter()
-            .filter(|t| {
-                t.frames
-                    .iter()
-                    .any(|f| f.function.as_deref().is_some_and(|n| DISPATCH.contains(&n)))
-            })
+            // Compared as `known::is_one_of` does: an x86 PDB's public symbols carry the
+            // stdcall decoration (`_KiUserExceptionDispatcher@8`, `_UnhandledExceptionFilter@4`).
+            .filter(|t| t.frames.iter().any(|f| f.is_one_of(DISPATCH)))
             .collect();
         if dispatching.len() < 2 {
-            return Vec::new();
+            silent!(
+                "{} thread(s) inside exception dispatch: not several",
+                dispatching.len()
+            );
         }
         let evidence = dispatching
             .iter()
@@ -37,8 +38,7 @@ impl Detector for MultipleExceptions {
                     .frames
                     .iter()
                     .position(|f| {
-                        f.function
-                            .as_deref()
+                        f.short_name()
                             .is_some_and(|n| n.starts_with("KiUserExceptionDispatch"))
                     })
                     .and_then(|i| t.frames.get(i + 1))
@@ -117,6 +117,20 @@ mod tests {
             );
             assert_eq!(f.confidence(), Confidence::High);
         }
+    }
+
+    #[test]
+    fn x86_public_symbols_name_the_dispatcher_with_its_decoration() {
+        // An x86 PDB's public symbols are stdcall-decorated (`_KiUserExceptionDispatcher@8`,
+        // `_UnhandledExceptionFilter@4`): the same dispatch.
+        let found = Analysed::with_symbols(faulting(Bitness::X86, true, true).p)
+            .detect(&MultipleExceptions);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].threads, [0x100, 0x200]);
+        assert_eq!(
+            found[0].evidence()[1],
+            "thread 200 is dispatching an exception raised in service!decode_frame"
+        );
     }
 
     #[test]
