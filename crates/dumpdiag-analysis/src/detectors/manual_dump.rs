@@ -100,38 +100,39 @@ mod tests {
         }
     }
 
-    /// The break-in thread of a process whose ntdll has no names (no exports, no symbols):
-    /// `int 3` at the start of an ntdll function, called from another, under kernel32's
-    /// thread start. `in_dump`: ntdll's image is in the dump.
-    fn nameless_break_in(arch: Arch, in_dump: bool) -> Process {
+    /// The break-in thread of a process whose `module` (ntdll) has no names (no exports, no
+    /// symbols): a breakpoint at the start of a function of it, called from another, under
+    /// kernel32's thread start. `in_dump`: the module's image is in the dump; `int3`: the
+    /// function starts with `int 3`.
+    fn nameless_break_in(arch: Arch, module: &str, in_dump: bool, int3: bool) -> Process {
         let mut p = Process::new(arch);
         let app = p.module(Module::new("C:\\app\\service.exe"));
-        let mut spec = Module::new("C:\\Windows\\System32\\ntdll.dll")
-            .no_exports()
-            .no_symbols();
+        let mut spec = Module::new(module).no_exports().no_symbols();
         if !in_dump {
             spec = spec.not_in_dump();
         }
-        let ntdll = p.module(spec);
+        let system = p.module(spec);
         let kernel32 = p.module(Module::new("C:\\Windows\\System32\\kernel32.dll"));
         let main = p.function(app, "main", 0x80);
-        let brk = p.add_function(ntdll, Function::new("DbgBreakPoint", 0x10).leaf());
-        let remote = p.function(ntdll, "DbgUiRemoteBreakin", 0x80);
+        let brk = p.add_function(system, Function::new("DbgBreakPoint", 0x10).leaf());
+        let remote = p.function(system, "DbgUiRemoteBreakin", 0x80);
         let thunk = p.function(kernel32, "BaseThreadInitThunk", 0x40);
-        let start = p.function(ntdll, "RtlUserThreadStart", 0x40);
+        let start = p.function(system, "RtlUserThreadStart", 0x40);
         p.thread(0x100, [main, thunk, start]);
         p.thread(0x900, [brk, remote, thunk, start]);
-        if in_dump {
+        if int3 {
             p.write(brk.addr, &[0xcc, 0xc3]);
         }
         p.exception(Exception::new(0x900, BREAKPOINT));
         p
     }
 
+    const NTDLL: &str = "C:\\Windows\\System32\\ntdll.dll";
+
     #[test]
     fn a_break_in_without_names_is_recognised_by_its_int_3_in_ntdll() {
         for arch in [Arch::Amd64, Arch::X86] {
-            let p = nameless_break_in(arch, true);
+            let p = nameless_break_in(arch, NTDLL, true, true);
             let at = p.frames(0x900)[0].ip;
             let a = Analysed::exports_only(p);
             assert_eq!(a.evidence().exception_frames()[0].function, None);
@@ -151,7 +152,7 @@ mod tests {
 
     #[test]
     fn without_the_instruction_in_the_dump_the_shape_is_said_with_a_caveat() {
-        let p = nameless_break_in(Arch::Amd64, false);
+        let p = nameless_break_in(Arch::Amd64, NTDLL, false, false);
         let found = Analysed::exports_only(p).detect(&ManualDump);
         assert_eq!(found.len(), 1);
         assert!(
@@ -162,6 +163,21 @@ mod tests {
             found[0].summary
         );
         assert_eq!(found[0].confidence(), Confidence::Medium);
+    }
+
+    #[test]
+    fn without_names_only_an_int_3_in_ntdll_is_the_debuggers() {
+        for arch in [Arch::Amd64, Arch::X86] {
+            // A breakpoint exception at an ntdll instruction that is no int 3.
+            let p = nameless_break_in(arch, NTDLL, true, false);
+            let found = Analysed::exports_only(p).detect(&ManualDump);
+            assert!(found.is_empty(), "{arch:?}: {found:#?}");
+            // An int 3 in another system DLL: code asking for a break (kernelbase's
+            // DebugBreak), not a debugger's own.
+            let p = nameless_break_in(arch, "C:\\Windows\\System32\\KERNELBASE.dll", true, true);
+            let found = Analysed::exports_only(p).detect(&ManualDump);
+            assert!(found.is_empty(), "{arch:?}: {found:#?}");
+        }
     }
 
     #[test]
