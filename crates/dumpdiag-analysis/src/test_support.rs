@@ -329,3 +329,36 @@ impl Waits {
         self.p.exception(Exception::new(id, 0x8000_0003));
     }
 }
+
+/// Thread 0x100 frees a block of a private heap (orders!release_order → RtlFreeHeap →
+/// RtlpFreeHeapInternal) and the heap manager ends the process from RtlpLogHeapFailure →
+/// RtlReportCriticalFailure with STATUS_HEAP_CORRUPTION, its `_HEAP_FAILURE_INFORMATION`
+/// in ntdll!RtlpHeapFailureInfo of `failure_type` for the block. Returns the process, the
+/// block, its heap and the record's address.
+pub(crate) fn heap_failure(arch: Arch, failure_type: u32) -> (Process, u64, u64, u64) {
+    let mut p = Process::new(arch);
+    let app = p.module(Module::new("C:\\app\\orders.exe"));
+    let ntdll = p.module(Module::new("C:\\Windows\\System32\\ntdll.dll"));
+    let kernel32 = p.module(Module::new("C:\\Windows\\System32\\kernel32.dll"));
+    let chain = [
+        p.function(ntdll, "RtlReportCriticalFailure", 0x80),
+        p.function(ntdll, "RtlpLogHeapFailure", 0x80),
+        p.function(ntdll, "RtlpFreeHeapInternal", 0x80),
+        p.function(ntdll, "RtlFreeHeap", 0x80),
+        p.function(app, "release_order", 0x80),
+        p.function(app, "main", 0x80),
+        p.function(kernel32, "BaseThreadInitThunk", 0x40),
+        p.function(ntdll, "RtlUserThreadStart", 0x40),
+    ];
+    p.thread(0x100, chain);
+    let heap = p.heap(0x10_0000, 0x1_0000);
+    let block = p.heap_alloc(heap, 0x40);
+    let record = p.heap_failure_bytes(failure_type, heap, block);
+    let at = p.global(ntdll, "RtlpHeapFailureInfo", record.len() as u32);
+    p.write(at, &record);
+    let mut e = Exception::new(0x100, 0xc000_0374); // STATUS_HEAP_CORRUPTION
+    e.flags = 1; // EXCEPTION_NONCONTINUABLE
+    e.parameters = vec![at];
+    p.exception(e);
+    (p, block, heap, at)
+}
