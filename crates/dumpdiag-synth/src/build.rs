@@ -239,7 +239,10 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
         w.ptr(heap_array + i as u64 * l.ptr, h.base, &l);
     }
     for h in &heaps {
-        place_heap(h, &l, &mut blocks, &mut regions, &mut w);
+        place_heap(h, h.base, &l, &mut blocks, &mut regions, &mut w);
+    }
+    for (segment, heap) in &p.heap_segments {
+        place_heap(segment, *heap, &l, &mut blocks, &mut regions, &mut w);
     }
 
     let peb = Peb {
@@ -332,6 +335,10 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
     }
     for (a, b) in w.0.iter().chain(&thread_words.0).chain(&p.writes) {
         store(&mut blocks, *a, b);
+    }
+    // A dump without a MemoryInfoList lists no regions.
+    if !p.memory_info {
+        regions.clear();
     }
 
     // The dump's machine: a 64-bit writer's dump of a WOW64 process is an x64 dump.
@@ -451,6 +458,7 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
     let extras = ProcessExtras {
         comment_a: p.comment_a.clone(),
         comment_w: p.comment_w.clone(),
+        function_tables: p.function_tables.clone(),
         ..Default::default()
     };
     let ranges = blocks.iter().map(|b| (b.0, b.1.len() as u64)).collect();
@@ -474,9 +482,11 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
 }
 
 /// A heap's committed (captured) and reserved memory and its _HEAP_SEGMENT header in the
-/// layout `l`.
+/// layout `l`; `heap` is the heap the segment belongs to (its own base for a heap's first
+/// segment).
 fn place_heap(
     h: &HeapData,
+    heap: u64,
     l: &Layout,
     blocks: &mut Vec<(u64, Vec<u8>)>,
     regions: &mut Vec<RegionInfo>,
@@ -506,7 +516,7 @@ fn place_heap(
     // _HEAP_SEGMENT: its signature and owner, the range it covers.
     w.u32(h.base + l.heap_segment_signature, 0xffee_ffee);
     w.u32(h.base + l.heap_segment_flags, 2);
-    w.ptr(h.base + l.heap_heap, h.base, l);
+    w.ptr(h.base + l.heap_heap, heap, l);
     w.ptr(h.base + l.heap_base_address, h.base, l);
     w.u32(h.base + l.heap_number_of_pages, (h.reserve / PAGE) as u32);
     w.ptr(h.base + l.heap_first_entry, h.base + l.heap_header_size, l);
@@ -624,7 +634,7 @@ fn write_wow64(
     let params = write_process_parameters(p, &l, &mut heap, w);
     let heap_array = heap.alloc(16 * l.ptr, &l);
     w.ptr(heap_array, heap.base, &l);
-    place_heap(&heap, &l, blocks, regions, w);
+    place_heap(&heap, heap.base, &l, blocks, regions, w);
     let peb = Peb {
         at: layer.peb64,
         ldr,

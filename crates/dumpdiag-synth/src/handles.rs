@@ -124,6 +124,40 @@ impl ObjectInfo {
     }
 }
 
+impl ObjectInfo {
+    /// THREAD_BASIC_INFORMATION as a 32-bit dump writer stores it (an x86 dump of an x86
+    /// process): 28 bytes of 32-bit fields — ExitStatus at 0, TebBaseAddress at 4, ClientId
+    /// (UniqueProcess, UniqueThread) at 8 and 12, AffinityMask at 16, Priority at 20,
+    /// BasePriority at 24. ([`ObjectInfo::Thread`] is the 48-byte form of a 64-bit writer.)
+    pub fn thread_32(exit_status: u32, teb: u32, process_id: u32, thread_id: u32) -> ObjectInfo {
+        let mut b = Vec::new();
+        put_u32(&mut b, 0, exit_status);
+        put_u32(&mut b, 4, teb);
+        put_u32(&mut b, 8, process_id);
+        put_u32(&mut b, 12, thread_id);
+        put_u32(&mut b, 16, 1); // AffinityMask
+        put_u32(&mut b, 20, 8); // Priority
+        put_u32(&mut b, 24, 8); // BasePriority
+        ObjectInfo::Raw {
+            info_type: MINI_THREAD_INFORMATION_1,
+            bytes: b,
+        }
+    }
+
+    /// The owner of a mutant as a CLIENT_ID of two 8-byte HANDLEs (UniqueProcess,
+    /// UniqueThread), the form a 64-bit writer can store. ([`ObjectInfo::MutantOwner`] is the
+    /// 8-byte form.)
+    pub fn mutant_owner_64(process_id: u64, thread_id: u64) -> ObjectInfo {
+        let mut b = Vec::new();
+        put_u64(&mut b, 0, process_id);
+        put_u64(&mut b, 8, thread_id);
+        ObjectInfo::Raw {
+            info_type: MINI_MUTANT_INFORMATION_2,
+            bytes: b,
+        }
+    }
+}
+
 /// One handle of the process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handle {

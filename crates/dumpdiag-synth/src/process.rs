@@ -452,6 +452,12 @@ pub struct Process {
     pub(crate) wow64: Option<crate::wow64::Wow64Layer>,
     /// JIT code heaps ([`crate::jit`]).
     pub(crate) code_heaps: Vec<crate::jit::CodeHeapData>,
+    /// Further segments of heaps: (segment, the heap it belongs to).
+    pub(crate) heap_segments: Vec<(HeapData, u64)>,
+    /// Does the dump carry a MemoryInfoList? ([`Process::no_memory_info`])
+    pub(crate) memory_info: bool,
+    /// The FunctionTable stream's descriptors ([`Process::function_table`]).
+    pub(crate) function_tables: Vec<dumpdiag_target::FunctionTableDescriptor>,
 }
 
 impl Process {
@@ -549,6 +555,9 @@ impl Process {
             areas,
             wow64: None,
             code_heaps: Vec::new(),
+            heap_segments: Vec::new(),
+            memory_info: true,
+            function_tables: Vec::new(),
         };
         p.areas.teb += layout.peb_size.max(PAGE);
         p.heap(0x10_0000, 0x1_0000);
@@ -902,6 +911,50 @@ impl Process {
         base
     }
 
+    /// A further segment of NT heap `heap` (one of [`Process::heap`]'s, or the process heap),
+    /// reserving `reserve` bytes of which `commit` are committed (and captured): what
+    /// RtlpExtendHeap adds when the heap outgrows what it has. Its own allocation, with a
+    /// _HEAP_SEGMENT header (SegmentSignature 0xffeeffee) whose Heap field points to `heap`;
+    /// the PEB's heap list does not name it. Returns the segment's address.
+    pub fn heap_segment(&mut self, heap: u64, reserve: u64, commit: u64) -> u64 {
+        assert!(
+            self.heaps.iter().any(|h| h.base == heap),
+            "{heap:#x} is no heap of this process"
+        );
+        let base = self.areas.heap;
+        let reserve = align(reserve.max(commit), GRANULARITY);
+        self.areas.heap += reserve;
+        let segment = HeapData {
+            base,
+            reserve,
+            commit: align(commit.max(1), PAGE),
+            next: base + self.layout.heap_header_size,
+        };
+        self.heap_segments.push((segment, heap));
+        base
+    }
+
+    /// `_HEAP_FAILURE_INFORMATION` (`ntdll!RtlpHeapFailureInfo`, Windows 10/11), the record the
+    /// heap manager fills before it ends the process with STATUS_HEAP_CORRUPTION, in the
+    /// process's bitness: Version (1) at 0, StructureSize at 4 (0x6d0 on x64, 0x3d0 on x86),
+    /// FailureType at 8, HeapAddress and Address at 0x10/0x18 (x64) or 0xc/0x10 (x86).
+    pub fn heap_failure_bytes(&self, failure_type: u32, heap: u64, address: u64) -> Vec<u8> {
+        let (size, heap_at, address_at) = if self.x64() {
+            (0x6d0u32, 0x10, 0x18)
+        } else {
+            (0x3d0, 0xc, 0x10)
+        };
+        let ptr = self.ptr();
+        let mut b = Vec::new();
+        put_u32(&mut b, 0, 1);
+        put_u32(&mut b, 4, size);
+        put_u32(&mut b, 8, failure_type);
+        put_ptr(&mut b, heap_at, heap, ptr);
+        put_ptr(&mut b, address_at, address, ptr);
+        b.resize(size as usize, 0);
+        b
+    }
+
     /// The process heap (PEB ProcessHeap), created with the process.
     pub fn process_heap(&self) -> u64 {
         self.heaps[0].base
@@ -928,6 +981,57 @@ impl Process {
     /// An extra MemoryInfoList entry (reserved, free or uncaptured memory).
     pub fn region(&mut self, r: RegionInfo) -> &mut Process {
         self.regions.push(r);
+        self
+    }
+
+    /// Write the dump without a MemoryInfoList (a writer not asked for
+    /// MiniDumpWithFullMemoryInfo): the target lists no regions, and the header's flags lose
+    /// that bit. What is captured stays captured.
+    pub fn no_memory_info(&mut self) -> &mut Process {
+        self.memory_info = false;
+        self.system.dump_flags &= !0x800;
+        self
+    }
+
+    /// Describe code heap `heap` in the dump's FunctionTable stream, as a runtime that
+    /// registered it with RtlAddFunctionTable / RtlInstallFunctionTableCallback is dumped: a
+    /// descriptor covering the heap (base and minimum address its start, maximum address its
+    /// end) with a RUNTIME_FUNCTION (BeginAddress, EndAddress, UnwindInfoAddress, relative to
+    /// the base) for each function placed in it so far, their UNWIND_INFO placed in the heap
+    /// after them. x64 only. In the built target's extras only: the MDMP writer does not write
+    /// the stream.
+    pub fn function_table(&mut self, heap: crate::jit::CodeHeap) -> &mut Process {
+        assert!(
+            self.x64(),
+            "function_table: RUNTIME_FUNCTION entries are x64's"
+        );
+        let h = &mut self.code_heaps[heap.index];
+        let mut entries = Vec::new();
+        let mut infos = Vec::new();
+        for f in &h.functions {
+            let info = f.code.unwind_info();
+            let at = align(h.used, 4);
+            h.used = at + info.len() as u64;
+            assert!(
+                h.used <= h.heap.size,
+                "the code heap at {:#x} is full",
+                h.heap.base
+            );
+            entries.extend_from_slice(&f.rva.to_le_bytes());
+            entries.extend_from_slice(&(f.rva + f.size).to_le_bytes());
+            entries.extend_from_slice(&(at as u32).to_le_bytes());
+            infos.push((h.heap.base + at, info));
+        }
+        let entry_count = h.functions.len() as u32;
+        self.writes.extend(infos);
+        self.function_tables
+            .push(dumpdiag_target::FunctionTableDescriptor {
+                minimum_address: heap.base,
+                maximum_address: heap.base + heap.size,
+                base_address: heap.base,
+                entry_count,
+                entries,
+            });
         self
     }
 

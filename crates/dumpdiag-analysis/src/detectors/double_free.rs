@@ -101,3 +101,77 @@ impl Detector for DoubleFree {
         )]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors::heap_corruption::HeapCorruption;
+    use crate::test_support::{heap_failure, Analysed};
+    use crate::Confidence;
+    use dumpdiag_synth::Exception;
+    use dumpdiag_target::Arch;
+
+    const HEAP_CORRUPTION: u32 = 0xc000_0374;
+
+    #[test]
+    fn the_heaps_block_not_busy_verdict_is_a_double_free() {
+        for arch in [Arch::Amd64, Arch::X86] {
+            // block_not_busy (8): the NT heap found the block already free; the segment heap's
+            // LFH says segment_lfh_double_free (17).
+            for (kind, name) in [(8, "block_not_busy"), (17, "segment_lfh_double_free")] {
+                let (p, block, heap, _) = heap_failure(arch, kind);
+                let found = Analysed::exports_only(p).detect(&DoubleFree);
+                assert_eq!(found.len(), 1, "{arch:?} {name}");
+                let f = &found[0];
+                assert_eq!(
+                    f.summary,
+                    format!("block {block:#x} was freed twice (the second time by orders!release_order)")
+                );
+                assert_eq!(f.threads, [0x100]);
+                let evidence = f.evidence();
+                assert_eq!(
+                    evidence[0],
+                    format!("heap failure {kind} ({name}) for block {block:#x} of heap {heap:#x}")
+                );
+                assert!(
+                    evidence[1].starts_with("thread 100 frame 02: ntdll!RtlpFreeHeapInternal"),
+                    "{evidence:?}"
+                );
+                assert_eq!(
+                    evidence[2],
+                    "the second free was called by orders!release_order"
+                );
+                assert_eq!(f.confidence(), Confidence::High);
+            }
+        }
+    }
+
+    #[test]
+    fn a_corruption_found_while_freeing_is_not_a_double_free() {
+        for arch in [Arch::Amd64, Arch::X86] {
+            // entry_corruption (3): a damaged block header, Dynamic Memory Corruption's.
+            let (p, _, _, _) = heap_failure(arch, 3);
+            let a = Analysed::exports_only(p);
+            assert!(a.detect(&DoubleFree).is_empty(), "{arch:?}");
+            assert_eq!(a.detect(&HeapCorruption).len(), 1, "{arch:?}");
+        }
+    }
+
+    #[test]
+    fn without_the_failure_record_a_heap_failure_on_free_is_no_proof() {
+        for arch in [Arch::Amd64, Arch::X86] {
+            // The parameter is missing.
+            let (mut p, _, _, _) = heap_failure(arch, 8);
+            let mut e = Exception::new(0x100, HEAP_CORRUPTION);
+            e.flags = 1;
+            p.exception(e);
+            assert!(Analysed::exports_only(p).detect(&DoubleFree).is_empty());
+            // It points to a record whose StructureSize is not this bitness's (0x6d0 on x64,
+            // 0x3d0 on x86).
+            let (mut p, _, _, at) = heap_failure(arch, 8);
+            let other = if arch == Arch::Amd64 { 0x3d0 } else { 0x6d0 };
+            p.write_u32(at + 4, other);
+            assert!(Analysed::exports_only(p).detect(&DoubleFree).is_empty());
+        }
+    }
+}

@@ -113,3 +113,121 @@ impl Detector for ExecutionResidue {
         findings
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Analysed, Bitness, Waits};
+    use crate::Confidence;
+    use dumpdiag_synth::Func;
+
+    /// The dispatcher's functions: KiUserExceptionDispatcher, RtlDispatchException,
+    /// RtlpExecuteHandlerForException.
+    fn dispatcher(w: &mut Waits) -> [Func; 3] {
+        let ntdll = w.ntdll;
+        [
+            w.p.function(ntdll, "KiUserExceptionDispatcher", 0x80),
+            w.p.function(ntdll, "RtlDispatchException", 0x80),
+            w.p.function(ntdll, "RtlpExecuteHandlerForException", 0x80),
+        ]
+    }
+
+    /// Pointer-sized words, lowest address first.
+    fn words(w: &Waits, values: &[u64]) -> Vec<u8> {
+        let p = w.ptr() as usize;
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes()[..p].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn dispatcher_return_addresses_below_the_stack_pointer_are_residue_of_an_exception() {
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            let [kiuser, dispatch, execute] = dispatcher(&mut w);
+            let parse = w.function("parse_block");
+            // What a dispatch that ran deeper than the thread is now leaves behind: the return
+            // addresses of its calls, the innermost lowest, under the faulting function's.
+            let residue = words(
+                &w,
+                &[
+                    parse.call_site(1),
+                    execute.call_site(0),
+                    dispatch.call_site(0),
+                    kiuser.call_site(0),
+                ],
+            );
+            let at = w.sleep(0x100, "retry_loop").below_sp(&residue);
+            let p = w.ptr();
+            let found = Analysed::exports_only(w.p).detect(&ExecutionResidue);
+            assert_eq!(found.len(), 1, "{b:?}: {found:#?}");
+            let f = &found[0];
+            assert_eq!(
+                f.summary,
+                "thread 100's unused stack shows past exception processing (3 return address(es))"
+            );
+            assert_eq!(f.threads, [0x100]);
+            let line = |slot: u64, name: &str, func: Func| {
+                format!(
+                    "{slot:#x} ntdll!{name}+{:#x}",
+                    func.call_site(0) - func.addr
+                )
+            };
+            assert_eq!(
+                f.evidence(),
+                [
+                    line(at + p, "RtlpExecuteHandlerForException", execute),
+                    line(at + 2 * p, "RtlDispatchException", dispatch),
+                    line(at + 3 * p, "KiUserExceptionDispatcher", kiuser),
+                    "application functions in the same residue: service!parse_block".to_string(),
+                ],
+                "{b:?}"
+            );
+            assert_eq!(f.confidence(), Confidence::Medium);
+        }
+    }
+
+    #[test]
+    fn the_dispatch_a_thread_is_in_now_is_no_residue() {
+        // The thread is dispatching an exception now: the same functions' return addresses
+        // below its stack pointer are its current dispatch's callees, not a past one.
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            let [kiuser, dispatch, execute] = dispatcher(&mut w);
+            let residue = words(
+                &w,
+                &[
+                    execute.call_site(0),
+                    dispatch.call_site(0),
+                    kiuser.call_site(0),
+                ],
+            );
+            let chain = w.chain(&[execute, dispatch, kiuser], "parse_block");
+            w.p.thread(0x100, chain).below_sp(&residue);
+            let found = Analysed::exports_only(w.p).detect(&ExecutionResidue);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn return_addresses_in_the_live_stack_are_no_residue() {
+        // The same values in a live frame's locals (above the stack pointer): the current stack,
+        // whatever they are.
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            let [kiuser, dispatch, execute] = dispatcher(&mut w);
+            let values = words(
+                &w,
+                &[
+                    execute.call_site(0),
+                    dispatch.call_site(0),
+                    kiuser.call_site(0),
+                ],
+            );
+            w.sleep(0x100, "retry_loop").local(2, 0, &values);
+            let found = Analysed::exports_only(w.p).detect(&ExecutionResidue);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
+        }
+    }
+}

@@ -115,3 +115,94 @@ impl Detector for MemoryLeakProcessHeap {
         )]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Analysed;
+    use crate::Confidence;
+    use dumpdiag_synth::process::PAGE_READWRITE;
+    use dumpdiag_synth::{Module, Process};
+    use dumpdiag_target::Arch;
+
+    const MB: u64 = 1 << 20;
+
+    /// A process with one thread and a private heap of 1 MB that grew by segments of 2 and
+    /// 4 MB (each the size of all before it, as RtlpExtendHeap adds them) when `grown`, else
+    /// stayed at its first 2 MB segment. Returns the process and the heap.
+    fn with_heap(arch: Arch, grown: bool) -> (Process, u64) {
+        let mut p = Process::new(arch);
+        let app = p.module(Module::new("C:\\app\\cache.exe"));
+        let main = p.function(app, "main", 0x80);
+        p.thread(0x100, [main]);
+        let heap = if grown {
+            let heap = p.heap(MB, MB);
+            p.heap_segment(heap, 2 * MB, 2 * MB);
+            p.heap_segment(heap, 4 * MB, 4 * MB);
+            heap
+        } else {
+            p.heap(2 * MB, 2 * MB)
+        };
+        (p, heap)
+    }
+
+    #[test]
+    fn a_heap_that_holds_most_of_private_commit_and_grew_by_segments_is_a_leak() {
+        for arch in [Arch::Amd64, Arch::X86] {
+            let (p, heap) = with_heap(arch, true);
+            let found = Analysed::exports_only(p).detect(&MemoryLeakProcessHeap);
+            assert_eq!(found.len(), 1, "{arch:?}");
+            let f = &found[0];
+            assert!(
+                f.summary.starts_with(&format!(
+                    "heap {heap:#x} holds 7.0 MB (99% of all heap commit, "
+                )),
+                "{arch:?}: {}",
+                f.summary
+            );
+            let evidence = f.evidence();
+            assert!(
+                evidence.contains(&format!(
+                    "NT heap {heap:#x}: 7.0 MB committed, 7.0 MB reserved, 3 segment(s)"
+                )),
+                "{arch:?}: {evidence:#?}"
+            );
+            assert!(evidence.contains(&format!(
+                "heap {heap:#x} grew by 2 segment(s): 1.0 MB, 2.0 MB, 4.0 MB"
+            )));
+            // One dump shows a size: a second one confirms the growth.
+            assert_eq!(f.caveats, [Caveat::SingleDump]);
+            assert_eq!(f.confidence(), Confidence::Medium);
+        }
+    }
+
+    #[test]
+    fn private_memory_outside_the_heaps_dominating_is_no_heap_leak() {
+        // The same grown heap beside 8 MB VirtualAlloc'd: the heaps hold less than half.
+        for arch in [Arch::Amd64, Arch::X86] {
+            let (mut p, _) = with_heap(arch, true);
+            p.alloc(8 * MB, PAGE_READWRITE);
+            let found = Analysed::exports_only(p).detect(&MemoryLeakProcessHeap);
+            assert!(found.is_empty(), "{arch:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn a_heap_that_did_not_grow_is_no_leak() {
+        // It holds most of private commit, but in the one segment it was created with.
+        for arch in [Arch::Amd64, Arch::X86] {
+            let (p, _) = with_heap(arch, false);
+            let found = Analysed::exports_only(p).detect(&MemoryLeakProcessHeap);
+            assert!(found.is_empty(), "{arch:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn without_a_memory_map_heap_sizes_are_unknown() {
+        let (mut p, _) = with_heap(Arch::Amd64, true);
+        p.no_memory_info();
+        assert!(Analysed::exports_only(p)
+            .detect(&MemoryLeakProcessHeap)
+            .is_empty());
+    }
+}

@@ -111,3 +111,90 @@ impl Detector for PassiveThread {
         .recommend("These threads wait the way idle threads do; look at the others first.")]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Analysed, Bitness, Waits};
+    use crate::Confidence;
+    use dumpdiag_synth::Function;
+
+    /// Idle threads — asleep (0x100), waiting for a work event (0x200), for either of two
+    /// events (0x300), a thread-pool worker waiting for work (0x700) — beside threads that
+    /// matter: 0x400 sleeps holding a mutex 0x500 waits for, 0x600 runs.
+    fn service(b: Bitness) -> (Waits, u64) {
+        let mut w = Waits::new(b);
+        w.sleep(0x100, "housekeeping");
+        let ready = w.event(Some("\\BaseNamedObjects\\WorkReady"));
+        w.wait_single(0x200, ready, "worker_loop");
+        let (stop, more) = (w.event(None), w.event(None));
+        w.wait_multiple(0x300, &[stop, more], true, "timer_loop");
+        w.sleep(0x400, "flush_queue");
+        let queue = w.mutex("\\BaseNamedObjects\\JobQueue", Some(0x400));
+        w.wait_single(0x500, queue, "enqueue_job");
+        w.run(0x600, "compress");
+        let ntdll = w.ntdll;
+        let work = w.p.add_function(
+            ntdll,
+            Function::syscall("NtWaitForWorkViaWorkerFactory", 0x1d0),
+        );
+        let tpp = w.p.function(ntdll, "TppWorkerThread", 0x80);
+        let [thunk, start] = w.start;
+        w.p.thread(0x700, [work, tpp, thunk, start]);
+        (w, ready)
+    }
+
+    #[test]
+    fn sleeping_threads_pool_workers_and_waits_for_unowned_events_are_idle() {
+        for b in [Bitness::X64, Bitness::X86, Bitness::Wow64] {
+            let (w, ready) = service(b);
+            let found = Analysed::exports_only(w.p).detect(&PassiveThread);
+            assert_eq!(found.len(), 1, "{b:?}");
+            let f = &found[0];
+            assert_eq!(f.summary, "4 thread(s) are idle in ordinary waits");
+            assert_eq!(f.threads, [0x100, 0x200, 0x300, 0x700], "{b:?}");
+            let evidence = f.evidence();
+            assert_eq!(
+                evidence[..2],
+                [
+                    "thread 100 idle in NtDelayExecution (from service!housekeeping)".to_string(),
+                    format!(
+                        "thread 200 idle in Event \\BaseNamedObjects\\WorkReady (handle \
+                         {ready:#x}, not signaled) (from service!worker_loop)"
+                    ),
+                ],
+                "{b:?}"
+            );
+            assert_eq!(
+                evidence[3],
+                "thread 700 idle in NtWaitForWorkViaWorkerFactory"
+            );
+            assert_eq!(f.confidence(), Confidence::Medium);
+        }
+    }
+
+    #[test]
+    fn in_a_crash_dump_no_thread_is_called_idle() {
+        for b in [Bitness::X64, Bitness::X86] {
+            let (mut w, _) = service(b);
+            w.crash(0x900, "parse_reply");
+            let found = Analysed::exports_only(w.p).detect(&PassiveThread);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn a_kernel_wait_whose_object_is_not_its_argument_is_not_called_idle() {
+        // The event's handle lies in the caller's locals, but the wait was given another
+        // value: what it waits for is unknown, so it may be anything but idle.
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            let ready = w.event(Some("\\BaseNamedObjects\\WorkReady"));
+            w.wait_single(0x200, 0x7fc, "worker_loop")
+                .local_word(2, 0x8, ready);
+            w.run(0x600, "compress");
+            let found = Analysed::exports_only(w.p).detect(&PassiveThread);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
+        }
+    }
+}

@@ -166,3 +166,104 @@ impl Detector for SpikingThread {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Analysed, Bitness, Waits};
+    use crate::Confidence;
+    use dumpdiag_synth::{unix_to_filetime, Thread};
+
+    const TICKS: u64 = 10_000_000;
+
+    /// Charge `seconds` of CPU to a thread (nine tenths user time, one tenth kernel time).
+    fn cpu(t: &mut Thread, seconds: u64) {
+        t.times.user_time = seconds * TICKS * 9 / 10;
+        t.times.kernel_time = seconds * TICKS / 10;
+    }
+
+    /// A process an hour old (its threads created with it): 0x100 runs its checksum loop after
+    /// 3000 s of CPU, 0x200 waits for an event after as much, 0x300 sleeps after next to none.
+    fn busy(b: Bitness) -> Waits {
+        let mut w = Waits::new(b);
+        cpu(w.run(0x100, "checksum_loop"), 3000);
+        let done = w.event(None);
+        cpu(w.wait_single(0x200, done, "wait_for_batch"), 3000);
+        w.sleep(0x300, "housekeeping");
+        w
+    }
+
+    #[test]
+    fn a_running_thread_that_used_most_of_a_core_all_its_life_is_spinning() {
+        for b in [Bitness::X64, Bitness::X86] {
+            let found = Analysed::with_symbols(busy(b).p).detect(&SpikingThread);
+            assert_eq!(found.len(), 2, "{b:?}: {found:#?}");
+            let (spinning, earlier) = (&found[0], &found[1]);
+            assert_eq!(
+                spinning.summary,
+                "thread 100 is spinning in service!checksum_loop"
+            );
+            assert_eq!(spinning.threads, [0x100]);
+            let evidence = spinning.evidence();
+            assert_eq!(
+                evidence[0],
+                "thread 100 used 3000.00 s of CPU in its 3601.0 s life (83% of one core), 50% \
+                 of the process's CPU"
+            );
+            assert!(
+                evidence[1].starts_with("thread 100 frame 00: service!checksum_loop"),
+                "{evidence:?}"
+            );
+            assert_eq!(spinning.confidence(), Confidence::High, "{b:?}");
+            // The same CPU, but the thread sits in a wait stub now: spent earlier.
+            assert_eq!(
+                earlier.summary,
+                "thread 200 used much CPU earlier but is waiting now"
+            );
+            assert_eq!(earlier.threads, [0x200]);
+            assert_eq!(earlier.confidence(), Confidence::Low);
+        }
+    }
+
+    #[test]
+    fn cpu_is_measured_against_the_threads_own_life() {
+        // 100 s of CPU in an hour is little; 9 s in the 10 s since a thread was created is
+        // nearly a whole core.
+        let mut w = Waits::new(Bitness::X64);
+        cpu(w.run(0x100, "checksum_loop"), 100);
+        let dump = unix_to_filetime(w.p.system.dump_time);
+        let young = w.run(0x400, "rebuild_index");
+        young.times.create_time = dump - 10 * TICKS;
+        cpu(young, 9);
+        let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].threads, [0x400]);
+        assert_eq!(
+            found[0].evidence()[0],
+            "thread 400 used 9.00 s of CPU in its 11.0 s life (82% of one core), 8% of the \
+             process's CPU"
+        );
+    }
+
+    #[test]
+    fn less_than_a_quarter_of_a_core_is_no_spike() {
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            // 800 s in 3601 s: 22% of one core.
+            cpu(w.run(0x100, "checksum_loop"), 800);
+            w.sleep(0x300, "housekeeping");
+            let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn in_a_crash_dump_busy_threads_are_not_reported() {
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = busy(b);
+            w.crash(0x900, "parse_reply");
+            let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
+        }
+    }
+}
