@@ -41,17 +41,38 @@ impl Detector for ExecutionResidue {
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
         let mut findings = Vec::new();
+        // Every thread's live stack (its stack pointer up to its base). Memory below one
+        // thread's stack pointer that is another thread's live stack is that thread's present,
+        // not residue (a context whose stack pointer lies outside its own thread's stack, as
+        // when a dump tool records the exception context for its own thread, reads there).
+        let live: Vec<(usize, u64, u64)> = ev
+            .threads
+            .iter()
+            .filter_map(|t| {
+                let view = ProcessView::new(ev.target(), t.view);
+                let raw = RawStack::of(&view, ev.symbols, t.index, t.stack.as_ref()?)?;
+                Some((t.index, raw.live_low, raw.live_high))
+            })
+            .collect();
         for t in &ev.threads {
             let Some(stack) = &t.stack else { continue };
             let view = ProcessView::new(ev.target(), t.view);
             let Some(raw) = RawStack::of(&view, ev.symbols, t.index, stack) else {
                 continue;
             };
+            let others_live = |slot: u64| {
+                live.iter()
+                    .any(|&(i, low, high)| i != t.index && slot >= low && slot < high)
+            };
             let current: Vec<&str> = t.frames.iter().filter_map(|f| f.short_name()).collect();
             let below = raw.live_low.saturating_sub(RESIDUE_WINDOW);
             let mut dispatch = Vec::new();
             let mut app = Vec::new();
             for (slot, v) in raw.return_like_values(below, raw.live_low) {
+                if others_live(slot) {
+                    continue;
+                }
+
                 let Some(sym) = ev.symbols.lookup(ev.target(), v.wrapping_sub(1)) else {
                     continue;
                 };
@@ -226,6 +247,26 @@ mod tests {
                 ],
             );
             w.sleep(0x100, "retry_loop").local(2, 0, &values);
+            let found = Analysed::exports_only(w.p).detect(&ExecutionResidue);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn another_threads_live_dispatch_is_no_residue() {
+        // Thread 0x200's context points into thread 0x100's stack, above 0x100's current
+        // dispatch (a dump tool that records the exception context for its own thread does
+        // this): what lies below 0x200's stack pointer there is 0x100's live stack.
+        for b in [Bitness::X64, Bitness::X86] {
+            let mut w = Waits::new(b);
+            let [kiuser, dispatch, execute] = dispatcher(&mut w);
+            let chain = w.chain(&[execute, dispatch, kiuser], "parse_block");
+            w.p.thread(0x100, chain);
+            // parse_block's frame: the dispatcher's frames lie below it.
+            let top_of_dispatch = w.p.frames(0x100)[3].sp;
+
+            let sp = if b == Bitness::X64 { "rsp" } else { "esp" };
+            w.sleep(0x200, "retry_loop").reg(sp, top_of_dispatch);
             let found = Analysed::exports_only(w.p).detect(&ExecutionResidue);
             assert!(found.is_empty(), "{b:?}: {found:#?}");
         }
