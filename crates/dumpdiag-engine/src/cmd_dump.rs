@@ -9,10 +9,14 @@
 //! - the code around every walked frame (so the faulting instruction disassembles and the
 //!   stack checks can read the call before each return address);
 //! - the critical sections threads wait on, with their debug information;
-//! - the first page of every heap segment (its header, for `!heap -s`).
+//! - the first page of every heap segment (its header, for `!heap -s`);
+//! - the unwind data of code generated at run time (dynamic function tables' UNWIND_INFO);
+//! - the bytes before every stack value that points into a module (a stack scan and the
+//!   residue detectors accept a return address only after a call they can read).
 //!
 //! Thread contexts, modules, handles, thread times, the memory map, the exception and the
-//! dynamic function tables are carried over whole (`dumpdiag_mdmp::write_minidump`).
+//! dynamic function tables are carried over whole, and the comments unless `/c` gives a new one
+//! (`dumpdiag_mdmp::write_minidump`).
 
 use dumpdiag_mdmp::{write_minidump, DumpPlan};
 use dumpdiag_os::pe;
@@ -219,6 +223,12 @@ fn minidump_memory(s: &Session) -> Vec<(u64, u64)> {
             if system { SYSTEM_DATA } else { u64::MAX },
         ));
     }
+    // Code generated at run time (JIT): the unwind data its dynamic function tables point to.
+    if t.facts().arch == dumpdiag_target::Arch::Amd64 {
+        for table in &t.extras().function_tables {
+            keep.extend(unwind_info_of(t, table.base_address, &table.entries));
+        }
+    }
     // The locks threads wait on, and their debug information.
     for w in dumpdiag_analysis::Evidence::gather(&s.analysis_input()).waits() {
         if let dumpdiag_analysis::waits::WaitObject::CriticalSection(cs) = &w.object {
@@ -272,6 +282,21 @@ fn code_before_stack_values(
             let i = modules.partition_point(|m| m.0 <= v);
             let (base, end) = *modules.get(i.checked_sub(1)?)?;
             (v > base && v < end).then(|| (v.saturating_sub(BEFORE), BEFORE))
+        })
+        .collect()
+}
+
+/// The UNWIND_INFO each x64 RUNTIME_FUNCTION of `table` (BeginAddress, EndAddress, UnwindData,
+/// RVAs from `base`) points to: its header (4 bytes), the unwind codes (2 bytes each, rounded
+/// to 4) and a chained entry or handler (12 bytes at most).
+fn unwind_info_of(t: &dyn Target, base: u64, table: &[u8]) -> Vec<(u64, u64)> {
+    table
+        .chunks_exact(12)
+        .map(|e| {
+            let unwind =
+                base.wrapping_add((u32::from_le_bytes([e[8], e[9], e[10], e[11]]) & !1) as u64);
+            let codes = t.memory().read_u8(unwind.wrapping_add(2)).unwrap_or(0) as u64;
+            (unwind, 4 + (codes * 2).next_multiple_of(4) + 12)
         })
         .collect()
 }
@@ -336,11 +361,7 @@ fn module_memory(t: &dyn Target, base: u64, max_data: u64) -> Vec<(u64, u64)> {
     if let Some((rva, size)) = h.directory(pe::DIR_EXCEPTION) {
         if h.magic == 0x20b {
             let table = mem.read_bytes(at(rva), size as usize);
-            for e in table.chunks_exact(12) {
-                let unwind = u32::from_le_bytes([e[8], e[9], e[10], e[11]]) & !1;
-                let codes = mem.read_u8(at(unwind).wrapping_add(2)).unwrap_or(0) as u64;
-                keep.push((at(unwind), 4 + (codes * 2).next_multiple_of(4) + 12));
-            }
+            keep.extend(unwind_info_of(t, base, &table));
         }
     }
     for sec in h

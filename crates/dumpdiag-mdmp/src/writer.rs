@@ -22,6 +22,7 @@ const MEMORY_LIST: u32 = 5;
 const EXCEPTION: u32 = 6;
 const SYSTEM_INFO: u32 = 7;
 const MEMORY64_LIST: u32 = 9;
+const COMMENT_A: u32 = 10;
 const COMMENT_W: u32 = 11;
 const HANDLE_DATA: u32 = 12;
 const FUNCTION_TABLE: u32 = 13;
@@ -55,6 +56,8 @@ pub struct DumpPlan {
     pub memory: Vec<(u64, u64)>,
     /// A full-memory dump (Memory64List, MiniDumpWithFullMemory) rather than a minidump.
     pub full_memory: bool,
+    /// A comment replacing the dump's own (CommentStreamW); without one, the dump's comments are
+    /// kept.
     pub comment: Option<String>,
 }
 
@@ -196,7 +199,12 @@ pub fn write_minidump(target: &dyn Target, plan: &DumpPlan, out: &mut dyn Write)
     if !target.extras().function_tables.is_empty() {
         streams.push(FUNCTION_TABLE);
     }
-    if plan.comment.is_some() {
+    // A new comment replaces the dump's own; without one, the dump's comments are kept.
+    let extras = target.extras();
+    if plan.comment.is_none() && extras.comment_a.is_some() {
+        streams.push(COMMENT_A);
+    }
+    if plan.comment.is_some() || extras.comment_w.is_some() {
         streams.push(COMMENT_W);
     }
     streams.push(if plan.full_memory {
@@ -540,10 +548,21 @@ fn streams_and_directory(
                 }
                 (at, o.rva() - at)
             }
+            COMMENT_A => {
+                let at = o.rva();
+                let text = target.extras().comment_a.clone().unwrap_or_default();
+                o.bytes(text.as_bytes());
+                o.buf.push(0);
+                (at, o.rva() - at)
+            }
             COMMENT_W => {
                 o.align(2);
                 let at = o.rva();
-                let text = plan.comment.clone().unwrap_or_default();
+                let text = plan
+                    .comment
+                    .clone()
+                    .or_else(|| target.extras().comment_w.clone())
+                    .unwrap_or_default();
                 for u in text.encode_utf16() {
                     o.u16(u);
                 }
