@@ -131,7 +131,9 @@ fn wait_svg(waits: &[Wait]) -> String {
     threads.dedup();
     let row = 56;
     let height = (threads.len().max(waits.len()) * row + 40) as u32;
-    let mut o = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"{height}\" role=\"img\" aria-label=\"wait chains\"><defs><marker id=\"a\" markerWidth=\"10\" markerHeight=\"8\" refX=\"10\" refY=\"4\" orient=\"auto\"><path d=\"M0,0 L10,4 L0,8 z\" fill=\"#555\"/></marker></defs>");
+    // Inline SVG in HTML needs no xmlns: the HTML parser puts <svg> in the SVG namespace, and
+    // the page then names no URL at all.
+    let mut o = format!("<svg width=\"900\" height=\"{height}\" role=\"img\" aria-label=\"wait chains\"><defs><marker id=\"a\" markerWidth=\"10\" markerHeight=\"8\" refX=\"10\" refY=\"4\" orient=\"auto\"><path d=\"M0,0 L10,4 L0,8 z\" fill=\"#555\"/></marker></defs>");
     let ty = |t: u32| 30 + threads.iter().position(|x| *x == t).unwrap_or(0) as u32 * row as u32;
     for t in &threads {
         let _ = write!(o, "<rect x=\"20\" y=\"{}\" width=\"150\" height=\"34\" rx=\"6\" fill=\"#e8f0fe\" stroke=\"#4a6fb5\"/><text x=\"95\" y=\"{}\" text-anchor=\"middle\" font-size=\"13\">thread {t:x}</text>", ty(*t) - 17, ty(*t) + 5);

@@ -91,7 +91,10 @@ fn dump(s: &mut Session, inv: &Invocation<'_>) -> Result<String, CommandError> {
             _ => path = Some(w.to_string()),
         }
     }
-    let path = path.ok_or_else(|| inv.syntax_error())?;
+    // WinDbg answers a `.dump` without a file with its usage.
+    let path = path.ok_or_else(|| {
+        CommandError::Usage("Usage: .dump [/m | /ma] [/o] [/c \"comment\"] FileName".into())
+    })?;
     let path = path.trim_matches('"').to_string();
     if std::path::Path::new(&path).exists() && !overwrite {
         return Err(CommandError::Usage(format!(

@@ -9,7 +9,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Replace a UTF-16 (or ASCII) string in the dump bytes with markup of the same length.
+/// Replace every copy of a UTF-16 (or ASCII) string in the dump bytes (the streams and the
+/// process memory both) with markup of the same length.
 fn plant(bytes: &mut [u8], original: &str, hostile: &str, utf16: bool) {
     assert_eq!(original.chars().count(), hostile.chars().count());
     let enc = |s: &str| -> Vec<u8> {
@@ -20,11 +21,17 @@ fn plant(bytes: &mut [u8], original: &str, hostile: &str, utf16: bool) {
         }
     };
     let (from, to) = (enc(original), enc(hostile));
-    let at = bytes
+    let mut planted = 0;
+    let mut at = 0;
+    while let Some(i) = bytes[at..]
         .windows(from.len())
         .position(|w| w == from.as_slice())
-        .unwrap_or_else(|| panic!("{original} not in the dump"));
-    bytes[at..at + to.len()].copy_from_slice(&to);
+    {
+        bytes[at + i..at + i + to.len()].copy_from_slice(&to);
+        at += i + to.len();
+        planted += 1;
+    }
+    assert!(planted > 0, "{original} not in the dump");
 }
 
 fn hostile_sample() -> Vec<u8> {
@@ -35,7 +42,7 @@ fn hostile_sample() -> Vec<u8> {
     let comment = "dumpdiag sample: two threads deadlocked on critical sections";
     let evil = "<script>alert(1)</script><img src=x onerror=alert(2)>sections";
     let evil: String = evil.chars().take(comment.chars().count()).collect();
-    plant(&mut bytes, comment, &evil, false);
+    plant(&mut bytes, comment, &evil, true);
     bytes
 }
 
