@@ -145,6 +145,8 @@ pub struct Evidence<'a> {
     own_map: OnceCell<AddressMap>,
     /// Every thread's resolved wait, computed on first use and shared by the wait detectors.
     waits: OnceCell<Vec<crate::waits::Wait>>,
+    /// Exceptions other threads are dispatching, computed on first use.
+    dispatched: OnceCell<Vec<(usize, crate::stack_records::StackRecord)>>,
 }
 
 /// Symbolize a walked stack.
@@ -280,6 +282,7 @@ impl<'a> Evidence<'a> {
             given_map: input.address_map,
             own_map: OnceCell::new(),
             waits: OnceCell::new(),
+            dispatched: OnceCell::new(),
         };
         if crate::detectors::debugger_break(&ev).is_some() {
             let id = ev.exception.as_ref().map(|e| e.thread_id);
@@ -333,6 +336,31 @@ impl<'a> Evidence<'a> {
     /// Every thread's resolved wait (see [`crate::waits`]).
     pub fn waits(&self) -> &[crate::waits::Wait] {
         self.waits.get_or_init(|| crate::waits::waits(self))
+    }
+
+    /// The exceptions threads are dispatching at the moment of the dump besides the stored one:
+    /// (index into `threads`, the record under the thread's KiUserExceptionDispatcher frame).
+    /// Only one exception is stored in a dump; when several threads fault at once, each of the
+    /// others has its own record on its stack.
+    pub fn dispatched_exceptions(&self) -> &[(usize, crate::stack_records::StackRecord)] {
+        self.dispatched.get_or_init(|| {
+            let stored = self
+                .exception
+                .as_ref()
+                .map(|e| (e.thread_id, e.record.code, e.record.address));
+            self.threads
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| !crate::stack_records::dispatch_sites(t).is_empty())
+                .flat_map(|(i, t)| {
+                    crate::stack_records::stack_records(self, t)
+                        .into_iter()
+                        .filter(|r| r.live)
+                        .filter(move |r| stored != Some((t.id, r.record.code, r.record.address)))
+                        .map(move |r| (i, r))
+                })
+                .collect()
+        })
     }
 
     /// The address-space map (regions, heaps, stacks, images), built once.

@@ -16,6 +16,7 @@ pub mod html;
 mod managed;
 mod pattern;
 mod report;
+pub mod stack_records;
 #[cfg(test)]
 mod test_support;
 pub mod thread_facts;

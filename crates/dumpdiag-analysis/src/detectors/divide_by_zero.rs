@@ -12,45 +12,102 @@ impl Detector for DivideByZero {
         Pattern::DivideByZero
     }
     fn detect(&self, ev: &Evidence) -> Vec<Finding> {
-        let Some(e) = &ev.exception else {
-            silent!("the dump has no exception stream");
-        };
-        let kind = match e.record.code {
-            codes::INT_DIVIDE_BY_ZERO => "integer",
-            codes::FLT_DIVIDE_BY_ZERO => "floating-point",
-            code => silent!(code = format!("{code:08x}"), "not a divide-by-zero code"),
-        };
-        let mut facts = top_frames(ev, 3);
-        // The dividing instruction, when the dump holds the code at the faulting address. Any
-        // mnemonic with "div" in it counts, whatever its case: x64 code divides floating point
-        // with SSE (divsd, divss; Debug-printed "Divsd"), and Windows raises c000008e from
-        // those when the MXCSR leaves the zero-divide exception unmasked.
-        let view = ev
-            .exception_walk
+        let mut out: Vec<Finding> = ev
+            .exception
             .as_ref()
-            .map(|w| w.view)
-            .unwrap_or_default();
-        let code = ev.disassembler(view);
-        let divides = code.decode(e.record.address, 1).first().is_some_and(|i| {
-            matches!(
-                i.mnemonic(),
-                Mnemonic::Div | Mnemonic::Idiv | Mnemonic::Fdiv | Mnemonic::Fidiv | Mnemonic::Fdivr
-            ) || format!("{:?}", i.mnemonic())
-                .to_ascii_lowercase()
-                .contains("div")
-        });
-        if let Some(text) = code.instruction_text(e.record.address).filter(|_| divides) {
-            let note = format!("faulting instruction at {:#x}: {text}", e.record.address);
-            facts.insert(
-                0,
-                Fact::Memory {
-                    address: e.record.address,
-                    note,
-                },
+            .and_then(|e| stored(ev, e.record.code, e.record.address))
+            .into_iter()
+            .collect();
+        // Only one exception is stored; another thread faulting at the same time is dispatching
+        // its own, whose record lies under its KiUserExceptionDispatcher frame.
+        for (i, r) in ev.dispatched_exceptions() {
+            let Some(kind) = kind(r.record.code) else {
+                continue;
+            };
+            let t = &ev.threads[*i];
+            let site = t
+                .frames
+                .iter()
+                .position(|f| f.ip == r.record.address)
+                .unwrap_or(0);
+            let frames = &t.frames[site..];
+            let mut facts = vec![Fact::Exception {
+                record_at: Some(r.record_at),
+                context_at: r.context_at,
+                code: r.record.code,
+                address: r.record.address,
+                location: ev.describe(r.record.address),
+            }];
+            facts.extend(Fact::frames(t.id, frames, 3));
+            out.push(
+                Finding::new(
+                    self.pattern(),
+                    // The CONTEXT saved with the record confirms the dispatch.
+                    if r.context_at.is_some() {
+                        Strength::Proven
+                    } else {
+                        Strength::Likely
+                    },
+                    format!(
+                        "{kind} division by zero in {} on thread {:x} (being dispatched; not the \
+                         stored exception)",
+                        frames.first().map(|f| f.call_site()).unwrap_or_default(),
+                        t.id
+                    ),
+                )
+                .threads(vec![t.id])
+                .facts(facts)
+                .recommend(
+                    "Check where the divisor comes from and guard the division; .exr and .cxr \
+                     on the record's and CONTEXT's addresses show the fault.",
+                ),
             );
         }
-        vec![Finding::new(
-            self.pattern(),
+        if out.is_empty() {
+            silent!("no divide-by-zero code, stored or being dispatched");
+        }
+        out
+    }
+}
+
+/// "integer" or "floating-point" for the two division-by-zero codes.
+fn kind(code: u32) -> Option<&'static str> {
+    match code {
+        codes::INT_DIVIDE_BY_ZERO => Some("integer"),
+        codes::FLT_DIVIDE_BY_ZERO => Some("floating-point"),
+        _ => None,
+    }
+}
+
+/// The finding for the dump's stored exception, when it is a division by zero.
+fn stored(ev: &Evidence, code: u32, address: u64) -> Option<Finding> {
+    let kind = kind(code)?;
+    let mut facts = top_frames(ev, 3);
+    // The dividing instruction, when the dump holds the code at the faulting address. Any
+    // mnemonic with "div" in it counts, whatever its case: x64 code divides floating point
+    // with SSE (divsd, divss; Debug-printed "Divsd"), and Windows raises c000008e from those
+    // when the MXCSR leaves the zero-divide exception unmasked.
+    let view = ev
+        .exception_walk
+        .as_ref()
+        .map(|w| w.view)
+        .unwrap_or_default();
+    let code = ev.disassembler(view);
+    let divides = code.decode(address, 1).first().is_some_and(|i| {
+        matches!(
+            i.mnemonic(),
+            Mnemonic::Div | Mnemonic::Idiv | Mnemonic::Fdiv | Mnemonic::Fidiv | Mnemonic::Fdivr
+        ) || format!("{:?}", i.mnemonic())
+            .to_ascii_lowercase()
+            .contains("div")
+    });
+    if let Some(text) = code.instruction_text(address).filter(|_| divides) {
+        let note = format!("faulting instruction at {address:#x}: {text}");
+        facts.insert(0, Fact::Memory { address, note });
+    }
+    Some(
+        Finding::new(
+            Pattern::DivideByZero,
             Strength::Proven,
             format!(
                 "{kind} division by zero in {}",
@@ -62,8 +119,8 @@ impl Detector for DivideByZero {
         )
         .threads(exception_thread(ev))
         .facts(facts)
-        .recommend("Check where the divisor comes from and guard the division.")]
-    }
+        .recommend("Check where the divisor comes from and guard the division."),
+    )
 }
 
 #[cfg(test)]
@@ -174,6 +231,76 @@ mod tests {
             assert!(a.detect(&DivideByZero).is_empty(), "{arch:?}");
             let (a, _) = faulted(arch, 0xc000_0005, Some(bytes));
             assert!(a.detect(&DivideByZero).is_empty(), "{arch:?}");
+        }
+    }
+
+    /// Thread 0x100's access violation is the stored exception; thread 0x200 is inside
+    /// KiUserExceptionDispatcher for a division by zero in parse_block, its record and CONTEXT
+    /// in the dispatcher's frame (`live`) or left below its stack pointer after it resumed.
+    fn two_faults(b: crate::test_support::Bitness, live: bool) -> Analysed {
+        use crate::test_support::Waits;
+        use dumpdiag_synth::{Function, Registers};
+        let mut w = Waits::new(b);
+        w.crash(0x100, "read_config");
+        let ntdll = w.ntdll;
+        let dispatch = w.p.function(ntdll, "RtlDispatchException", 0x80);
+        let dispatcher = w.p.add_function(
+            ntdll,
+            Function::new("KiUserExceptionDispatcher", 0x80).locals(0x600),
+        );
+        let parse = w.function("parse_block");
+        let faulted_at = parse.call_site(0);
+        let record = dumpdiag_target::ExceptionRecord {
+            code: INT_DIVIDE_BY_ZERO,
+            address: faulted_at,
+            ..Default::default()
+        };
+        let record = w.p.exception_record_bytes(&record);
+        let mut r = Registers::default();
+        r.set(if w.ptr() == 8 { "rip" } else { "eip" }, faulted_at);
+        let context = w.p.context_bytes(&r);
+        if live {
+            let chain = w.chain(&[dispatch, dispatcher], "parse_block");
+            let t = w.p.thread(0x200, chain);
+            t.local(1, 0, &context);
+            t.local(1, 0x4f0, &record);
+        } else {
+            let t = w.sleep(0x200, "parse_block");
+            t.below_sp(&record);
+            t.below_sp(&context);
+        }
+        Analysed::exports_only(w.p)
+    }
+
+    #[test]
+    fn another_threads_division_being_dispatched_is_named_too() {
+        use crate::test_support::Bitness;
+        for b in [Bitness::X64, Bitness::X86] {
+            let found = two_faults(b, true).detect(&DivideByZero);
+            assert_eq!(found.len(), 1, "{b:?}: {found:#?}");
+            let f = &found[0];
+            assert_eq!(
+                f.summary,
+                "integer division by zero in service!parse_block on thread 200 (being \
+                 dispatched; not the stored exception)"
+            );
+            assert_eq!(f.threads, [0x200]);
+            assert!(
+                f.evidence()[0].starts_with("exception c0000094 at "),
+                "{:?}",
+                f.evidence()
+            );
+            assert_eq!(f.confidence(), Confidence::High, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn a_division_handled_earlier_is_no_current_division_by_zero() {
+        // The same record below the stack pointer of a thread that resumed: Hidden Exception's.
+        use crate::test_support::Bitness;
+        for b in [Bitness::X64, Bitness::X86] {
+            let found = two_faults(b, false).detect(&DivideByZero);
+            assert!(found.is_empty(), "{b:?}: {found:#?}");
         }
     }
 }

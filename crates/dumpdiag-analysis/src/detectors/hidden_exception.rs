@@ -7,57 +7,10 @@
 //! pointer is the record's address) with the address to give `.cxr`. The dump's own stored
 //! exception is not hidden and is left out.
 
+use crate::stack_records::stack_records;
 use crate::{silent, Detector, Evidence, Fact, Finding, Pattern, Strength};
-use dumpdiag_os::codes;
-use dumpdiag_target::MemoryExt;
 
 pub struct HiddenException;
-
-/// Exception codes worth finding: the hardware faults and the software exceptions a program
-/// handles (C++, CLR), whose records are what an engineer looks for.
-const CODES: &[u32] = &[
-    codes::ACCESS_VIOLATION,
-    codes::INT_DIVIDE_BY_ZERO,
-    codes::FLT_DIVIDE_BY_ZERO,
-    codes::STACK_OVERFLOW,
-    codes::STACK_BUFFER_OVERRUN,
-    codes::HEAP_CORRUPTION,
-    codes::CPP_EXCEPTION,
-    codes::CLR_EXCEPTION,
-    codes::ILLEGAL_INSTRUCTION,
-    codes::PRIV_INSTRUCTION,
-    codes::IN_PAGE_ERROR,
-];
-/// EXCEPTION_MAXIMUM_PARAMETERS (winnt.h).
-const MAX_PARAMETERS: u32 = 15;
-/// Most of a stack read (the default reserve is 1 MiB; large reserves are capped).
-const MAX_STACK: u64 = 4 << 20;
-/// How far from a record its CONTEXT is looked for (x64's KiUserExceptionDispatcher frame puts
-/// the CONTEXT 0x4f0 bytes below the record; x86's right after it).
-const CONTEXT_WINDOW: u64 = 0x800;
-/// CONTEXT layouts (winnt.h): (ContextFlags offset, its machine bits (CONTEXT_AMD64, CONTEXT_i386;
-/// the bits above them flag exception and service activity), the
-/// instruction pointer's offset and size).
-const X64_CONTEXT: (u64, u32, u64, u64) = (0x30, 0x0010_0000, 0xf8, 8);
-const X86_CONTEXT: (u64, u32, u64, u64) = (0x00, 0x0001_0000, 0xb8, 4);
-
-/// The CONTEXT saved with a record at `record` whose exception happened at `address`.
-fn context_near(ev: &Evidence, record: u64, address: u64, ptr: u64) -> Option<u64> {
-    let (flags_at, machine, ip_at, ip_size) = if ptr == 8 { X64_CONTEXT } else { X86_CONTEXT };
-    let mem = ev.target().memory();
-    let low = record.saturating_sub(CONTEXT_WINDOW);
-    let high = record.saturating_add(CONTEXT_WINDOW);
-    let mut at = low & !0xf;
-    while at < high {
-        let flags = mem.read_u32(at.wrapping_add(flags_at));
-        let ip = mem.read_ptr(at.wrapping_add(ip_at), ip_size);
-        if flags.is_some_and(|f| f & 0x00ff_0000 == machine) && ip == Some(address) {
-            return Some(at);
-        }
-        at += if ptr == 8 { 16 } else { 4 };
-    }
-    None
-}
 
 impl Detector for HiddenException {
     fn pattern(&self) -> Pattern {
@@ -69,72 +22,21 @@ impl Detector for HiddenException {
             .exception
             .as_ref()
             .map(|e| (e.record.code, e.record.address));
-        let mem = ev.target().memory();
         let mut out = Vec::new();
         for t in &ev.threads {
-            let Some(sp) = t.sp() else { continue };
-            let view = dumpdiag_os::view::ProcessView::new(ev.target(), t.view);
-            let bounds = dumpdiag_stack::thread_bounds(&view, t.index, sp);
-            let low = bounds.low.max(bounds.high.saturating_sub(MAX_STACK));
-            // Windows reserves a stack from DeallocationStack but commits it only from the
-            // guard page below StackLimit up, and a dump holds committed memory only: a read
-            // from the reservation's base returns nothing, so it starts where the captured stack
-            // does.
-            let low = captured_from(ev, sp).max(low);
-            let bytes = mem.read_bytes(low, bounds.high.saturating_sub(low) as usize);
-            let p = t.ptr() as usize;
-            let word = |at: usize| -> u64 {
-                match bytes.get(at..at + p) {
-                    Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as u64,
-                    Some(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
-                    None => 0,
-                }
-            };
-            let dword = |at: usize| word_u32(&bytes, at);
-            // An exception this thread is dispatching right now has its record in the live part
-            // of the stack, under KiUserExceptionDispatcher's frame: it is current (Multiple
+            // An exception this thread is dispatching right now is current (Multiple
             // Exceptions' or the stored one), not hidden.
-            let live: Vec<u64> = t
-                .frames
-                .windows(2)
-                .filter(|w| {
-                    w[0].short_name()
-                        .is_some_and(|n| n.starts_with("KiUserExceptionDispatch"))
+            let records: Vec<Fact> = stack_records(ev, t)
+                .into_iter()
+                .filter(|r| !r.live && stored != Some((r.record.code, r.record.address)))
+                .map(|r| Fact::Exception {
+                    record_at: Some(r.record_at),
+                    context_at: r.context_at,
+                    code: r.record.code,
+                    address: r.record.address,
+                    location: ev.describe(r.record.address),
                 })
-                .map(|w| w[1].ip)
                 .collect();
-            let mut records: Vec<Fact> = Vec::new();
-            let mut seen = Vec::new();
-            // EXCEPTION_RECORD (winnt.h): ExceptionCode, ExceptionFlags, ExceptionRecord
-            // (pointer), ExceptionAddress (pointer), NumberParameters, then the parameters.
-            let mut o = 0usize;
-            while o + 8 + 2 * p + 4 <= bytes.len() {
-                let code = dword(o);
-                if CODES.contains(&code) && dword(o + 4) <= 1 {
-                    let address = word(o + 8 + p);
-                    let nparams = dword(o + 8 + 2 * p);
-                    // A plausible record: its address is code of a loaded module and its
-                    // parameter count a real one.
-                    let record_at = low + o as u64;
-                    let current = record_at >= sp && live.contains(&address);
-                    if nparams <= MAX_PARAMETERS
-                        && ev.target().module_at(address).is_some()
-                        && stored != Some((code, address))
-                        && !current
-                        && !seen.contains(&(code, address))
-                    {
-                        seen.push((code, address));
-                        records.push(Fact::Exception {
-                            record_at: Some(record_at),
-                            context_at: context_near(ev, record_at, address, t.ptr()),
-                            code,
-                            address,
-                            location: ev.describe(address),
-                        });
-                    }
-                }
-                o += 4;
-            }
             if records.is_empty() {
                 continue;
             }
@@ -177,31 +79,6 @@ impl Detector for HiddenException {
         }
         out
     }
-}
-
-/// The lowest address from which the dump holds memory without a hole up to `sp` (the captured
-/// ranges touching one another down from the one holding it); `sp` itself when it is not
-/// captured.
-fn captured_from(ev: &Evidence, sp: u64) -> u64 {
-    let ranges = ev.target().captured_ranges();
-    let holds = |a: u64| {
-        ranges
-            .iter()
-            .find(|&&(b, s)| a >= b && a < b.saturating_add(s))
-            .map(|&(b, _)| b)
-    };
-    let mut from = sp;
-    while let Some(b) = from.checked_sub(1).and_then(holds) {
-        from = b;
-    }
-    from
-}
-
-fn word_u32(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

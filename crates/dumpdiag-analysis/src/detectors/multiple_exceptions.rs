@@ -44,10 +44,27 @@ impl Detector for MultipleExceptions {
                     .and_then(|i| t.frames.get(i + 1))
                     .map(|f| f.call_site())
                     .unwrap_or_else(|| "unknown".into());
-                let note = format!(
-                    "thread {:x} is dispatching an exception raised in {at}",
-                    t.id
-                );
+                // The exception itself, when its record lies under the dispatcher's frame (the
+                // stored one for the stored exception's thread).
+                let code = ev
+                    .dispatched_exceptions()
+                    .iter()
+                    .find(|(i, _)| ev.threads[*i].id == t.id)
+                    .map(|(_, r)| r.record.code)
+                    .or_else(|| {
+                        ev.exception
+                            .as_ref()
+                            .filter(|e| e.thread_id == t.id)
+                            .map(|e| e.record.code)
+                    });
+                let what = match code {
+                    Some(c) => match dumpdiag_os::errors::exception_name(c) {
+                        Some(name) => format!("exception {c:08x} ({name})"),
+                        None => format!("exception {c:08x}"),
+                    },
+                    None => "an exception".to_string(),
+                };
+                let note = format!("thread {:x} is dispatching {what} raised in {at}", t.id);
                 Fact::Thread { id: t.id, note }
             })
             .collect::<Vec<_>>();
