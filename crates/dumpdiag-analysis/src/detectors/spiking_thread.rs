@@ -9,7 +9,9 @@
 //! spinner still clears it on a machine with five runnable threads per core). A thread that is
 //! inside a wait now spent its CPU earlier: a burst of work (loading, page faults) looks the
 //! same as a spin that ended, so that is said only of a thread that used most of a core all its
-//! life, and at a lower confidence.
+//! life, and at a lower confidence. Against the other threads: a running thread that holds a
+//! good part of the process's CPU is where the CPU goes even when a loaded machine gave it only
+//! a tenth of a core; that is likely rather than proven.
 //!
 //! Asked of dumps taken on purpose only: CPU is why someone dumps a process that spins, while a
 //! crash dump records the moment of a fault, when busy threads (a game's render loop, a build's
@@ -28,6 +30,13 @@ const TICKS_PER_SECOND: f64 = 10_000_000.0;
 const SPIN_UTILIZATION: f64 = 0.2;
 /// The share for a thread waiting now: most of a core all its life.
 const EARLIER_UTILIZATION: f64 = 0.5;
+/// A running thread that holds this much of the process's CPU is disproportionate against the
+/// other threads (`!runaway` shows it on top) ...
+const PROCESS_SHARE: f64 = 0.25;
+/// ... and is spinning even on a machine that gave it only a tenth of a core (ten runnable
+/// threads per core), but not when its CPU is a trickle over a long life (a UI thread that
+/// happened to be handling a message: 0.3 s in an hour is no spike however idle the rest is).
+const LOADED_UTILIZATION: f64 = 0.1;
 /// CPU time below which a share means little: Windows charges CPU in clock ticks of about
 /// 15.6 ms, so a quarter of a second is some sixteen ticks.
 const MIN_CPU_SECONDS: f64 = 0.25;
@@ -82,20 +91,31 @@ impl Detector for SpikingThread {
             silent!("no thread times (ThreadInfoList) or no dump time");
         }
         let total: f64 = usage.iter().map(|u| u.cpu).sum();
-        let heavy: Vec<&Usage> = usage
+        let share = |u: &Usage| u.cpu / total.max(f64::MIN_POSITIVE);
+        // Disproportionate against the other threads: a good part of everything the process's
+        // threads ran (only meaningful when there are other threads to compare with).
+        let dominant = |u: &Usage| usage.len() > 1 && share(u) >= PROCESS_SHARE;
+        let (running, waiting): (Vec<&Usage>, Vec<&Usage>) = usage
             .iter()
-            .filter(|u| u.cpu >= MIN_CPU_SECONDS && u.utilization() >= SPIN_UTILIZATION)
-            .collect();
-        if heavy.is_empty() {
-            silent!("no thread used a fifth of a core over its life");
-        }
-        let (spinning, earlier): (Vec<&&Usage>, Vec<&&Usage>) = heavy
-            .iter()
+            .filter(|u| u.cpu >= MIN_CPU_SECONDS)
             .partition(|u| top_frame_state(ev, u.thread) != TopFrame::SystemCall);
-        let earlier: Vec<&&Usage> = earlier
+        let spinning: Vec<&Usage> = running
+            .into_iter()
+            .filter(|u| {
+                u.utilization() >= SPIN_UTILIZATION
+                    || (dominant(u) && u.utilization() >= LOADED_UTILIZATION)
+            })
+            .collect();
+        let earlier: Vec<&Usage> = waiting
             .into_iter()
             .filter(|u| u.utilization() >= EARLIER_UTILIZATION)
             .collect();
+        if spinning.is_empty() && earlier.is_empty() {
+            silent!("no thread used a disproportionate share of a core or of the process");
+        }
+        // Judged from its own life alone, a thread's share is proof; from the process's share
+        // on a machine that gave it little, it is likely.
+        let by_age = spinning.iter().all(|u| u.utilization() >= SPIN_UTILIZATION);
         let line = |u: &Usage| {
             format!(
                 "thread {:x} used {:.2} s of CPU in its {:.1} s life ({:.0}% of one core), \
@@ -104,14 +124,18 @@ impl Detector for SpikingThread {
                 u.cpu,
                 u.age,
                 100.0 * u.utilization().min(1.0),
-                100.0 * u.cpu / total.max(f64::MIN_POSITIVE)
+                100.0 * share(u)
             )
         };
         let mut out = Vec::new();
         if !spinning.is_empty() {
             let mut found = Finding::new(
                 self.pattern(),
-                Strength::Proven,
+                if by_age {
+                    Strength::Proven
+                } else {
+                    Strength::Likely
+                },
                 format!(
                     "{} spinning in {}",
                     if spinning.len() == 1 {
@@ -257,11 +281,14 @@ mod tests {
     }
 
     #[test]
-    fn less_than_a_fifth_of_a_core_is_no_spike() {
+    fn less_than_a_fifth_of_a_core_shared_evenly_is_no_spike() {
+        // Five workers each ran 650 s in an hour (18% of one core), none more than the others:
+        // busy, not spiking.
         for b in [Bitness::X64, Bitness::X86] {
             let mut w = Waits::new(b);
-            // 650 s in an hour: 18% of one core.
-            cpu(w.run(0x100, "checksum_loop"), 650);
+            for i in 0..5u32 {
+                cpu(w.run(0x100 + 4 * i, "checksum_loop"), 650);
+            }
             w.sleep(0x300, "housekeeping");
             let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
             assert!(found.is_empty(), "{b:?}: {found:#?}");
@@ -305,6 +332,42 @@ mod tests {
             w.sleep(0x300, "housekeeping");
             let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
             assert_eq!(!found.is_empty(), told, "{share}%: {found:#?}");
+        }
+    }
+
+    #[test]
+    fn a_running_thread_holding_the_process_cpu_spins_on_a_very_loaded_machine() {
+        // 0.75 s in a 6 s life (13% of one core: a machine with some eight runnable threads per
+        // core) while the seven other threads used next to nothing: likely spinning.
+        let mut w = Waits::new(Bitness::X64);
+        let dump = unix_to_filetime(w.p.system.dump_time);
+        for id in [0x100u32, 0x104] {
+            let spinner = w.run(id, "approximate_pi");
+            spinner.times.create_time = dump - 6 * TICKS;
+            spinner.times.user_time = 75 * TICKS / 100;
+        }
+        for id in 0..6u32 {
+            let t = w.sleep(0x200 + 4 * id, "housekeeping");
+            t.times.create_time = dump - 6 * TICKS;
+        }
+        let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].threads, [0x100, 0x104]);
+        assert_eq!(found[0].confidence(), Confidence::Medium);
+    }
+
+    #[test]
+    fn a_thread_running_by_chance_after_a_trickle_of_cpu_is_no_spike() {
+        // The UI thread handling a message at the moment of the dump, 0.3 s of CPU in an hour,
+        // nearly all the process's CPU: no spike. Alone in the process, the same.
+        for others in [true, false] {
+            let mut w = Waits::new(Bitness::X64);
+            w.run(0x100, "on_paint").times.user_time = 3 * TICKS / 10;
+            if others {
+                w.sleep(0x300, "housekeeping");
+            }
+            let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
+            assert!(found.is_empty(), "{found:#?}");
         }
     }
 }
