@@ -304,6 +304,48 @@ impl Waits {
             .handle(Handle::new("Thread").info(ObjectInfo::thread_32(0x103, teb, pid, id)))
     }
 
+    /// An EXCEPTION_RECORD of `code` at `address` and a CONTEXT of the process's machine whose
+    /// instruction pointer is `address`: what the kernel builds for KiUserExceptionDispatcher.
+    pub(crate) fn record_and_context(
+        &self,
+        code: u32,
+        address: u64,
+        parameters: Vec<u64>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let record = dumpdiag_target::ExceptionRecord {
+            code,
+            address,
+            parameters,
+            ..Default::default()
+        };
+        let mut r = dumpdiag_synth::Registers::default();
+        r.set(if self.ptr() == 8 { "rip" } else { "eip" }, address);
+        (
+            self.p.exception_record_bytes(&record),
+            self.p.context_bytes(&r),
+        )
+    }
+
+    /// Thread `id` inside KiUserExceptionDispatcher → RtlDispatchException for an exception of
+    /// `code` raised in `app`: the record and its CONTEXT in the dispatcher's frame (the CONTEXT
+    /// at its stack pointer, the record 0x4f0 above, x64's layout), the record's address where
+    /// the walk leaves the dispatcher. Returns that address.
+    pub(crate) fn dispatching(&mut self, id: u32, code: u32, app: &str, params: Vec<u64>) -> u64 {
+        let ntdll = self.ntdll;
+        let dispatch = self.p.function(ntdll, "RtlDispatchException", 0x80);
+        let dispatcher = self.p.add_function(
+            ntdll,
+            Function::new("KiUserExceptionDispatcher", 0x80).locals(0x600),
+        );
+        let faulted_at = self.function(app).call_site(0);
+        let (record, context) = self.record_and_context(code, faulted_at, params);
+        let chain = self.chain(&[dispatch, dispatcher], app);
+        let t = self.p.thread(id, chain);
+        t.local(1, 0, &context);
+        t.local(1, 0x4f0, &record);
+        faulted_at
+    }
+
     /// Thread `id` faulting in `app` (a read of 0x10): a crash dump.
     pub(crate) fn crash(&mut self, id: u32, app: &str) {
         self.run(id, app);

@@ -238,33 +238,13 @@ mod tests {
     /// KiUserExceptionDispatcher for a division by zero in parse_block, its record and CONTEXT
     /// in the dispatcher's frame (`live`) or left below its stack pointer after it resumed.
     fn two_faults(b: crate::test_support::Bitness, live: bool) -> Analysed {
-        use crate::test_support::Waits;
-        use dumpdiag_synth::{Function, Registers};
-        let mut w = Waits::new(b);
+        let mut w = crate::test_support::Waits::new(b);
         w.crash(0x100, "read_config");
-        let ntdll = w.ntdll;
-        let dispatch = w.p.function(ntdll, "RtlDispatchException", 0x80);
-        let dispatcher = w.p.add_function(
-            ntdll,
-            Function::new("KiUserExceptionDispatcher", 0x80).locals(0x600),
-        );
-        let parse = w.function("parse_block");
-        let faulted_at = parse.call_site(0);
-        let record = dumpdiag_target::ExceptionRecord {
-            code: INT_DIVIDE_BY_ZERO,
-            address: faulted_at,
-            ..Default::default()
-        };
-        let record = w.p.exception_record_bytes(&record);
-        let mut r = Registers::default();
-        r.set(if w.ptr() == 8 { "rip" } else { "eip" }, faulted_at);
-        let context = w.p.context_bytes(&r);
         if live {
-            let chain = w.chain(&[dispatch, dispatcher], "parse_block");
-            let t = w.p.thread(0x200, chain);
-            t.local(1, 0, &context);
-            t.local(1, 0x4f0, &record);
+            w.dispatching(0x200, INT_DIVIDE_BY_ZERO, "parse_block", Vec::new());
         } else {
+            let at = w.function("parse_block").call_site(0);
+            let (record, context) = w.record_and_context(INT_DIVIDE_BY_ZERO, at, Vec::new());
             let t = w.sleep(0x200, "parse_block");
             t.below_sp(&record);
             t.below_sp(&context);

@@ -86,7 +86,7 @@ mod tests {
     use super::*;
     use crate::test_support::{Analysed, Bitness, Waits};
     use crate::Confidence;
-    use dumpdiag_synth::{Exception, Function, Registers};
+    use dumpdiag_synth::{Exception, Registers};
     use dumpdiag_target::ExceptionRecord;
 
     const ACCESS_VIOLATION: u32 = 0xc000_0005;
@@ -125,9 +125,7 @@ mod tests {
             // What the kernel left for KiUserExceptionDispatcher before a handler resumed the
             // thread: the EXCEPTION_RECORD, the CONTEXT below it (x64's dispatcher frame
             // layout), the context's instruction pointer the faulting one.
-            let av =
-                w.p.exception_record_bytes(&record(ACCESS_VIOLATION, parse.body(), vec![0, 0x18]));
-            let ctx = context(&w, parse.body());
+            let (av, ctx) = w.record_and_context(ACCESS_VIOLATION, parse.body(), vec![0, 0x18]);
             let t = w.sleep(0x100, "retry_loop");
             let record_at = t.below_sp(&av);
             let context_at = t.below_sp(&ctx);
@@ -207,9 +205,7 @@ mod tests {
         for b in [Bitness::X64, Bitness::X86] {
             let mut w = Waits::new(b);
             let parse = w.function("parse_block");
-            let av =
-                w.p.exception_record_bytes(&record(ACCESS_VIOLATION, parse.body(), vec![0, 0x18]));
-            let ctx = context(&w, parse.body());
+            let (av, ctx) = w.record_and_context(ACCESS_VIOLATION, parse.body(), vec![0, 0x18]);
             let t = w.run(0x100, "parse_block");
             t.below_sp(&av);
             t.below_sp(&ctx);
@@ -228,21 +224,7 @@ mod tests {
         // stack, and the record's address is where the walk leaves the dispatcher.
         for b in [Bitness::X64, Bitness::X86] {
             let mut w = Waits::new(b);
-            let ntdll = w.ntdll;
-            let dispatch = w.p.function(ntdll, "RtlDispatchException", 0x80);
-            let dispatcher = w.p.add_function(
-                ntdll,
-                Function::new("KiUserExceptionDispatcher", 0x80).locals(0x600),
-            );
-            let parse = w.function("parse_block");
-            let faulted_at = parse.call_site(0);
-            let av =
-                w.p.exception_record_bytes(&record(ACCESS_VIOLATION, faulted_at, vec![0, 0x18]));
-            let ctx = context(&w, faulted_at);
-            let chain = w.chain(&[dispatch, dispatcher], "parse_block");
-            let t = w.p.thread(0x100, chain);
-            t.local(1, 0, &ctx);
-            t.local(1, 0x4f0, &av);
+            w.dispatching(0x100, ACCESS_VIOLATION, "parse_block", vec![0, 0x18]);
             let a = Analysed::exports_only(w.p);
             let names: Vec<String> = a.evidence().threads[0]
                 .frames
