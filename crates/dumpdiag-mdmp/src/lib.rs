@@ -258,6 +258,7 @@ impl MdmpTarget {
                     parameters: r.exception_information[..n].to_vec(),
                 },
                 context_available: exc.raw.thread_context.data_size > 0,
+                first_chance: None,
             });
             let loc = exc.raw.thread_context;
             exception_context =
