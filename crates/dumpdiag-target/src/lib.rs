@@ -1,6 +1,6 @@
 //! The target model: what any Windows process dump says about the process, independent of the
-//! file format it came in. The MDMP reader (`dumpdiag-mdmp`) implements [`Target`] today; a
-//! kernel dump or a legacy `USERDU64` full dump would implement the same trait and everything
+//! file format it came in. `dumpdiag-mdmp` implements [`Target`] for MDMP files and for legacy
+//! `USERDUMP`/`USERDU64` full dumps; a kernel dump would implement the same trait and everything
 //! downstream (OS structures, stacks, analysis, commands) keeps working unchanged.
 
 pub mod context;
@@ -9,11 +9,46 @@ pub mod memory;
 pub use context::{Arch, Context};
 pub use memory::{MemoryExt, MemoryReader, MAX_READ_ALLOC};
 
+/// The file format a dump came in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DumpKind {
+    /// MDMP (MiniDumpWriteDump, WER, ProcDump, Crashpad, Breakpad): minidumps and full-memory
+    /// minidumps.
+    #[default]
+    Minidump,
+    /// A legacy full user-mode dump: `USERDUMP` from a 32-bit writer, `USERDU64` from a 64-bit
+    /// one (userdump.exe, Dr. Watson, ntsd/cdb/WinDbg `.dump /f`).
+    LegacyUserDump { wide: bool },
+}
+
+impl DumpKind {
+    /// What `||` calls a dump of this kind.
+    pub fn session_name(self) -> &'static str {
+        match self {
+            DumpKind::Minidump => "User mini dump",
+            DumpKind::LegacyUserDump { .. } => "User full dump",
+        }
+    }
+
+    /// The signature at the start of the file.
+    pub fn signature(self) -> &'static str {
+        match self {
+            DumpKind::Minidump => "MDMP",
+            DumpKind::LegacyUserDump { wide: true } => "USERDU64",
+            DumpKind::LegacyUserDump { wide: false } => "USERDUMP",
+        }
+    }
+}
+
 /// Facts about the dump as a whole (header, SystemInfo, MiscInfo).
 #[derive(Debug, Clone, Default)]
 pub struct DumpFacts {
-    /// Format name shown by `||` ("User Mini Dump File", ...).
+    /// Format name shown when the dump is opened ("User Mini Dump File", ...).
     pub format: String,
+    pub kind: DumpKind,
+    /// The header of a format other than MDMP as (field, value) pairs in file order, for
+    /// `.dumpdebug` (MDMP's header is in the fields below).
+    pub header_fields: Vec<(String, String)>,
     /// Architecture of the dump's contexts (for WOW64 dumps: Amd64).
     pub arch: Arch,
     pub os_major: u32,
@@ -30,7 +65,8 @@ pub struct DumpFacts {
     pub cpu_vendor: Option<String>,
     /// Dump creation time (seconds since the Unix epoch).
     pub dump_time: u32,
-    /// MINIDUMP_TYPE flags from the header.
+    /// MINIDUMP_TYPE flags from the header; for another format, the flags that describe what it
+    /// holds (a legacy full dump holds all committed memory: MiniDumpWithFullMemory).
     pub flags: u64,
     pub checksum: u32,
     pub process_id: Option<u32>,
@@ -314,6 +350,8 @@ pub struct ExceptionInfo {
     /// Address of the dump's copy of the exception context (an RVA in MDMP terms), kept
     /// so `.ecxr` can decode it with the dump's architecture.
     pub context_available: bool,
+    /// First or second chance, when the dump records it (a legacy dump's debug event does).
+    pub first_chance: Option<bool>,
 }
 
 /// An EXCEPTION_RECORD, wherever it came from (stream, memory).
