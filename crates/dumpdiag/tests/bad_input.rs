@@ -28,7 +28,7 @@ fn exercise(bytes: &[u8], label: &str, scratch: &std::path::Path) {
             for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
-                        let _ = dumpdiag_analysis::analyze(&s.analysis_input()).to_json();
+            let _ = dumpdiag_analysis::analyze(&s.analysis_input()).to_json();
             // What we write from a damaged dump, we can read back.
             let copy = scratch.with_extension("copy.dmp");
             let said = s.execute(&format!(".dump /o /m {}", copy.display())).text;
@@ -41,7 +41,6 @@ fn exercise(bytes: &[u8], label: &str, scratch: &std::path::Path) {
         }
     }
     assert!(
-
         start.elapsed() < Duration::from_secs(10),
         "{label}: took {:?}",
         start.elapsed()
