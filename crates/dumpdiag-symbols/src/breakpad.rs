@@ -82,6 +82,10 @@ fn hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
 
+/// Most delta lines read from one STACK CFI block (real ones have tens; every unwind through
+/// the block reads them again). A block with more is not used.
+const MAX_CFI_DELTAS: usize = 1 << 14;
+
 /// Largest symbol file indexed (offsets are 32-bit).
 const MAX_SYM_FILE: usize = u32::MAX as usize;
 
@@ -375,6 +379,9 @@ impl BreakpadSymbols {
         let c = self.cfi[..i].last().filter(|c| rva < c.address + c.size)?;
         let mut rules = Vec::new();
         for (n, l) in self.slice(&c.text).lines().enumerate() {
+            if n > MAX_CFI_DELTAS {
+                return None;
+            }
             if n == 0 {
                 // STACK CFI INIT address size rules
                 rules.push(l.splitn(6, ' ').nth(5)?);
@@ -442,5 +449,19 @@ mod tests {
         assert_eq!(s.skipped_lines, 1);
         assert!(s.in_func(0x101f) && !s.in_func(0x1020));
         assert_eq!(s.symbols().count(), 2);
+    }
+
+    /// Every unwind through a CFI block reads its deltas again: a block of millions of deltas
+    /// (each line a few bytes) would cost that much per frame, so it is not used.
+    #[test]
+    fn cfi_blocks_with_more_deltas_than_any_function_are_not_used() {
+        let mut text = String::from("STACK CFI INIT 1000 100 .cfa: $rsp 8 + .ra: .cfa 8 - ^\n");
+        for _ in 0..=MAX_CFI_DELTAS {
+            text.push_str("STACK CFI 1001 .cfa: $rsp 16 +\n");
+        }
+        text.push_str("STACK CFI INIT 2000 10 .cfa: $rsp 8 + .ra: .cfa 8 - ^\nSTACK CFI 2001 .cfa: $rsp 16 +\n");
+        let s = BreakpadSymbols::parse(&text);
+        assert!(s.cfi_rules(0x1010).is_none());
+        assert_eq!(s.cfi_rules(0x2004).map(|r| r.len()), Some(2));
     }
 }
