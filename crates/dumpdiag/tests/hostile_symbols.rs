@@ -93,3 +93,41 @@ fn a_cfi_block_naming_a_hundred_thousand_registers_is_refused_at_once() {
         "the walk goes on past the frame: {k}"
     );
 }
+
+/// The STACK WIN record of `function` (by its FUNC record) replaced by `fields` (everything
+/// after `STACK WIN`, with `{rva}` and `{size}` filled in).
+fn replace_stack_win(text: &str, function: &str, fields: &str) -> String {
+    let (rva, size) = text
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0] == "FUNC" && f.last() == Some(&function))
+                .then(|| (f[1].to_string(), f[2].to_string()))
+        })
+        .expect("the function has a FUNC record");
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            if l.starts_with("STACK WIN ") && f[3] == rva {
+                let fields = fields.replace("{rva}", &rva).replace("{size}", &size);
+                format!("STACK WIN {fields}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn an_fpo_record_whose_sizes_overflow_32_bits_does_not_panic() {
+    let t = process(Arch::X86);
+    // FPO (type 0) with EBP allocated: locals 0xfffffffe plus 4 bytes of saved registers.
+    let k = walk_with(&t, |s| {
+        replace_stack_win(
+            s,
+            "WaitForSingleObjectEx",
+            "0 {rva} {size} 0 0 0 4 fffffffe 0 0 1",
+        )
+    });
+    assert!(k.contains("KERNELBASE"), "{k}");
+}
