@@ -143,3 +143,51 @@ fn u_and_ub_say_when_they_cut_the_count() {
     // Within the limit nothing is said.
     assert!(!s.execute("u 0x10000000 L10").text.contains("limited"));
 }
+
+/// Set every thread's stack memory descriptor in MDMP `dump` to `start` and `size` (the
+/// captured bytes it points at stay where they are).
+fn patch_thread_stacks(dump: &mut [u8], start: u64, size: u32) {
+    let u32_at = |d: &[u8], o: usize| u32::from_le_bytes(d[o..o + 4].try_into().unwrap()) as usize;
+    let (streams, dir) = (u32_at(dump, 8), u32_at(dump, 12));
+    for i in 0..streams {
+        if u32_at(dump, dir + i * 12) != 3 {
+            continue; // ThreadListStream
+        }
+        let list = u32_at(dump, dir + i * 12 + 8);
+        for t in 0..u32_at(dump, list) {
+            // MINIDUMP_THREAD: Stack (MINIDUMP_MEMORY_DESCRIPTOR) at +24.
+            let stack = list + 4 + t * 48 + 24;
+            dump[stack..stack + 8].copy_from_slice(&start.to_le_bytes());
+            dump[stack + 8..stack + 12].copy_from_slice(&size.to_le_bytes());
+        }
+    }
+}
+
+#[test]
+fn a_thread_stack_reaching_past_2_64_still_names_its_region() {
+    let mut p = Process::new(Arch::Amd64);
+    let ntdll = p.module(Module::new("C:\\Windows\\System32\\ntdll.dll"));
+    let wait = p.add_function(ntdll, Function::syscall("NtWaitForSingleObject", 4));
+    let start = p.function(ntdll, "RtlUserThreadStart", 0x40);
+    p.thread(0x1234, [wait, start]);
+    // The TEB says nothing (StackBase = StackLimit = 0): the thread list's range is all there
+    // is, and it runs 0x1000 bytes past 2^64.
+    let teb = p.thread_ref(0x1234).teb;
+    p.write_u64(teb + 8, 0).write_u64(teb + 0x10, 0);
+    p.memory(TOP_PAGE, &[0; 0xfff]);
+    p.region(dumpdiag_target::RegionInfo {
+        base: TOP_PAGE,
+        allocation_base: TOP_PAGE,
+        allocation_protect: 4,
+        size: 0xfff,
+        state: dumpdiag_target::MEM_COMMIT,
+        protect: 4,
+        kind: dumpdiag_target::MEM_PRIVATE,
+    });
+    let mut dump = p.build().minidump();
+    patch_thread_stacks(&mut dump, TOP_PAGE, 0x2000);
+    let t = dumpdiag_mdmp::MdmpTarget::from_bytes("top.dmp", dump).unwrap();
+    let mut s = Session::new(Box::new(t));
+    let a = s.execute("!address ffffffff`fffff900").text;
+    assert!(a.contains("Usage:                  Stack"), "{a}");
+}
