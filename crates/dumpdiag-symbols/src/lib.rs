@@ -442,7 +442,8 @@ impl Symbols {
             let prefix = m.short_name();
             let mut push = |rva: u64, name: &str| {
                 if matches(pattern, name) {
-                    out.push((m.base + rva, format!("{prefix}!{name}")));
+                    // A Breakpad address is any 64-bit number: it wraps as an address.
+                    out.push((m.base.wrapping_add(rva), format!("{prefix}!{name}")));
                 }
             };
             match self.module(target, i) {

@@ -131,3 +131,21 @@ fn an_fpo_record_whose_sizes_overflow_32_bits_does_not_panic() {
     });
     assert!(k.contains("KERNELBASE"), "{k}");
 }
+
+#[test]
+fn a_symbol_at_an_rva_near_2_64_is_listed_without_overflow() {
+    let t = process(Arch::Amd64);
+    let mut files = t.symbol_files().to_vec();
+    let kb = files
+        .iter_mut()
+        .find(|f| f.module.ends_with("KERNELBASE.dll"))
+        .unwrap();
+    kb.text.push_str("FUNC ffffffffffffff00 10 0 far_away\n");
+    let store = SymbolStore::new(&files).unwrap();
+    let dump = dumpdiag_mdmp::MdmpTarget::from_bytes("far.dmp", t.minidump()).unwrap();
+    let mut s = Session::new(Box::new(dump));
+    s.set_symbol_path(&store.symbol_path());
+    let x = s.execute("x KERNELBASE!*").text;
+    assert!(x.contains("KERNELBASE!far_away"), "{x}");
+    assert!(x.contains("KERNELBASE!WaitForSingleObjectEx"), "{x}");
+}
