@@ -248,6 +248,10 @@ fuzz_target!(|data: &[u8]| {
         let end = (off + width).min(dump.len());
         dump[off..end].copy_from_slice(&v.to_le_bytes()[..end - off]);
     }
+    // To look at a finding with the CLI: DUMPDIAG_FUZZ_WRITE_DUMP=file cargo fuzz run ... input
+    if let Ok(path) = std::env::var("DUMPDIAG_FUZZ_WRITE_DUMP") {
+        let _ = std::fs::write(path, &dump);
+    }
     if let Ok(t) = dumpdiag_mdmp::MdmpTarget::from_bytes("fuzz.dmp", dump) {
         let mut s = dumpdiag_engine::Session::new(Box::new(t));
         for c in COMMANDS {
