@@ -218,16 +218,18 @@ fn display_memory(s: &mut Session, verb: &str, rest: &str) -> Result<String, Com
                             .map(|&c| if c.is_control() { '.' } else { c })
                             .collect();
                         let _ = writeln!(o, "{}  \"{piece}\"", s.addr(a));
-                        a += chunk
-                            .iter()
-                            .map(|c| {
-                                if verb == "du" {
-                                    2 * c.len_utf16() as u64
-                                } else {
-                                    c.len_utf8() as u64
-                                }
-                            })
-                            .sum::<u64>();
+                        a = a.wrapping_add(
+                            chunk
+                                .iter()
+                                .map(|c| {
+                                    if verb == "du" {
+                                        2 * c.len_utf16() as u64
+                                    } else {
+                                        c.len_utf8() as u64
+                                    }
+                                })
+                                .sum::<u64>(),
+                        );
                     }
                 }
                 None => {
@@ -237,7 +239,8 @@ fn display_memory(s: &mut Session, verb: &str, rest: &str) -> Result<String, Com
             s.next_display = Some(r.start.wrapping_add(bytes_total));
         }
         "dps" | "dds" | "dqs" | "dpp" | "dpa" | "dpu" => {
-            let n = bytes_total / unit;
+            // Slots stop at the top of the address space; they do not wrap round to 0.
+            let n = (bytes_total / unit).min((u64::MAX - r.start) / unit);
             // Over the current thread's stack, symbolic values are marked by their place in the
             // walked call chain (Coincidental Symbolic Information).
             let raw = if matches!(verb, "dps" | "dds" | "dqs") {
@@ -318,7 +321,8 @@ fn display_memory(s: &mut Session, verb: &str, rest: &str) -> Result<String, Com
         _ => {
             let line_bytes = unit * per_line as u64;
             let mut a = r.start;
-            let end = r.start.wrapping_add(bytes_total);
+            // The range stops at the top of the address space; it does not wrap round to 0.
+            let end = r.start.saturating_add(bytes_total);
             while a < end {
                 let n = (end - a).min(line_bytes) as usize;
                 let raw = read_opt(s, a, n);
@@ -438,7 +442,7 @@ fn search(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
         if lo >= hi {
             continue;
         }
-        scanned += hi - lo;
+        scanned = scanned.saturating_add(hi - lo);
         if scanned > MAX_SEARCH_SCANNED {
             break;
         }
@@ -456,7 +460,8 @@ fn search(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
                     }
                 }
             }
-            a += CHUNK;
+            // A range ending near 2^64 must not wrap `a` round to 0 and start over.
+            a = a.saturating_add(CHUNK);
         }
     }
     let mut o = String::new();

@@ -8,9 +8,17 @@ use scroll::{Pread, LE};
 
 /// Longest MINIDUMP_STRING accepted (characters); longer ones are cut.
 const MAX_STRING_CHARS: usize = 32 * 1024;
-/// Most handle descriptors or object-information entries followed per stream.
+/// Most handle descriptors read per stream.
 const MAX_HANDLES: usize = 1 << 20;
+/// Most object-information entries followed per handle (real chains hold one to three).
 const MAX_OBJECT_INFOS_PER_HANDLE: usize = 16;
+/// Most bytes of names and object information kept over a whole HandleData stream. Handles
+/// can share one name or one object-information chain (by RVA), so per-handle caps multiply
+/// by the handle count; this caps the product. Each entry is charged its length plus
+/// [`HANDLE_ENTRY_OVERHEAD`]. A process with 100,000 handles and long object names needs
+/// about a quarter of it.
+const MAX_HANDLE_DETAIL_BYTES: usize = 64 << 20;
+const HANDLE_ENTRY_OVERHEAD: usize = 32;
 
 pub(crate) fn stream_name(t: u32) -> String {
     match t {
@@ -333,6 +341,26 @@ pub(crate) fn module_record(m: &minidump::MinidumpModule, data: &[u8]) -> Module
     }
 }
 
+/// What may still be kept of a stream's variable-sized details, over all its records.
+struct Budget {
+    left: usize,
+    exhausted: bool,
+}
+
+impl Budget {
+    /// Charge an entry of `len` bytes; false (nothing charged, and nothing more from now on)
+    /// when it would overdraw the budget.
+    fn take(&mut self, len: usize) -> bool {
+        let cost = len.saturating_add(HANDLE_ENTRY_OVERHEAD);
+        if self.exhausted || cost > self.left {
+            self.exhausted = true;
+            return false;
+        }
+        self.left -= cost;
+        true
+    }
+}
+
 /// HandleData: MINIDUMP_HANDLE_DATA_STREAM header, then descriptors of v1 (32 bytes) or v2
 /// (40 bytes: + ObjectInfoRva, reserved); v2 object information entries form a chain of
 /// MINIDUMP_HANDLE_OBJECT_INFORMATION records through NextInfoRva.
@@ -354,13 +382,22 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
     }
     let n = (count as usize).min(fit).min(MAX_HANDLES);
     let mut out = Vec::with_capacity(n);
+    let mut budget = Budget {
+        left: MAX_HANDLE_DETAIL_BYTES,
+        exhausted: false,
+    };
+    let mut cyclic = 0usize;
     for i in 0..n {
         let o = header_size as usize + i * desc_size as usize;
         let get32 = |off: usize| bytes.pread_with::<u32>(o + off, LE).unwrap_or(0);
+        let mut name =
+            |rva: u32| read_minidump_string(data, rva as u64).filter(|s| budget.take(s.len()));
+        let type_name = name(get32(8));
+        let object_name = name(get32(12)).filter(|s| !s.is_empty());
         let mut h = HandleRecord {
             handle: bytes.pread_with(o, LE).unwrap_or(0),
-            type_name: read_minidump_string(data, get32(8) as u64),
-            object_name: read_minidump_string(data, get32(12) as u64).filter(|s| !s.is_empty()),
+            type_name,
+            object_name,
             attributes: get32(16),
             granted_access: get32(20),
             handle_count: get32(24),
@@ -369,8 +406,15 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
         };
         if desc_size >= 40 {
             let mut rva = get32(32) as usize;
-            let mut seen = 0;
-            while rva != 0 && seen < MAX_OBJECT_INFOS_PER_HANDLE {
+            // The entries of this handle's chain so far: a chain that comes back to one of them
+            // is cyclic.
+            let mut visited: Vec<usize> = Vec::new();
+            while rva != 0 && visited.len() < MAX_OBJECT_INFOS_PER_HANDLE {
+                if visited.contains(&rva) {
+                    cyclic += 1;
+                    break;
+                }
+                visited.push(rva);
                 let (Ok(next), Ok(kind), Ok(size)) = (
                     data.pread_with::<u32>(rva, LE),
                     data.pread_with::<u32>(rva + 4, LE),
@@ -386,15 +430,25 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
                 let body = data
                     .get(rva + 12..(rva + 12).saturating_add((size as usize).min(4096)))
                     .unwrap_or(&[]);
-                h.object_info.push((kind, body.to_vec()));
-                if next as usize == rva {
+                if !budget.take(body.len()) {
                     break;
                 }
+                h.object_info.push((kind, body.to_vec()));
                 rva = next as usize;
-                seen += 1;
             }
         }
         out.push(h);
+    }
+    if cyclic > 0 {
+        warnings.push(format!(
+            "HandleData: the object information chains of {cyclic} handles loop back on themselves"
+        ));
+    }
+    if budget.exhausted {
+        warnings.push(format!(
+            "HandleData: names and object information past {} MB left out",
+            MAX_HANDLE_DETAIL_BYTES >> 20
+        ));
     }
     out
 }
@@ -615,5 +669,75 @@ fn vm_counters(b: &[u8]) -> Option<VmCounters> {
         c.job_private_commit_limit = v.get(14).copied();
         c.job_total_commit_limit = v.get(15).copied();
         Some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Thousands of v2 descriptors sharing one long name and one object-information chain that
+    /// loops (A → B → A): each handle alone is within the per-handle caps, together they
+    /// would keep hundreds of megabytes.
+    #[test]
+    fn shared_and_cyclic_handle_details_stay_within_one_budget() {
+        const HANDLES: usize = 2048;
+        let (name_at, a_at, b_at) = (0x100usize, 0x20000usize, 0x22000usize);
+        let mut data = vec![0u8; 0x24000];
+        let chars = MAX_STRING_CHARS as u32;
+        put32(&mut data, name_at, chars * 2);
+        for i in 0..chars as usize {
+            data[name_at + 4 + 2 * i] = b'A';
+        }
+        for (at, next) in [(a_at, b_at), (b_at, a_at)] {
+            put32(&mut data, at, next as u32);
+            put32(&mut data, at + 4, 6);
+            put32(&mut data, at + 8, 4096);
+        }
+        let mut stream = vec![0u8; 16 + HANDLES * 40];
+        put32(&mut stream, 0, 16);
+        put32(&mut stream, 4, 40);
+        put32(&mut stream, 8, HANDLES as u32);
+        for i in 0..HANDLES {
+            let o = 16 + i * 40;
+            put32(&mut stream, o, 4 * i as u32 + 4);
+            put32(&mut stream, o + 8, name_at as u32);
+            put32(&mut stream, o + 12, name_at as u32);
+            put32(&mut stream, o + 32, a_at as u32);
+        }
+        let mut warnings = Vec::new();
+        let handles = handles(&stream, &data, &mut warnings);
+        assert_eq!(handles.len(), HANDLES, "every descriptor is listed");
+        // The loop is followed once around, not to the per-handle cap.
+        assert_eq!(handles[0].object_info.len(), 2);
+        assert_eq!(
+            handles[0].type_name.as_ref().map(String::len),
+            Some(MAX_STRING_CHARS)
+        );
+        let kept: usize = handles
+            .iter()
+            .map(|h| {
+                h.type_name.as_ref().map_or(0, String::len)
+                    + h.object_name.as_ref().map_or(0, String::len)
+                    + h.object_info.iter().map(|i| i.1.len()).sum::<usize>()
+            })
+            .sum();
+        assert!(
+            kept <= MAX_HANDLE_DETAIL_BYTES,
+            "kept {kept} bytes of names and object information"
+        );
+        assert!(handles.last().unwrap().object_info.is_empty());
+        assert!(
+            warnings.iter().any(|w| w.contains("loop back")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("left out")),
+            "{warnings:?}"
+        );
     }
 }

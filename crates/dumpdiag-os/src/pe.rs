@@ -171,7 +171,7 @@ fn find_resource_entry(
     let named = mem.read_u16(dir.wrapping_add(12))? as u64;
     let ids = mem.read_u16(dir.wrapping_add(14))? as u64;
     for i in 0..(named + ids).min(256) {
-        let e = dir.wrapping_add(16) + i * 8;
+        let e = dir.wrapping_add(16 + i * 8);
         let name = mem.read_u32(e)?;
         let off = mem.read_u32(e.wrapping_add(4))?;
         if id.is_none_or(|want| name & 0x8000_0000 == 0 && name == want) {
@@ -311,12 +311,14 @@ impl RvaReader for FileHeaders<'_> {
 fn codeview_with(r: &dyn RvaReader) -> Option<dumpdiag_target::CodeViewRecord> {
     let (dir, size) = r.debug_directory()?;
     for i in 0..(size / 28).min(16) {
-        let e = dir + i * 28;
-        if r.u32_at(e + 12)? != 2 {
+        // RVAs are 32-bit: a directory (or entry) reaching past 2^32 ends there.
+        let e = dir.checked_add(i * 28)?;
+        let field = |o: u32| r.u32_at(e.checked_add(o)?);
+        if field(12)? != 2 {
             continue; // IMAGE_DEBUG_TYPE_CODEVIEW
         }
-        let len = r.u32_at(e + 16)? as usize;
-        let rva = r.u32_at(e + 20)?;
+        let len = field(16)? as usize;
+        let rva = field(20)?;
         let raw = r.bytes(rva, len.min(4096));
         let name_of = |b: &[u8]| {
             let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
@@ -432,5 +434,78 @@ impl FileImage {
         let start = raw.checked_add(within)? as usize;
         let len = ((raw_size - within) as usize).min(max);
         self.bytes.get(start..start.checked_add(len)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EveryAddress;
+
+    /// PE32+ headers (DOS header, NT headers at 0x40, 16 data directories, one section) with
+    /// the debug directory at `debug`, and the section `(rva, size, raw offset)`.
+    fn headers(debug: (u32, u32), section: (u32, u32, u32)) -> Vec<u8> {
+        let mut b = vec![0u8; 0x400];
+        let put16 =
+            |b: &mut Vec<u8>, o: usize, v: u16| b[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        let put32 =
+            |b: &mut Vec<u8>, o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        put16(&mut b, 0, 0x5a4d);
+        put32(&mut b, 0x3c, 0x40);
+        put32(&mut b, 0x40, 0x4550);
+        let (fh, opt) = (0x44, 0x58);
+        put16(&mut b, fh, 0x8664);
+        put16(&mut b, fh + 2, 1);
+        put16(&mut b, fh + 16, 0xf0);
+        put16(&mut b, opt, 0x20b);
+        put32(&mut b, opt + 56, 0x1000);
+        put32(&mut b, opt + 108, 16);
+        put32(&mut b, opt + 112 + 8 * DIR_DEBUG, debug.0);
+        put32(&mut b, opt + 112 + 8 * DIR_DEBUG + 4, debug.1);
+        let s = opt + 0xf0;
+        b[s..s + 5].copy_from_slice(b".data");
+        put32(&mut b, s + 8, section.1);
+        put32(&mut b, s + 12, section.0);
+        put32(&mut b, s + 16, section.1);
+        put32(&mut b, s + 20, section.2);
+        b
+    }
+
+    /// A debug directory at the top of the 32-bit RVA space: its entries' fields lie past 2^32
+    /// and are not there (they must not wrap round to the DOS header, nor overflow).
+    #[test]
+    fn a_debug_directory_at_the_end_of_the_rva_space_has_no_codeview_record() {
+        // In a file: the section holding the directory's last bytes says "CODEVIEW" there.
+        let mut file = headers((0xffff_fff0, 56), (0xffff_f000, 0x1000, 0x400));
+        file.resize(0x1400, 0);
+        file[0x400 + 0xffc..0x1400].copy_from_slice(&2u32.to_le_bytes());
+        let img = FileImage::parse(file).expect("the headers parse");
+        assert!(img.codeview().is_none());
+
+        // In memory, with every address of the image readable.
+        let base = 0x1_4000_0000u64;
+        let image = headers((0xffff_fff0, 56), (0x1000, 0x1000, 0x400));
+        let mem = EveryAddress(|a: u64| match a.checked_sub(base) {
+            Some(o) if (o as usize) < image.len() => image[o as usize],
+            Some(0xffff_fffc) => 2,
+            _ => 0,
+        });
+        let h = read_headers(&mem, base).expect("the headers read");
+        assert_eq!(h.directory(DIR_DEBUG), Some((0xffff_fff0, 56)));
+        assert!(codeview(&mem, &h).is_none());
+    }
+
+    /// A resource directory at the top of the address space: its entries wrap as addresses do.
+    #[test]
+    fn a_resource_directory_at_the_top_of_the_address_space_reads_without_overflow() {
+        let mem = EveryAddress(|_| 0xff);
+        // The directory 23 bytes below 2^64: its counts and its first entry (at +16, the last
+        // 8 bytes below 2^64) are readable; the next entry lies past 2^64.
+        let h = PeHeaders {
+            base: u64::MAX - 0x1016,
+            directories: vec![(0, 0), (0, 0), (0xfff, 0x100)],
+            ..Default::default()
+        };
+        let _ = version_strings(&mem, &h);
     }
 }

@@ -80,6 +80,9 @@ fn unwind_with_function_table(env: &Env, regs: &mut Regs, ip: u64, caller: bool)
     unwind_table(regs, &ft.entries, read, rva)
 }
 
+/// Most code bytes an unwind pads up to the function's end (the readers give at most 1 MiB).
+const MAX_PADDED_CODE: usize = 1 << 20;
+
 fn unwind_table<'m>(
     regs: &mut Regs,
     pdata: &[u8],
@@ -93,15 +96,27 @@ fn unwind_table<'m>(
     // keeps a little code around each thread's instruction pointer, or none). Code the dump
     // lacks is given as int 3 bytes, which no epilog begins with: the address counts as in the
     // body, as a debugger without the code bytes would also take it.
+    // The function's end comes from the image's .pdata: past MAX_PADDED_CODE bytes from the
+    // address (more than any reader gives, and than any function needs) the frame is left to
+    // the other unwinders rather than padded to a size the file chose.
+    let mut too_far = false;
     let padded: Option<Vec<u8>> = table.lookup(rva).and_then(|f| {
         let need = f.end_address.get().checked_sub(rva)? as usize;
         let have = read(rva).unwrap_or(&[]);
-        (have.len() < need).then(|| {
-            let mut code = have.to_vec();
-            code.resize(need, 0xcc);
-            code
-        })
+        if have.len() >= need {
+            return None;
+        }
+        if need > MAX_PADDED_CODE {
+            too_far = true;
+            return None;
+        }
+        let mut code = have.to_vec();
+        code.resize(need, 0xcc);
+        Some(code)
     });
+    if too_far {
+        return None;
+    }
     let read = |r: u32| match &padded {
         Some(code) if r == rva => Some(code.as_slice()),
         _ => read(r),

@@ -4,6 +4,7 @@
 //! in dump memory. Loading is deferred until an address in the module is first looked up.
 
 pub mod breakpad;
+mod contain;
 pub mod exports;
 pub mod locals;
 pub mod pdb;
@@ -326,13 +327,17 @@ impl Symbols {
         };
         let mem = target.memory();
         let read = |a: u64, n: usize| dumpdiag_target::MemoryExt::read_bytes(mem, a, n);
-        locals::frame_variables(
-            std::path::Path::new(&p.path),
-            (addr - m.base) as u32,
-            ptr,
-            reg,
-            &read,
-        )
+        // The PDB is read again here, through the same reader that can panic on a bad file.
+        contain::contain(|| {
+            locals::frame_variables(
+                std::path::Path::new(&p.path),
+                (addr - m.base) as u32,
+                ptr,
+                reg,
+                &read,
+            )
+        })
+        .ok()?
         .ok()
     }
 
@@ -437,7 +442,8 @@ impl Symbols {
             let prefix = m.short_name();
             let mut push = |rva: u64, name: &str| {
                 if matches(pattern, name) {
-                    out.push((m.base + rva, format!("{prefix}!{name}")));
+                    // A Breakpad address is any 64-bit number: it wraps as an address.
+                    out.push((m.base.wrapping_add(rva), format!("{prefix}!{name}")));
                 }
             };
             match self.module(target, i) {

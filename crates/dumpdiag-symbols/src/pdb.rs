@@ -29,6 +29,8 @@ pub struct PdbSymbols {
     pub globals: Vec<(u32, String)>,
     /// Every function, enumerated on first use (`x`, `module!name` expressions).
     functions: std::cell::OnceCell<Vec<(u32, String)>>,
+    /// Did the reader panic on this file (see [`crate::contain`])? It is not asked again.
+    broken: std::cell::Cell<bool>,
 }
 
 /// One resolved address.
@@ -60,7 +62,13 @@ pub fn demangle(name: &str) -> String {
 }
 
 impl PdbSymbols {
+    /// Open and index a PDB; a file the reader cannot take (even one it panics on) is an
+    /// error.
     pub fn open(path: &Path) -> Result<PdbSymbols, String> {
+        crate::contain::contain(|| Self::open_unguarded(path))?
+    }
+
+    fn open_unguarded(path: &Path) -> Result<PdbSymbols, String> {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
         let info = pdb.pdb_information().map_err(|e| e.to_string())?;
@@ -86,10 +94,26 @@ impl PdbSymbols {
             frame_data,
             globals,
             functions: std::cell::OnceCell::new(),
+            broken: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Run a query of the reader; None, from now on, once it has panicked on this file.
+    fn guarded<T>(&self, f: impl FnOnce() -> Option<T>) -> Option<T> {
+        if self.broken.get() {
+            return None;
+        }
+        crate::contain::contain(f).unwrap_or_else(|_| {
+            self.broken.set(true);
+            None
         })
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
+        self.guarded(|| self.find_unguarded(rva))
+    }
+
+    fn find_unguarded(&self, rva: u32) -> Option<PdbFrames> {
         self.cell.with_dependent(|_, ctx| {
             let f = ctx.find_frames(rva).ok()??;
             Some(PdbFrames {
@@ -131,11 +155,14 @@ impl PdbSymbols {
     /// Every function: (start rva, name).
     pub fn functions(&self) -> &[(u32, String)] {
         self.functions.get_or_init(|| {
-            self.cell.with_dependent(|_, ctx| {
-                ctx.functions()
-                    .filter_map(|f| Some((f.start_rva, demangle(&f.name?))))
-                    .collect()
+            self.guarded(|| {
+                Some(self.cell.with_dependent(|_, ctx| {
+                    ctx.functions()
+                        .filter_map(|f| Some((f.start_rva, demangle(&f.name?))))
+                        .collect()
+                }))
             })
+            .unwrap_or_default()
         })
     }
 }
