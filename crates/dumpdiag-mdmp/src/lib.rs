@@ -208,8 +208,8 @@ impl MdmpTarget {
             }
             Err(_) => {}
         }
-        // Names, module lists: read by hand within one budget (see `streams::NameBudget`).
-        let mut names = streams::NameBudget::default();
+        // Names, module lists: read by hand within one budget (see `streams::Budget`).
+        let mut names = streams::Budget::names();
         if let Ok(bytes) = dump.get_raw_stream(md::MINIDUMP_STREAM_TYPE::ThreadNamesStream as u32) {
             let mut ids: Vec<u32> = threads.iter().map(|t| t.id).collect();
             ids.sort_unstable();

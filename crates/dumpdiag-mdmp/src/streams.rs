@@ -269,22 +269,27 @@ const MODULE_SIZE: usize = 108;
 const UNLOADED_MODULE_SIZE: usize = 24;
 const THREAD_NAME_SIZE: usize = 12;
 
-/// One budget for the names and debug records of the module and thread-name streams.
-pub(crate) struct NameBudget {
+/// What may still be kept of the variable-sized details (names, records) a stream's entries
+/// point to, over all of them: charged by declared length before anything is read, so an
+/// exhausted budget costs no more reading either.
+pub(crate) struct Budget {
     left: usize,
     pub(crate) exhausted: bool,
 }
 
-impl Default for NameBudget {
-    fn default() -> NameBudget {
-        NameBudget {
-            left: MAX_NAME_BYTES,
+impl Budget {
+    pub(crate) fn new(bytes: usize) -> Budget {
+        Budget {
+            left: bytes,
             exhausted: false,
         }
     }
-}
 
-impl NameBudget {
+    /// The budget of the module list, unloaded modules and thread names together.
+    pub(crate) fn names() -> Budget {
+        Budget::new(MAX_NAME_BYTES)
+    }
+
     /// Charge `len` bytes (and a small overhead per entry, so that empty names count too);
     /// false when the budget cannot pay, and from then on.
     fn take(&mut self, len: usize) -> bool {
@@ -344,7 +349,7 @@ fn entries<'b>(
 pub(crate) fn module_list(
     bytes: &[u8],
     data: &[u8],
-    budget: &mut NameBudget,
+    budget: &mut Budget,
     warnings: &mut Vec<String>,
 ) -> Vec<ModuleRecord> {
     let count: u32 = bytes.pread_with(0, LE).unwrap_or(0);
@@ -362,7 +367,7 @@ pub(crate) fn module_list(
     out
 }
 
-fn module_record(m: &md::MINIDUMP_MODULE, data: &[u8], budget: &mut NameBudget) -> ModuleRecord {
+fn module_record(m: &md::MINIDUMP_MODULE, data: &[u8], budget: &mut Budget) -> ModuleRecord {
     let v = &m.version_info;
     let version = (v.signature == 0xfeef04bd).then_some(FixedFileInfo {
         signature: v.signature,
@@ -410,7 +415,7 @@ fn module_record(m: &md::MINIDUMP_MODULE, data: &[u8], budget: &mut NameBudget) 
 pub(crate) fn unloaded_modules(
     bytes: &[u8],
     data: &[u8],
-    budget: &mut NameBudget,
+    budget: &mut Budget,
     warnings: &mut Vec<String>,
 ) -> Vec<UnloadedModuleRecord> {
     let header: u32 = bytes.pread_with(0, LE).unwrap_or(0);
@@ -452,7 +457,7 @@ pub(crate) fn thread_names(
     bytes: &[u8],
     data: &[u8],
     threads: &[u32],
-    budget: &mut NameBudget,
+    budget: &mut Budget,
     warnings: &mut Vec<String>,
 ) -> Vec<(u32, String)> {
     let count: u32 = bytes.pread_with(0, LE).unwrap_or(0);
@@ -472,26 +477,6 @@ pub(crate) fn thread_names(
         }
     }
     out
-}
-
-/// What may still be kept of a stream's variable-sized details, over all its records.
-struct Budget {
-    left: usize,
-    exhausted: bool,
-}
-
-impl Budget {
-    /// Charge an entry of `len` bytes; false (nothing charged, and nothing more from now on)
-    /// when it would overdraw the budget.
-    fn take(&mut self, len: usize) -> bool {
-        let cost = len.saturating_add(HANDLE_ENTRY_OVERHEAD);
-        if self.exhausted || cost > self.left {
-            self.exhausted = true;
-            return false;
-        }
-        self.left -= cost;
-        true
-    }
 }
 
 /// HandleData: MINIDUMP_HANDLE_DATA_STREAM header, then descriptors of v1 (32 bytes) or v2
@@ -515,16 +500,12 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
     }
     let n = (count as usize).min(fit).min(MAX_HANDLES);
     let mut out = Vec::with_capacity(n);
-    let mut budget = Budget {
-        left: MAX_HANDLE_DETAIL_BYTES,
-        exhausted: false,
-    };
+    let mut budget = Budget::new(MAX_HANDLE_DETAIL_BYTES);
     let mut cyclic = 0usize;
     for i in 0..n {
         let o = header_size as usize + i * desc_size as usize;
         let get32 = |off: usize| bytes.pread_with::<u32>(o + off, LE).unwrap_or(0);
-        let mut name =
-            |rva: u32| read_minidump_string(data, rva as u64).filter(|s| budget.take(s.len()));
+        let mut name = |rva: u32| budget.string(data, rva as u64);
         let type_name = name(get32(8));
         let object_name = name(get32(12)).filter(|s| !s.is_empty());
         let mut h = HandleRecord {
