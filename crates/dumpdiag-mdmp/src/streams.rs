@@ -302,11 +302,14 @@ impl Budget {
         true
     }
 
-    /// A MINIDUMP_STRING at `rva`, charged by its declared length before it is decoded.
+    /// A MINIDUMP_STRING at `rva`, charged by its declared length (as far as the file holds
+    /// it) before it is decoded. RVA 0 is "no string" (an unnamed handle), which costs
+    /// nothing: read as a string it would be the file's own header.
     fn string(&mut self, data: &[u8], rva: u64) -> Option<String> {
-        let at = usize::try_from(rva).ok()?;
+        let at = usize::try_from(rva).ok().filter(|&at| at != 0)?;
         let len: u32 = data.pread_with(at, LE).ok()?;
-        let len = (len as usize).min(MAX_STRING_CHARS * 2);
+        let held = data.len().saturating_sub(at + 4);
+        let len = (len as usize).min(MAX_STRING_CHARS * 2).min(held);
         self.take(len).then(|| read_minidump_string(data, rva))?
     }
 
@@ -853,5 +856,35 @@ mod tests {
             warnings.iter().any(|w| w.contains("left out")),
             "{warnings:?}"
         );
+    }
+
+    /// A process with 150 000 unnamed handles (a handle leak, the very case HandleData is
+    /// read for): each keeps its type name; an unnamed object (RVA 0) costs nothing.
+    #[test]
+    fn unnamed_handles_keep_their_type_names() {
+        const HANDLES: usize = 150_000;
+        let name_at = 0x100usize;
+        let mut data = vec![0u8; 0x200];
+        data[..4].copy_from_slice(b"MDMP");
+        put32(&mut data, name_at, 10);
+        for (i, c) in "Event".bytes().enumerate() {
+            data[name_at + 4 + 2 * i] = c;
+        }
+        let mut stream = vec![0u8; 16 + HANDLES * 32];
+        put32(&mut stream, 0, 16);
+        put32(&mut stream, 4, 32);
+        put32(&mut stream, 8, HANDLES as u32);
+        for i in 0..HANDLES {
+            let o = 16 + i * 32;
+            put32(&mut stream, o, 4 * i as u32 + 4);
+            put32(&mut stream, o + 8, name_at as u32);
+        }
+        let mut warnings = Vec::new();
+        let handles = handles(&stream, &data, &mut warnings);
+        assert_eq!(handles.len(), HANDLES);
+        assert!(handles
+            .iter()
+            .all(|h| h.type_name.as_deref() == Some("Event") && h.object_name.is_none()));
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 }
