@@ -257,7 +257,10 @@ fn registers(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> 
     let c = s.context().ok_or_else(no_context)?;
     let rest = inv.args;
     if rest.is_empty() {
-        return Ok(format_registers(s, &c));
+        return Ok(match s.register_mask {
+            Some(mask) => crate::cmd_registers::masked(s, &c, mask),
+            None => format_registers(s, &c),
+        });
     }
     if rest.contains('=') {
         return Err(CommandError::Unavailable(

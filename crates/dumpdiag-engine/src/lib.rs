@@ -11,6 +11,7 @@ mod cmd_memory;
 mod cmd_meta;
 mod cmd_modules;
 mod cmd_process;
+mod cmd_registers;
 pub mod cmd_stacks;
 pub use cmd_target::dump_flag_names;
 pub use cmd_threads::fast_fail_name;
@@ -65,6 +66,8 @@ pub struct Session {
     /// The stack `k` printed last, and the frame `.frame` selected.
     last_stack: Option<Stack>,
     frame_index: usize,
+    /// The mask `r` uses (`rm`), when one was set.
+    register_mask: Option<u64>,
     /// Commands a higher crate added with [`Session::register_commands`], looked up after the
     /// built-ins.
     registered: Vec<&'static [Command]>,
@@ -94,6 +97,7 @@ impl Session {
             symbols,
             last_stack: None,
             frame_index: 0,
+            register_mask: None,
             registered: Vec::new(),
             quit_requested: false,
         }
