@@ -32,6 +32,14 @@ pub(crate) const COMMANDS: &[Command] = &[
         run: frame,
     },
     Command {
+        names: &[".kframes"],
+        usage: ".kframes [count]",
+        help: "Show or set how many frames k shows when no count is given (256 at first).",
+        family: None,
+        arguments: &[],
+        run: kframes,
+    },
+    Command {
         names: &["dv"],
         usage: "dv [/t] [/V]",
         help: "Parameters and locals of the selected frame (/t types, /V addresses).",
@@ -64,6 +72,26 @@ pub(crate) const COMMANDS: &[Command] = &[
         run: findstack,
     },
 ];
+
+/// Frames `k` shows without a count until `.kframes` says otherwise (WinDbg's default).
+pub(crate) const DEFAULT_KFRAMES: usize = 256;
+
+/// `.kframes [count]`: WinDbg's "Default stack trace depth is 0n256 frames".
+fn kframes(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    if !inv.args.is_empty() {
+        let n = s.eval(inv.args)?;
+        if n == 0 {
+            return Err(CommandError::Usage(
+                "The stack trace depth must be at least one frame".into(),
+            ));
+        }
+        s.kframes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok(format!(
+        "Default stack trace depth is 0n{} frames\n",
+        s.kframes
+    ))
+}
 
 /// `k` options parsed from the letters after `k`.
 #[derive(Default, Clone, Copy)]
@@ -265,7 +293,11 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
     if x64 && (o.args || o.verbose) {
         let _ = writeln!(out, "(x64: \"Args to Child\" are the callee's home-area slots, not necessarily the parameters - see False Function Parameters)");
     }
+    // The checks see the whole stack; a warning about a frame `max` left out is not shown.
     for w in stack_checks(s, index, stack) {
+        if w.frame().is_some_and(|f| f >= max) {
+            continue;
+        }
         let _ = writeln!(out, "WARNING: {w}");
     }
     out
@@ -317,7 +349,7 @@ fn k(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     };
     let rest = inv.args;
     let mut ctx = s.context().ok_or_else(no_context)?;
-    let mut max = usize::MAX;
+    let mut max = s.kframes;
     if let Some(manual) = rest.strip_prefix('=') {
         // k = bp sp ip: a hand-made frame.
         let vals: Vec<u64> = manual

@@ -68,6 +68,8 @@ pub struct Session {
     frame_index: usize,
     /// The mask `r` uses (`rm`), when one was set.
     register_mask: Option<u64>,
+    /// How many frames `k` shows without a count (`.kframes`).
+    kframes: usize,
     /// Commands a higher crate added with [`Session::register_commands`], looked up after the
     /// built-ins.
     registered: Vec<&'static [Command]>,
@@ -98,6 +100,7 @@ impl Session {
             last_stack: None,
             frame_index: 0,
             register_mask: None,
+            kframes: cmd_stacks::DEFAULT_KFRAMES,
             registered: Vec::new(),
             quit_requested: false,
         }
