@@ -821,10 +821,10 @@ fn heap(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     Ok(o)
 }
 
-/// The current thread's walked raw stack, when `addr` lies on that stack.
+/// The current (or implicit) thread's walked raw stack, when `addr` lies on that stack.
 fn raw_stack_at(s: &Session, addr: u64) -> Option<RawStack<'_>> {
     let ctx = s.context()?;
-    let index = s.current_thread();
+    let index = s.stack_thread();
     let view = s.view();
     if !dumpdiag_stack::thread_bounds(&view, index, ctx.sp()).contains(addr) {
         return None;

@@ -365,8 +365,8 @@ fn k(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     } else if !rest.is_empty() {
         max = s.eval(rest)? as usize;
     }
-    let stack = stack_of(s, s.current_thread(), &ctx);
-    let text = format_stack(s, s.current_thread(), &stack, o, max);
+    let stack = stack_of(s, s.stack_thread(), &ctx);
+    let text = format_stack(s, s.stack_thread(), &stack, o, max);
     s.last_stack = Some(stack);
     Ok(text)
 }
@@ -447,7 +447,7 @@ fn frame(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
         None => s.frame_index,
     };
     let ctx = s.context().ok_or_else(no_context)?;
-    let stack = stack_of(s, s.current_thread(), &ctx);
+    let stack = stack_of(s, s.stack_thread(), &ctx);
     let numbered = numbered_frames(s, &stack);
     let selected = numbered
         .get(n)
@@ -601,7 +601,7 @@ fn findstack(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> 
 /// The current frame's variables (the `.frame` selection of the current thread).
 fn current_variables(s: &Session) -> Result<Vec<locals::Variable>, CommandError> {
     let ctx = s.context().ok_or_else(no_context)?;
-    let stack = stack_of(s, s.current_thread(), &ctx);
+    let stack = stack_of(s, s.stack_thread(), &ctx);
     // `.frame` numbers frames as `kn` does; the variables are the physical frame's.
     let physical = numbered_frames(s, &stack)
         .get(s.frame_index)
