@@ -6,6 +6,7 @@
 
 mod cmd_analysis;
 mod cmd_code;
+mod cmd_dlls;
 mod cmd_dump;
 mod cmd_memory;
 mod cmd_meta;

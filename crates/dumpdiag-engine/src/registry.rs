@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::command_line::{last_command_start, thread_prefix};
 use crate::{
-    cmd_analysis, cmd_code, cmd_dump, cmd_memory, cmd_meta, cmd_modules, cmd_process,
+    cmd_analysis, cmd_code, cmd_dlls, cmd_dump, cmd_memory, cmd_meta, cmd_modules, cmd_process,
     cmd_registers, cmd_stacks, cmd_symbols, cmd_target, cmd_threads, CommandError, Session,
 };
 
@@ -79,6 +79,7 @@ const FAMILIES: &[(&str, &[Command])] = &[
     ("Symbols", cmd_symbols::COMMANDS),
     ("Code", cmd_code::COMMANDS),
     ("Process", cmd_process::COMMANDS),
+    ("Loader", cmd_dlls::COMMANDS),
     ("Dump files", cmd_dump::COMMANDS),
     ("Analysis", cmd_analysis::COMMANDS),
     ("Session", cmd_meta::COMMANDS),
