@@ -79,14 +79,14 @@ fn usage(text: &str) -> CommandError {
 }
 
 /// Parsed `addr [L count | L?count | end]`.
-struct Range {
-    start: u64,
+pub(crate) struct Range {
+    pub start: u64,
     /// In units of the command's element size, when a count was given.
-    count: Option<u64>,
-    end: Option<u64>,
+    pub count: Option<u64>,
+    pub end: Option<u64>,
 }
 
-fn parse_range(s: &Session, rest: &str) -> Result<Range, CommandError> {
+pub(crate) fn parse_range(s: &Session, rest: &str) -> Result<Range, CommandError> {
     let rest = rest.trim();
     if rest.is_empty() {
         return Err(usage("Missing address"));
