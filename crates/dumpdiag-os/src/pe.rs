@@ -320,31 +320,9 @@ fn codeview_with(r: &dyn RvaReader) -> Option<dumpdiag_target::CodeViewRecord> {
         let len = field(16)? as usize;
         let rva = field(20)?;
         let raw = r.bytes(rva, len.min(4096));
-        let name_of = |b: &[u8]| {
-            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-            String::from_utf8_lossy(&b[..end]).into_owned()
-        };
-        match raw.get(..4) {
-            Some(b"RSDS") if raw.len() >= 24 => {
-                let mut guid = [0u8; 16];
-                guid.copy_from_slice(&raw[4..20]);
-                let age = u32::from_le_bytes(raw[20..24].try_into().ok()?);
-                return Some(dumpdiag_target::CodeViewRecord::Pdb70 {
-                    guid,
-                    age,
-                    pdb_name: name_of(&raw[24..]),
-                });
-            }
-            Some(b"NB10") if raw.len() >= 16 => {
-                let signature = u32::from_le_bytes(raw[8..12].try_into().ok()?);
-                let age = u32::from_le_bytes(raw[12..16].try_into().ok()?);
-                return Some(dumpdiag_target::CodeViewRecord::Pdb20 {
-                    signature,
-                    age,
-                    pdb_name: name_of(&raw[16..]),
-                });
-            }
-            _ => {}
+        match dumpdiag_target::CodeViewRecord::parse(&raw) {
+            Some(dumpdiag_target::CodeViewRecord::Other { .. }) | None => {}
+            found => return found,
         }
     }
     None
