@@ -304,6 +304,11 @@ impl Budget {
 
     /// A MINIDUMP_STRING at `rva`, charged by its declared length before it is decoded.
     fn string(&mut self, data: &[u8], rva: u64) -> Option<String> {
+        // RVA 0 is no string (an unnamed handle's name): nothing to read, nothing to charge.
+        // Read as a length, the file's signature would charge the largest string each time.
+        if rva == 0 {
+            return None;
+        }
         let at = usize::try_from(rva).ok()?;
         let len: u32 = data.pread_with(at, LE).ok()?;
         let len = (len as usize).min(MAX_STRING_CHARS * 2);
@@ -797,6 +802,36 @@ mod tests {
     /// Thousands of v2 descriptors sharing one long name and one object-information chain that
     /// loops (A → B → A): each handle alone is within the per-handle caps, together they
     /// would keep hundreds of megabytes.
+    #[test]
+    fn unnamed_handles_cost_the_budget_nothing_for_their_name() {
+        // 5000 unnamed events (ObjectNameRva 0) in a file that starts, as every dump does,
+        // with "MDMP": every type name is kept.
+        const HANDLES: usize = 5000;
+        let type_at = 0x100usize;
+        let mut data = vec![0u8; 0x200];
+        data[..4].copy_from_slice(b"MDMP");
+        put32(&mut data, type_at, 10);
+        for (i, c) in "Event".bytes().enumerate() {
+            data[type_at + 4 + 2 * i] = c;
+        }
+        let mut stream = vec![0u8; 16 + HANDLES * 40];
+        put32(&mut stream, 0, 16);
+        put32(&mut stream, 4, 40);
+        put32(&mut stream, 8, HANDLES as u32);
+        for i in 0..HANDLES {
+            let o = 16 + i * 40;
+            put32(&mut stream, o, 4 * i as u32 + 4);
+            put32(&mut stream, o + 8, type_at as u32);
+        }
+        let mut warnings = Vec::new();
+        let handles = handles(&stream, &data, &mut warnings);
+        assert_eq!(handles.len(), HANDLES);
+        assert!(handles
+            .iter()
+            .all(|h| h.type_name.as_deref() == Some("Event") && h.object_name.is_none()));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
     #[test]
     fn shared_and_cyclic_handle_details_stay_within_one_budget() {
         const HANDLES: usize = 2048;
