@@ -275,14 +275,8 @@ fn registers(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> 
         let v = c
             .get(n)
             .ok_or_else(|| CommandError::BadRegister(name.to_string()))?;
-        let width = if matches!(c, Context::X86(_))
-            || n.starts_with('e')
-            || ["cs", "ds", "es", "fs", "gs", "ss", "efl"].contains(&n)
-        {
-            8
-        } else {
-            16
-        };
+        let width = register_digits(n, matches!(c, Context::X86(_)));
+
         let _ = writeln!(o, "{n}={v:0width$x}");
     }
     Ok(o)
@@ -772,5 +766,26 @@ fn thread_command(s: &mut Session, inv: &Invocation) -> Result<String, CommandEr
             s.implicit_thread = saved.2;
             Ok(out)
         }
+    }
+}
+
+/// Hex digits WinDbg prints for a register named alone (`r cs` → `cs=0033`, `r efl` →
+/// `efl=00000246`, `r mxcsr` → `mxcsr=00001f80`): the register's own size, not the pointer's.
+fn register_digits(name: &str, x86: bool) -> usize {
+    const SEGMENTS: [&str; 6] = ["cs", "ds", "es", "fs", "gs", "ss"];
+    const WORDS: [&str; 9] = ["ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip"];
+    const BYTES: [&str; 8] = ["al", "bl", "cl", "dl", "ah", "bh", "ch", "dh"];
+    if SEGMENTS.contains(&name) || WORDS.contains(&name) || name.ends_with('w') {
+        4
+    } else if BYTES.contains(&name) || (name.starts_with('r') && name.ends_with('b')) {
+        2
+    } else if x86
+        || name.starts_with('e')
+        || name == "mxcsr"
+        || (name.starts_with('r') && name.ends_with('d'))
+    {
+        8
+    } else {
+        16
     }
 }

@@ -683,6 +683,13 @@ fn rm_masks_show_the_register_groups_they_name() {
     assert!(x.contains("xmm0=-6.25985e+018"), "{x}");
     assert_eq!(register_values(&x)["mxcsr"], Some(u32_at(0x34)));
     assert_eq!(u32_at(0x34), 0x1fa0);
+    // A register named alone prints in its own size, as WinDbg's `r mxcsr`, `r cs`, `r efl`.
+    let named = s.run_command("r mxcsr, cs, efl, rip").unwrap();
+    let named: Vec<&str> = named.lines().collect();
+    assert_eq!(named[0], "mxcsr=00001fa0");
+    assert_eq!(named[1].len(), "cs=0033".len(), "{named:?}");
+    assert_eq!(named[2].len(), "efl=00000246".len(), "{named:?}");
+    assert_eq!(named[3].len(), "rip=0000000000000000".len(), "{named:?}");
 
     // 4: the x87 control, status and tag words and st0-st7.
     let f = s.run_command("rM 4").unwrap();
@@ -1189,5 +1196,31 @@ fn address_of_one_address_describes_its_region() {
             .unwrap();
         assert_eq!(field(&text, "Usage:"), "TEB");
         assert_eq!(field(&text, "More info:"), format!("~{t}; !teb {teb:#x}"));
+    }
+}
+
+/// A minidump whose TEBs were not captured (kdlib's targetapp minidump): the thread list's
+/// stack range (from the stack pointer up) still names its region, and the reserved part
+/// below it, one allocation with it as Windows reserves a stack, is the same thread's stack.
+#[test]
+fn address_names_a_stack_from_the_thread_list_when_the_teb_is_missing() {
+    let mut s = session("kdlibcpp/targetapp_minidump/target_minidump.dmp");
+    assert!(s.run_command("!teb").is_err() || run(&mut s, "!teb").contains("not in the dump"));
+    let field = |text: &str, name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name}:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    for t in 0..2 {
+        let sp = s.thread_context(t).unwrap().sp();
+        let text = s.run_command(&format!("!address {sp:#x}")).unwrap();
+        assert_eq!(field(&text, "Usage:"), "Stack", "{text}");
+        assert_eq!(field(&text, "More info:"), format!("~{t}k"));
+        let allocation = hex(&field(&text, "Allocation Base:"));
+        let reserved = s.run_command(&format!("!address {allocation:#x}")).unwrap();
+        assert_eq!(field(&reserved, "Usage:"), "Stack", "{reserved}");
+        assert_eq!(field(&reserved, "More info:"), format!("~{t}k"));
     }
 }
