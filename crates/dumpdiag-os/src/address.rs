@@ -75,6 +75,12 @@ pub struct AddressMap {
 
 struct Markers {
     stacks: Vec<(u64, u64, usize, u32)>,
+    /// Allocation bases of the regions a stack range overlaps, with its thread: a thread's
+    /// stack is one reservation (reserved part, guard page, committed part: CreateThread's
+    /// dwStackSize reserve, "Thread Stack Size" in the Win32 docs), so every region of that
+    /// allocation is the stack even where only the used part is known (a minidump's thread
+    /// list gives the range from the stack pointer up, not the TEB's limits).
+    stack_allocations: Vec<(u64, usize, u32)>,
     tebs: Vec<(u64, usize, u32)>,
     pebs: Vec<u64>,
     heaps: Vec<u64>,
@@ -89,6 +95,7 @@ fn markers(target: &dyn Target) -> Markers {
     let wow = wow64::is_wow64(target);
     let mut m = Markers {
         stacks: Vec::new(),
+        stack_allocations: Vec::new(),
         tebs: Vec::new(),
         pebs: Vec::new(),
         heaps: Vec::new(),
@@ -175,11 +182,18 @@ fn classify(target: &dyn Target, m: &Markers, r: &RegionInfo) -> Usage {
     } else {
         r.base
     };
-    if let Some(&(_, _, i, id)) = m
+    let on_stack = m
         .stacks
         .iter()
-        .find(|s| (alloc >= s.0 && alloc < s.1) || (r.base >= s.0 && r.base < s.1))
-    {
+        .find(|s| (alloc >= s.0 && alloc < s.1) || (r.base < s.1 && r.end() > s.0))
+        .map(|s| (s.2, s.3))
+        .or_else(|| {
+            m.stack_allocations
+                .iter()
+                .find(|s| s.0 == alloc && r.allocation_base != 0)
+                .map(|s| (s.1, s.2))
+        });
+    if let Some((i, id)) = on_stack {
         return Usage::Stack {
             thread_index: i,
             thread_id: id,
@@ -203,8 +217,16 @@ fn classify(target: &dyn Target, m: &Markers, r: &RegionInfo) -> Usage {
 
 impl AddressMap {
     pub fn build(target: &dyn Target) -> AddressMap {
-        let m = markers(target);
+        let mut m = markers(target);
         if !target.regions().is_empty() {
+            for r in target.regions() {
+                if r.state == MEM_FREE || r.allocation_base == 0 {
+                    continue;
+                }
+                if let Some(s) = m.stacks.iter().find(|s| r.base < s.1 && r.end() > s.0) {
+                    m.stack_allocations.push((r.allocation_base, s.2, s.3));
+                }
+            }
             let regions = target
                 .regions()
                 .iter()
