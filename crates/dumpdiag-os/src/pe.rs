@@ -354,6 +354,8 @@ pub struct FileImage {
     pub bytes: Vec<u8>,
     /// (virtual address, virtual size, raw offset, raw size) per section.
     sections: Vec<(u32, u32, u32, u32)>,
+    /// Each section's characteristics (IMAGE_SCN_*), in the order of `sections`.
+    characteristics: Vec<u32>,
     pub time_date_stamp: u32,
     pub size_of_image: u32,
     /// (rva, size) of the exception directory (.pdata).
@@ -401,10 +403,14 @@ impl FileImage {
                 u32_at(s + 16)?,
             ))
         });
-        let sections = sections.collect();
+        let sections: Vec<_> = sections.collect();
+        let characteristics = (0..sections.len())
+            .map(|i| u32_at(table + i * 40 + 36).unwrap_or(0))
+            .collect();
         Some(FileImage {
             bytes,
             sections,
+            characteristics,
             time_date_stamp,
             size_of_image,
             exception_directory,
@@ -417,6 +423,15 @@ impl FileImage {
     pub fn codeview(&self) -> Option<dumpdiag_target::CodeViewRecord> {
         let h = FileHeaders(self);
         codeview_with(&h)
+    }
+
+    /// Each section as (virtual address, virtual size or raw size when larger, characteristics).
+    pub fn section_spans(&self) -> Vec<(u32, u32, u32)> {
+        self.sections
+            .iter()
+            .zip(&self.characteristics)
+            .map(|(s, &c)| (s.0, s.1.max(s.3), c))
+            .collect()
     }
 
     /// Bytes at `rva` up to the end of its section's raw data, at most `max`.
