@@ -105,7 +105,10 @@ fn the_report_renders_in_headless_chromium() {
     let dir = std::env::temp_dir().join(format!("dumpdiag-html-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // A full-memory fixture with a deadlock draws the wait-chain graph.
-    let fixtures = {
+    // DUMPDIAG_FIXTURES names a built set (as the other fixture tests take it), else build.
+    let fixtures = if let Ok(d) = std::env::var("DUMPDIAG_FIXTURES") {
+        PathBuf::from(d)
+    } else {
         let out = Command::new("python3")
             .arg(repo().join("fixtures/build.py"))
             .output()
