@@ -26,12 +26,21 @@ pub(crate) const COMMANDS: &[Command] = &[
         run: |s, _| Ok(process_summary(s)),
     },
     Command {
-        names: &["vertarget", "version"],
+        names: &["vertarget"],
         usage: "vertarget",
         help: "Windows version, processors, dump time and uptimes.",
         family: None,
         arguments: &[],
         run: |s, _| Ok(vertarget(s)),
+    },
+    Command {
+        names: &["version"],
+        usage: "version",
+        help: "The target's version (vertarget), the dump file, then this debugger's version \
+               and symbol path.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(version(s)),
     },
     Command {
         names: &[".time"],
@@ -172,6 +181,32 @@ fn suite_names(mask: u16) -> Vec<&'static str> {
         .filter(|(b, _)| mask & b != 0)
         .map(|(_, n)| *n)
         .collect()
+}
+
+/// `version`: WinDbg prints the target's `vertarget`, the dump it reads, then the debugger's own
+/// version and the components it runs with.
+fn version(s: &Session) -> String {
+    let t = s.target();
+    let kind = t.facts().kind;
+    let full = match kind {
+        DumpKind::Minidump if t.facts().flags & 0x2 != 0 => "Full memory user mini dump",
+        _ => kind.session_name(),
+    };
+    let mut o = vertarget(s);
+    let _ = writeln!(o, "{full}: {}", t.path());
+    let _ = writeln!(
+        o,
+        "\ndumpdiag version {} (WinDbg command language; reads {} dumps)",
+        env!("CARGO_PKG_VERSION"),
+        kind.signature()
+    );
+    let sympath = if s.sympath.is_empty() {
+        "<empty>"
+    } else {
+        s.sympath.as_str()
+    };
+    let _ = writeln!(o, "Symbol search path is: {sympath}");
+    o
 }
 
 pub fn vertarget(s: &Session) -> String {

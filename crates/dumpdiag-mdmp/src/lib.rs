@@ -208,12 +208,15 @@ impl MdmpTarget {
             }
             Err(_) => {}
         }
-        if let Ok(names) = dump.get_stream::<minidump::MinidumpThreadNames>() {
+        // Names, module lists: read by hand within one budget (see `streams::Budget`).
+        let mut names = streams::Budget::names();
+        if let Ok(bytes) = dump.get_raw_stream(md::MINIDUMP_STREAM_TYPE::ThreadNamesStream as u32) {
+            let mut ids: Vec<u32> = threads.iter().map(|t| t.id).collect();
+            ids.sort_unstable();
+            let found = streams::thread_names(bytes, data, &ids, &mut names, &mut warnings);
+            let mut found: std::collections::HashMap<u32, String> = found.into_iter().collect();
             for t in &mut threads {
-                t.name = names
-                    .get_name(t.id)
-                    .map(|n| n.into_owned())
-                    .filter(|n| !n.is_empty());
+                t.name = found.remove(&t.id);
             }
         }
         if let Ok(infos) = dump.get_stream::<minidump::MinidumpThreadInfoList>() {
@@ -237,31 +240,13 @@ impl MdmpTarget {
             warnings.push("ThreadInfoList stream unreadable".into());
         }
 
-        let modules = match dump.get_stream::<minidump::MinidumpModuleList>() {
-            Ok(list) => list
-                .iter()
-                .map(|m| streams::module_record(m, data))
-                .collect(),
-            Err(e) => {
-                if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ModuleListStream) {
-                    warnings.push(format!("ModuleList stream unreadable: {}", e.name()));
-                }
-                Vec::new()
-            }
-        };
+        let modules = dump
+            .get_raw_stream(md::MINIDUMP_STREAM_TYPE::ModuleListStream as u32)
+            .map(|bytes| streams::module_list(bytes, data, &mut names, &mut warnings))
+            .unwrap_or_default();
         let unloaded = dump
-            .get_stream::<minidump::MinidumpUnloadedModuleList>()
-            .map(|l| {
-                l.iter()
-                    .map(|m| UnloadedModuleRecord {
-                        base: m.raw.base_of_image,
-                        size: m.raw.size_of_image,
-                        checksum: m.raw.checksum,
-                        time_date_stamp: m.raw.time_date_stamp,
-                        path: m.name.clone(),
-                    })
-                    .collect()
-            })
+            .get_raw_stream(md::MINIDUMP_STREAM_TYPE::UnloadedModuleListStream as u32)
+            .map(|bytes| streams::unloaded_modules(bytes, data, &mut names, &mut warnings))
             .unwrap_or_default();
 
         let mut regions: Vec<RegionInfo> = dump

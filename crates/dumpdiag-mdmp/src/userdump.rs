@@ -800,8 +800,10 @@ fn read_image_identity(mem: &dyn MemoryReader, m: &mut ModuleRecord) {
                 (len as usize).min(MAX_DEBUG_RECORD),
             );
             match kind {
-                2 if m.codeview.is_none() => m.codeview = codeview(&record),
-                4 if m.misc_name.is_none() => m.misc_name = misc_name(&record),
+                2 if m.codeview.is_none() => m.codeview = CodeViewRecord::parse(&record),
+                4 if m.misc_name.is_none() => {
+                    m.misc_name = dumpdiag_target::image_debug_misc_name(&record)
+                }
                 _ => {}
             }
         }
@@ -809,52 +811,6 @@ fn read_image_identity(mem: &dyn MemoryReader, m: &mut ModuleRecord) {
     if let Some((rva, _)) = directory(2) {
         m.version = fixed_file_info(mem, base, base.wrapping_add(rva as u64));
     }
-}
-
-/// A NUL-terminated name at the start of `b`.
-fn c_string(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
-}
-
-fn codeview(r: &[u8]) -> Option<CodeViewRecord> {
-    let u32_at = |o: usize| {
-        r.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let signature = u32_at(0)?;
-    Some(match &r[..4] {
-        b"RSDS" if r.len() >= 24 => CodeViewRecord::Pdb70 {
-            guid: r[4..20].try_into().ok()?,
-            age: u32_at(20)?,
-            pdb_name: c_string(&r[24..]),
-        },
-        b"NB10" if r.len() >= 16 => CodeViewRecord::Pdb20 {
-            signature: u32_at(8)?,
-            age: u32_at(12)?,
-            pdb_name: c_string(&r[16..]),
-        },
-        _ => CodeViewRecord::Other {
-            signature,
-            size: r.len(),
-        },
-    })
-}
-
-/// IMAGE_DEBUG_MISC: DataType, Length, Unicode, 3 reserved bytes, then the name.
-fn misc_name(r: &[u8]) -> Option<String> {
-    let body = r.get(12..)?;
-    let name = if *r.get(8)? != 0 {
-        let units: Vec<u16> = body
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .take_while(|&u| u != 0)
-            .collect();
-        String::from_utf16_lossy(&units)
-    } else {
-        c_string(body)
-    };
-    (!name.is_empty()).then_some(name)
 }
 
 /// VS_FIXEDFILEINFO of the image's first RT_VERSION resource: resource directory (type 16,

@@ -125,7 +125,7 @@ fn unwind_frame_data(
     // address on top of the stack: skip it.
     if context_frame && w.program.is_none() && mem.read_u32(ra_search).map(u64::from) == Some(r.eip)
     {
-        ra_search += 4;
+        ra_search = ra_search.wrapping_add(4);
     }
     // The callee's registers; $eip must be assigned by the program itself.
     let mut vars: HashMap<String, u64> = HashMap::new();
@@ -177,12 +177,12 @@ fn unwind_frame_data(
         // parameter size): Breakpad looks a little higher for one.
         let start = ra_search.wrapping_add(4);
         let found = (0..RA_SEARCH_WORDS)
-            .map(|i| start + i * 4)
+            .map(|i| start.wrapping_add(i * 4))
             .find_map(|a| Some((a, stack_word(env, a)?)).filter(|&(_, v)| env.scannable(v)));
         match found {
             Some((slot, v)) => {
                 next.eip = v;
-                next.esp = slot + 4;
+                next.esp = slot.wrapping_add(4);
                 offset = slot - start;
                 trust = Trust::Scan;
             }
@@ -192,7 +192,8 @@ fn unwind_frame_data(
     if recover_ebp {
         // A frame pointer that does not point into the stack (or lies below the return address
         // after frames were skipped) is looked for in the saved-register area instead.
-        let skipped = trust != Trust::FrameData && ebp.is_some_and(|e| e <= ra_search + offset);
+        let skipped =
+            trust != Trust::FrameData && ebp.is_some_and(|e| e <= ra_search.wrapping_add(offset));
         let readable = ebp.is_some_and(|e| stack_word(env, e).is_some());
         if skipped || !readable {
             let mut budget = w.saved_register_size as i64 + offset as i64;
@@ -245,20 +246,22 @@ fn unwind_leaf(env: &Env, r: &Regs) -> Option<(Regs, u64)> {
     let at_sp = |n: u64| stack_word(env, r.esp.wrapping_add(n));
     match code.as_slice() {
         // ret / ret imm16
-        [0xc3, ..] => Some((r.returning_to(at_sp(0)?, r.esp + 4), 0)),
+        [0xc3, ..] => Some((r.returning_to(at_sp(0)?, r.esp.wrapping_add(4)), 0)),
         [0xc2, lo, hi] => Some((
-            r.returning_to(at_sp(0)?, r.esp + 4),
+            r.returning_to(at_sp(0)?, r.esp.wrapping_add(4)),
             u16::from_le_bytes([*lo, *hi]) as u64,
         )),
         // At the function's first instruction (`mov edi,edi` hot-patch pad or `push ebp`).
-        [0x8b, 0xff, 0x55] | [0x55, 0x8b, 0xec] => Some((r.returning_to(at_sp(0)?, r.esp + 4), 0)),
+        [0x8b, 0xff, 0x55] | [0x55, 0x8b, 0xec] => {
+            Some((r.returning_to(at_sp(0)?, r.esp.wrapping_add(4)), 0))
+        }
         // After `push ebp`, before `mov ebp,esp`: the caller's EBP on top, then the return.
         [0x8b, 0xec, _] => {
             let prev = env.symbols.code_bytes(env.target, r.eip.wrapping_sub(1), 1);
             if prev != [0x55] {
                 return None;
             }
-            let mut n = r.returning_to(at_sp(4)?, r.esp + 8);
+            let mut n = r.returning_to(at_sp(4)?, r.esp.wrapping_add(8));
             n.ebp = Some(at_sp(0)?);
             Some((n, 0))
         }
@@ -274,7 +277,8 @@ fn unwind_frame_pointer(env: &Env, r: &Regs) -> Step {
     if ebp < r.esp || !env.bounds.contains(ebp) {
         return Step::None;
     }
-    let (Some(saved), Some(ra)) = (stack_word(env, ebp), stack_word(env, ebp + 4)) else {
+    let (Some(saved), Some(ra)) = (stack_word(env, ebp), stack_word(env, ebp.wrapping_add(4)))
+    else {
         return Step::None;
     };
     if ra == 0 {
@@ -288,7 +292,7 @@ fn unwind_frame_pointer(env: &Env, r: &Regs) -> Step {
     if !in_code(env, ra) {
         return Step::None;
     }
-    let mut n = r.returning_to(ra, ebp + 8);
+    let mut n = r.returning_to(ra, ebp.wrapping_add(8));
     n.ebp = Some(saved);
     Step::Caller(n, Trust::FramePointer)
 }
@@ -296,19 +300,21 @@ fn unwind_frame_pointer(env: &Env, r: &Regs) -> Step {
 /// The last resort: the first word above esp that is a return address into executable code.
 fn unwind_scan(env: &Env, r: &Regs) -> Option<Regs> {
     let (slot, ra) = env.scan(r.esp, 4)?;
-    let mut n = r.returning_to(ra, slot + 4);
+    let mut n = r.returning_to(ra, slot.wrapping_add(4));
     // Recover EBP as rust-minidump does: a standard prologue saved it just below the return
     // address; a function that does not use EBP kept the caller's.
-    let below = (slot > r.esp).then(|| stack_word(env, slot - 4)).flatten();
+    let below = (slot > r.esp)
+        .then(|| stack_word(env, slot.wrapping_sub(4)))
+        .flatten();
     n.ebp = match below {
         Some(bp)
-            if bp > slot && bp - (slot - 4) <= MAX_FRAME_GAP && stack_word(env, bp).is_some() =>
+            if bp > slot && bp - slot <= MAX_FRAME_GAP - 4 && stack_word(env, bp).is_some() =>
         {
             Some(bp)
         }
         _ => r
             .ebp
-            .filter(|&e| e >= slot + 4 && stack_word(env, e).is_some()),
+            .filter(|&e| e >= slot.wrapping_add(4) && stack_word(env, e).is_some()),
     };
     Some(n)
 }
@@ -368,7 +374,7 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
                 stack_word(env, r.esp)
                     .filter(|&ra| env.scannable(ra))
                     .filter(|&ra| !matches!(&chain, Step::Caller(c, _) if c.eip == ra))
-                    .map(|ra| r.returning_to(ra, r.esp + 4))
+                    .map(|ra| r.returning_to(ra, r.esp.wrapping_add(4)))
                     .filter(|n| valid(n))
             } else {
                 None

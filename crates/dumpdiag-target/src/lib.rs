@@ -163,7 +163,59 @@ pub enum CodeViewRecord {
     Other { signature: u32, size: usize },
 }
 
+/// A NUL-terminated (or unterminated) 8-bit name at the start of `b`.
+fn c_string(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// The file name an IMAGE_DEBUG_MISC record carries (DataType, Length, Unicode, 3 reserved
+/// bytes, then the name in 8-bit or UTF-16 characters): what pre-PDB images and dumps name the
+/// debug file with.
+pub fn image_debug_misc_name(r: &[u8]) -> Option<String> {
+    let body = r.get(12..)?;
+    let name = if *r.get(8)? != 0 {
+        let units: Vec<u16> = body
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
+        String::from_utf16_lossy(&units)
+    } else {
+        c_string(body)
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 impl CodeViewRecord {
+    /// Decode a CodeView record as images and dumps store it: `RSDS` (signature, GUID, age,
+    /// PDB path), `NB10` (signature, offset, time-stamp signature, age, PDB path), else
+    /// `Other` by its first four bytes. One decoder for the image's debug directory, the
+    /// minidump's module list and the legacy dump's images.
+    pub fn parse(r: &[u8]) -> Option<CodeViewRecord> {
+        let u32_at = |o: usize| {
+            r.get(o..o + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let signature = u32_at(0)?;
+        Some(match &r[..4] {
+            b"RSDS" if r.len() >= 24 => CodeViewRecord::Pdb70 {
+                guid: r[4..20].try_into().ok()?,
+                age: u32_at(20)?,
+                pdb_name: c_string(&r[24..]),
+            },
+            b"NB10" if r.len() >= 16 => CodeViewRecord::Pdb20 {
+                signature: u32_at(8)?,
+                age: u32_at(12)?,
+                pdb_name: c_string(&r[16..]),
+            },
+            _ => CodeViewRecord::Other {
+                signature,
+                size: r.len(),
+            },
+        })
+    }
+
     /// The PDB identifier as symbol servers spell it (GUID without dashes in upper case, then age in hex).
     pub fn pdb_id(&self) -> Option<String> {
         match self {

@@ -527,3 +527,74 @@ fn the_legacy_userdu64_dump_answers_threads_modules_registers_and_event() {
     let teb = run(&mut s, "~2s; !teb");
     assert!(teb.contains("TEB at 0000008f`e21a9000"), "{teb}");
 }
+
+/// `!analyze -v` reads the target, not the REPL: on the kdlib WOW64 dump (a 32-bit process
+/// stopped at its own breakpoint in `stackTestClass::stackMethod`) the faulting thread is
+/// walked in its x86 view from the WOW64 exception context, whatever view, thread or
+/// context scope the session was left in; and the CLI's `analyze` says the same.
+#[test]
+fn wow64_analysis_walks_the_faulting_thread_in_x86_whatever_the_session_state() {
+    const DIR: &str = "kdlibcpp/targetapp_stacktest_wow64";
+    let path = dump(&format!("{DIR}/targetapp_stacktest_wow64.dmp"));
+    let sympath = dump(DIR).to_string_lossy().into_owned();
+    let fresh = || {
+        let mut s = session(&format!("{DIR}/targetapp_stacktest_wow64.dmp"));
+        s.set_symbol_path(&sympath);
+        s
+    };
+    let baseline = run(&mut fresh(), "!analyze -v");
+    let stack: Vec<&str> = baseline
+        .lines()
+        .skip_while(|l| !l.starts_with("STACK_TEXT:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let position = |f: &str| {
+        stack
+            .iter()
+            .position(|l| l.contains(&format!("targetapp!{f}+")))
+            .unwrap_or_else(|| panic!("{f} not in the faulting stack:\n{baseline}"))
+    };
+    let order: Vec<usize> = [
+        "stackTestClass::stackMethod",
+        "stackTestRun2",
+        "stackTestRun1",
+        "stackTestRun",
+        "wmain",
+    ]
+    .iter()
+    .map(|f| position(f))
+    .collect();
+    assert_eq!(order, [0, 1, 2, 3, 4], "{baseline}");
+
+    for state in [
+        ".effmach x86",
+        ".effmach amd64",
+        "~2s",
+        ".effmach x86; ~3s; .ecxr",
+        "~1s; .cxr @rsp",
+        ".effmach x86; .frame 3",
+    ] {
+        let mut s = fresh();
+        let _ = s.execute(state);
+        assert_eq!(
+            run(&mut s, "!analyze -v"),
+            baseline,
+            "`!analyze -v` after `{state}`"
+        );
+    }
+
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_dumpdiag"))
+        .arg("analyze")
+        .arg(&path)
+        .args(["-y", &sympath])
+        .output()
+        .expect("dumpdiag runs");
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        text.contains("targetapp!stackTestClass::stackMethod")
+            && text.contains("targetapp!stackTestRun2")
+            && text.contains("targetapp!wmain"),
+        "{text}"
+    );
+}
