@@ -286,7 +286,8 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
             let _ = writeln!(
                 out,
                 "{nn}{mem_col}{:08x} {:08x} {args}{site}{trust}",
-                f.fp, f.return_address
+                child_ebp(stack, i),
+                f.return_address
             );
         }
     }
@@ -301,6 +302,18 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
         let _ = writeln!(out, "WARNING: {w}");
     }
     out
+}
+
+/// WinDbg's x86 ChildEBP of frame `i`: the frame's base, four bytes below the slot its return
+/// address is in (so the return address is at ChildEBP+4 and the arguments from ChildEBP+8).
+/// It is EBP for a function with a standard frame and the virtual frame base of a frameless
+/// (FPO) one. The walk has the slot for every frame with a caller: the caller's stack pointer
+/// less four. The outermost frame's is its EBP.
+pub fn child_ebp(stack: &Stack, i: usize) -> u64 {
+    match stack.frames.get(i + 1) {
+        Some(caller) => caller.sp.wrapping_sub(8) & 0xffff_ffff,
+        None => stack.frames.get(i).map(|f| f.fp).unwrap_or(0),
+    }
 }
 
 /// Register values of a frame for frame-relative variables (CodeView numbering).

@@ -409,6 +409,21 @@ impl FileImage {
         codeview_with(&h)
     }
 
+    /// Each section as (virtual address, virtual size or raw size when larger, characteristics).
+    pub fn section_spans(&self) -> Vec<(u32, u32, u32)> {
+        self.headers
+            .sections
+            .iter()
+            .map(|s| {
+                (
+                    s.virtual_address,
+                    s.virtual_size.max(s.raw_size),
+                    s.characteristics,
+                )
+            })
+            .collect()
+    }
+
     /// Bytes at `rva` up to the end of its section's raw data, at most `max`.
     pub fn at_rva(&self, rva: u32, max: usize) -> Option<&[u8]> {
         // The section whose mapped span (the larger of virtual and raw size, as the loader

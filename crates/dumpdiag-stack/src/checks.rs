@@ -148,6 +148,10 @@ impl fmt::Display for StackIssue {
     }
 }
 
+/// The outermost frames of a thread lie in the top page of its stack (under the initial
+/// context the system put there).
+const OUTERMOST_PAGE: u64 = 0x1000;
+
 /// The checks of thread `index`'s walked `stack` in `view`, the walker's own issues first.
 pub fn check(
     view: &ProcessView,
@@ -231,11 +235,27 @@ pub fn check(
     let ended_at_start = last
         .and_then(|f| function_at(f.ip))
         .is_some_and(|n| known::is_one_of(&n, known::THREAD_START_THUNKS));
-    if !ended_at_start {
-        let remaining = env
-            .bounds
-            .high
-            .saturating_sub(last.map(|f| f.sp).unwrap_or(0));
+    let remaining = env
+        .bounds
+        .high
+        .saturating_sub(last.map(|f| f.sp).unwrap_or(0));
+    // A chain that ends in a zero return address within the stack's top page, in the system
+    // DLL that holds the outermost frames (ntdll; kernel32 before Vista), ended at the thread's
+    // outermost frame even where no symbols name it (exports only name the nearest export).
+    // Symbols that name another function there say the walk stopped short.
+    let ended_at_null = stack.null_return
+        && remaining < OUTERMOST_PAGE
+        && last.is_some_and(|f| {
+            let in_system = t.module_at(f.ip).is_some_and(|m| {
+                let n = m.short_name();
+                n.eq_ignore_ascii_case("ntdll") || n.eq_ignore_ascii_case("kernel32")
+            });
+            let named_otherwise = symbols
+                .lookup(t, f.ip)
+                .is_some_and(|s| matches!(s.kind, SymbolKind::Pdb | SymbolKind::Breakpad));
+            in_system && !named_otherwise
+        });
+    if !ended_at_start && !ended_at_null {
         out.push(StackIssue::EndsBeforeThreadStart {
             last: last_name,
             remaining,

@@ -366,15 +366,30 @@ impl BreakpadSymbols {
         i > 0 && rva < self.funcs[i - 1].end()
     }
 
-    /// The STACK WIN record for `rva` (frame data preferred over FPO).
+    /// The STACK WIN record for `rva`: a frame-data (type 4) record covering it preferred over
+    /// an FPO (type 0) one, as Breakpad and rust-minidump choose.
     pub fn stack_win(&self, rva: u64) -> Option<StackWin> {
         let i = self.stack_win.partition_point(|w| w.0 <= rva);
-        let w = self.stack_win[..i]
-            .iter()
-            .rev()
-            .take(8)
-            .find(|w| rva < w.0.saturating_add(w.1))?;
+        let covering = || {
+            self.stack_win[..i]
+                .iter()
+                .rev()
+                .take(16)
+                .filter(move |w| rva < w.0.saturating_add(w.1))
+        };
+        let w = covering()
+            .find(|w| w.2 == 4)
+            .or_else(|| covering().next())?;
         parse_stack_win(self.slice(&w.3))
+    }
+
+    /// The size of the parameters the function at `rva` takes off the stack: its STACK WIN
+    /// record's (more reliable), else its FUNC or PUBLIC record's.
+    pub fn parameter_size(&self, rva: u64) -> Option<u32> {
+        if let Some(w) = self.stack_win(rva) {
+            return Some(w.parameter_size);
+        }
+        self.lookup(rva).map(|hit| hit.3)
     }
 
     pub fn has_cfi(&self) -> bool {

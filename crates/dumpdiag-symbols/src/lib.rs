@@ -94,6 +94,41 @@ pub struct Symbols {
     /// Modules whose next load takes a mismatched PDB when no matching one is found
     /// (`.reload /i`).
     accept_mismatched: Vec<bool>,
+    /// Each module's section layout, found once (see [`Symbols::sections`]).
+    sections: Vec<OnceCell<Option<Sections>>>,
+}
+
+/// IMAGE_SCN_MEM_EXECUTE.
+pub const SCN_MEM_EXECUTE: u32 = 0x2000_0000;
+/// IMAGE_SCN_CNT_CODE.
+pub const SCN_CNT_CODE: u32 = 0x0000_0020;
+
+/// A module's sections (rva, size, characteristics) and where they were read.
+#[derive(Debug, Clone)]
+pub struct Sections {
+    pub spans: Vec<(u32, u32, u32)>,
+    pub source: SectionSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SectionSource {
+    /// The image headers in dump memory.
+    Dump,
+    /// The image file found on the symbol path.
+    ImageFile,
+    /// The section-header stream of the module's PDB.
+    Pdb,
+}
+
+impl Sections {
+    /// Is `rva` inside an executable section (code or execute permission)?
+    pub fn executable(&self, rva: u64) -> bool {
+        self.spans.iter().any(|&(va, size, c)| {
+            c & (SCN_MEM_EXECUTE | SCN_CNT_CODE) != 0
+                && rva >= va as u64
+                && rva < va as u64 + size as u64
+        })
+    }
 }
 
 /// The symbol-store id of a PDB: GUID (as Windows prints it, no dashes) followed by the age.
@@ -112,6 +147,7 @@ impl Symbols {
             images: (0..n).map(|_| OnceCell::new()).collect(),
             mismatches: Default::default(),
             accept_mismatched: vec![false; n],
+            sections: (0..n).map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -277,6 +313,101 @@ impl Symbols {
                 "exports of the image file on the symbol path".into(),
             ),
             _ => (ModuleSymbols::None, String::new()),
+        }
+    }
+
+    /// The sections of module `index`: from the image headers in dump memory, else the image
+    /// file on the symbol path, else the section-header stream of its PDB (a minidump carries
+    /// neither headers nor code of most modules). None when no source has them.
+    pub fn sections(&self, target: &dyn Target, index: usize) -> Option<&Sections> {
+        self.sections
+            .get(index)?
+            .get_or_init(|| {
+                let m = target.modules().get(index)?;
+                if let Some(h) = dumpdiag_os::pe::read_headers(target.memory(), m.base)
+                    .filter(|h| !h.sections.is_empty())
+                {
+                    return Some(Sections {
+                        spans: h
+                            .sections
+                            .iter()
+                            .map(|s| {
+                                let size = s.virtual_size.max(s.raw_size);
+                                (s.virtual_address, size, s.characteristics)
+                            })
+                            .collect(),
+                        source: SectionSource::Dump,
+                    });
+                }
+                if let Some(img) = self.image_file(target, index) {
+                    let spans = img.section_spans();
+                    if !spans.is_empty() {
+                        return Some(Sections {
+                            spans,
+                            source: SectionSource::ImageFile,
+                        });
+                    }
+                }
+                match self.module(target, index)? {
+                    ModuleSymbols::Pdb(p) if !p.sections.is_empty() => Some(Sections {
+                        spans: p.sections.clone(),
+                        source: SectionSource::Pdb,
+                    }),
+                    _ => None,
+                }
+            })
+            .as_ref()
+    }
+
+    /// `n` code bytes at `addr`: from dump memory, else from the module's image file on the
+    /// symbol path. Shorter (possibly empty) when neither holds them.
+    pub fn code_bytes(&self, target: &dyn Target, addr: u64, n: usize) -> Vec<u8> {
+        let b = dumpdiag_target::MemoryExt::read_bytes(target.memory(), addr, n);
+        if b.len() == n {
+            return b;
+        }
+        let Some(index) = target.modules().iter().position(|m| m.contains(addr)) else {
+            return b;
+        };
+        let rva = (addr - target.modules()[index].base) as u32;
+        match self
+            .image_file(target, index)
+            .and_then(|i| i.at_rva(rva, n))
+        {
+            Some(f) if f.len() == n => f.to_vec(),
+            _ => b,
+        }
+    }
+
+    /// Is `addr` data by its symbols: a PDB global or static variable with no procedure
+    /// covering it?
+    pub fn is_data(&self, target: &dyn Target, addr: u64) -> bool {
+        let Some(index) = target.modules().iter().position(|m| m.contains(addr)) else {
+            return false;
+        };
+        let rva = addr - target.modules()[index].base;
+        match self.module(target, index) {
+            Some(ModuleSymbols::Pdb(p)) => {
+                let Ok(rva) = u32::try_from(rva) else {
+                    return false;
+                };
+                !p.in_function(rva)
+                    && p.global_at(rva)
+                        .is_some_and(|g| (rva - g.0) as u64 <= MAX_DATA_DISPLACEMENT)
+            }
+            _ => false,
+        }
+    }
+
+    /// The size of the parameters the function at `addr` pops or leaves for its caller (x86):
+    /// its frame data, else its Breakpad FUNC/PUBLIC record. None when unknown.
+    pub fn parameter_size(&self, target: &dyn Target, addr: u64) -> Option<u32> {
+        let index = target.modules().iter().position(|m| m.contains(addr))?;
+        let rva = addr - target.modules()[index].base;
+        match self.module(target, index)? {
+            ModuleSymbols::Breakpad(b, _) => b.parameter_size(rva),
+            ModuleSymbols::Pdb(p) => p.frame_data_at(rva).map(|w| w.parameter_size),
+            _ => None,
         }
     }
 

@@ -27,6 +27,9 @@ pub struct PdbSymbols {
     pub frame_data: Vec<crate::breakpad::StackWin>,
     /// Global and static data symbols: (rva, name), sorted.
     pub globals: Vec<(u32, String)>,
+    /// The image's section headers as the PDB's section-header stream records them:
+    /// (virtual address, virtual size, characteristics).
+    pub sections: Vec<(u32, u32, u32)>,
     /// Every function, enumerated on first use (`x`, `module!name` expressions).
     functions: std::cell::OnceCell<Vec<(u32, String)>>,
     /// Did the reader panic on this file (see [`crate::contain`])? It is not asked again.
@@ -64,6 +67,14 @@ impl PdbSymbols {
         let identity = crate::pdb_match::PdbIdentity::of(&mut pdb)?;
         let frame_data = read_frame_data(&mut pdb);
         let globals = read_globals(&mut pdb);
+        let sections = pdb
+            .sections()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .iter()
+            .map(|h| (h.virtual_address, h.virtual_size, h.characteristics.0))
+            .collect();
         let data = ContextPdbData::try_from_pdb(pdb).map_err(|e| e.to_string())?;
         // WinDbg names frames without argument lists (`mod!Class::method+0x1f`).
         let flags = pdb_addr2line::TypeFormatterFlags::NO_ARGUMENTS
@@ -77,6 +88,7 @@ impl PdbSymbols {
             identity,
             frame_data,
             globals,
+            sections,
             functions: std::cell::OnceCell::new(),
             broken: std::cell::Cell::new(false),
         })
@@ -123,11 +135,21 @@ impl PdbSymbols {
     /// The frame-data record covering `rva` (program strings preferred over plain FPO).
     pub fn frame_data_at(&self, rva: u64) -> Option<&crate::breakpad::StackWin> {
         let i = self.frame_data.partition_point(|w| w.address <= rva);
-        self.frame_data[..i]
-            .iter()
-            .rev()
-            .take(8)
-            .find(|w| rva < w.address + w.size)
+        let covering = || {
+            self.frame_data[..i]
+                .iter()
+                .rev()
+                .take(16)
+                .filter(move |w| rva < w.address.saturating_add(w.size))
+        };
+        covering()
+            .find(|w| w.program.is_some())
+            .or_else(|| covering().next())
+    }
+
+    /// Is `rva` inside a procedure the PDB knows (not data, not padding between functions)?
+    pub fn in_function(&self, rva: u32) -> bool {
+        self.find(rva).is_some()
     }
 
     /// The data symbol at or below `rva`: (start rva, name).
