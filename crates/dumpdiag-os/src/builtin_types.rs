@@ -532,7 +532,7 @@ fn loader(b: &mut Builder, l: &Layout) {
 }
 
 /// `_RTL_USER_PROCESS_PARAMETERS` with `_CURDIR` and `_RTL_DRIVE_LETTER_CURDIR`, described up to
-/// DefaultThreadpoolThreadMaximum (0x440 / 0x2c0 bytes; later builds append members).
+/// LoaderThreads (the members before it are the same from Windows 10 1607 on).
 fn process_parameters(b: &mut Builder, l: &Layout) {
     let us = b.named("_UNICODE_STRING");
     let pv = b.pv();
@@ -582,19 +582,17 @@ fn process_parameters(b: &mut Builder, l: &Layout) {
     let r = b.fixed(r, l.params_window_title, "WindowTitle", us.clone());
     let r = b.fixed(r, l.params_desktop_info, "DesktopInfo", us.clone());
     let r = b.f(r, "ShellInfo", us.clone());
-    let r = b.f(r, "RuntimeData", us.clone());
+    let r = b.f(r, "RuntimeData", us);
     let r = b.f(r, "CurrentDirectores", arr(drive, 32));
     let r = b.fixed(r, l.params_environment_size, "EnvironmentSize", b.up());
     let r = b.f(r, "EnvironmentVersion", b.up());
     let r = b.f(r, "PackageDependencyData", pv);
     let r = b.f(r, "ProcessGroupId", u32_());
     let r = b.f(r, "LoaderThreads", u32_());
-    let r = b.f(r, "RedirectionDllName", us.clone());
-    let r = b.f(r, "HeapPartitionName", us);
-    let r = b.f(r, "DefaultThreadpoolCpuSetMasks", Ty::ptr(u64_(), l.ptr));
-    let r = b.f(r, "DefaultThreadpoolCpuSetMaskCount", u32_());
-    let r = b.f(r, "DefaultThreadpoolThreadMaximum", u32_());
-    b.define(r, None);
+    // Windows 10 1809 to 20H1 append RedirectionDllName, HeapPartitionName and the default
+    // thread pool's CPU set and maximum (the 0x440 / 0x2c0 bytes of 20H1); a 1803 process
+    // has none of them, so they are not described.
+    b.define(r, Some(if b.x64() { 0x440 } else { 0x2c0 }));
 }
 
 /// `_RTL_CRITICAL_SECTION` and `_RTL_CRITICAL_SECTION_DEBUG` (winnt.h's RTL_CRITICAL_SECTION:
@@ -1159,7 +1157,6 @@ mod tests {
             ("_RTL_USER_PROCESS_PARAMETERS", "ShellInfo", 0xd0),
             ("_RTL_USER_PROCESS_PARAMETERS", "CurrentDirectores", 0xf0),
             ("_RTL_USER_PROCESS_PARAMETERS", "LoaderThreads", 0x40c),
-            ("_RTL_USER_PROCESS_PARAMETERS", "HeapPartitionName", 0x420),
             ("_RTL_CRITICAL_SECTION", "SpinCount", 0x20),
             ("_RTL_CRITICAL_SECTION_DEBUG", "ContentionCount", 0x24),
             ("_CONTEXT", "Rip", 0xf8),

@@ -9,6 +9,7 @@ pub mod locals;
 pub mod pdb;
 pub mod server;
 pub mod sympath;
+pub mod types;
 
 use std::cell::OnceCell;
 use std::path::PathBuf;
@@ -334,6 +335,14 @@ impl Symbols {
             &read,
         )
         .ok()
+    }
+
+    /// The PDB type records of module `index` (loading its symbols first); None without a PDB.
+    pub fn types(&self, target: &dyn Target, index: usize) -> Option<&types::PdbTypes> {
+        match self.module(target, index)? {
+            ModuleSymbols::Pdb(p) => p.types(),
+            _ => None,
+        }
     }
 
     /// Symbolize an address.

@@ -37,10 +37,16 @@ pub struct Variable {
     pub value: String,
     /// For a pointer to a structure (or a structure): its members, one level deep.
     pub members: Vec<Member>,
+    /// The PDB type index of the variable (what `dt` and `??` read it as, through the
+    /// module's [`crate::types::PdbTypes`]).
+    pub type_index: u32,
 }
 
 struct Types<'a, 's> {
     finder: pdb::TypeFinder<'a>,
+    /// The first index the type stream holds (pdb2 asserts that indices below it are
+    /// primitives, below 0x1000: a hostile header must not reach that assertion).
+    first_index: u32,
     by_name: HashMap<String, TypeIndex>,
     ptr: u64,
     _s: std::marker::PhantomData<&'s ()>,
@@ -90,6 +96,9 @@ fn primitive_size(k: PrimitiveKind) -> usize {
 
 impl<'a, 's> Types<'a, 's> {
     fn data(&self, ti: TypeIndex) -> Option<TypeData<'a>> {
+        if ti.0 >= 0x1000 && ti.0 < self.first_index {
+            return None;
+        }
         self.finder.find(ti).ok()?.parse().ok()
     }
 
@@ -407,9 +416,11 @@ pub fn frame_variables(
     let tpi = pdb.type_information().map_err(|e| e.to_string())?;
     let mut finder = tpi.finder();
     let mut by_name = HashMap::new();
+    let mut first_index = None;
     let mut it = tpi.iter();
     while let Some(t) = it.next().map_err(|e| e.to_string())? {
         finder.update(&it);
+        first_index.get_or_insert(t.index().0);
         if let Ok(TypeData::Class(c)) = t.parse() {
             if !c.properties.forward_reference() {
                 by_name
@@ -420,6 +431,7 @@ pub fn frame_variables(
     }
     let types = Types {
         finder,
+        first_index: first_index.unwrap_or(u32::MAX),
         by_name,
         ptr,
         _s: std::marker::PhantomData,
@@ -466,6 +478,7 @@ pub fn frame_variables(
             address,
             value,
             members,
+            type_index: ti.0,
         });
     }
     Ok(out)

@@ -29,6 +29,9 @@ pub struct PdbSymbols {
     pub globals: Vec<(u32, String)>,
     /// Every function, enumerated on first use (`x`, `module!name` expressions).
     functions: std::cell::OnceCell<Vec<(u32, String)>>,
+    /// The type records and typed globals, read on first use (`dt`, `??`); None when the
+    /// PDB's type stream cannot be read.
+    types: std::cell::OnceCell<Option<crate::types::PdbTypes>>,
 }
 
 /// One resolved address.
@@ -86,7 +89,15 @@ impl PdbSymbols {
             frame_data,
             globals,
             functions: std::cell::OnceCell::new(),
+            types: std::cell::OnceCell::new(),
         })
+    }
+
+    /// The PDB's types (read from the file on first use).
+    pub fn types(&self) -> Option<&crate::types::PdbTypes> {
+        self.types
+            .get_or_init(|| crate::types::PdbTypes::open(Path::new(&self.path)).ok())
+            .as_ref()
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
