@@ -5,6 +5,7 @@
 
 pub mod breakpad;
 pub mod exports;
+pub mod guard;
 pub mod locals;
 pub mod pdb;
 pub mod server;

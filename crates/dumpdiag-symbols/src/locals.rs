@@ -99,7 +99,7 @@ impl<'a, 's> Types<'a, 's> {
         if ti.0 >= 0x1000 && ti.0 < self.first_index {
             return None;
         }
-        self.finder.find(ti).ok()?.parse().ok()
+        crate::guard::contained(|| self.finder.find(ti).ok()?.parse().ok()).flatten()
     }
 
     /// The full definition of a forward-referenced class/struct/union.
@@ -128,11 +128,9 @@ impl<'a, 's> Types<'a, 's> {
                 }
             }
             Some(TypeData::Pointer(p)) => {
-                let sigil = if p.attributes.is_reference() {
-                    "&"
-                } else {
-                    "*"
-                };
+                // pdb2 panics on a pointer mode it does not know (a hostile record).
+                let reference = crate::guard::contained(|| p.attributes.is_reference());
+                let sigil = if reference == Some(true) { "&" } else { "*" };
                 format!("{}{sigil}", self.name(p.underlying_type, depth + 1))
             }
             Some(TypeData::Modifier(m)) => {
@@ -347,7 +345,9 @@ pub fn frame_variables(
                     break 'modules;
                 }
             }
-            let Ok(data) = sym.parse() else { continue };
+            let Some(Ok(data)) = crate::guard::contained(|| sym.parse()) else {
+                continue;
+            };
             match data {
                 SymbolData::Procedure(p) if inside.is_none() => {
                     let Some(start) = p.offset.to_rva(&address_map) else {
@@ -418,15 +418,21 @@ pub fn frame_variables(
     let mut by_name = HashMap::new();
     let mut first_index = None;
     let mut it = tpi.iter();
-    while let Some(t) = it.next().map_err(|e| e.to_string())? {
+    while let Some(t) = crate::guard::contained(|| it.next())
+        .ok_or("a type record the parser cannot read")?
+        .map_err(|e| e.to_string())?
+    {
         finder.update(&it);
         first_index.get_or_insert(t.index().0);
-        if let Ok(TypeData::Class(c)) = t.parse() {
-            if !c.properties.forward_reference() {
-                by_name
-                    .entry(c.name.to_string().into_owned())
-                    .or_insert(t.index());
+        let class = crate::guard::contained(|| match t.parse() {
+            Ok(TypeData::Class(c)) if !c.properties.forward_reference() => {
+                Some(c.name.to_string().into_owned())
             }
+            _ => None,
+        })
+        .flatten();
+        if let Some(name) = class {
+            by_name.entry(name).or_insert(t.index());
         }
     }
     let types = Types {

@@ -17,6 +17,8 @@ use dumpdiag_os::types::{
 };
 use pdb_addr2line::pdb::{self, FallibleIterator, PrimitiveKind, TypeData, TypeIndex};
 
+use crate::guard::contained;
+
 /// Most members gathered for one record (with its base classes), most field-list records
 /// followed, and most levels of base classes flattened.
 const MAX_FIELDS: usize = 4096;
@@ -73,27 +75,33 @@ impl PdbTypes {
             let mut finder = tpi.finder();
             let mut it = tpi.iter();
             // A record that does not parse ends the walk: what came before stays usable.
-            while let Ok(Some(t)) = it.next() {
+            while let Some(Ok(Some(t))) = contained(|| it.next()) {
                 finder.update(&it);
-                first_index.get_or_insert(t.index().0);
-                let (name, unique, forward) = match t.parse() {
-                    Ok(TypeData::Class(c)) => (c.name, c.unique_name, c.properties),
-                    Ok(TypeData::Union(u)) => (u.name, u.unique_name, u.properties),
-                    Ok(TypeData::Enumeration(e)) => (e.name, e.unique_name, e.properties),
-                    _ => continue,
-                };
-                if forward.forward_reference() {
+                let index = t.index().0;
+                first_index.get_or_insert(index);
+                let named = contained(|| {
+                    let (name, unique, props) = match t.parse() {
+                        Ok(TypeData::Class(c)) => (c.name, c.unique_name, c.properties),
+                        Ok(TypeData::Union(u)) => (u.name, u.unique_name, u.properties),
+                        Ok(TypeData::Enumeration(e)) => (e.name, e.unique_name, e.properties),
+                        _ => return None,
+                    };
+                    (!props.forward_reference()).then(|| {
+                        (
+                            name.to_string().into_owned(),
+                            unique.map(|u| u.to_string().into_owned()),
+                        )
+                    })
+                });
+                let Some(Some((name, unique))) = named else {
                     continue;
-                }
-                let name = name.to_string().into_owned();
+                };
                 if let Some(u) = unique {
-                    by_name
-                        .entry(u.to_string().into_owned())
-                        .or_insert(t.index().0);
+                    by_name.entry(u).or_insert(index);
                 }
                 if !by_name.contains_key(&name) {
-                    by_name.insert(name.clone(), t.index().0);
-                    names.push((name, t.index().0));
+                    by_name.insert(name.clone(), index);
+                    names.push((name, index));
                 }
             }
             finder
@@ -148,8 +156,11 @@ impl PdbTypes {
             return None;
         }
         self.cell.with_dependent(|_, finder| {
-            let item = finder.find(ti).ok()?;
-            item.parse().ok().map(f)
+            contained(|| {
+                let item = finder.find(ti).ok()?;
+                item.parse().ok().map(f)
+            })
+            .flatten()
         })
     }
 
@@ -191,9 +202,10 @@ impl PdbTypes {
         }
         let step = self.with_data(ti, |d| match d {
             TypeData::Pointer(p) => {
+                // (A pointer kind pdb2 does not know panics inside; `contained` catches it.)
                 let size = match p.attributes.size() {
-                    0 => self.ptr as u8,
-                    n => n,
+                    n @ (4 | 8) => n,
+                    _ => self.ptr as u8,
                 };
                 Step::Pointer(p.underlying_type, size, p.attributes.is_reference())
             }
@@ -221,7 +233,7 @@ impl PdbTypes {
                 let mut inner = self.size_of(&t);
                 // Dimensions are byte sizes, innermost first.
                 for d in dimensions.into_iter().take(8) {
-                    let count = if inner > 0 { d as u64 / inner } else { 0 };
+                    let count = (d as u64).checked_div(inner).unwrap_or(0);
                     t = Ty::array(t, count);
                     inner = d as u64;
                 }
@@ -500,8 +512,8 @@ fn read_typed_globals(pdb: &mut pdb::PDB<'static, File>) -> HashMap<String, Type
     };
     if let Ok(globals) = pdb.global_symbols() {
         let mut it = globals.iter();
-        while let Ok(Some(sym)) = it.next() {
-            if let Ok(data) = sym.parse() {
+        while let Some(Ok(Some(sym))) = contained(|| it.next()) {
+            if let Some(Ok(data)) = contained(|| sym.parse()) {
                 push(data);
             }
         }
@@ -511,8 +523,10 @@ fn read_typed_globals(pdb: &mut pdb::PDB<'static, File>) -> HashMap<String, Type
             while let Ok(Some(m)) = modules.next() {
                 if let Ok(Some(info)) = pdb.module_info(&m) {
                     if let Ok(mut syms) = info.symbols() {
-                        while let Ok(Some(sym)) = syms.next() {
-                            if let Ok(data @ pdb::SymbolData::Data(_)) = sym.parse() {
+                        while let Some(Ok(Some(sym))) = contained(|| syms.next()) {
+                            if let Some(Ok(data @ pdb::SymbolData::Data(_))) =
+                                contained(|| sym.parse())
+                            {
                                 push(data);
                             }
                         }
