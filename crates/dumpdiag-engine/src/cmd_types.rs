@@ -247,10 +247,17 @@ fn dt(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
         let ts = typed::source(s, src).ok_or_else(|| not_found(name))?;
         let def = ts.def(index).ok_or_else(|| not_found(name))?;
         if module.is_none() || matches!(src, Src::Builtin(_)) {
-            let note = if matches!(src, Src::Builtin(_)) {
-                " (built-in layout of Windows 10's: ntdll's PDB is not loaded)"
-            } else {
-                ""
+            let facts = s.target().facts();
+            let note = match src {
+                Src::Builtin(_) if facts.os_major != 0 && facts.os_major < 10 => format!(
+                    " (built-in layout of Windows 10's: ntdll's PDB is not loaded; this dump is \
+                     of Windows {}.{}, whose members past the long-stable ones may lie elsewhere)",
+                    facts.os_major, facts.os_minor
+                ),
+                Src::Builtin(_) => {
+                    " (built-in layout of Windows 10's: ntdll's PDB is not loaded)".to_string()
+                }
+                Src::Module(_) => String::new(),
             };
             let _ = writeln!(out, "{}!{}{note}", typed::module_name(s, src), def.name());
         }

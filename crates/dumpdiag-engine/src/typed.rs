@@ -532,15 +532,14 @@ impl<'a> Printer<'a> {
                 continue;
             }
             let next_filter = if expand_all { &[][..] } else { &sub_filter[..] };
-            self.member_below(
-                out,
-                &f.ty,
+            let below = Below {
                 at,
-                indent + 3,
-                next_depth,
-                next_filter,
-                continues,
-            );
+                indent: indent + 3,
+                depth: next_depth,
+                filter: next_filter,
+                on_path: continues,
+            };
+            self.member_below(out, &f.ty, below);
             if self.truncated {
                 return;
             }
@@ -549,16 +548,14 @@ impl<'a> Printer<'a> {
 
     /// The lines below a member: an embedded record's members, or (with an address) those of
     /// the record a pointer points to; `-a` array elements.
-    fn member_below(
-        &mut self,
-        out: &mut String,
-        ty: &Ty,
-        at: Option<u64>,
-        indent: usize,
-        depth: u32,
-        filter: &[FieldPath],
-        on_path: bool,
-    ) {
+    fn member_below(&mut self, out: &mut String, ty: &Ty, b: Below) {
+        let Below {
+            at,
+            indent,
+            depth,
+            filter,
+            on_path,
+        } = b;
         match ty {
             Ty::Named(i) => {
                 if let Some(Def::Record(r)) = self.ts.def(*i) {
@@ -600,13 +597,30 @@ impl<'a> Printer<'a> {
                         return;
                     }
                     if depth > 0 {
-                        self.member_below(out, of, ea, indent + 3, depth - 1, filter, false);
+                        let below = Below {
+                            at: ea,
+                            indent: indent + 3,
+                            depth: depth - 1,
+                            filter,
+                            on_path: false,
+                        };
+                        self.member_below(out, of, below);
                     }
                 }
             }
             _ => {}
         }
     }
+}
+
+/// Where the lines below a member go: the member's address (if any), their indent, how many
+/// more levels to follow, the rest of the field filter, and whether a filter path leads there.
+struct Below<'f> {
+    at: Option<u64>,
+    indent: usize,
+    depth: u32,
+    filter: &'f [FieldPath],
+    on_path: bool,
 }
 
 fn hex(b: &[u8]) -> String {
