@@ -3,7 +3,8 @@
 //! (`@rax`, typed `unsigned int64`) and the typed pseudo-registers `@$teb` and `@$peb`
 //! (`_TEB *`, `_PEB *`, from ntdll's PDB or the built-in layouts); operators are member access
 //! (`.`, `->`), `*`, `&`, `[i]`, casts `(Type*)x`, `sizeof`, arithmetic (pointer arithmetic in
-//! elements), comparisons and logic. Numbers are decimal unless `0x`.
+//! elements), comparisons and logic; `@@masm(…)` embeds a MASM expression (`poi`). Numbers are
+//! decimal unless `0x`.
 //!
 //! The result prints with its C++ type: `unsigned int 0x2a`, `int 0n42`, `struct _PEB *
 //! 0x000000d3`5c8d6000`, a structure with its members.
@@ -32,6 +33,8 @@ enum Tok {
     Float(f64),
     Ident(String),
     Op(&'static str),
+    /// `@@masm(…)` / `@@(…)`: a MASM expression inside the C++ one (for `poi`, say).
+    Masm(String),
 }
 
 const OPS: &[&str] = &[
@@ -82,6 +85,25 @@ fn tokenize(s: &str) -> Result<Vec<(Tok, usize)>, CommandError> {
             };
             out.push((tok.ok_or_else(|| syntax(&s[i..]))?, i));
             i += len;
+            continue;
+        }
+        if let Some(open) = ["@@masm(", "@@("]
+            .iter()
+            .find(|p| s[i..].to_ascii_lowercase().starts_with(**p))
+        {
+            let inner_at = i + open.len();
+            let mut level = 1;
+            let close = s[inner_at..].char_indices().find_map(|(k, ch)| {
+                match ch {
+                    '(' => level += 1,
+                    ')' => level -= 1,
+                    _ => {}
+                }
+                (level == 0).then_some(inner_at + k)
+            });
+            let close = close.ok_or(CommandError::Expression(ExprError::MissingParen))?;
+            out.push((Tok::Masm(s[inner_at..close].to_string()), i));
+            i = close + 1;
             continue;
         }
         if is_ident_start(c) {
@@ -708,6 +730,15 @@ impl<'a> Parser<'a> {
         match tok {
             Tok::Int(v, hex) => Ok(self.imm(prim(literal_type(v, hex)), Scalar::Int(v))),
             Tok::Float(f) => Ok(self.imm(prim(Prim::Double), Scalar::Float(f))),
+            Tok::Masm(e) => {
+                let v = self.s.eval(&e)?;
+                let ty = if self.s.ptr() == 8 {
+                    Prim::UInt64
+                } else {
+                    Prim::UInt
+                };
+                Ok(self.imm(prim(ty), Scalar::Int(v)))
+            }
             Tok::Ident(name) => self.name(&name).map_err(|e| match e {
                 CommandError::Unresolved(_) => {
                     let from = self.toks[at].1;
@@ -1010,10 +1041,10 @@ fn show(p: &Parser, v: &Val) -> Result<String, CommandError> {
             };
             let addr = typed::pointer_text(a, p.s.ptr());
             let text = match of.as_ref() {
-                Ty::Prim(c) if c.is_char() => mem
-                    .read_cstring(a, 256)
-                    .map(|t| format!("  \"{t}\""))
-                    .unwrap_or_default(),
+                Ty::Prim(c) if c.is_char() => {
+                    let t = typed::narrow_string(mem, a, 256).unwrap_or_default();
+                    format!("  \"{t}\"")
+                }
                 Ty::Prim(c) if c.is_wide_char() => mem
                     .read_wstring(a, 256)
                     .map(|t| format!("  \"{t}\""))

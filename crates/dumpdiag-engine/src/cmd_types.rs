@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use dumpdiag_os::types::{wildcard_match, Def, Ty, TypeSource};
+use dumpdiag_symbols::SymbolKind;
 use dumpdiag_target::MemoryExt;
 
 use crate::cmd_stacks::current_locals;
@@ -135,38 +136,50 @@ fn is_ntdll(module: &str) -> bool {
 }
 
 /// The type `[module!]name` names: a module's PDB type, or a built-in one for ntdll's
-/// structures when no loaded PDB of the view's bitness has it.
+/// structures when no loaded PDB of the view's bitness has it. Without a module, the modules
+/// whose symbols are loaded are asked first, then (for a structure the built-in tables know)
+/// ntdll and the tables, and only then every other module, so that `dt _TEB` does not load
+/// every module's symbols.
 pub(crate) fn find_type(s: &Session, module: Option<&str>, name: &str) -> Option<(Src, u32)> {
     let ptr = s.ptr();
-    let pdb_has = |i: usize| -> Option<(Src, u32)> {
-        let t = s.symbols().types(s.target(), i)?;
-        Some((Src::Module(i), t.find(name)?))
-    };
+    let modules = s.target().modules();
     let builtin = || {
         typed::builtins(ptr)
             .find(name)
             .map(|i| (Src::Builtin(ptr), i))
     };
-    match module {
-        Some(m) => {
-            let found = module_index(s, m).and_then(|i| {
-                // An ntdll PDB of the other bitness (the 64-bit ntdll of a WOW64 process in
-                // the x86 view) does not describe this view's structures.
-                let same_bitness = s
-                    .symbols()
-                    .types(s.target(), i)
-                    .is_some_and(|t| t.pointer_size() == ptr);
-                if is_ntdll(m) && !same_bitness {
-                    None
-                } else {
-                    pdb_has(i)
-                }
-            });
-            found.or_else(|| is_ntdll(m).then(builtin).flatten())
+    let in_module = |i: usize| -> Option<(Src, u32)> {
+        let t = s.symbols().types(s.target(), i)?;
+        // An ntdll PDB of the other bitness (the 64-bit ntdll of a WOW64 process in the x86
+        // view) does not describe this view's structures.
+        if is_ntdll(&modules[i].short_name()) && t.pointer_size() != ptr {
+            return None;
         }
-        None => (0..s.target().modules().len())
-            .find_map(pdb_has)
-            .or_else(builtin),
+        Some((Src::Module(i), t.find(name)?))
+    };
+    let named = |m: &str| {
+        let m = m.to_string();
+        (0..modules.len()).filter(move |&i| modules[i].short_name().eq_ignore_ascii_case(&m))
+    };
+    match module {
+        Some(m) => named(m)
+            .find_map(in_module)
+            .or_else(|| is_ntdll(m).then(builtin).flatten()),
+        None => {
+            let loaded = |i: &usize| s.symbols().state(*i) != SymbolKind::Deferred;
+            (0..modules.len())
+                .filter(loaded)
+                .find_map(in_module)
+                .or_else(|| {
+                    builtin()?;
+                    named("ntdll").find_map(in_module).or_else(builtin)
+                })
+                .or_else(|| {
+                    (0..modules.len())
+                        .filter(|i| !loaded(i))
+                        .find_map(in_module)
+                })
+        }
     }
 }
 
@@ -182,9 +195,17 @@ pub(crate) fn find_global(s: &Session, module: Option<&str>, name: &str) -> Opti
             base.wrapping_add(g.rva as u64),
         ))
     };
+    let n = s.target().modules().len();
     match module {
         Some(m) => in_module(module_index(s, m)?),
-        None => (0..s.target().modules().len()).find_map(in_module),
+        // Modules whose symbols are loaded first, as for types.
+        None => {
+            let loaded = |i: &usize| s.symbols().state(*i) != SymbolKind::Deferred;
+            (0..n)
+                .filter(loaded)
+                .find_map(in_module)
+                .or_else(|| (0..n).filter(|i| !loaded(i)).find_map(in_module))
+        }
     }
 }
 
@@ -374,6 +395,10 @@ fn variable(s: &Session, ts: &dyn TypeSource, ty: &Ty, at: u64, a: &DtArgs, out:
         }
         other => {
             let _ = writeln!(out, "{}", p.value_text(other, at, None));
+            // -a lists an array's elements (and -r what they hold).
+            if a.arrays.is_some() {
+                p.below(out, other, Some(at), 3, a.depth);
+            }
         }
     }
     truncation_note(&p, out);

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use dumpdiag_os::builtin_types::BuiltinTypes;
 use dumpdiag_os::layout::{X64, X86};
-use dumpdiag_os::types::{Bits, Def, Prim, Record, Ty, TypeSource};
+use dumpdiag_os::types::{Bits, Def, Prim, Record, Shape, Ty, TypeSource};
 use dumpdiag_target::{MemoryExt, MemoryReader};
 
 use crate::format;
@@ -24,6 +24,15 @@ use crate::Session;
 pub const MAX_LINES: usize = 20_000;
 /// Deepest `-r` (WinDbg takes one digit).
 pub const MAX_DEPTH: u32 = 9;
+/// The structures whose one-line form shows more than their name (see `record_summary`).
+const SUMMARISED: &[&str] = &[
+    "_LIST_ENTRY",
+    "_UNICODE_STRING",
+    "_STRING",
+    "_LARGE_INTEGER",
+    "_ULARGE_INTEGER",
+    "_GUID",
+];
 /// Most characters shown of a string a member points to.
 const MAX_STRING: usize = 256;
 
@@ -91,7 +100,7 @@ fn windbg_name_at(ts: &dyn TypeSource, ty: &Ty, depth: u32) -> String {
         }
         Ty::Array { of, count } => format!("[{count}] {}", windbg_name_at(ts, of, depth + 1)),
         Ty::Named(i) => ts
-            .def(*i)
+            .shape(*i)
             .map_or_else(|| "<unknown type>".into(), |d| d.name().to_string()),
         Ty::Function => "void".into(),
         Ty::Unknown => "<unknown type>".into(),
@@ -117,8 +126,8 @@ fn c_name_at(ts: &dyn TypeSource, ty: &Ty, depth: u32) -> String {
             }
         }
         Ty::Array { of, count } => format!("{} [{count}]", c_name_at(ts, of, depth + 1)),
-        Ty::Named(i) => match ts.def(*i) {
-            Some(Def::Record(r)) => format!("{} {}", r.kind.keyword(), r.name),
+        Ty::Named(i) => match ts.shape(*i) {
+            Some(Shape::Record { kind, name, .. }) => format!("{} {name}", kind.keyword()),
             Some(d) => d.name().to_string(),
             None => "<unknown type>".into(),
         },
@@ -218,11 +227,41 @@ pub fn prim_text(p: Prim, raw: u64) -> String {
     }
 }
 
-/// A string for display: quotes kept inside, control characters escaped.
+/// A wide string for display: control characters (and what did not decode) shown as `.`.
 fn clean(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { '.' } else { c })
+        .map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                '.'
+            } else {
+                c
+            }
+        })
         .collect()
+}
+
+/// An 8-bit string for display: printable ASCII kept, every other byte shown as `.`.
+fn clean_bytes(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+/// The NUL-terminated 8-bit string at `addr` (at most `max` bytes), for display.
+pub fn narrow_string(mem: &dyn MemoryReader, addr: u64, max: usize) -> Option<String> {
+    let bytes = mem.read_bytes(addr, max);
+    if bytes.is_empty() {
+        return None;
+    }
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Some(clean_bytes(&bytes[..end]))
 }
 
 /// The text after a member's ` : ` in `dt`: without an address the type, with one the value.
@@ -335,28 +374,37 @@ impl<'a> Printer<'a> {
                 self.pointer_value(to, v, size)
             }
             Ty::Array { of, count } => self.array_text(of, *count, addr),
-            Ty::Named(i) => match self.ts.def(*i) {
-                Some(Def::Enum(e)) => {
-                    let size = e.base.size().max(1);
-                    let Some(raw) = read_uint(self.mem, addr, size) else {
-                        return unreadable();
-                    };
-                    let v = if e.base.is_signed() {
-                        sign_extend(raw, size)
-                    } else {
-                        raw as i64
-                    };
-                    match (bits, e.name_of(v)) {
-                        (Some(b), _) => self.bits_text(raw, b),
-                        (None, Some(name)) => format!("{v} ( {name} )"),
-                        (None, None) => format!("0n{v}"),
-                    }
-                }
-                Some(Def::Record(r)) => self.record_summary(&r, addr),
-                Some(Def::Opaque(name)) => name,
-                None => "<unknown type>".into(),
+            // A record's summary reads members only for the few structures WinDbg summarises.
+            Ty::Named(i) => match self.ts.shape(*i) {
+                Some(Shape::Record { name, .. }) if !SUMMARISED.contains(&name.as_str()) => name,
+                _ => self.named_text(*i, addr, bits),
             },
             Ty::Function | Ty::Unknown => String::new(),
+        }
+    }
+
+    /// An enum's value (`1 ( ONE )`), or a summarised record's line.
+    fn named_text(&self, i: u32, addr: u64, bits: Option<Bits>) -> String {
+        match self.ts.def(i) {
+            Some(Def::Enum(e)) => {
+                let size = e.base.size().max(1);
+                let Some(raw) = read_uint(self.mem, addr, size) else {
+                    return "??".into();
+                };
+                let v = if e.base.is_signed() {
+                    sign_extend(raw, size)
+                } else {
+                    raw as i64
+                };
+                match (bits, e.name_of(v)) {
+                    (Some(b), _) => self.bits_text(raw, b),
+                    (None, Some(name)) => format!("{v} ( {name} )"),
+                    (None, None) => format!("0n{v}"),
+                }
+            }
+            Some(Def::Record(r)) => self.record_summary(&r, addr),
+            Some(Def::Opaque(name)) => name,
+            None => "<unknown type>".into(),
         }
     }
 
@@ -367,8 +415,8 @@ impl<'a> Printer<'a> {
         }
         let p = pointer_text(v, size);
         match to {
-            Ty::Prim(c) if c.is_char() => match self.mem.read_cstring(v, MAX_STRING) {
-                Some(t) => format!("{p}  \"{}\"", clean(&t)),
+            Ty::Prim(c) if c.is_char() => match narrow_string(self.mem, v, MAX_STRING) {
+                Some(t) => format!("{p}  \"{t}\""),
                 None => format!("{p}  \"\""),
             },
             Ty::Prim(c) if c.is_wide_char() => match self.mem.read_wstring(v, MAX_STRING) {
@@ -384,8 +432,8 @@ impl<'a> Printer<'a> {
         match of {
             Ty::Prim(c) if c.is_char() => {
                 let max = count.min(MAX_STRING as u64) as usize;
-                let t = self.mem.read_cstring(addr, max).unwrap_or_default();
-                format!("[{count}]  \"{}\"", clean(&t))
+                let t = narrow_string(self.mem, addr, max).unwrap_or_default();
+                format!("[{count}]  \"{t}\"")
             }
             Ty::Prim(c) if c.is_wide_char() => {
                 let max = count.min(MAX_STRING as u64) as usize;
@@ -427,12 +475,14 @@ impl<'a> Printer<'a> {
                 };
                 let text = if r.name == "_STRING" {
                     let b = self.mem.read_bytes(buffer, length as usize);
-                    (b.len() == length as usize).then(|| String::from_utf8_lossy(&b).into_owned())
+                    (b.len() == length as usize).then(|| clean_bytes(&b))
                 } else {
-                    self.mem.read_utf16_exact(buffer, length as usize)
+                    self.mem
+                        .read_utf16_exact(buffer, length as usize)
+                        .map(|t| clean(&t))
                 };
                 match text {
-                    Some(t) => format!("{} \"{}\"", r.name, clean(&t)),
+                    Some(t) => format!("{} \"{t}\"", r.name),
                     None if length == 0 => format!("{} \"\"", r.name),
                     None => format!("{} {}", r.name, pointer_text(buffer, ptr)),
                 }
@@ -523,8 +573,12 @@ impl<'a> Printer<'a> {
             let expand_all = continues && sub_filter.is_empty();
             // A path through this member shows what is below it (and may pass through a
             // pointer without an address: the pointee's members are then listed as types).
+            // `-a` lists an array's elements whatever the depth.
+            let listed = self.array_elements.is_some() && matches!(f.ty, Ty::Array { .. });
             let (go, next_depth) = if continues {
                 (true, depth)
+            } else if listed && depth == 0 {
+                (true, 0)
             } else {
                 (depth > 0, depth.saturating_sub(1))
             };
@@ -544,6 +598,19 @@ impl<'a> Printer<'a> {
                 return;
             }
         }
+    }
+
+    /// What `-r` and `-a` show below a value of type `ty` at `at` that is no member (a global
+    /// or local array, say): its elements, the record a pointer leads to.
+    pub fn below(&mut self, out: &mut String, ty: &Ty, at: Option<u64>, indent: usize, depth: u32) {
+        let below = Below {
+            at,
+            indent,
+            depth,
+            filter: &[],
+            on_path: false,
+        };
+        self.member_below(out, ty, below);
     }
 
     /// The lines below a member: an embedded record's members, or (with an address) those of
@@ -596,11 +663,14 @@ impl<'a> Printer<'a> {
                     if !self.line(out, format_args!("{:indent$}[{k}] {text}", "")) {
                         return;
                     }
-                    if depth > 0 {
+                    // A structure element shows its members (as WinDbg's -a does); what
+                    // they lead to, and pointer elements, only with -r.
+                    let record = matches!(of.as_ref(), Ty::Named(_));
+                    if record || depth > 0 {
                         let below = Below {
                             at: ea,
                             indent: indent + 3,
-                            depth: depth - 1,
+                            depth: if record { depth } else { depth - 1 },
                             filter,
                             on_path: false,
                         };

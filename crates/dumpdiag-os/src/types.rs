@@ -257,10 +257,64 @@ impl Def {
     }
 }
 
+/// What a named type is, without its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    Record {
+        kind: RecordKind,
+        name: String,
+        size: u64,
+    },
+    Enum {
+        name: String,
+        base: Prim,
+    },
+    Opaque(String),
+}
+
+impl Shape {
+    pub fn name(&self) -> &str {
+        match self {
+            Shape::Record { name, .. } | Shape::Enum { name, .. } | Shape::Opaque(name) => name,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Shape::Record { size, .. } => *size,
+            Shape::Enum { base, .. } => base.size(),
+            Shape::Opaque(_) => 0,
+        }
+    }
+}
+
+impl From<&Def> for Shape {
+    fn from(d: &Def) -> Shape {
+        match d {
+            Def::Record(r) => Shape::Record {
+                kind: r.kind,
+                name: r.name.clone(),
+                size: r.size,
+            },
+            Def::Enum(e) => Shape::Enum {
+                name: e.name.clone(),
+                base: e.base,
+            },
+            Def::Opaque(n) => Shape::Opaque(n.clone()),
+        }
+    }
+}
+
 /// Where named types come from: one module's PDB, or the built-in layouts.
 pub trait TypeSource {
     /// The definition behind a [`Ty::Named`] index.
     fn def(&self, index: u32) -> Option<Def>;
+    /// What [`TypeSource::def`] would say, without the members: a type's name and size are
+    /// asked for far more often than its members, and a PDB answers them without reading the
+    /// field list.
+    fn shape(&self, index: u32) -> Option<Shape> {
+        self.def(index).as_ref().map(Shape::from)
+    }
     /// The index of the type called `name`: the exact spelling first, then ignoring case.
     fn find(&self, name: &str) -> Option<u32>;
     /// Every named type the source defines, in a stable order: (name, index).
@@ -282,11 +336,7 @@ fn size_of<S: TypeSource + ?Sized>(s: &S, ty: &Ty, depth: u32) -> u64 {
         Ty::Prim(p) => p.size(),
         Ty::Ptr { size, .. } => *size as u64,
         Ty::Array { of, count } => size_of(s, of, depth + 1).saturating_mul(*count),
-        Ty::Named(i) => match s.def(*i) {
-            Some(Def::Record(r)) => r.size,
-            Some(Def::Enum(e)) => e.base.size(),
-            _ => 0,
-        },
+        Ty::Named(i) => s.shape(*i).map_or(0, |x| x.size()),
         Ty::Function | Ty::Unknown => 0,
     }
 }

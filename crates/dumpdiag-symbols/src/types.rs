@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::Path;
 
 use dumpdiag_os::types::{
-    Bits, Def, Enum, Field, Prim, Record, RecordKind, Ty, TypeSource, MAX_TYPE_DEPTH,
+    Bits, Def, Enum, Field, Prim, Record, RecordKind, Shape, Ty, TypeSource, MAX_TYPE_DEPTH,
 };
 use pdb_addr2line::pdb::{self, FallibleIterator, PrimitiveKind, TypeData, TypeIndex};
 
@@ -419,6 +419,48 @@ impl TypeSource for PdbTypes {
                 },
                 values: self.enum_values(list),
             }),
+        })
+    }
+
+    fn shape(&self, index: u32) -> Option<Shape> {
+        let ti = self.complete(TypeIndex(index));
+        enum Head {
+            Record(RecordKind, String, u64, bool),
+            Enum(String, TypeIndex, bool),
+        }
+        let head = self.with_data(ti, |d| match d {
+            TypeData::Class(c) => Some(Head::Record(
+                match c.kind {
+                    pdb::ClassKind::Struct => RecordKind::Struct,
+                    _ => RecordKind::Class,
+                },
+                c.name.to_string().into_owned(),
+                c.size,
+                c.properties.forward_reference(),
+            )),
+            TypeData::Union(u) => Some(Head::Record(
+                RecordKind::Union,
+                u.name.to_string().into_owned(),
+                u.size,
+                u.properties.forward_reference(),
+            )),
+            TypeData::Enumeration(e) => Some(Head::Enum(
+                e.name.to_string().into_owned(),
+                e.underlying_type,
+                e.properties.forward_reference(),
+            )),
+            _ => None,
+        })??;
+        Some(match head {
+            Head::Record(_, name, _, true) | Head::Enum(name, _, true) => Shape::Opaque(name),
+            Head::Record(kind, name, size, false) => Shape::Record { kind, name, size },
+            Head::Enum(name, underlying, false) => Shape::Enum {
+                name,
+                base: match self.convert(underlying, 0) {
+                    Ty::Prim(p) => p,
+                    _ => Prim::Int,
+                },
+            },
         })
     }
 

@@ -414,6 +414,15 @@ fn kdlib_globals_pointers_bitfields_arrays_and_enums() {
         run(&mut s, "?? (targetapp!g_testArray + 1)->m_field1"),
         run(&mut s, "?? targetapp!g_testArray[1].m_field1")
     );
+    // -a lists the elements, each structure with its members.
+    let listed = run(&mut s, "dt -a targetapp!g_testArray");
+    let second = listed
+        .split("   [1] structTest\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{listed}"));
+    let field1 = run(&mut s, "?? targetapp!g_testArray[1].m_field1");
+    let field1 = number(field1.trim().rsplit(' ').next().unwrap()).unwrap();
+    assert_eq!(dt_value(second, "m_field1"), Some(field1), "{listed}");
     // Enums: the value and its enumerator.
     let e = run(&mut s, "dt targetapp!g_structWithEnum");
     let v = run(&mut s, "?? (int)targetapp!g_structWithEnum.digit");
@@ -510,6 +519,14 @@ fn question_mark_expressions_and_their_errors() {
             "struct _PEB_LDR_DATA * * 0x{}\n",
             dumpdiag_engine::format::addr(number(&peb_at).unwrap() + 0x18, 8)
         )
+    );
+    // A MASM expression inside: poi.
+    assert_eq!(
+        run(
+            &mut s,
+            "?? @$peb->Ldr == (ntdll!_PEB_LDR_DATA*)@@masm(poi(@$peb+18))"
+        ),
+        "bool true\n"
     );
     let rip = run(&mut s, "?? @rip");
     assert!(rip.starts_with("unsigned int64 0x"), "{rip}");
