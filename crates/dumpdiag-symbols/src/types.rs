@@ -24,6 +24,14 @@ use crate::guard::contained;
 const MAX_FIELDS: usize = 4096;
 const MAX_FIELD_LISTS: usize = 256;
 const MAX_BASE_DEPTH: u32 = 8;
+
+/// One record's flattening of its field lists and base classes: the field lists it may still
+/// parse (for the record and all its bases together), and the field lists of the classes on
+/// the way down to the one being walked.
+struct FieldWalk {
+    lists_left: usize,
+    path: Vec<TypeIndex>,
+}
 /// Most data symbols kept.
 const MAX_GLOBALS: usize = 1 << 20;
 
@@ -243,15 +251,29 @@ impl PdbTypes {
     }
 
     /// The members of field list `list` (and its continuations), base classes flattened in at
-    /// `base` plus their offset.
-    fn fields(&self, list: TypeIndex, base: u64, depth: u32, out: &mut Vec<Field>) {
+    /// `base` plus their offset. `walk` bounds the whole flattening: base classes add no
+    /// members of their own and may repeat, so a hostile PDB's classes of n bases each would
+    /// otherwise be walked n^depth times; a base whose field list is already on the way down
+    /// (a class deriving from itself) is skipped.
+    fn fields(&self, list: TypeIndex, base: u64, walk: &mut FieldWalk, out: &mut Vec<Field>) {
         let mut next = Some(list);
-        let mut hops = 0;
+        walk.path.push(list);
+        self.field_list(&mut next, base, walk, out);
+        walk.path.pop();
+    }
+
+    fn field_list(
+        &self,
+        next: &mut Option<TypeIndex>,
+        base: u64,
+        walk: &mut FieldWalk,
+        out: &mut Vec<Field>,
+    ) {
         while let Some(fl) = next.take() {
-            hops += 1;
-            if hops > MAX_FIELD_LISTS || out.len() >= MAX_FIELDS {
+            if walk.lists_left == 0 || out.len() >= MAX_FIELDS {
                 return;
             }
+            walk.lists_left -= 1;
             enum Item {
                 Member(String, u64, TypeIndex),
                 Base(TypeIndex, u64),
@@ -304,7 +326,7 @@ impl PdbTypes {
                             bits,
                         });
                     }
-                    Item::Base(class, offset) if depth < MAX_BASE_DEPTH => {
+                    Item::Base(class, offset) if walk.path.len() <= MAX_BASE_DEPTH as usize => {
                         let class = self.complete(class);
                         let list = self
                             .with_data(class, |d| match d {
@@ -312,8 +334,8 @@ impl PdbTypes {
                                 _ => None,
                             })
                             .flatten();
-                        if let Some(list) = list {
-                            self.fields(list, base.saturating_add(offset), depth + 1, out);
+                        if let Some(list) = list.filter(|l| !walk.path.contains(l)) {
+                            self.fields(list, base.saturating_add(offset), walk, out);
                         }
                     }
                     Item::Base(..) => {}
@@ -325,7 +347,7 @@ impl PdbTypes {
                     }),
                 }
             }
-            next = continuation;
+            *next = continuation;
         }
     }
 
@@ -402,7 +424,11 @@ impl TypeSource for PdbTypes {
             Shape::Record(kind, name, size, list, false) => {
                 let mut fields = Vec::new();
                 if let Some(list) = list {
-                    self.fields(list, 0, 0, &mut fields);
+                    let mut walk = FieldWalk {
+                        lists_left: MAX_FIELD_LISTS,
+                        path: Vec::new(),
+                    };
+                    self.fields(list, 0, &mut walk, &mut fields);
                 }
                 Def::Record(Record {
                     kind,

@@ -719,6 +719,67 @@ fn hostile_pdbs() -> Vec<(&'static str, Vec<u8>)> {
         }
     }
     out.push(("classes that are their own base", f));
+    // Structures whose every member becomes a base class that is the structure itself: a
+    // structure of n members would flatten n^depth bases. (LF_MEMBER and LF_BCLASS share
+    // their leading layout; the member's name becomes padding.)
+    let byte = |f: &[u8], at: usize| f[msf.offset(TPI, at)];
+    let mut f = original.clone();
+    let mut rewritten = 0;
+    for &(index, kind_at, _) in &records {
+        if !matches!(read16(&original, kind_at), 0x1504 | 0x1505) {
+            continue;
+        }
+        let list = read32(&original, kind_at + 6);
+        let Some(&(list_at, len)) = by_index.get(&list) else {
+            continue;
+        };
+        let end = list_at + len;
+        let mut entries = Vec::new();
+        let mut m = list_at + 2;
+        let whole = loop {
+            if m >= end {
+                break true;
+            }
+            if byte(&original, m) >= 0xf0 {
+                m += 1;
+                continue;
+            }
+            if m + 10 > end || read16(&original, m) != 0x150d {
+                break false;
+            }
+            let numeric_len = match read16(&original, m + 8) {
+                x if x < 0x8000 => 2,
+                0x8000 => 3,
+                0x8001 | 0x8002 => 4,
+                0x8003 | 0x8004 => 6,
+                0x8009 | 0x800a => 10,
+                _ => break false,
+            };
+            let name_at = m + 8 + numeric_len;
+            let mut z = name_at;
+            while z < end && byte(&original, z) != 0 {
+                z += 1;
+            }
+            entries.push((m, name_at, z.min(end - 1)));
+            m = z + 1;
+        };
+        if !whole || entries.len() < 3 {
+            continue;
+        }
+        for (m, name_at, z) in entries {
+            let o = msf.offset(TPI, m);
+            f[o] = 0x00;
+            f[msf.offset(TPI, m + 1)] = 0x14;
+            write32(&mut f, m + 4, index);
+            for k in name_at..=z {
+                let o = msf.offset(TPI, k);
+                f[o] = 0xf1;
+            }
+        }
+        rewritten += 1;
+    }
+    assert!(rewritten >= 10, "{rewritten} structures rewritten");
+    out.push(("structures made of bases that are themselves", f));
     // Bytes inside one record in four flipped at random (fixed seeds), the records' lengths
     // kept so that the stream still walks to its end.
     for seed in [1u64, 2, 3] {
@@ -744,6 +805,26 @@ fn hostile_pdbs() -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
+/// Ends the test process when one case runs longer than `limit`, naming it: a hang fails the
+/// test instead of stalling it.
+fn watchdog(limit: std::time::Duration) -> std::sync::mpsc::Sender<&'static str> {
+    let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
+    std::thread::spawn(move || {
+        let mut case = "";
+        loop {
+            match rx.recv_timeout(limit) {
+                Ok(next) => case = next,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    eprintln!("hostile PDB {case:?}: still running after {limit:?}, a hang");
+                    std::process::exit(101);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    });
+    tx
+}
+
 #[test]
 fn hostile_pdbs_end_every_type_command_without_a_panic_or_a_hang() {
     let dir = std::env::temp_dir().join(format!("dumpdiag-types-{}", std::process::id()));
@@ -764,7 +845,9 @@ fn hostile_pdbs_end_every_type_command_without_a_panic_or_a_hang() {
         "?? sizeof(targetapp!structTest)",
     ];
     let mut exercised = 0;
+    let watchdog = watchdog(std::time::Duration::from_secs(300));
     for (what, bytes) in hostile_pdbs() {
+        watchdog.send(what).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("targetapp.pdb");
