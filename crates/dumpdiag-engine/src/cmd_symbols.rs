@@ -28,10 +28,11 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         names: &[".reload"],
-        usage: ".reload [/f]",
-        help: "Forget loaded symbols and load them again from the symbol path (/f: now).",
+        usage: ".reload [/f] [/i [module]]",
+        help: "Forget loaded symbols and load them again from the symbol path (/f: now; /i: \
+               take a PDB of another build found under the module's PDB name, for its types).",
         family: None,
-        arguments: &["/f"],
+        arguments: &["/f", "/i"],
         run: reload,
     },
     Command {
@@ -150,11 +151,36 @@ fn x(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
 }
 
 fn reload(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
-    let force = inv
-        .args
-        .split_whitespace()
-        .any(|w| w.eq_ignore_ascii_case("/f"));
+    let mut force = false;
+    let mut ignore = false;
+    let mut modules = Vec::new();
+    for w in inv.args.split_whitespace() {
+        if let Some(flags) = w.strip_prefix('/') {
+            // `/f /i`, or together as `/fi`; WinDbg's other options change nothing here.
+            force |= flags.contains(['f', 'F']);
+            ignore |= flags.contains(['i', 'I']);
+        } else if w.contains('=') {
+            return Err(CommandError::Usage(
+                ".reload module=address: a module the dump does not list cannot be added; \
+                 name one it lists"
+                    .into(),
+            ));
+        } else {
+            // `ntdll.dll` names the module `ntdll`.
+            let name = match w.rsplit_once('.') {
+                Some((n, ext)) if ext.len() == 3 && !n.is_empty() => n,
+                _ => w,
+            };
+            modules.push(name.to_string());
+        }
+    }
     s.reload_symbols();
+    if ignore {
+        if modules.is_empty() {
+            modules.push("*".into());
+        }
+        s.symbols.ignore_mismatches(modules);
+    }
     let mut o = String::new();
     if force {
         // Load now instead of on first use, and say what each module got.

@@ -89,6 +89,9 @@ pub struct Symbols {
     /// PDBs found under a module's PDB name that belong to another build, refused as WinDbg
     /// refuses them: (module index, what was found).
     mismatches: std::cell::RefCell<Vec<(usize, String)>>,
+    /// Modules (short-name wildcards) whose PDB is taken even when it belongs to another build
+    /// (`.reload /i`): its types, and whatever else still fits, interpret this dump's memory.
+    ignore_mismatch: Vec<String>,
 }
 
 /// The symbol-store id of a PDB: GUID (as Windows prints it, no dashes) followed by the age.
@@ -106,7 +109,22 @@ impl Symbols {
             origins: (0..n).map(|_| OnceCell::new()).collect(),
             images: (0..n).map(|_| OnceCell::new()).collect(),
             mismatches: Default::default(),
+            ignore_mismatch: Vec::new(),
         }
+    }
+
+    /// Take the PDB found under the module's PDB name even when its GUID is another build's,
+    /// for the modules whose short names match one of `modules` (wildcards; WinDbg's
+    /// `.reload /i`). Applies to symbols loaded from now on.
+    pub fn ignore_mismatches(&mut self, modules: Vec<String>) {
+        self.ignore_mismatch = modules;
+    }
+
+    fn ignores_mismatch(&self, m: &ModuleRecord) -> bool {
+        let name = m.short_name();
+        self.ignore_mismatch
+            .iter()
+            .any(|p| dumpdiag_os::types::wildcard_match(p, &name))
     }
 
     pub fn path(&self) -> &SymbolPath {
@@ -171,6 +189,9 @@ impl Symbols {
                 let file = dumpdiag_target::file_name_of(pdb_name).to_string();
                 let mut candidates: Vec<PathBuf> = vec![PathBuf::from(pdb_name)];
                 candidates.extend(self.path.local_candidates(&file, &id));
+                // Another build's PDB, kept in case no matching one turns up and the user
+                // asked for mismatches to be ignored.
+                let mut other_build = None;
                 for c in candidates {
                     if !c.is_file() {
                         continue;
@@ -193,6 +214,9 @@ impl Symbols {
                                 index,
                                 format!("{} is {found}, the image expects {id}", c.display()),
                             ));
+                        }
+                        if other_build.is_none() && self.ignores_mismatch(m) {
+                            other_build = Some((p, c, found));
                         }
                     }
                 }
@@ -220,6 +244,14 @@ impl Symbols {
                             }
                         }
                     }
+                }
+                if let Some((p, c, found)) = other_build {
+                    let origin = format!(
+                        "{} (another build's PDB, {found} where the image expects {id}: \
+                         loaded because of .reload /i)",
+                        c.display()
+                    );
+                    return (ModuleSymbols::Pdb(Box::new(p)), origin);
                 }
                 let sym = match file.rfind('.') {
                     Some(i) => format!("{}.sym", &file[..i]),

@@ -578,6 +578,60 @@ fn question_mark_expressions_and_their_errors() {
 }
 
 #[test]
+fn reload_i_takes_the_types_of_another_builds_pdb() {
+    // Injected Symbols: the minidump's targetapp is a Debug x64 build whose PDB the corpus
+    // lacks; the x64 Release build of the same source has one. Same name, another GUID.
+    let mut s = session("kdlibcpp/targetapp_minidump/target_minidump.dmp");
+    let release = dump("kdlibcpp/targetapp_test_cv_allreg_amd64");
+    s.set_symbol_path(release.to_str().unwrap());
+    // Refused, as WinDbg refuses it, until asked for.
+    assert!(matches!(
+        s.run_command("dt targetapp!structTest"),
+        Err(dumpdiag_engine::CommandError::NotFound(m)) if m.contains(".reload /i targetapp")
+    ));
+    let lmi = run(&mut s, "!lmi targetapp");
+    assert!(lmi.contains("Symbol Type: (no symbols)"), "{lmi}");
+    assert!(lmi.contains("Mismatched PDB: "), "{lmi}");
+    // `.reload /i module`: that module takes the other build's PDB.
+    let out = run(&mut s, ".reload /f /i targetapp.exe");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("targetapp "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("(private pdb symbols)") && line.contains("another build's PDB"),
+        "{line}"
+    );
+    // Its types lay out the dump's memory as that build declares them: structTest packed to
+    // 4 bytes, a 64-bit integer at +4 and a 64-bit pointer at +0x10 (as the matching x64 dump
+    // reads them in pdb_types_of_an_x64_build_are_laid_out_for_x64).
+    let v = run(&mut s, "dt -v targetapp!structTest");
+    assert!(
+        v.starts_with("struct structTest, 5 elements, 0x18 bytes\n"),
+        "{v}"
+    );
+    assert!(v.contains("+0x004 m_field1         : Uint8B"), "{v}");
+    assert_eq!(
+        run(&mut s, "?? sizeof(targetapp!structTest)"),
+        "unsigned int64 0x18\n"
+    );
+    // The type read over memory: the first thread's stack, 0x18 bytes of it.
+    let at = run(&mut s, "dt targetapp!structTest @rsp");
+    let q = run(&mut s, "dq @rsp+0x10 L1");
+    let raw = number(q.split_whitespace().nth(1).unwrap()).unwrap();
+    assert_eq!(dt_value(&at, "m_field4"), Some(raw), "{at}\n{q}");
+    // Only the modules named; a plain .reload refuses the PDB again.
+    run(&mut s, ".reload /i kernel32");
+    assert!(s.run_command("dt targetapp!structTest").is_err());
+    run(&mut s, ".reload /i");
+    assert!(run(&mut s, "dt targetapp!structTest").contains("m_field1"));
+    run(&mut s, ".reload");
+    assert!(s.run_command("dt targetapp!structTest").is_err());
+    // WinDbg's module=address,size form adds a module; the dump lists the modules here.
+    assert!(s.run_command(".reload /i other.dll=10000000,1000").is_err());
+}
+
+#[test]
 fn help_lists_dt_and_the_cpp_evaluator() {
     let mut s = session("lldb/Sigsegv/sigsegv.dmp");
     let help = run(&mut s, "help");
