@@ -46,22 +46,29 @@ fn render(s: &Session, insns: &[Instruction], first_header: bool) -> String {
     s.disassembler().render(insns, first_header)
 }
 
+/// Most instructions one `u` or `ub` shows.
+const MAX_COUNT: usize = 4096;
+
+/// `[address [L count]]`: the address (None when not given) and the count, clamped to
+/// 1..=[`MAX_COUNT`], with a note saying so when the clamp cut the count.
 fn parse_addr_count(
     s: &Session,
     rest: &str,
     default: usize,
-) -> Result<(Option<u64>, usize), CommandError> {
+) -> Result<(Option<u64>, usize, Option<String>), CommandError> {
     let rest = rest.trim();
     if rest.is_empty() {
-        return Ok((None, default));
+        return Ok((None, default, None));
     }
     let lower = rest.to_ascii_lowercase();
     if let Some(pos) = lower.find(" l") {
         let a = s.eval(&rest[..pos])?;
-        let n = s.eval(rest[pos + 2..].trim_start_matches('?'))? as usize;
-        return Ok((Some(a), n.clamp(1, 4096)));
+        let asked = s.eval(rest[pos + 2..].trim_start_matches('?'))?;
+        let note = (asked > MAX_COUNT as u64)
+            .then(|| format!("Count limited to {MAX_COUNT} instructions ({asked:#x} asked for)\n"));
+        return Ok((Some(a), asked.clamp(1, MAX_COUNT as u64) as usize, note));
     }
-    Ok((Some(s.eval(rest)?), default))
+    Ok((Some(s.eval(rest)?), default, None))
 }
 
 fn missing_address() -> CommandError {
@@ -69,7 +76,7 @@ fn missing_address() -> CommandError {
 }
 
 fn u(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
-    let (a, n) = parse_addr_count(s, inv.args, 8)?;
+    let (a, n, note) = parse_addr_count(s, inv.args, 8)?;
     let a = a
         .or(s.next_disassembly)
         .or_else(|| s.context().map(|c| c.ip()))
@@ -83,42 +90,105 @@ fn u(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     }
     let insns = decode(s, &bytes, a, n);
     s.next_disassembly = insns.last().map(|i| i.next_ip());
-    Ok(render(s, &insns, true))
+    Ok(render(s, &insns, true) + note.as_deref().unwrap_or(""))
+}
+
+/// The lowest `start` in `[a - max_back, a)` from which memory up to `a` is all in the dump.
+fn captured_back_to(s: &Session, a: u64, max_back: u64) -> u64 {
+    let mem = s.target().memory();
+    let whole = |st: u64| mem.read_bytes(st, (a - st) as usize).len() as u64 == a - st;
+    // Being captured up to `a` holds from some start on: binary search for it.
+    let (mut lo, mut hi) = (a.saturating_sub(max_back), a);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if whole(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }
 
 fn ub(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
-    let (a, n) = parse_addr_count(s, inv.args, 8)?;
+    let (a, n, note) = parse_addr_count(s, inv.args, 8)?;
     let a = a
         .or_else(|| s.context().map(|c| c.ip()))
         .ok_or_else(missing_address)?;
     // Decode forward from candidate starts; keep the one that lands exactly on `a` with the
-    // most instructions (the function start when the symbols know it).
-    let mut starts: Vec<u64> = (1..=(n * MAX_INSN) as u64)
-        .map(|k| a.saturating_sub(k))
-        .collect();
+    // most instructions (the function start when the symbols know it). Candidates are the
+    // symbol's function start, then a-1, a-2, ... back to n instructions of the longest kind.
+    let mut best: Vec<Instruction> = Vec::new();
     if let Some(sym) = s.symbols().lookup(s.target(), a.saturating_sub(1)) {
-        if sym.function_start < a && a - sym.function_start < 0x2000 {
-            starts.insert(0, sym.function_start);
+        let st = sym.function_start;
+        if st < a && a - st < 0x2000 {
+            let bytes = s.target().memory().read_bytes(st, (a - st) as usize);
+            if bytes.len() as u64 == a - st {
+                let insns = decode(s, &bytes, st, usize::MAX);
+                if insns.last().is_some_and(|i| i.next_ip() == a)
+                    && !insns.iter().any(|i| i.is_invalid())
+                {
+                    best = insns[insns.len().saturating_sub(n)..].to_vec();
+                }
+            }
         }
     }
-    let mut best: Vec<Instruction> = Vec::new();
-    for st in starts {
-        let bytes = s.target().memory().read_bytes(st, (a - st) as usize);
-        if bytes.len() as u64 != a - st {
-            continue;
+    if best.len() < n {
+        // Every other candidate at once: decode one instruction at each offset of the window
+        // and count, from the end back, how many instructions each offset takes to land on `a`
+        // (one decode per byte instead of one decode run per candidate).
+        let window = (n * MAX_INSN) as u64;
+        let low = captured_back_to(s, a, window);
+        let bytes = s.target().memory().read_bytes(low, (a - low) as usize);
+        let len = bytes.len();
+        // steps[k]: instructions from offset k to `a`, 0 when that path misses `a` or meets an
+        // undecodable instruction.
+        let mut steps = vec![0usize; len + 1];
+        let mut next = vec![0usize; len];
+        for k in (0..len).rev() {
+            let i = decode(s, &bytes[k..], low + k as u64, 1);
+            let Some(i) = i.first().filter(|i| !i.is_invalid()) else {
+                continue;
+            };
+            let to = k + i.len();
+            next[k] = to;
+            steps[k] = if to == len {
+                1
+            } else if to < len && steps[to] > 0 {
+                steps[to] + 1
+            } else {
+                0
+            };
         }
-        let insns = decode(s, &bytes, st, usize::MAX);
-        if insns.last().is_some_and(|i| i.next_ip() == a) && !insns.iter().any(|i| i.is_invalid()) {
-            let tail: Vec<Instruction> = insns[insns.len().saturating_sub(n)..].to_vec();
-            if tail.len() > best.len()
-                || (tail.len() == best.len()
-                    && st < best.first().map(|i| i.ip()).unwrap_or(u64::MAX))
-            {
-                best = tail;
+        // The first candidate (nearest `a`) with n instructions wins; else the one with the
+        // most, the lowest start among equals.
+        let mut pick: Option<(usize, usize)> = None;
+        for k in (0..len).rev() {
+            let found = steps[k].min(n);
+            if found == 0 {
+                continue;
             }
-            if best.len() >= n {
+            if pick.is_none_or(|(_, f)| found >= f) {
+                pick = Some((k, found));
+            }
+            if found >= n {
                 break;
             }
+        }
+        let first = best.first().map(|i| i.ip()).unwrap_or(u64::MAX);
+        if let Some((k, found)) =
+            pick.filter(|&(k, f)| f > best.len() || (f == best.len() && low + (k as u64) < first))
+        {
+            let mut at = k;
+            let mut path = Vec::with_capacity(steps[k]);
+            while at < len {
+                path.push(at);
+                at = next[at];
+            }
+            best = path[path.len() - found..]
+                .iter()
+                .filter_map(|&o| decode(s, &bytes[o..], low + o as u64, 1).into_iter().next())
+                .collect();
         }
     }
     if best.is_empty() {
@@ -127,7 +197,7 @@ fn ub(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
             format::addr(a, s.ptr())
         )));
     }
-    Ok(render(s, &best, true))
+    Ok(render(s, &best, true) + note.as_deref().unwrap_or(""))
 }
 
 /// The end of the function holding `a`: its .pdata entry (x64), else its symbol's extent.
@@ -137,20 +207,30 @@ fn function_extent(s: &Session, a: u64) -> Option<(u64, u64)> {
     if s.ptr() == 8 {
         if let Some(h) = pe::read_headers(t.memory(), m.base) {
             if let Some((rva, size)) = h.directory(pe::DIR_EXCEPTION) {
-                let table = t.memory().read_bytes(m.base + rva as u64, size as usize);
+                let table = t
+                    .memory()
+                    .read_bytes(m.base.wrapping_add(rva as u64), size as usize);
                 let r = (a - m.base) as u32;
                 for e in table.chunks_exact(12) {
                     let b = u32::from_le_bytes(e[0..4].try_into().ok()?);
                     let end = u32::from_le_bytes(e[4..8].try_into().ok()?);
                     if r >= b && r < end {
-                        return Some((m.base + b as u64, m.base + end as u64));
+                        // The module record's base and size come from the dump: an image
+                        // reaching past 2^64 ends at the top of the address space.
+                        return Some((
+                            m.base.saturating_add(b as u64),
+                            m.base.saturating_add(end as u64),
+                        ));
                     }
                 }
             }
         }
     }
     let sym = s.symbols().lookup(t, a)?;
-    Some((sym.function_start, sym.function_start + MAX_UF_BYTES))
+    Some((
+        sym.function_start,
+        sym.function_start.saturating_add(MAX_UF_BYTES),
+    ))
 }
 
 fn uf(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
@@ -158,10 +238,10 @@ fn uf(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let (start, end) = function_extent(s, a).ok_or_else(|| {
         CommandError::NotFound(format!("No function known at {}", format::addr(a, s.ptr())))
     })?;
-    let len = (end - start).min(MAX_UF_BYTES);
+    let len = end.saturating_sub(start).min(MAX_UF_BYTES);
     let bytes = s.target().memory().read_bytes(start, len as usize);
     let mut insns = decode(s, &bytes, start, usize::MAX);
-    if end - start >= MAX_UF_BYTES {
+    if len >= MAX_UF_BYTES {
         // No exact extent: stop at the first return.
         if let Some(p) = insns.iter().position(|i| i.mnemonic() == Mnemonic::Ret) {
             insns.truncate(p + 1);

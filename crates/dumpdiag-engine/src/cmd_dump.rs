@@ -27,14 +27,104 @@ use dumpdiag_target::{MemoryExt, Target};
 use crate::registry::{Command, Invocation};
 use crate::{CommandError, Session};
 
-pub(crate) const COMMANDS: &[Command] = &[Command {
-    names: &[".dump"],
-    usage: ".dump [/m | /ma] [/o] [/c \"comment\"] file",
-    help: "Write a minidump of this dump: /m what analysis needs (default), /ma all memory.",
-    family: None,
-    arguments: &["/m", "/ma", "/o", "/c"],
-    run: dump,
-}];
+pub(crate) const COMMANDS: &[Command] = &[
+    Command {
+        names: &[".dump"],
+        usage: ".dump [/m | /ma] [/o] [/c \"comment\"] file",
+        help: "Write a minidump of this dump: /m what analysis needs (default), /ma all memory.",
+        family: None,
+        arguments: &["/m", "/ma", "/o", "/c"],
+        run: dump,
+    },
+    Command {
+        names: &[".writemem"],
+        usage: ".writemem file address {L count | end}",
+        help: "Write the dump's bytes of a range to a file (up to 256 MB, or 1 GB with L?).",
+        family: None,
+        arguments: &[],
+        run: writemem,
+    },
+];
+
+/// The largest range `.writemem` writes unless the count is given as `L?` (WinDbg's own limit
+/// for a range without it), and the largest it writes at all.
+const WRITEMEM_RANGE: u64 = 256 << 20;
+const WRITEMEM_MAX: u64 = 1 << 30;
+
+/// `.writemem file range`: the bytes of the range, as the dump holds them, into a file (created
+/// or overwritten). The range is `address L count` (bytes) or `address end` (end included, as
+/// WinDbg takes it). Bytes the dump does not hold end the file there: it is written up to them
+/// and the error says where.
+fn writemem(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let usage = || {
+        CommandError::Usage(
+            "Usage: .writemem FileName Range (address L count, or start end)".into(),
+        )
+    };
+    let args = inv.args.trim();
+    let (path, range) = match args.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"').ok_or_else(usage)?,
+        None => args.split_once(char::is_whitespace).ok_or_else(usage)?,
+    };
+    let range_text = range.trim();
+    if path.is_empty() || range_text.is_empty() {
+        return Err(usage());
+    }
+    let r = crate::cmd_memory::parse_range(s, range_text)?;
+    let length = match (r.count, r.end) {
+        (Some(n), _) => n,
+        (None, Some(end)) => end.saturating_sub(r.start).saturating_add(1),
+        (None, None) => return Err(usage()),
+    };
+    let unchecked = range_text.to_ascii_lowercase().contains("l?");
+    let limit = if unchecked {
+        WRITEMEM_MAX
+    } else {
+        WRITEMEM_RANGE
+    };
+    if length == 0 || length > limit || r.start.checked_add(length - 1).is_none() {
+        return Err(CommandError::Usage(format!(
+            "       ^ Range error in '{}'",
+            inv.text
+        )));
+    }
+    let mem = s.target().memory();
+    if mem.read_bytes(r.start, 1).is_empty() {
+        // Nothing to write: no file, as WinDbg leaves none when the range's start is unreadable.
+        return Err(CommandError::Unavailable(format!(
+            "Unable to read memory at {}: the dump does not hold it",
+            s.addr(r.start)
+        )));
+    }
+    let file = std::fs::File::create(path)
+        .map_err(|e| CommandError::Unavailable(format!("Unable to create file '{path}': {e}")))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut written = 0u64;
+    const CHUNK: u64 = 1 << 16;
+    while written < length {
+        let want = (length - written).min(CHUNK) as usize;
+        let bytes = mem.read_bytes(r.start + written, want);
+        std::io::Write::write_all(&mut out, &bytes)
+            .map_err(|e| CommandError::Unavailable(format!("Unable to write '{path}': {e}")))?;
+        written += bytes.len() as u64;
+        if bytes.len() < want {
+            break;
+        }
+    }
+    std::io::Write::flush(&mut out)
+        .map_err(|e| CommandError::Unavailable(format!("Unable to write '{path}': {e}")))?;
+    let head = format!("Writing {length:x} bytes");
+    if written < length {
+        return Err(CommandError::Unavailable(format!(
+            "{head}.\nUnable to read memory at {}, file is incomplete ({written:#x} of \
+             {length:#x} bytes written: the dump does not hold the rest)",
+            s.addr(r.start + written)
+        )));
+    }
+    // WinDbg prints a dot per 64 KB written.
+    let dots = ".".repeat((length / CHUNK) as usize);
+    Ok(format!("{head}{dots}.\n"))
+}
 
 /// The code kept around each frame's instruction pointer: the instruction itself and the call
 /// before a return address, with room for `u`/`ub` to show a few more.

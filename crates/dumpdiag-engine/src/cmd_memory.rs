@@ -79,14 +79,14 @@ fn usage(text: &str) -> CommandError {
 }
 
 /// Parsed `addr [L count | L?count | end]`.
-struct Range {
-    start: u64,
+pub(crate) struct Range {
+    pub start: u64,
     /// In units of the command's element size, when a count was given.
-    count: Option<u64>,
-    end: Option<u64>,
+    pub count: Option<u64>,
+    pub end: Option<u64>,
 }
 
-fn parse_range(s: &Session, rest: &str) -> Result<Range, CommandError> {
+pub(crate) fn parse_range(s: &Session, rest: &str) -> Result<Range, CommandError> {
     let rest = rest.trim();
     if rest.is_empty() {
         return Err(usage("Missing address"));
@@ -218,16 +218,18 @@ fn display_memory(s: &mut Session, verb: &str, rest: &str) -> Result<String, Com
                             .map(|&c| if c.is_control() { '.' } else { c })
                             .collect();
                         let _ = writeln!(o, "{}  \"{piece}\"", s.addr(a));
-                        a += chunk
-                            .iter()
-                            .map(|c| {
-                                if verb == "du" {
-                                    2 * c.len_utf16() as u64
-                                } else {
-                                    c.len_utf8() as u64
-                                }
-                            })
-                            .sum::<u64>();
+                        a = a.wrapping_add(
+                            chunk
+                                .iter()
+                                .map(|c| {
+                                    if verb == "du" {
+                                        2 * c.len_utf16() as u64
+                                    } else {
+                                        c.len_utf8() as u64
+                                    }
+                                })
+                                .sum::<u64>(),
+                        );
                     }
                 }
                 None => {
@@ -237,7 +239,8 @@ fn display_memory(s: &mut Session, verb: &str, rest: &str) -> Result<String, Com
             s.next_display = Some(r.start.wrapping_add(bytes_total));
         }
         "dps" | "dds" | "dqs" | "dpp" | "dpa" | "dpu" => {
-            let n = bytes_total / unit;
+            // Slots stop at the top of the address space; they do not wrap round to 0.
+            let n = (bytes_total / unit).min((u64::MAX - r.start) / unit);
             // Over the current thread's stack, symbolic values are marked by their place in the
             // walked call chain (Coincidental Symbolic Information).
             let raw = if matches!(verb, "dps" | "dds" | "dqs") {
@@ -318,7 +321,8 @@ fn display_memory(s: &mut Session, verb: &str, rest: &str) -> Result<String, Com
         _ => {
             let line_bytes = unit * per_line as u64;
             let mut a = r.start;
-            let end = r.start.wrapping_add(bytes_total);
+            // The range stops at the top of the address space; it does not wrap round to 0.
+            let end = r.start.saturating_add(bytes_total);
             while a < end {
                 let n = (end - a).min(line_bytes) as usize;
                 let raw = read_opt(s, a, n);
@@ -438,7 +442,7 @@ fn search(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
         if lo >= hi {
             continue;
         }
-        scanned += hi - lo;
+        scanned = scanned.saturating_add(hi - lo);
         if scanned > MAX_SEARCH_SCANNED {
             break;
         }
@@ -456,7 +460,8 @@ fn search(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
                     }
                 }
             }
-            a += CHUNK;
+            // A range ending near 2^64 must not wrap `a` round to 0 and start over.
+            a = a.saturating_add(CHUNK);
         }
     }
     let mut o = String::new();
@@ -590,15 +595,33 @@ fn address(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
         );
         return Ok(o);
     };
+    if o.is_empty() {
+        o.push('\n');
+    }
+    o.push_str(&region_report(s, a, r));
+    Ok(o)
+}
+
+/// `!address addr`: the region holding the address in WinDbg's layout: usage, bounds, size,
+/// state, protection, type, allocation; for an image its names, and for every usage the
+/// commands that tell more; then where the bytes at the address come from and how many follow.
+fn region_report(s: &Session, a: u64, r: &dumpdiag_os::address::Region) -> String {
     let i = &r.info;
+    let mut o = String::new();
+    // WinDbg: `00000000`00003000 (  12.000 kB)`.
+    let unit = format::size_with_unit(i.size);
+    let unit = unit
+        .split_once(" (")
+        .map_or("", |x| x.1.trim_end_matches(')'));
+    let size = if s.ptr() == 8 {
+        format!("{:08x}`{:08x} ({unit})", i.size >> 32, i.size & 0xffff_ffff)
+    } else {
+        format!("{:08x} ({unit})", i.size)
+    };
     let _ = writeln!(o, "Usage:                  {}", r.usage.name());
     let _ = writeln!(o, "Base Address:           {}", s.addr(i.base));
     let _ = writeln!(o, "End Address:            {}", s.addr(i.end()));
-    let _ = writeln!(
-        o,
-        "Region Size:            {}",
-        format::size_with_unit(i.size)
-    );
+    let _ = writeln!(o, "Region Size:            {size}");
     let _ = writeln!(
         o,
         "State:                  {:08x}          {}",
@@ -624,16 +647,53 @@ fn address(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
         i.allocation_protect,
         protect_name(i.allocation_protect)
     );
-    let detail = r.usage.detail(s.target());
-    if !detail.is_empty() {
-        let _ = writeln!(o, "More info:              {detail}");
-    }
-    if let Usage::Image(_) = r.usage {
-        if let Some(d) = s.describe_address(a) {
-            let _ = writeln!(o, "Content source: {d}");
+    let mut more: Vec<String> = Vec::new();
+    match &r.usage {
+        Usage::Image(_) => {
+            if let Some(m) = s.target().module_at(a) {
+                let name = m.short_name();
+                let _ = writeln!(o, "Image Path:             {}", m.file_name());
+                let _ = writeln!(o, "Module Name:            {name}");
+                let _ = writeln!(o, "Loaded Image Name:      {}", m.path);
+                let _ = writeln!(o, "Mapped Image Name:      ");
+                more.push(format!("lmv m {name}"));
+                more.push(format!("!lmi {name}"));
+                more.push(format!("ln {a:#x}"));
+                more.push(format!("!dh {:#x}", m.base));
+            }
         }
+        Usage::Stack { thread_index, .. } => more.push(format!("~{thread_index}k")),
+        Usage::Teb { thread_index, .. } => {
+            // One region often holds several TEBs: the address's is the last at or below it.
+            let (index, teb) = (0..s.target().threads().len())
+                .filter_map(|t| s.teb_of(t).map(|teb| (t, teb)))
+                .filter(|&(_, teb)| teb >= i.base && teb <= a)
+                .max_by_key(|&(_, teb)| teb)
+                .unwrap_or((*thread_index, s.teb_of(*thread_index).unwrap_or(i.base)));
+            more.push(format!("~{index}; !teb {teb:#x}"))
+        }
+        Usage::Peb => more.push("!peb".into()),
+        Usage::Heap { heap } => more.push(format!(
+            "heap owning the address: !heap -s (heap {heap:#x})"
+        )),
+        _ => {}
     }
-    Ok(o)
+    for m in more {
+        let _ = writeln!(o, "More info:              {m}");
+    }
+    // 1 (target): the dump holds the bytes; 0 (invalid): it does not.
+    let length = i.end().saturating_sub(a);
+    let captured = s.target().memory().read_bytes(a, 1).len() == 1;
+    let _ = writeln!(
+        o,
+        "\n\nContent source: {}, length: {length:x}",
+        if captured {
+            "1 (target)"
+        } else {
+            "0 (invalid)"
+        }
+    );
+    o
 }
 
 fn summary(s: &Session) -> String {
@@ -816,10 +876,10 @@ fn heap(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     Ok(o)
 }
 
-/// The current thread's walked raw stack, when `addr` lies on that stack.
+/// The current (or implicit) thread's walked raw stack, when `addr` lies on that stack.
 fn raw_stack_at(s: &Session, addr: u64) -> Option<RawStack<'_>> {
     let ctx = s.context()?;
-    let index = s.current_thread();
+    let index = s.stack_thread();
     let view = s.view();
     if !dumpdiag_stack::thread_bounds(&view, index, ctx.sp()).contains(addr) {
         return None;

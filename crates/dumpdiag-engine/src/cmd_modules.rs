@@ -102,11 +102,7 @@ fn lm(s: &Session, glued: &str, rest: &str) -> Result<String, CommandError> {
             } else if image_names {
                 m.file_name().to_string()
             } else {
-                let state = s.symbols().state(index);
-                match s.symbols().origin(index).filter(|o| !o.is_empty()) {
-                    Some(origin) => format!("{:<22} {origin}", state.windbg_label()),
-                    None => state.windbg_label().to_string(),
-                }
+                crate::cmd_symbols::symbol_column(s, index)
             };
             let _ = writeln!(
                 o,

@@ -24,11 +24,20 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         names: &[".frame"],
-        usage: ".frame [n]",
-        help: "Select frame n of the current stack for dv, dt and ?? (show the selected one).",
+        usage: ".frame [/r] [n]",
+        help: "Select frame n of the current stack for dv, dt and ?? (show the selected one); /r \
+               with the registers the unwind recovered for it.",
+        family: None,
+        arguments: &["/r"],
+        run: frame,
+    },
+    Command {
+        names: &[".kframes"],
+        usage: ".kframes [count]",
+        help: "Show or set how many frames k shows when no count is given (256 at first).",
         family: None,
         arguments: &[],
-        run: frame,
+        run: kframes,
     },
     Command {
         names: &["dv"],
@@ -55,6 +64,26 @@ pub(crate) const COMMANDS: &[Command] = &[
         run: findstack,
     },
 ];
+
+/// Frames `k` shows without a count until `.kframes` says otherwise (WinDbg's default).
+pub(crate) const DEFAULT_KFRAMES: usize = 256;
+
+/// `.kframes [count]`: WinDbg's "Default stack trace depth is 0n256 frames".
+fn kframes(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    if !inv.args.is_empty() {
+        let n = s.eval(inv.args)?;
+        if n == 0 {
+            return Err(CommandError::Usage(
+                "The stack trace depth must be at least one frame".into(),
+            ));
+        }
+        s.kframes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok(format!(
+        "Default stack trace depth is 0n{} frames\n",
+        s.kframes
+    ))
+}
 
 /// `k` options parsed from the letters after `k`.
 #[derive(Default, Clone, Copy)]
@@ -256,7 +285,11 @@ pub fn format_stack(s: &Session, index: usize, stack: &Stack, o: KOptions, max: 
     if x64 && (o.args || o.verbose) {
         let _ = writeln!(out, "(x64: \"Args to Child\" are the callee's home-area slots, not necessarily the parameters - see False Function Parameters)");
     }
+    // The checks see the whole stack; a warning about a frame `max` left out is not shown.
     for w in stack_checks(s, index, stack) {
+        if w.frame().is_some_and(|f| f >= max) {
+            continue;
+        }
         let _ = writeln!(out, "WARNING: {w}");
     }
     out
@@ -308,7 +341,7 @@ fn k(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     };
     let rest = inv.args;
     let mut ctx = s.context().ok_or_else(no_context)?;
-    let mut max = usize::MAX;
+    let mut max = s.kframes;
     if let Some(manual) = rest.strip_prefix('=') {
         // k = bp sp ip: a hand-made frame.
         let vals: Vec<u64> = manual
@@ -324,8 +357,8 @@ fn k(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     } else if !rest.is_empty() {
         max = s.eval(rest)? as usize;
     }
-    let stack = stack_of(s, s.current_thread(), &ctx);
-    let text = format_stack(s, s.current_thread(), &stack, o, max);
+    let stack = stack_of(s, s.stack_thread(), &ctx);
+    let text = format_stack(s, s.stack_thread(), &stack, o, max);
     s.last_stack = Some(stack);
     Ok(text)
 }
@@ -353,34 +386,118 @@ pub fn with_frame(ctx: &Context, bp: u64, sp: u64, ip: u64) -> Context {
     c
 }
 
+/// A frame as `kn` numbers it: inline frames count, innermost first, before the physical frame
+/// they were inlined into.
+pub(crate) struct NumberedFrame {
+    /// The index of the physical frame in [`Stack::frames`].
+    pub physical: usize,
+    /// `module!function` of an inline frame; `None` for the physical frame itself.
+    pub inline: Option<String>,
+}
+
+/// The frames of `stack` in `kn`'s numbering (what `.frame N` takes).
+pub(crate) fn numbered_frames(s: &Session, stack: &Stack) -> Vec<NumberedFrame> {
+    let t = s.target();
+    let mut out = Vec::new();
+    for (i, f) in stack.frames.iter().enumerate() {
+        let probe = if i > 0 { f.ip.saturating_sub(1) } else { f.ip };
+        if let Some(sym) = s.symbols().lookup(t, probe) {
+            let m = &t.modules()[sym.module_index];
+            for (name, _) in &sym.inlined {
+                out.push(NumberedFrame {
+                    physical: i,
+                    inline: Some(format!("{}!{}", m.short_name(), name)),
+                });
+            }
+        }
+        out.push(NumberedFrame {
+            physical: i,
+            inline: None,
+        });
+    }
+    out
+}
+
+/// `.frame [/r] [n]`: select frame n, numbered as `kn` numbers them (inline frames count), and
+/// show it as `k` does (Child-SP on x64, ChildEBP on x86; a caller's call site and source line
+/// from its return address - 1); `/r` adds the registers the unwind recovered for it (an inline
+/// frame has those of the frame it was inlined into).
 fn frame(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
-    let n = if inv.args.is_empty() {
-        s.frame_index
-    } else {
-        s.eval(inv.args)? as usize
+    let mut registers = false;
+    let mut number = None;
+    for w in inv.args.split_whitespace() {
+        if w.eq_ignore_ascii_case("/r") {
+            registers = true;
+        } else if w.starts_with('/') || number.is_some() {
+            return Err(inv.syntax_error());
+        } else {
+            number = Some(s.eval(w)?);
+        }
+    }
+    let n = match number {
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => s.frame_index,
     };
     let ctx = s.context().ok_or_else(no_context)?;
-    let stack = stack_of(s, s.current_thread(), &ctx);
-    let f = stack
-        .frames
+    let stack = stack_of(s, s.stack_thread(), &ctx);
+    let numbered = numbered_frames(s, &stack);
+    let selected = numbered
         .get(n)
         .ok_or_else(|| CommandError::NotFound(format!("Frame {n:x} does not exist")))?;
+    let physical = selected.physical;
+    let f = &stack.frames[physical];
     s.frame_index = n;
-    let site = s
-        .symbols()
-        .describe(s.target(), f.ip)
-        .unwrap_or_else(|| s.addr(f.ip));
-    let src = s
-        .symbols()
-        .lookup(s.target(), f.ip)
-        .and_then(|x| x.source)
-        .map(|(f, l)| format!(" [{f} @ {l}]"))
-        .unwrap_or_default();
-    Ok(format!(
-        "{n:02x} {} {} {site}{src}\n",
-        s.addr(f.sp),
-        s.addr(f.return_address)
-    ))
+    let mut o = match &selected.inline {
+        Some(name) => {
+            let dash = if s.ptr() == 8 {
+                "(Inline Function) --------`--------"
+            } else {
+                "(Inline) --------"
+            };
+            format!("{n:02x} {dash}     {name} [inline]\n")
+        }
+        None => {
+            let t = s.target();
+            let probe = if physical > 0 {
+                f.ip.saturating_sub(1)
+            } else {
+                f.ip
+            };
+            let sym = s.symbols().lookup(t, probe);
+            let site = match &sym {
+                Some(x) => {
+                    let m = &t.modules()[x.module_index];
+                    let off = f.ip.saturating_sub(x.function_start);
+                    if off == 0 {
+                        format!("{}!{}", m.short_name(), x.function)
+                    } else {
+                        format!("{}!{}+{off:#x}", m.short_name(), x.function)
+                    }
+                }
+                None => s.describe_address(f.ip).unwrap_or_else(|| s.addr(f.ip)),
+            };
+            let src = source_suffix(&sym.and_then(|x| x.source));
+            let child = if s.ptr() == 8 { f.sp } else { f.fp };
+            format!(
+                "{n:02x} {} {} {site}{src}\n",
+                s.addr(child),
+                s.addr(f.return_address)
+            )
+        }
+    };
+    if registers {
+        // The notes name frames by the numbers k shows.
+        let mut numbers = vec![0; stack.frames.len()];
+        for (number, f) in numbered.iter().enumerate() {
+            if f.inline.is_none() {
+                numbers[f.physical] = number;
+            }
+        }
+        o.push_str(&crate::cmd_registers::frame_registers(
+            s, &ctx, &stack, physical, &numbers,
+        ));
+    }
+    Ok(o)
 }
 
 /// Every thread's stack as a list of call sites (module!function), for grouping and search.
@@ -498,8 +615,12 @@ pub(crate) fn current_locals(
 /// The current frame's variables (the `.frame` selection of the current thread).
 fn current_variables(s: &Session) -> Result<Vec<locals::Variable>, CommandError> {
     let ctx = s.context().ok_or_else(no_context)?;
-    let stack = stack_of(s, s.current_thread(), &ctx);
-    frame_variables(s, &stack, s.frame_index, Some(&ctx)).ok_or_else(|| {
+    let stack = stack_of(s, s.stack_thread(), &ctx);
+    // `.frame` numbers frames as `kn` does; the variables are the physical frame's.
+    let physical = numbered_frames(s, &stack)
+        .get(s.frame_index)
+        .map_or(s.frame_index, |f| f.physical);
+    frame_variables(s, &stack, physical, Some(&ctx)).ok_or_else(|| {
         CommandError::Unavailable(
             "Unable to enumerate locals: the frame's module has no private PDB symbols".into(),
         )

@@ -28,9 +28,9 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         names: &[".reload"],
-        usage: ".reload [/f] [/i [module]]",
-        help: "Forget loaded symbols and load them again from the symbol path (/f: now; /i: \
-               take a PDB of another build found under the module's PDB name, for its types).",
+        usage: ".reload [/f] [/i] [module]",
+        help: "Forget loaded symbols (of one module) and load them again from the symbol path: \
+               /f now, /i taking a mismatched PDB when no matching one is found.",
         family: None,
         arguments: &["/f", "/i"],
         run: reload,
@@ -150,55 +150,90 @@ fn x(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     Ok(o)
 }
 
+/// The `lm` column for a module's symbols: their kind, where they came from, and a PDB of the
+/// module's name from another build or link (refused, or loaded by `.reload /i`).
+pub(crate) fn symbol_column(s: &Session, index: usize) -> String {
+    let symbols = s.symbols();
+    let label = symbols.state(index).windbg_label();
+    let origin = symbols.origin(index).filter(|o| !o.is_empty());
+    match (symbols.pdb_mismatch(index), origin) {
+        // WinDbg's M: symbols loaded although they do not match the image.
+        (Some(m), _) if m.loaded => format!("M {label:<22} {} - mismatched pdb", m.path),
+        (Some(m), Some(origin)) => {
+            format!("{label:<22} {origin}; mismatched pdb refused: {}", m.path)
+        }
+        (Some(m), None) => format!("{label:<22} mismatched pdb refused: {}", m.path),
+        (None, Some(origin)) => format!("{label:<22} {origin}"),
+        (None, None) => label.to_string(),
+    }
+}
+
+/// The module a `.reload`/`!lmi` argument names: its short name or its file name.
+fn module_named(s: &Session, name: &str) -> Option<usize> {
+    s.target().modules().iter().position(|m| {
+        m.short_name().eq_ignore_ascii_case(name) || m.file_name().eq_ignore_ascii_case(name)
+    })
+}
+
+/// `.reload [/f] [/i] [module]`: forget symbols and load them again from the symbol path; /i
+/// (which implies /f) takes a PDB of the module's name even from another build or link, when
+/// no matching one is found, and warns that it did.
 fn reload(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
-    let mut force = false;
-    let mut ignore = false;
-    let mut modules = Vec::new();
+    let (mut force, mut ignore_mismatch, mut module) = (false, false, None);
     for w in inv.args.split_whitespace() {
-        if let Some(flags) = w.strip_prefix('/') {
-            // `/f /i`, or together as `/fi`; WinDbg's other options change nothing here.
-            force |= flags.contains(['f', 'F']);
-            ignore |= flags.contains(['i', 'I']);
-        } else if w.contains('=') {
-            return Err(CommandError::Usage(
-                ".reload module=address: a module the dump does not list cannot be added; \
-                 name one it lists"
-                    .into(),
-            ));
+        match w.to_ascii_lowercase().as_str() {
+            "/f" => force = true,
+            "/i" => ignore_mismatch = true,
+            "/d" | "/s" | "/user" => {}
+            o if o.starts_with('/') => return Err(inv.syntax_error()),
+            _ if module.is_some() => return Err(inv.syntax_error()),
+            _ => {
+                // `.reload name=base,size` names a module at an address: only the name counts.
+                let name = w.split('=').next().unwrap_or(w);
+                module = Some(module_named(s, name).ok_or_else(|| {
+                    CommandError::NotFound(format!("Unable to find module '{name}'"))
+                })?);
+            }
+        }
+    }
+    let indices: Vec<usize> = match module {
+        Some(i) => {
+            s.symbols.reload_module(i, ignore_mismatch);
+            vec![i]
+        }
+        None => {
+            s.reload_symbols();
+            let n = s.target().modules().len();
+            if ignore_mismatch {
+                (0..n).for_each(|i| s.symbols.reload_module(i, true));
+            }
+            (0..n).collect()
+        }
+    };
+    if !force && !ignore_mismatch {
+        return Ok(if module.is_some() {
+            String::new()
         } else {
-            // `ntdll.dll` names the module `ntdll`.
-            let name = match w.rsplit_once('.') {
-                Some((n, ext)) if ext.len() == 3 && !n.is_empty() => n,
-                _ => w,
-            };
-            modules.push(name.to_string());
-        }
+            "Reloading current modules\n".into()
+        });
     }
-    s.reload_symbols();
-    if ignore {
-        if modules.is_empty() {
-            modules.push("*".into());
-        }
-        s.symbols.ignore_mismatches(modules);
-    }
+    // Load now instead of on first use, and say what each module got.
     let mut o = String::new();
-    if force {
-        // Load now instead of on first use, and say what each module got.
-        let n = s.target().modules().len();
-        for i in 0..n {
-            let _ = s.symbols().module(s.target(), i);
-            let m = &s.target().modules()[i];
-            let kind = s.symbols().state(i);
+    for i in indices {
+        let _ = s.symbols().module(s.target(), i);
+        let m = &s.target().modules()[i];
+        if let Some(mm) = s.symbols().pdb_mismatch(i).filter(|mm| mm.loaded) {
             let _ = writeln!(
                 o,
-                "{:<12} {} {}",
-                m.short_name(),
-                kind.windbg_label(),
-                s.symbols().origin(i).unwrap_or("")
+                "*** WARNING: {}: symbols loaded from a mismatched pdb ({}, the image expects \
+                 {}: {}); names and lines may be wrong",
+                m.file_name(),
+                mm.found,
+                mm.expected,
+                mm.reason
             );
         }
-    } else {
-        o.push_str("Reloading current modules\n");
+        let _ = writeln!(o, "{:<12} {}", m.short_name(), symbol_column(s, i));
     }
     Ok(o)
 }
@@ -266,23 +301,59 @@ fn lmi(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
             cv.pdb_id().unwrap_or_default()
         );
     }
-    let _ = writeln!(
-        o,
-        "    Symbol Type: {}",
-        s.symbols().state(i).windbg_label()
-    );
-    let _ = writeln!(
-        o,
-        "    Load Report: {}",
-        s.symbols()
-            .origin(i)
-            .filter(|x| !x.is_empty())
-            .unwrap_or("no symbols found")
-    );
-    if let Some(m) = s.symbols().pdb_mismatch(i) {
-        let _ = writeln!(o, "    Mismatched PDB: {m}");
-    }
+    o.push_str(&load_report(s, i));
     Ok(o)
+}
+
+/// `!lmi`'s Symbol Type and Load Report lines, in dbghelp's words, with a mismatched PDB (refused
+/// or loaded by `.reload /i`) and why it does not match.
+fn load_report(s: &Session, i: usize) -> String {
+    use dumpdiag_symbols::SymbolKind;
+    let symbols = s.symbols();
+    let origin = symbols.origin(i).filter(|x| !x.is_empty());
+    let mismatch = symbols.pdb_mismatch(i);
+    let (kind, how, report) = match symbols.state(i) {
+        SymbolKind::Pdb => (
+            "PDB",
+            "Symbols loaded successfully from symbol search path.",
+            "private symbols & lines, not source indexed",
+        ),
+        SymbolKind::Breakpad => (
+            "BREAKPAD",
+            "Symbols loaded from a Breakpad symbol file.",
+            "public symbols & lines",
+        ),
+        SymbolKind::Export => (
+            "EXPORT",
+            "PDB not found, symbols from the export table.",
+            "export symbols",
+        ),
+        SymbolKind::None => ("NONE", "No symbols found.", "no symbols loaded"),
+        SymbolKind::Deferred => ("DEFERRED", "Symbols not loaded yet.", "no symbols loaded"),
+    };
+    let indent = "                 ";
+    let mut o = format!("    Symbol Type: {kind:<8} - {how}\n    Load Report: {report}\n");
+    match (origin, &mismatch) {
+        (Some(origin), Some(m)) if m.loaded && m.path == origin => {}
+        (Some(origin), _) => {
+            let _ = writeln!(o, "{indent}{origin}");
+        }
+        (None, _) => {}
+    }
+    if let Some(m) = mismatch {
+        let verdict = if m.loaded {
+            "loaded anyway by .reload /i"
+        } else {
+            "refused (.reload /i loads it anyway)"
+        };
+        let _ = writeln!(
+            o,
+            "{indent}{} - mismatched pdb, {verdict}\n{indent}  the image expects {}, the pdb is \
+             {}: {}",
+            m.path, m.expected, m.found, m.reason
+        );
+    }
+    o
 }
 
 fn dh(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {

@@ -6,7 +6,7 @@ use crate::format;
 use crate::registry::Command;
 use crate::Session;
 use dumpdiag_os::errors;
-use dumpdiag_target::{Arch, StreamSupport};
+use dumpdiag_target::{Arch, DumpKind, StreamSupport, Target};
 
 pub(crate) const COMMANDS: &[Command] = &[
     Command {
@@ -26,12 +26,21 @@ pub(crate) const COMMANDS: &[Command] = &[
         run: |s, _| Ok(process_summary(s)),
     },
     Command {
-        names: &["vertarget", "version"],
+        names: &["vertarget"],
         usage: "vertarget",
         help: "Windows version, processors, dump time and uptimes.",
         family: None,
         arguments: &[],
         run: |s, _| Ok(vertarget(s)),
+    },
+    Command {
+        names: &["version"],
+        usage: "version",
+        help: "The target's version (vertarget), the dump file, then this debugger's version \
+               and symbol path.",
+        family: None,
+        arguments: &[],
+        run: |s, _| Ok(version(s)),
     },
     Command {
         names: &[".time"],
@@ -98,7 +107,16 @@ pub fn dump_flag_names(flags: u64) -> Vec<&'static str> {
 
 pub fn dump_summary(s: &Session) -> String {
     let t = s.target();
-    format!(".  0 - User mini dump: {}\n", t.path())
+    let kind = t.facts().kind;
+    match kind {
+        DumpKind::Minidump => format!(".  0 - {}: {}\n", kind.session_name(), t.path()),
+        DumpKind::LegacyUserDump { .. } => format!(
+            ".  0 - {} (legacy {}): {}\n",
+            kind.session_name(),
+            kind.signature(),
+            t.path()
+        ),
+    }
 }
 
 pub fn process_summary(s: &Session) -> String {
@@ -163,6 +181,32 @@ fn suite_names(mask: u16) -> Vec<&'static str> {
         .filter(|(b, _)| mask & b != 0)
         .map(|(_, n)| *n)
         .collect()
+}
+
+/// `version`: WinDbg prints the target's `vertarget`, the dump it reads, then the debugger's own
+/// version and the components it runs with.
+fn version(s: &Session) -> String {
+    let t = s.target();
+    let kind = t.facts().kind;
+    let full = match kind {
+        DumpKind::Minidump if t.facts().flags & 0x2 != 0 => "Full memory user mini dump",
+        _ => kind.session_name(),
+    };
+    let mut o = vertarget(s);
+    let _ = writeln!(o, "{full}: {}", t.path());
+    let _ = writeln!(
+        o,
+        "\ndumpdiag version {} (WinDbg command language; reads {} dumps)",
+        env!("CARGO_PKG_VERSION"),
+        kind.signature()
+    );
+    let sympath = if s.sympath.is_empty() {
+        "<empty>"
+    } else {
+        s.sympath.as_str()
+    };
+    let _ = writeln!(o, "Symbol search path is: {sympath}");
+    o
 }
 
 pub fn vertarget(s: &Session) -> String {
@@ -271,46 +315,10 @@ pub fn time(s: &Session) -> String {
 
 pub fn dumpdebug(s: &Session) -> String {
     let t = s.target();
-    let f = t.facts();
-    let mut o = String::new();
-    let _ = writeln!(o, "----- User Mini Dump Analysis\n");
-    let _ = writeln!(o, "MINIDUMP_HEADER:");
-    let _ = writeln!(o, "NumberOfStreams {}", t.streams().len());
-    let _ = writeln!(o, "Flags           {:x}", f.flags);
-    for name in dump_flag_names(f.flags) {
-        let bit = DUMP_FLAGS
-            .iter()
-            .find(|(_, n)| *n == name)
-            .map(|(b, _)| *b)
-            .unwrap_or(0);
-        let _ = writeln!(o, "                {bit:04x} {name}");
-    }
-    let _ = writeln!(o, "CheckSum        {:08x}", f.checksum);
-    let _ = writeln!(
-        o,
-        "TimeDateStamp   {:08x} {}",
-        f.dump_time,
-        format::short_time(f.dump_time as i64)
-    );
-    let _ = writeln!(
-        o,
-        "File size       {:x} ({} bytes)\n",
-        t.file_size(),
-        t.file_size()
-    );
-    let _ = writeln!(o, "Streams:");
-    for st in t.streams() {
-        let note = match st.support {
-            StreamSupport::Read => "",
-            StreamSupport::Unsupported => "  [present but unsupported]",
-            StreamSupport::Unknown => "  [unknown stream type, skipped]",
-        };
-        let _ = writeln!(
-            o,
-            "Stream {}: type {} ({}), size {:08X}, RVA {:08X}{note}",
-            st.index, st.name, st.stream_type, st.size, st.rva
-        );
-    }
+    let mut o = match t.facts().kind {
+        DumpKind::Minidump => minidump_header(t),
+        DumpKind::LegacyUserDump { .. } => legacy_header(t),
+    };
     let _ = writeln!(
         o,
         "\nThreads: {}  Modules: {}  Unloaded modules: {}  Memory ranges: {}  MemoryInfo regions: {}",
@@ -376,11 +384,86 @@ pub fn dumpdebug(s: &Session) -> String {
             let _ = writeln!(o, "  {k} = {v}");
         }
     }
-    if let Some(xs) = f.xstate_enabled_features {
+    if let Some(xs) = t.facts().xstate_enabled_features {
         let _ = writeln!(o, "XSTATE enabled features: {xs:#x}");
     }
     for w in t.warnings() {
         let _ = writeln!(o, "WARNING: {w}");
+    }
+    o
+}
+
+/// `.dumpdebug`'s MDMP part: MINIDUMP_HEADER and the stream directory.
+fn minidump_header(t: &dyn Target) -> String {
+    let f = t.facts();
+    let mut o = String::new();
+    let _ = writeln!(o, "----- User Mini Dump Analysis\n");
+    let _ = writeln!(o, "MINIDUMP_HEADER:");
+    let _ = writeln!(o, "NumberOfStreams {}", t.streams().len());
+    let _ = writeln!(o, "Flags           {:x}", f.flags);
+    for name in dump_flag_names(f.flags) {
+        let bit = DUMP_FLAGS
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(b, _)| *b)
+            .unwrap_or(0);
+        let _ = writeln!(o, "                {bit:04x} {name}");
+    }
+    let _ = writeln!(o, "CheckSum        {:08x}", f.checksum);
+    let _ = writeln!(
+        o,
+        "TimeDateStamp   {:08x} {}",
+        f.dump_time,
+        format::short_time(f.dump_time as i64)
+    );
+    let _ = writeln!(
+        o,
+        "File size       {:x} ({} bytes)\n",
+        t.file_size(),
+        t.file_size()
+    );
+    let _ = writeln!(o, "Streams:");
+    for st in t.streams() {
+        let note = match st.support {
+            StreamSupport::Read => "",
+            StreamSupport::Unsupported => "  [present but unsupported]",
+            StreamSupport::Unknown => "  [unknown stream type, skipped]",
+        };
+        let _ = writeln!(
+            o,
+            "Stream {}: type {} ({}), size {:08X}, RVA {:08X}{note}",
+            st.index, st.name, st.stream_type, st.size, st.rva
+        );
+    }
+    o
+}
+
+/// `.dumpdebug`'s part for a legacy full dump: USERMODE_CRASHDUMP_HEADER and the sections.
+fn legacy_header(t: &dyn Target) -> String {
+    let f = t.facts();
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "----- User Full Dump Analysis (legacy {} format)\n",
+        f.kind.signature()
+    );
+    let _ = writeln!(o, "USERMODE_CRASHDUMP_HEADER:");
+    for (k, v) in &f.header_fields {
+        let _ = writeln!(o, "{:<17} {v}", k);
+    }
+    let _ = writeln!(
+        o,
+        "File size         {:x} ({} bytes)\n",
+        t.file_size(),
+        t.file_size()
+    );
+    let _ = writeln!(o, "Sections:");
+    for st in t.streams() {
+        let _ = writeln!(
+            o,
+            "Section {}: {}, size {:08X}, offset {:08X}",
+            st.index, st.name, st.size, st.rva
+        );
     }
     o
 }
@@ -409,10 +492,15 @@ pub fn lastevent(s: &Session) -> String {
         Some(e) => {
             let pid = t.facts().process_id.unwrap_or(0);
             format!(
-                "Last event: {pid:x}.{:x}: {} - code {:08x} (first/second chance not available)\n  debugger time: {}\n",
+                "Last event: {pid:x}.{:x}: {} - code {:08x} ({})\n  debugger time: {}\n",
                 e.thread_id,
                 event_text(e.record.code),
                 e.record.code,
+                match e.first_chance {
+                    Some(true) => "first chance",
+                    Some(false) => "second chance",
+                    None => "first/second chance not available",
+                },
                 format::debug_time(t.facts().dump_time as i64)
             )
         }

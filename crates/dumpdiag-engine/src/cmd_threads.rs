@@ -57,14 +57,13 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         names: &[".thread"],
-        usage: ".thread",
-        help: "The implicit thread: the current thread's TEB.",
+        usage: ".thread [address]",
+        help: "The implicit thread: with a thread's TEB address, its registers and stack are \
+               what r, k and dv read, without changing the current thread; without one, back \
+               to the current thread's.",
         family: None,
         arguments: &[],
-        run: |s, _| {
-            let teb = s.teb_of(s.current_thread()).unwrap_or(0);
-            Ok(format!("Implicit thread is now {}\n", s.addr(teb)))
-        },
+        run: implicit_thread,
     },
     Command {
         names: &["!teb"],
@@ -257,7 +256,10 @@ fn registers(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> 
     let c = s.context().ok_or_else(no_context)?;
     let rest = inv.args;
     if rest.is_empty() {
-        return Ok(format_registers(s, &c));
+        return Ok(match s.register_mask {
+            Some(mask) => crate::cmd_registers::masked(s, &c, mask),
+            None => format_registers(s, &c),
+        });
     }
     if rest.contains('=') {
         return Err(CommandError::Unavailable(
@@ -440,6 +442,7 @@ fn ecxr(s: &mut Session) -> Result<String, CommandError> {
     }
     if let Some(i) = idx {
         s.current = i;
+        s.implicit_thread = None;
     }
     let text = format_registers(s, &c);
     s.scope = Some((".ecxr".into(), c));
@@ -471,6 +474,38 @@ fn cxr(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let text = format_registers(s, &c);
     s.scope = Some((format!(".cxr {rest}"), c));
     Ok(text)
+}
+
+/// `.thread [address]`: WinDbg's implicit thread. In a user-mode dump a thread's address is its
+/// TEB: that thread's registers become the context (`r`, `k`, `dv`, `$teb` read it), as its
+/// stack the one `k` walks, until `.thread` with no address or a thread switch; the current
+/// thread (`~`, the prompt) stays what it was. Without an address, back to the current thread.
+fn implicit_thread(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let a = if inv.args.is_empty() {
+        0
+    } else {
+        s.eval(inv.args)?
+    };
+    if a == 0 {
+        s.implicit_thread = None;
+        s.scope = None;
+        s.frame_index = 0;
+        let teb = s.teb_of(s.current_thread()).unwrap_or(0);
+        return Ok(format!("Implicit thread is now {}\n", s.addr(teb)));
+    }
+    let index = (0..s.target().threads().len())
+        .find(|&i| s.teb_of(i) == Some(a))
+        .ok_or_else(|| {
+            CommandError::NotFound(format!(
+                "{} is not the TEB of any thread of the dump (~ lists them)",
+                s.addr(a)
+            ))
+        })?;
+    s.thread_context(index).ok_or_else(no_context)?;
+    s.implicit_thread = Some(index);
+    s.scope = None;
+    s.frame_index = 0;
+    Ok(format!("Implicit thread is now {}\n", s.addr(a)))
 }
 
 fn no_teb_address() -> CommandError {
@@ -695,6 +730,8 @@ fn thread_command(s: &mut Session, inv: &Invocation) -> Result<String, CommandEr
         (ThreadSel::One(i), "s", false) => {
             s.current = i;
             s.scope = None;
+            s.implicit_thread = None;
+            s.frame_index = 0;
             let mut text = String::new();
             if let Some(c) = s.context() {
                 text.push_str(&format_registers(s, &c));
@@ -712,7 +749,7 @@ fn thread_command(s: &mut Session, inv: &Invocation) -> Result<String, CommandEr
                 ThreadSel::All => (0..s.target().threads().len()).collect(),
                 ThreadSel::One(i) => vec![i],
             };
-            let saved = (s.current, s.scope.take());
+            let saved = (s.current, s.scope.take(), s.implicit_thread.take());
             let mut out = String::new();
             for i in indices {
                 if matches!(sel, ThreadSel::All) {
@@ -731,6 +768,7 @@ fn thread_command(s: &mut Session, inv: &Invocation) -> Result<String, CommandEr
             }
             s.current = saved.0;
             s.scope = saved.1;
+            s.implicit_thread = saved.2;
             Ok(out)
         }
     }

@@ -298,9 +298,9 @@ fn dt(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
         return Ok(out);
     }
     // The module's PDB may be on the path but another build's: say how to use it anyway.
-    if let Some(m) =
-        module.filter(|m| module_index(s, m).is_some_and(|i| s.symbols().pdb_mismatch(i).is_some()))
-    {
+    if let Some(m) = module.filter(|m| {
+        module_index(s, m).is_some_and(|i| s.symbols().pdb_mismatch(i).is_some_and(|mm| !mm.loaded))
+    }) {
         return Err(CommandError::NotFound(format!(
             "Symbol {full} not found. The PDB found for {m} belongs to another build (!lmi {m}); \
              .reload /i {m} reads its types anyway."

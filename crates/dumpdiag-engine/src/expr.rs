@@ -35,7 +35,14 @@ pub enum ExprError {
     MissingOperand,
     #[error("Missing expression")]
     MissingExpression,
+    /// More nested parentheses, unary operators or sized reads than [`MAX_DEPTH`].
+    #[error("Expression too complex: nested more than {MAX_DEPTH} deep")]
+    TooDeep,
 }
+
+/// Deepest nesting of parentheses, unary operators and sized reads: the parser recurses once
+/// per level, so a typed or pasted line of 100,000 '(' must stop here, not overflow the stack.
+pub const MAX_DEPTH: usize = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -120,6 +127,8 @@ struct Parser<'a> {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     r: &'a dyn Resolver,
+    /// Nesting depth of [`Parser::unary`] calls.
+    depth: usize,
 }
 
 fn precedence(op: &str) -> u8 {
@@ -193,6 +202,16 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<u64, ExprError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ExprError::TooDeep);
+        }
+        self.depth += 1;
+        let v = self.unary_inner();
+        self.depth -= 1;
+        v
+    }
+
+    fn unary_inner(&mut self) -> Result<u64, ExprError> {
         let at = self.pos;
         match self.next() {
             Some(Tok::Op("-")) => Ok(self.unary()?.wrapping_neg()),
@@ -274,6 +293,7 @@ pub fn eval(s: &str, r: &dyn Resolver) -> Result<u64, ExprError> {
         toks,
         pos: 0,
         r,
+        depth: 0,
     };
     let v = p.binary(1)?;
     if p.pos < p.toks.len() {
@@ -349,5 +369,23 @@ mod tests {
         assert_eq!(eval("(1", &R), Err(ExprError::MissingParen));
         assert_eq!(eval("1 +", &R), Err(ExprError::MissingOperand));
         assert_eq!(eval("  ", &R), Err(ExprError::MissingExpression));
+    }
+
+    /// The parser recurses per nesting level: deep nesting is an error, not a stack overflow
+    /// (which aborts the whole process).
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = 100_000;
+        let parens = format!("{}1{}", "(".repeat(deep), ")".repeat(deep));
+        assert_eq!(eval(&parens, &R), Err(ExprError::TooDeep));
+        for prefix in ["-", "~", "+", "poi(", "by(", "hi("] {
+            let e = format!("{}1", prefix.repeat(deep));
+            assert_eq!(eval(&e, &R), Err(ExprError::TooDeep), "{prefix}");
+        }
+        // Nesting within the limit still evaluates.
+        let ok = MAX_DEPTH / 2;
+        let e = format!("{}1{}", "(".repeat(ok), ")".repeat(ok));
+        assert_eq!(eval(&e, &R), Ok(1));
+        assert_eq!(eval(&format!("{}1", "-".repeat(ok)), &R), Ok(1));
     }
 }

@@ -7,11 +7,13 @@
 mod cexpr;
 mod cmd_analysis;
 mod cmd_code;
+mod cmd_dlls;
 mod cmd_dump;
 mod cmd_memory;
 mod cmd_meta;
 mod cmd_modules;
 mod cmd_process;
+mod cmd_registers;
 pub mod cmd_stacks;
 pub use cmd_target::dump_flag_names;
 pub use cmd_threads::fast_fail_name;
@@ -58,6 +60,9 @@ pub struct Session {
     wow64: bool,
     /// Set by `.cxr` / `.ecxr`; cleared when the thread changes.
     scope: Option<(String, Context)>,
+    /// The thread `.thread` made implicit: its stack is the one `k` walks and `$teb` names,
+    /// while the current thread (`~`, the prompt) stays. Cleared when the thread changes.
+    implicit_thread: Option<usize>,
     sympath: String,
     address_map: OnceCell<AddressMap>,
     /// Where the next argument-less `d*` command continues.
@@ -68,6 +73,10 @@ pub struct Session {
     /// The stack `k` printed last, and the frame `.frame` selected.
     last_stack: Option<Stack>,
     frame_index: usize,
+    /// The mask `r` uses (`rm`), when one was set.
+    register_mask: Option<u64>,
+    /// How many frames `k` shows without a count (`.kframes`).
+    kframes: usize,
     /// Commands a higher crate added with [`Session::register_commands`], looked up after the
     /// built-ins.
     registered: Vec<&'static [Command]>,
@@ -90,6 +99,7 @@ impl Session {
             effective,
             wow64,
             scope: None,
+            implicit_thread: None,
             sympath: String::new(),
             address_map: OnceCell::new(),
             next_display: None,
@@ -97,6 +107,8 @@ impl Session {
             symbols,
             last_stack: None,
             frame_index: 0,
+            register_mask: None,
+            kframes: cmd_stacks::DEFAULT_KFRAMES,
             registered: Vec::new(),
             quit_requested: false,
         }
@@ -158,6 +170,12 @@ impl Session {
         self.current
     }
 
+    /// The thread whose stack the register context belongs to: the implicit thread `.thread`
+    /// chose, or the current one.
+    pub fn stack_thread(&self) -> usize {
+        self.implicit_thread.unwrap_or(self.current)
+    }
+
     pub fn effective_machine(&self) -> Arch {
         self.effective
     }
@@ -213,12 +231,13 @@ impl Session {
         self.view().thread_context(index)
     }
 
-    /// The register context commands use: the `.cxr`/`.ecxr` scope, or the current thread's.
+    /// The register context commands use: the `.cxr`/`.ecxr` scope, or the implicit (`.thread`)
+    /// or current thread's.
     pub fn context(&self) -> Option<Context> {
         if let Some((_, c)) = &self.scope {
             return Some(c.clone());
         }
-        self.thread_context(self.current)
+        self.thread_context(self.stack_thread())
     }
 
     pub fn address_map(&self) -> &AddressMap {
@@ -298,7 +317,7 @@ impl expr::Resolver for Session {
         match lower.as_str() {
             "ip" => self.context().map(|c| c.ip()),
             "csp" => self.context().map(|c| c.sp()),
-            "teb" | "thread" => self.teb_of(self.current),
+            "teb" | "thread" => self.teb_of(self.stack_thread()),
             "peb" | "proc" => self.peb_address(),
             "tid" => self.target.threads().get(self.current).map(|t| t.id as u64),
             "tpid" => self.target.facts().process_id.map(u64::from),

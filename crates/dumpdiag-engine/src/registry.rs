@@ -9,8 +9,9 @@ use std::fmt::Write;
 
 use crate::command_line::{last_command_start, thread_prefix};
 use crate::{
-    cmd_analysis, cmd_code, cmd_dump, cmd_memory, cmd_meta, cmd_modules, cmd_process, cmd_stacks,
-    cmd_symbols, cmd_target, cmd_threads, cmd_types, CommandError, Session,
+    cmd_analysis, cmd_code, cmd_dlls, cmd_dump, cmd_memory, cmd_meta, cmd_modules, cmd_process,
+    cmd_registers, cmd_stacks, cmd_symbols, cmd_target, cmd_threads, cmd_types, CommandError,
+    Session,
 };
 
 /// What runs a command: the session it acts on and the command as typed.
@@ -72,6 +73,7 @@ impl Invocation<'_> {
 const FAMILIES: &[(&str, &[Command])] = &[
     ("Target", cmd_target::COMMANDS),
     ("Threads, registers and exceptions", cmd_threads::COMMANDS),
+    ("Register displays", cmd_registers::COMMANDS),
     ("Stacks and locals", cmd_stacks::COMMANDS),
     ("Memory", cmd_memory::COMMANDS),
     ("Types", cmd_types::COMMANDS),
@@ -79,6 +81,7 @@ const FAMILIES: &[(&str, &[Command])] = &[
     ("Symbols", cmd_symbols::COMMANDS),
     ("Code", cmd_code::COMMANDS),
     ("Process", cmd_process::COMMANDS),
+    ("Loader", cmd_dlls::COMMANDS),
     ("Dump files", cmd_dump::COMMANDS),
     ("Analysis", cmd_analysis::COMMANDS),
     ("Session", cmd_meta::COMMANDS),

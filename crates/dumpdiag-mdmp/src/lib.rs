@@ -1,5 +1,17 @@
-//! MDMP reader: opens a `.dmp` written by MiniDumpWriteDump, ProcDump, WER, Crashpad or
-//! Breakpad and exposes it as a [`dumpdiag_target::Target`].
+//! Dump readers: MDMP files (MiniDumpWriteDump, ProcDump, WER, Crashpad, Breakpad) and legacy
+//! `USERDUMP`/`USERDU64` full dumps ([`userdump`]), each exposed as a
+//! [`dumpdiag_target::Target`].
+//!
+//! # One entry point
+//!
+//! [`open_dump`] (and [`open_dump_bytes`] for a buffer) reads the file's signature and hands it
+//! to the reader of its format, returning a `Box<dyn Target>`. Callers (the CLI, `dumpdiag
+//! analyze`, tests, the fuzzer) use it and never name a format, so a new format is one more arm
+//! in [`open_dump_bytes`]'s sniffing and nothing else changes. The readers stay public types
+//! ([`MdmpTarget`], [`UserDumpTarget`]) for code that needs one format on purpose (the MDMP
+//! writer's round-trip tests); [`MdmpTarget::open`] still refuses a legacy dump, naming it.
+//! Both formats live in this crate because reading a dump file is one stage: they share the
+//! memory map, the memory index and the error type.
 //!
 //! The file is memory-mapped and indexed once (stream directory, thread/module lists, memory
 //! range descriptors); memory bytes and thread contexts are decoded on demand, so opening a
@@ -14,6 +26,7 @@
 
 mod memory;
 mod streams;
+pub mod userdump;
 mod writer;
 
 use std::fs::File;
@@ -25,6 +38,7 @@ use minidump::Minidump;
 use minidump_common::format as md;
 
 pub use memory::MemoryIndex;
+pub use userdump::UserDumpTarget;
 pub use writer::{write_minidump, DumpPlan};
 
 #[derive(Debug)]
@@ -32,8 +46,10 @@ pub enum OpenError {
     Io(std::io::Error),
     NotAMinidump(String),
     /// A legacy full dump of the `USERDUMP`/`USERDU64` format (userdump.exe, ntsd/cdb `.dump`
-    /// before Windows XP's minidumps): a different file layout, named by its signature.
+    /// before Windows XP's minidumps) given to the MDMP reader: [`open_dump`] reads it.
     LegacyUserDump(&'static str),
+    /// A legacy full dump too damaged to open (its header is missing or cut short).
+    BadUserDump(String),
 }
 
 impl std::fmt::Display for OpenError {
@@ -44,8 +60,9 @@ impl std::fmt::Display for OpenError {
             OpenError::LegacyUserDump(sig) => write!(
                 f,
                 "not an MDMP dump: a legacy {sig} full dump (userdump.exe / ntsd .dump format), \
-                 which this version cannot read yet"
+                 read by open_dump"
             ),
+            OpenError::BadUserDump(why) => write!(f, "not a readable legacy user dump: {why}"),
         }
     }
 }
@@ -60,6 +77,30 @@ fn legacy_signature(data: &[u8]) -> Option<&'static str> {
 }
 
 impl std::error::Error for OpenError {}
+
+/// Open a dump of any supported format (MDMP, legacy `USERDUMP`/`USERDU64`), chosen by the
+/// file's signature.
+pub fn open_dump(path: impl AsRef<Path>) -> Result<Box<dyn Target>, OpenError> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(OpenError::Io)?;
+    // SAFETY: as in MdmpTarget::open: a read-only private map; a file changing under us only
+    // yields garbage values, which both readers tolerate.
+    let map = unsafe { Mmap::map(&file) }.map_err(OpenError::Io)?;
+    open_backing(path.display().to_string(), Backing::Map(map))
+}
+
+/// [`open_dump`] of a dump held in memory (fuzzing, tests); `name` stands in for the path.
+pub fn open_dump_bytes(name: &str, bytes: Vec<u8>) -> Result<Box<dyn Target>, OpenError> {
+    open_backing(name.to_string(), Backing::Owned(bytes))
+}
+
+fn open_backing(path: String, map: Backing) -> Result<Box<dyn Target>, OpenError> {
+    if legacy_signature(&map).is_some() {
+        Ok(Box::new(UserDumpTarget::from_backing(path, map)?))
+    } else {
+        Ok(Box::new(MdmpTarget::from_backing(path, map)?))
+    }
+}
 
 /// Where a context lives in the file.
 #[derive(Debug, Clone, Copy, Default)]
@@ -167,12 +208,15 @@ impl MdmpTarget {
             }
             Err(_) => {}
         }
-        if let Ok(names) = dump.get_stream::<minidump::MinidumpThreadNames>() {
+        // Names, module lists: read by hand within one budget (see `streams::Budget`).
+        let mut names = streams::Budget::names();
+        if let Ok(bytes) = dump.get_raw_stream(md::MINIDUMP_STREAM_TYPE::ThreadNamesStream as u32) {
+            let mut ids: Vec<u32> = threads.iter().map(|t| t.id).collect();
+            ids.sort_unstable();
+            let found = streams::thread_names(bytes, data, &ids, &mut names, &mut warnings);
+            let mut found: std::collections::HashMap<u32, String> = found.into_iter().collect();
             for t in &mut threads {
-                t.name = names
-                    .get_name(t.id)
-                    .map(|n| n.into_owned())
-                    .filter(|n| !n.is_empty());
+                t.name = found.remove(&t.id);
             }
         }
         if let Ok(infos) = dump.get_stream::<minidump::MinidumpThreadInfoList>() {
@@ -196,31 +240,13 @@ impl MdmpTarget {
             warnings.push("ThreadInfoList stream unreadable".into());
         }
 
-        let modules = match dump.get_stream::<minidump::MinidumpModuleList>() {
-            Ok(list) => list
-                .iter()
-                .map(|m| streams::module_record(m, data))
-                .collect(),
-            Err(e) => {
-                if has_stream(&streams, md::MINIDUMP_STREAM_TYPE::ModuleListStream) {
-                    warnings.push(format!("ModuleList stream unreadable: {}", e.name()));
-                }
-                Vec::new()
-            }
-        };
+        let modules = dump
+            .get_raw_stream(md::MINIDUMP_STREAM_TYPE::ModuleListStream as u32)
+            .map(|bytes| streams::module_list(bytes, data, &mut names, &mut warnings))
+            .unwrap_or_default();
         let unloaded = dump
-            .get_stream::<minidump::MinidumpUnloadedModuleList>()
-            .map(|l| {
-                l.iter()
-                    .map(|m| UnloadedModuleRecord {
-                        base: m.raw.base_of_image,
-                        size: m.raw.size_of_image,
-                        checksum: m.raw.checksum,
-                        time_date_stamp: m.raw.time_date_stamp,
-                        path: m.name.clone(),
-                    })
-                    .collect()
-            })
+            .get_raw_stream(md::MINIDUMP_STREAM_TYPE::UnloadedModuleListStream as u32)
+            .map(|bytes| streams::unloaded_modules(bytes, data, &mut names, &mut warnings))
             .unwrap_or_default();
 
         let mut regions: Vec<RegionInfo> = dump
@@ -258,6 +284,7 @@ impl MdmpTarget {
                     parameters: r.exception_information[..n].to_vec(),
                 },
                 context_available: exc.raw.thread_context.data_size > 0,
+                first_chance: None,
             });
             let loc = exc.raw.thread_context;
             exception_context =

@@ -107,8 +107,14 @@ impl MemoryIndex {
         if truncated > 0 {
             warnings.push(format!("{truncated:#x} bytes of captured memory lie past the end of the file (truncated dump)"));
         }
+        Self::from_ranges(ranges)
+    }
+
+    /// Index (address, size, file offset) ranges, each already clipped to the file: sorted by
+    /// address; where ranges overlap (thread stacks listed twice, say), the first by address
+    /// keeps the bytes.
+    fn from_ranges(mut ranges: Vec<Range>) -> MemoryIndex {
         ranges.sort_by_key(|r| r.addr);
-        // Overlapping ranges (thread stacks listed twice, say) keep the first by address.
         let mut merged: Vec<Range> = Vec::with_capacity(ranges.len());
         for r in ranges {
             if let Some(last) = merged.last() {
@@ -133,6 +139,22 @@ impl MemoryIndex {
             ranges: merged,
             public,
         }
+    }
+
+    /// Index memory whose bytes lie at known file offsets: (address, size, file offset)
+    /// triples, each already clipped to the file (see [`clip`]).
+    pub(crate) fn from_spans(spans: impl IntoIterator<Item = (u64, u64, u64)>) -> MemoryIndex {
+        Self::from_ranges(
+            spans
+                .into_iter()
+                .filter(|s| s.1 > 0)
+                .map(|(addr, size, file_offset)| Range {
+                    addr,
+                    size,
+                    file_offset,
+                })
+                .collect(),
+        )
     }
 
     pub fn ranges(&self) -> &[(u64, u64)] {

@@ -8,9 +8,17 @@ use scroll::{Pread, LE};
 
 /// Longest MINIDUMP_STRING accepted (characters); longer ones are cut.
 const MAX_STRING_CHARS: usize = 32 * 1024;
-/// Most handle descriptors or object-information entries followed per stream.
+/// Most handle descriptors read per stream.
 const MAX_HANDLES: usize = 1 << 20;
+/// Most object-information entries followed per handle (real chains hold one to three).
 const MAX_OBJECT_INFOS_PER_HANDLE: usize = 16;
+/// Most bytes of names and object information kept over a whole HandleData stream. Handles
+/// can share one name or one object-information chain (by RVA), so per-handle caps multiply
+/// by the handle count; this caps the product. Each entry is charged its length plus
+/// [`HANDLE_ENTRY_OVERHEAD`]. A process with 100,000 handles and long object names needs
+/// about a quarter of it.
+const MAX_HANDLE_DETAIL_BYTES: usize = 64 << 20;
+const HANDLE_ENTRY_OVERHEAD: usize = 32;
 
 pub(crate) fn stream_name(t: u32) -> String {
     match t {
@@ -247,8 +255,123 @@ pub(crate) fn read_minidump_string(data: &[u8], rva: u64) -> Option<String> {
     Some(utf16_until_nul(&units))
 }
 
-pub(crate) fn module_record(m: &minidump::MinidumpModule, data: &[u8]) -> ModuleRecord {
-    let v = &m.raw.version_info;
+/// Most bytes of names and debug records kept over the module list, the unloaded-module list
+/// and the thread names together. Their entries point to strings and records by RVA, so many
+/// entries can share one large string and per-entry caps multiply by the entry count (the
+/// `minidump` crate reads them eagerly, one allocation each, which is why these streams are
+/// read here). A large process (2,000 modules with 200-character paths, RSDS records, a few
+/// hundred named threads) needs about 1.5 MB.
+const MAX_NAME_BYTES: usize = 4 << 20;
+/// Largest CodeView or IMAGE_DEBUG_MISC record read (an RSDS record is 24 bytes and a path).
+const MAX_DEBUG_RECORD: usize = 64 << 10;
+/// MINIDUMP_MODULE, MINIDUMP_UNLOADED_MODULE, MINIDUMP_THREAD_NAME sizes (minidumpapiset.h).
+const MODULE_SIZE: usize = 108;
+const UNLOADED_MODULE_SIZE: usize = 24;
+const THREAD_NAME_SIZE: usize = 12;
+
+/// What may still be kept of the variable-sized details (names, records) a stream's entries
+/// point to, over all of them: charged by declared length before anything is read, so an
+/// exhausted budget costs no more reading either.
+pub(crate) struct Budget {
+    left: usize,
+    pub(crate) exhausted: bool,
+}
+
+impl Budget {
+    pub(crate) fn new(bytes: usize) -> Budget {
+        Budget {
+            left: bytes,
+            exhausted: false,
+        }
+    }
+
+    /// The budget of the module list, unloaded modules and thread names together.
+    pub(crate) fn names() -> Budget {
+        Budget::new(MAX_NAME_BYTES)
+    }
+
+    /// Charge `len` bytes (and a small overhead per entry, so that empty names count too);
+    /// false when the budget cannot pay, and from then on.
+    fn take(&mut self, len: usize) -> bool {
+        let cost = len.saturating_add(HANDLE_ENTRY_OVERHEAD);
+        if self.exhausted || cost > self.left {
+            self.exhausted = true;
+            return false;
+        }
+        self.left -= cost;
+        true
+    }
+
+    /// A MINIDUMP_STRING at `rva`, charged by its declared length (as far as the file holds
+    /// it) before it is decoded. RVA 0 is "no string" (an unnamed handle), which costs
+    /// nothing: read as a string it would be the file's own header.
+    fn string(&mut self, data: &[u8], rva: u64) -> Option<String> {
+        let at = usize::try_from(rva).ok().filter(|&at| at != 0)?;
+        let len: u32 = data.pread_with(at, LE).ok()?;
+        let held = data.len().saturating_sub(at + 4);
+        let len = (len as usize).min(MAX_STRING_CHARS * 2).min(held);
+        self.take(len).then(|| read_minidump_string(data, rva))?
+    }
+
+    /// The bytes of a location descriptor's record, capped, charged before they are copied.
+    fn record<'d>(&mut self, data: &'d [u8], size: u32, rva: u32) -> Option<&'d [u8]> {
+        let len = (size as usize).min(MAX_DEBUG_RECORD);
+        if len == 0 {
+            return None;
+        }
+        let r = data.get(rva as usize..(rva as usize).checked_add(len)?)?;
+        self.take(len).then_some(r)
+    }
+}
+
+/// The entries of a list stream: `count` claimed, clipped to what `bytes` holds after `header`
+/// bytes in entries of `size`.
+fn entries<'b>(
+    bytes: &'b [u8],
+    header: usize,
+    size: usize,
+    count: u32,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> impl Iterator<Item = &'b [u8]> {
+    let fit = bytes.len().saturating_sub(header) / size;
+    if count as usize > fit {
+        warnings.push(format!(
+            "{name} claims {count} entries, the stream holds {fit}"
+        ));
+    }
+    bytes
+        .get(header..)
+        .unwrap_or(&[])
+        .chunks_exact(size)
+        .take((count as usize).min(fit))
+}
+
+/// ModuleListStream: a count, then MINIDUMP_MODULEs whose names, CodeView and misc records
+/// lie elsewhere in the file.
+pub(crate) fn module_list(
+    bytes: &[u8],
+    data: &[u8],
+    budget: &mut Budget,
+    warnings: &mut Vec<String>,
+) -> Vec<ModuleRecord> {
+    let count: u32 = bytes.pread_with(0, LE).unwrap_or(0);
+    let mut out = Vec::new();
+    for e in entries(bytes, 4, MODULE_SIZE, count, "ModuleList", warnings) {
+        let Ok(m) = e.pread_with::<md::MINIDUMP_MODULE>(0, LE) else {
+            continue;
+        };
+        out.push(module_record(&m, data, budget));
+    }
+    if budget.exhausted {
+        warnings
+            .push("module names and debug records exceed their budget: later ones left out".into());
+    }
+    out
+}
+
+fn module_record(m: &md::MINIDUMP_MODULE, data: &[u8], budget: &mut Budget) -> ModuleRecord {
+    let v = &m.version_info;
     let version = (v.signature == 0xfeef04bd).then_some(FixedFileInfo {
         signature: v.signature,
         file_version: (
@@ -270,67 +393,93 @@ pub(crate) fn module_record(m: &minidump::MinidumpModule, data: &[u8]) -> Module
         file_subtype: v.file_subtype,
         file_date: ((v.file_date_hi as u64) << 32) | v.file_date_lo as u64,
     });
-    let name_of = |b: &[u8]| {
-        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-        String::from_utf8_lossy(&b[..end]).into_owned()
-    };
-    let codeview = m.codeview_info.as_ref().map(|cv| match cv {
-        minidump::CodeView::Pdb70(p) => {
-            let mut guid = [0u8; 16];
-            guid[..4].copy_from_slice(&p.signature.data1.to_le_bytes());
-            guid[4..6].copy_from_slice(&p.signature.data2.to_le_bytes());
-            guid[6..8].copy_from_slice(&p.signature.data3.to_le_bytes());
-            guid[8..].copy_from_slice(&p.signature.data4);
-            CodeViewRecord::Pdb70 {
-                guid,
-                age: p.age,
-                pdb_name: name_of(&p.pdb_file_name),
-            }
-        }
-        minidump::CodeView::Pdb20(p) => CodeViewRecord::Pdb20 {
-            signature: p.signature,
-            age: p.age,
-            pdb_name: name_of(&p.pdb_file_name),
-        },
-        minidump::CodeView::Elf(_) => CodeViewRecord::Other {
-            signature: 0x4270_4c45,
-            size: 0,
-        },
-        minidump::CodeView::Unknown(b) => CodeViewRecord::Other {
-            signature: b.pread_with(0, LE).unwrap_or(0),
-            size: b.len(),
-        },
-    });
-    let misc_name = {
-        let loc = m.raw.misc_record;
-        (loc.data_size > 12).then(|| {
-            let start = loc.rva as usize;
-            let raw = data
-                .get(start..start.saturating_add(loc.data_size as usize))
-                .unwrap_or(&[]);
-            let unicode = raw.get(8).copied().unwrap_or(0) != 0;
-            let body = raw.get(12..).unwrap_or(&[]);
-            if unicode {
-                let units: Vec<u16> = body
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                utf16_until_nul(&units)
-            } else {
-                name_of(body)
-            }
-        })
-    };
+    let cv = m.cv_record;
+    let misc = m.misc_record;
     ModuleRecord {
-        base: m.raw.base_of_image,
-        size: m.raw.size_of_image,
-        checksum: m.raw.checksum,
-        time_date_stamp: m.raw.time_date_stamp,
-        path: m.name.clone(),
+        base: m.base_of_image,
+        size: m.size_of_image,
+        checksum: m.checksum,
+        time_date_stamp: m.time_date_stamp,
+        path: budget
+            .string(data, m.module_name_rva as u64)
+            .unwrap_or_default(),
         version,
-        codeview,
-        misc_name: misc_name.filter(|s| !s.is_empty()),
+        codeview: budget
+            .record(data, cv.data_size, cv.rva)
+            .and_then(CodeViewRecord::parse),
+        misc_name: budget
+            .record(data, misc.data_size, misc.rva)
+            .and_then(image_debug_misc_name),
     }
+}
+
+/// UnloadedModuleListStream: MINIDUMP_UNLOADED_MODULE_LIST (SizeOfHeader, SizeOfEntry,
+/// NumberOfEntries), then the entries.
+pub(crate) fn unloaded_modules(
+    bytes: &[u8],
+    data: &[u8],
+    budget: &mut Budget,
+    warnings: &mut Vec<String>,
+) -> Vec<UnloadedModuleRecord> {
+    let header: u32 = bytes.pread_with(0, LE).unwrap_or(0);
+    let entry: u32 = bytes.pread_with(4, LE).unwrap_or(0);
+    let count: u32 = bytes.pread_with(8, LE).unwrap_or(0);
+    if !(12..=64).contains(&header) || !(UNLOADED_MODULE_SIZE as u32..=256).contains(&entry) {
+        warnings.push(format!(
+            "UnloadedModuleList header unreadable (header {header}, entry {entry})"
+        ));
+        return Vec::new();
+    }
+    let list = entries(
+        bytes,
+        header as usize,
+        entry as usize,
+        count,
+        "UnloadedModuleList",
+        warnings,
+    );
+    list.filter_map(|e| {
+        let m = e.pread_with::<md::MINIDUMP_UNLOADED_MODULE>(0, LE).ok()?;
+        Some(UnloadedModuleRecord {
+            base: m.base_of_image,
+            size: m.size_of_image,
+            checksum: m.checksum,
+            time_date_stamp: m.time_date_stamp,
+            path: budget
+                .string(data, m.module_name_rva as u64)
+                .unwrap_or_default(),
+        })
+    })
+    .collect()
+}
+
+/// ThreadNamesStream: a count, then MINIDUMP_THREAD_NAME {ThreadId, RVA64 of a
+/// MINIDUMP_STRING} (12 bytes: packed to 4). Only names of threads the dump lists (`threads`,
+/// sorted) are read, one each.
+pub(crate) fn thread_names(
+    bytes: &[u8],
+    data: &[u8],
+    threads: &[u32],
+    budget: &mut Budget,
+    warnings: &mut Vec<String>,
+) -> Vec<(u32, String)> {
+    let count: u32 = bytes.pread_with(0, LE).unwrap_or(0);
+    let mut out: Vec<(u32, String)> = Vec::new();
+    let mut named = vec![false; threads.len()];
+    for e in entries(bytes, 4, THREAD_NAME_SIZE, count, "ThreadNames", warnings) {
+        let id: u32 = e.pread_with(0, LE).unwrap_or(0);
+        let rva: u64 = e.pread_with(4, LE).unwrap_or(0);
+        let Ok(i) = threads.binary_search(&id) else {
+            continue;
+        };
+        if std::mem::replace(&mut named[i], true) {
+            continue;
+        }
+        if let Some(name) = budget.string(data, rva).filter(|n| !n.is_empty()) {
+            out.push((id, name));
+        }
+    }
+    out
 }
 
 /// HandleData: MINIDUMP_HANDLE_DATA_STREAM header, then descriptors of v1 (32 bytes) or v2
@@ -354,13 +503,18 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
     }
     let n = (count as usize).min(fit).min(MAX_HANDLES);
     let mut out = Vec::with_capacity(n);
+    let mut budget = Budget::new(MAX_HANDLE_DETAIL_BYTES);
+    let mut cyclic = 0usize;
     for i in 0..n {
         let o = header_size as usize + i * desc_size as usize;
         let get32 = |off: usize| bytes.pread_with::<u32>(o + off, LE).unwrap_or(0);
+        let mut name = |rva: u32| budget.string(data, rva as u64);
+        let type_name = name(get32(8));
+        let object_name = name(get32(12)).filter(|s| !s.is_empty());
         let mut h = HandleRecord {
             handle: bytes.pread_with(o, LE).unwrap_or(0),
-            type_name: read_minidump_string(data, get32(8) as u64),
-            object_name: read_minidump_string(data, get32(12) as u64).filter(|s| !s.is_empty()),
+            type_name,
+            object_name,
             attributes: get32(16),
             granted_access: get32(20),
             handle_count: get32(24),
@@ -369,8 +523,15 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
         };
         if desc_size >= 40 {
             let mut rva = get32(32) as usize;
-            let mut seen = 0;
-            while rva != 0 && seen < MAX_OBJECT_INFOS_PER_HANDLE {
+            // The entries of this handle's chain so far: a chain that comes back to one of them
+            // is cyclic.
+            let mut visited: Vec<usize> = Vec::new();
+            while rva != 0 && visited.len() < MAX_OBJECT_INFOS_PER_HANDLE {
+                if visited.contains(&rva) {
+                    cyclic += 1;
+                    break;
+                }
+                visited.push(rva);
                 let (Ok(next), Ok(kind), Ok(size)) = (
                     data.pread_with::<u32>(rva, LE),
                     data.pread_with::<u32>(rva + 4, LE),
@@ -386,15 +547,25 @@ pub(crate) fn handles(bytes: &[u8], data: &[u8], warnings: &mut Vec<String>) -> 
                 let body = data
                     .get(rva + 12..(rva + 12).saturating_add((size as usize).min(4096)))
                     .unwrap_or(&[]);
-                h.object_info.push((kind, body.to_vec()));
-                if next as usize == rva {
+                if !budget.take(body.len()) {
                     break;
                 }
+                h.object_info.push((kind, body.to_vec()));
                 rva = next as usize;
-                seen += 1;
             }
         }
         out.push(h);
+    }
+    if cyclic > 0 {
+        warnings.push(format!(
+            "HandleData: the object information chains of {cyclic} handles loop back on themselves"
+        ));
+    }
+    if budget.exhausted {
+        warnings.push(format!(
+            "HandleData: names and object information past {} MB left out",
+            MAX_HANDLE_DETAIL_BYTES >> 20
+        ));
     }
     out
 }
@@ -615,5 +786,105 @@ fn vm_counters(b: &[u8]) -> Option<VmCounters> {
         c.job_private_commit_limit = v.get(14).copied();
         c.job_total_commit_limit = v.get(15).copied();
         Some(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Thousands of v2 descriptors sharing one long name and one object-information chain that
+    /// loops (A → B → A): each handle alone is within the per-handle caps, together they
+    /// would keep hundreds of megabytes.
+    #[test]
+    fn shared_and_cyclic_handle_details_stay_within_one_budget() {
+        const HANDLES: usize = 2048;
+        let (name_at, a_at, b_at) = (0x100usize, 0x20000usize, 0x22000usize);
+        let mut data = vec![0u8; 0x24000];
+        let chars = MAX_STRING_CHARS as u32;
+        put32(&mut data, name_at, chars * 2);
+        for i in 0..chars as usize {
+            data[name_at + 4 + 2 * i] = b'A';
+        }
+        for (at, next) in [(a_at, b_at), (b_at, a_at)] {
+            put32(&mut data, at, next as u32);
+            put32(&mut data, at + 4, 6);
+            put32(&mut data, at + 8, 4096);
+        }
+        let mut stream = vec![0u8; 16 + HANDLES * 40];
+        put32(&mut stream, 0, 16);
+        put32(&mut stream, 4, 40);
+        put32(&mut stream, 8, HANDLES as u32);
+        for i in 0..HANDLES {
+            let o = 16 + i * 40;
+            put32(&mut stream, o, 4 * i as u32 + 4);
+            put32(&mut stream, o + 8, name_at as u32);
+            put32(&mut stream, o + 12, name_at as u32);
+            put32(&mut stream, o + 32, a_at as u32);
+        }
+        let mut warnings = Vec::new();
+        let handles = handles(&stream, &data, &mut warnings);
+        assert_eq!(handles.len(), HANDLES, "every descriptor is listed");
+        // The loop is followed once around, not to the per-handle cap.
+        assert_eq!(handles[0].object_info.len(), 2);
+        assert_eq!(
+            handles[0].type_name.as_ref().map(String::len),
+            Some(MAX_STRING_CHARS)
+        );
+        let kept: usize = handles
+            .iter()
+            .map(|h| {
+                h.type_name.as_ref().map_or(0, String::len)
+                    + h.object_name.as_ref().map_or(0, String::len)
+                    + h.object_info.iter().map(|i| i.1.len()).sum::<usize>()
+            })
+            .sum();
+        assert!(
+            kept <= MAX_HANDLE_DETAIL_BYTES,
+            "kept {kept} bytes of names and object information"
+        );
+        assert!(handles.last().unwrap().object_info.is_empty());
+        assert!(
+            warnings.iter().any(|w| w.contains("loop back")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("left out")),
+            "{warnings:?}"
+        );
+    }
+
+    /// A process with 150 000 unnamed handles (a handle leak, the very case HandleData is
+    /// read for): each keeps its type name; an unnamed object (RVA 0) costs nothing.
+    #[test]
+    fn unnamed_handles_keep_their_type_names() {
+        const HANDLES: usize = 150_000;
+        let name_at = 0x100usize;
+        let mut data = vec![0u8; 0x200];
+        data[..4].copy_from_slice(b"MDMP");
+        put32(&mut data, name_at, 10);
+        for (i, c) in "Event".bytes().enumerate() {
+            data[name_at + 4 + 2 * i] = c;
+        }
+        let mut stream = vec![0u8; 16 + HANDLES * 32];
+        put32(&mut stream, 0, 16);
+        put32(&mut stream, 4, 32);
+        put32(&mut stream, 8, HANDLES as u32);
+        for i in 0..HANDLES {
+            let o = 16 + i * 32;
+            put32(&mut stream, o, 4 * i as u32 + 4);
+            put32(&mut stream, o + 8, name_at as u32);
+        }
+        let mut warnings = Vec::new();
+        let handles = handles(&stream, &data, &mut warnings);
+        assert_eq!(handles.len(), HANDLES);
+        assert!(handles
+            .iter()
+            .all(|h| h.type_name.as_deref() == Some("Event") && h.object_name.is_none()));
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 }

@@ -134,9 +134,11 @@ fn markers(target: &dyn Target) -> Markers {
             }
         }
         if t.stack_size > 0 && !m.stacks.iter().any(|s| s.2 == i) {
+            // From the dump's thread list: a range reaching past 2^64 ends at the top (wrapped,
+            // it would be empty and the stack's region not named).
             m.stacks.push((
                 t.stack_start,
-                t.stack_start.wrapping_add(t.stack_size),
+                t.stack_start.saturating_add(t.stack_size),
                 i,
                 t.id,
             ));

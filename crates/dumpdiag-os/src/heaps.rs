@@ -227,7 +227,7 @@ pub fn heap_failure(
     };
     // Windows 7 (build 7601 and before) has no invalid_allocation_type (10).
     let index = if build < 9200 && failure_type >= 10 {
-        failure_type + 1
+        failure_type.checked_add(1)?
     } else {
         failure_type
     };
@@ -235,7 +235,30 @@ pub fn heap_failure(
     Some(HeapFailure {
         failure_type,
         name,
-        heap: mem.read_ptr(at + heap_at, ptr)?,
-        address: mem.read_ptr(at + address_at, ptr)?,
+        heap: mem.read_ptr(at.checked_add(heap_at)?, ptr)?,
+        address: mem.read_ptr(at.checked_add(address_at)?, ptr)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EveryAddress;
+
+    /// A failure record at the last bytes below 2^64 (its parameter comes from the exception
+    /// record): the fields past the top are not there, and a FailureType of 0xffffffff is no
+    /// index. Neither may overflow.
+    #[test]
+    fn a_failure_record_at_the_top_of_the_address_space_is_none() {
+        let at = u64::MAX - 0x17;
+        for (build, failure_type) in [(7601, u32::MAX), (19041, 9)] {
+            let mem = EveryAddress(|a: u64| {
+                let field = |o: u64, v: u32| {
+                    (a >= at + o && a < at + o + 4).then(|| v.to_le_bytes()[(a - at - o) as usize])
+                };
+                field(4, 0x6d0).or(field(8, failure_type)).unwrap_or(0)
+            });
+            assert!(heap_failure(&mem, at, 8, build).is_none(), "build {build}");
+        }
+    }
 }

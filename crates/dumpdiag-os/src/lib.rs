@@ -32,3 +32,22 @@ pub fn filetime_to_unix(ft: u64) -> Option<i64> {
     const EPOCH_DIFF: u64 = 116_444_736_000_000_000;
     (ft >= EPOCH_DIFF).then(|| ((ft - EPOCH_DIFF) / 10_000_000) as i64)
 }
+
+/// Memory for tests where every address is readable up to the top of the address space,
+/// each byte what the function says: pointers read out of it can be anything.
+#[cfg(test)]
+pub(crate) struct EveryAddress<F: Fn(u64) -> u8 + Send + Sync>(pub F);
+
+#[cfg(test)]
+impl<F: Fn(u64) -> u8 + Send + Sync> dumpdiag_target::MemoryReader for EveryAddress<F> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        for (i, b) in buf.iter_mut().enumerate() {
+            // Memory ends at 2^64: a read does not wrap round to address 0.
+            let Some(a) = addr.checked_add(i as u64) else {
+                return i;
+            };
+            *b = (self.0)(a);
+        }
+        buf.len()
+    }
+}

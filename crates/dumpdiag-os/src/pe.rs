@@ -1,8 +1,17 @@
 //! PE images as they lie in process memory: headers, sections, data directories and the
 //! version resource. Read through the target's memory, so only pages the dump captured
 //! are seen; every walk is bounded.
+//!
+//! Headers and section tables are parsed by `object`. The resource tree, the version
+//! resource and the debug directory are walked here: `object`'s resource reader needs the
+//! whole `.rsrc` as one slice (megabytes of icons in a large program, and in a minidump
+//! rarely all captured) where three small directory reads reach the version block, and
+//! `VS_VERSIONINFO` is not parsed by `object` at all.
 
 use dumpdiag_target::{MemoryExt, MemoryReader};
+use object::pe;
+use object::read::pe::{ImageNtHeaders, ImageOptionalHeader};
+use object::LittleEndian as LE;
 
 #[derive(Debug, Clone, Default)]
 pub struct Section {
@@ -10,6 +19,8 @@ pub struct Section {
     pub virtual_size: u32,
     pub virtual_address: u32,
     pub raw_size: u32,
+    /// File offset of the section's raw data (meaningful for an image file, not in memory).
+    pub raw_offset: u32,
     pub characteristics: u32,
 }
 
@@ -47,80 +58,116 @@ pub const DIR_RESOURCE: usize = 2;
 pub const DIR_EXCEPTION: usize = 3;
 pub const DIR_DEBUG: usize = 6;
 
+/// Section headers read from one image. The PE format allows 65535; Windows' loader has
+/// refused more than 96 since NT 4 (PE/COFF specification, "Section Table": "the Windows
+/// loader limits the number of sections to 96"), so a longer table is not a loadable image.
+const MAX_SECTIONS: usize = 96;
+
+/// Where the NT headers may start. `e_lfanew` is a 32-bit file offset; real images put the
+/// headers in the first page, and nothing a loader accepts puts them beyond 64 KB.
+const MAX_NT_HEADERS_OFFSET: usize = 0x1_0000;
+
+/// Bytes of header read from memory: the NT headers' furthest start, the largest optional
+/// header (`SizeOfOptionalHeader` is 16 bits) and the largest section table accepted.
+const MAX_HEADER_BYTES: usize = MAX_NT_HEADERS_OFFSET + 24 + 0xffff + MAX_SECTIONS * 40;
+
+/// The headers of the image mapped at `base`, read from the target's memory.
 pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
-    if mem.read_u16(base)? != 0x5a4d {
+    // One page holds the headers of every image a linker produces; read further only when
+    // this image's own fields say its table reaches beyond it.
+    let mut bytes = mem.read_bytes(base, 0x1000);
+    let wanted = header_span(&bytes)?;
+    if wanted > bytes.len() {
+        bytes = mem.read_bytes(base, wanted.min(MAX_HEADER_BYTES));
+    }
+    let mut headers = parse_headers(&bytes)?;
+    headers.base = base;
+    Some(headers)
+}
+
+/// How many header bytes the image says it has: DOS header, NT headers and section table.
+fn header_span(bytes: &[u8]) -> Option<usize> {
+    let dos = pe::ImageDosHeader::parse(bytes).ok()?;
+    let nt = dos.nt_headers_offset() as usize;
+    if nt > MAX_NT_HEADERS_OFFSET {
         return None;
     }
-    let nt = base.wrapping_add(mem.read_u32(base.wrapping_add(0x3c))?.min(0x1000) as u64);
-    if mem.read_u32(nt)? != 0x4550 {
+    let (file_header, _) =
+        object::pod::from_bytes::<pe::ImageFileHeader>(bytes.get(nt + 4..)?).ok()?;
+    let sections = (file_header.number_of_sections.get(LE) as usize).min(MAX_SECTIONS);
+    Some(nt + 24 + file_header.size_of_optional_header.get(LE) as usize + sections * 40)
+}
+
+/// The headers in `bytes` (an image's first bytes, in file or memory layout: the headers are
+/// laid out alike), parsed by `object`. `base` is left 0 for the caller.
+fn parse_headers(bytes: &[u8]) -> Option<PeHeaders> {
+    let dos = pe::ImageDosHeader::parse(bytes).ok()?;
+    let nt = dos.nt_headers_offset() as usize;
+    if nt > MAX_NT_HEADERS_OFFSET {
         return None;
     }
-    let fh = nt.wrapping_add(4);
-    let opt = fh.wrapping_add(20);
-    let size_of_optional = mem.read_u16(fh.wrapping_add(16))? as u64;
-    let magic = mem.read_u16(opt)?;
-    let is64 = magic == 0x20b;
-    let u8_ = |o: u64| mem.read_u8(opt.wrapping_add(o)).unwrap_or(0);
-    let u16_ = |o: u64| mem.read_u16(opt.wrapping_add(o)).unwrap_or(0);
-    let u32_ = |o: u64| mem.read_u32(opt.wrapping_add(o)).unwrap_or(0);
-    let (image_base, stack_reserve, stack_commit, dirs_at, dir_count_at) = if is64 {
-        (
-            mem.read_u64(opt.wrapping_add(24)).unwrap_or(0),
-            mem.read_u64(opt.wrapping_add(72)).unwrap_or(0),
-            mem.read_u64(opt.wrapping_add(80)).unwrap_or(0),
-            112,
-            108,
-        )
-    } else {
-        (u32_(28) as u64, u32_(72) as u64, u32_(76) as u64, 96, 92)
-    };
-    let dir_count = u32_(dir_count_at).min(16);
-    let directories = (0..dir_count as u64)
-        .map(|i| (u32_(dirs_at + i * 8), u32_(dirs_at + i * 8 + 4)))
-        .collect();
-    let number_of_sections = mem.read_u16(fh.wrapping_add(2))?;
-    let sec_table = opt.wrapping_add(size_of_optional);
-    let sections = (0..number_of_sections.min(96) as u64)
-        .map_while(|i| {
-            let s = sec_table.wrapping_add(i * 40);
-            let name = mem.read_bytes(s, 8);
-            if name.len() < 8 {
-                return None;
-            }
-            let end = name.iter().position(|&b| b == 0).unwrap_or(8);
-            Some(Section {
-                name: String::from_utf8_lossy(&name[..end]).into_owned(),
-                virtual_size: mem.read_u32(s.wrapping_add(8))?,
-                virtual_address: mem.read_u32(s.wrapping_add(12))?,
-                raw_size: mem.read_u32(s.wrapping_add(16))?,
-                characteristics: mem.read_u32(s.wrapping_add(36))?,
-            })
+    // The optional header's magic decides its layout; `object` checks it again.
+    let magic = bytes.get(nt + 24..nt + 26)?;
+    match u16::from_le_bytes([magic[0], magic[1]]) {
+        pe::IMAGE_NT_OPTIONAL_HDR32_MAGIC => headers_of::<pe::ImageNtHeaders32>(bytes, nt),
+        pe::IMAGE_NT_OPTIONAL_HDR64_MAGIC => headers_of::<pe::ImageNtHeaders64>(bytes, nt),
+        _ => None,
+    }
+}
+
+fn headers_of<Nt: ImageNtHeaders>(bytes: &[u8], nt_offset: usize) -> Option<PeHeaders> {
+    let mut offset = nt_offset as u64;
+    let (nt, directories) = Nt::parse(bytes, &mut offset).ok()?;
+    let file = nt.file_header();
+    let opt = nt.optional_header();
+    // The table as far as the bytes reach: a header page cut short by the dump still names
+    // the sections it holds, as the hand-written reader did.
+    let table = bytes.get(offset as usize..)?;
+    let declared = file.number_of_sections.get(LE) as usize;
+    let count = declared.min(MAX_SECTIONS).min(table.len() / 40);
+    let (table, _) = object::pod::slice_from_bytes::<pe::ImageSectionHeader>(table, count).ok()?;
+    let sections = table
+        .iter()
+        .map(|s| Section {
+            name: String::from_utf8_lossy(s.raw_name()).into_owned(),
+            virtual_size: s.virtual_size.get(LE),
+            virtual_address: s.virtual_address.get(LE),
+            raw_size: s.size_of_raw_data.get(LE),
+            raw_offset: s.pointer_to_raw_data.get(LE),
+            characteristics: s.characteristics.get(LE),
         })
         .collect();
     Some(PeHeaders {
-        base,
-        machine: mem.read_u16(fh)?,
-        number_of_sections,
-        time_date_stamp: mem.read_u32(fh.wrapping_add(4))?,
-        characteristics: mem.read_u16(fh.wrapping_add(18))?,
-        magic,
-        linker_version: (u8_(2), u8_(3)),
-        size_of_code: u32_(4),
-        entry_point: u32_(16),
-        image_base,
-        section_alignment: u32_(32),
-        file_alignment: u32_(36),
-        os_version: (u16_(40), u16_(42)),
-        image_version: (u16_(44), u16_(46)),
-        subsystem_version: (u16_(48), u16_(50)),
-        size_of_image: u32_(56),
-        size_of_headers: u32_(60),
-        checksum: u32_(64),
-        subsystem: u16_(68),
-        dll_characteristics: u16_(70),
-        size_of_stack_reserve: stack_reserve,
-        size_of_stack_commit: stack_commit,
-        directories,
+        base: 0,
+        machine: file.machine.get(LE),
+        number_of_sections: file.number_of_sections.get(LE),
+        time_date_stamp: file.time_date_stamp.get(LE),
+        characteristics: file.characteristics.get(LE),
+        magic: opt.magic(),
+        linker_version: (opt.major_linker_version(), opt.minor_linker_version()),
+        size_of_code: opt.size_of_code(),
+        entry_point: opt.address_of_entry_point(),
+        image_base: opt.image_base(),
+        section_alignment: opt.section_alignment(),
+        file_alignment: opt.file_alignment(),
+        os_version: (
+            opt.major_operating_system_version(),
+            opt.minor_operating_system_version(),
+        ),
+        image_version: (opt.major_image_version(), opt.minor_image_version()),
+        subsystem_version: (opt.major_subsystem_version(), opt.minor_subsystem_version()),
+        size_of_image: opt.size_of_image(),
+        size_of_headers: opt.size_of_headers(),
+        checksum: opt.check_sum(),
+        subsystem: opt.subsystem(),
+        dll_characteristics: opt.dll_characteristics(),
+        size_of_stack_reserve: opt.size_of_stack_reserve(),
+        size_of_stack_commit: opt.size_of_stack_commit(),
+        directories: directories
+            .iter()
+            .take(16)
+            .map(|d| (d.virtual_address.get(LE), d.size.get(LE)))
+            .collect(),
         sections,
     })
 }
@@ -171,7 +218,7 @@ fn find_resource_entry(
     let named = mem.read_u16(dir.wrapping_add(12))? as u64;
     let ids = mem.read_u16(dir.wrapping_add(14))? as u64;
     for i in 0..(named + ids).min(256) {
-        let e = dir.wrapping_add(16) + i * 8;
+        let e = dir.wrapping_add(16 + i * 8);
         let name = mem.read_u32(e)?;
         let off = mem.read_u32(e.wrapping_add(4))?;
         if id.is_none_or(|want| name & 0x8000_0000 == 0 && name == want) {
@@ -311,38 +358,18 @@ impl RvaReader for FileHeaders<'_> {
 fn codeview_with(r: &dyn RvaReader) -> Option<dumpdiag_target::CodeViewRecord> {
     let (dir, size) = r.debug_directory()?;
     for i in 0..(size / 28).min(16) {
-        let e = dir + i * 28;
-        if r.u32_at(e + 12)? != 2 {
+        // RVAs are 32-bit: a directory (or entry) reaching past 2^32 ends there.
+        let e = dir.checked_add(i * 28)?;
+        let field = |o: u32| r.u32_at(e.checked_add(o)?);
+        if field(12)? != 2 {
             continue; // IMAGE_DEBUG_TYPE_CODEVIEW
         }
-        let len = r.u32_at(e + 16)? as usize;
-        let rva = r.u32_at(e + 20)?;
+        let len = field(16)? as usize;
+        let rva = field(20)?;
         let raw = r.bytes(rva, len.min(4096));
-        let name_of = |b: &[u8]| {
-            let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-            String::from_utf8_lossy(&b[..end]).into_owned()
-        };
-        match raw.get(..4) {
-            Some(b"RSDS") if raw.len() >= 24 => {
-                let mut guid = [0u8; 16];
-                guid.copy_from_slice(&raw[4..20]);
-                let age = u32::from_le_bytes(raw[20..24].try_into().ok()?);
-                return Some(dumpdiag_target::CodeViewRecord::Pdb70 {
-                    guid,
-                    age,
-                    pdb_name: name_of(&raw[24..]),
-                });
-            }
-            Some(b"NB10") if raw.len() >= 16 => {
-                let signature = u32::from_le_bytes(raw[8..12].try_into().ok()?);
-                let age = u32::from_le_bytes(raw[12..16].try_into().ok()?);
-                return Some(dumpdiag_target::CodeViewRecord::Pdb20 {
-                    signature,
-                    age,
-                    pdb_name: name_of(&raw[16..]),
-                });
-            }
-            _ => {}
+        match dumpdiag_target::CodeViewRecord::parse(&raw) {
+            Some(dumpdiag_target::CodeViewRecord::Other { .. }) | None => {}
+            found => return found,
         }
     }
     None
@@ -352,8 +379,8 @@ fn codeview_with(r: &dyn RvaReader) -> Option<dumpdiag_target::CodeViewRecord> {
 /// supply when a minidump holds no image pages, so unwind data is still at hand.
 pub struct FileImage {
     pub bytes: Vec<u8>,
-    /// (virtual address, virtual size, raw offset, raw size) per section.
-    sections: Vec<(u32, u32, u32, u32)>,
+    /// Headers parsed from the file; `base` is 0 (the file is not mapped anywhere).
+    pub headers: PeHeaders,
     pub time_date_stamp: u32,
     pub size_of_image: u32,
     /// (rva, size) of the exception directory (.pdata).
@@ -364,52 +391,15 @@ pub struct FileImage {
 
 impl FileImage {
     pub fn parse(bytes: Vec<u8>) -> Option<FileImage> {
-        let u16_at = |o: usize| Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?));
-        let u32_at = |o: usize| Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?));
-        if u16_at(0)? != 0x5a4d {
-            return None;
-        }
-        let nt = u32_at(0x3c)? as usize;
-        if u32_at(nt)? != 0x4550 {
-            return None;
-        }
-        let fh = nt + 4;
-        let count = u16_at(fh + 2)?.min(96) as usize;
-        let time_date_stamp = u32_at(fh + 4)?;
-        let opt = fh + 20;
-        let opt_size = u16_at(fh + 16)? as usize;
-        let is64 = u16_at(opt)? == 0x20b;
-        let size_of_image = u32_at(opt + 56)?;
-        let dirs = opt + if is64 { 112 } else { 96 };
-        let dir_count = u32_at(opt + if is64 { 108 } else { 92 })?;
-        let directory = |i: usize| {
-            (dir_count > i as u32)
-                .then(|| Some((u32_at(dirs + i * 8)?, u32_at(dirs + i * 8 + 4)?)))
-                .flatten()
-                .filter(|d| d.0 != 0 && d.1 != 0)
-        };
-        let exception_directory = directory(DIR_EXCEPTION);
-        let debug_directory = directory(DIR_DEBUG);
-        let export_directory = directory(DIR_EXPORT);
-        let table = opt + opt_size;
-        let sections = (0..count).map_while(|i| {
-            let s = table + i * 40;
-            Some((
-                u32_at(s + 12)?,
-                u32_at(s + 8)?,
-                u32_at(s + 20)?,
-                u32_at(s + 16)?,
-            ))
-        });
-        let sections = sections.collect();
+        let headers = parse_headers(&bytes)?;
         Some(FileImage {
+            time_date_stamp: headers.time_date_stamp,
+            size_of_image: headers.size_of_image,
+            exception_directory: headers.directory(DIR_EXCEPTION),
+            debug_directory: headers.directory(DIR_DEBUG),
+            export_directory: headers.directory(DIR_EXPORT),
+            headers,
             bytes,
-            sections,
-            time_date_stamp,
-            size_of_image,
-            exception_directory,
-            debug_directory,
-            export_directory,
         })
     }
 
@@ -421,16 +411,163 @@ impl FileImage {
 
     /// Bytes at `rva` up to the end of its section's raw data, at most `max`.
     pub fn at_rva(&self, rva: u32, max: usize) -> Option<&[u8]> {
-        let &(va, _, raw, raw_size) = self
-            .sections
-            .iter()
-            .find(|s| rva >= s.0 && rva < s.0.saturating_add(s.1.max(s.3)))?;
-        let within = rva - va;
-        if within >= raw_size {
+        // The section whose mapped span (the larger of virtual and raw size, as the loader
+        // maps it) holds `rva`; bytes past its raw data are zero-fill, not in the file.
+        let section = self.headers.sections.iter().find(|s| {
+            rva >= s.virtual_address
+                && rva
+                    < s.virtual_address
+                        .saturating_add(s.virtual_size.max(s.raw_size))
+        })?;
+        let within = rva - section.virtual_address;
+        if within >= section.raw_size {
             return None;
         }
-        let start = raw.checked_add(within)? as usize;
-        let len = ((raw_size - within) as usize).min(max);
+        let start = section.raw_offset.checked_add(within)? as usize;
+        let len = ((section.raw_size - within) as usize).min(max);
         self.bytes.get(start..start.checked_add(len)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EveryAddress;
+
+    /// PE32+ headers (DOS header, NT headers at 0x40, 16 data directories, one section) with
+    /// the debug directory at `debug`, and the section `(rva, size, raw offset)`.
+    fn headers(debug: (u32, u32), section: (u32, u32, u32)) -> Vec<u8> {
+        let mut b = vec![0u8; 0x400];
+        let put16 =
+            |b: &mut Vec<u8>, o: usize, v: u16| b[o..o + 2].copy_from_slice(&v.to_le_bytes());
+        let put32 =
+            |b: &mut Vec<u8>, o: usize, v: u32| b[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        put16(&mut b, 0, 0x5a4d);
+        put32(&mut b, 0x3c, 0x40);
+        put32(&mut b, 0x40, 0x4550);
+        let (fh, opt) = (0x44, 0x58);
+        put16(&mut b, fh, 0x8664);
+        put16(&mut b, fh + 2, 1);
+        put16(&mut b, fh + 16, 0xf0);
+        put16(&mut b, opt, 0x20b);
+        put32(&mut b, opt + 56, 0x1000);
+        put32(&mut b, opt + 108, 16);
+        put32(&mut b, opt + 112 + 8 * DIR_DEBUG, debug.0);
+        put32(&mut b, opt + 112 + 8 * DIR_DEBUG + 4, debug.1);
+        let s = opt + 0xf0;
+        b[s..s + 5].copy_from_slice(b".data");
+        put32(&mut b, s + 8, section.1);
+        put32(&mut b, s + 12, section.0);
+        put32(&mut b, s + 16, section.1);
+        put32(&mut b, s + 20, section.2);
+        b
+    }
+
+    /// A debug directory at the top of the 32-bit RVA space: its entries' fields lie past 2^32
+    /// and are not there (they must not wrap round to the DOS header, nor overflow).
+    #[test]
+    fn a_debug_directory_at_the_end_of_the_rva_space_has_no_codeview_record() {
+        // In a file: the section holding the directory's last bytes says "CODEVIEW" there.
+        let mut file = headers((0xffff_fff0, 56), (0xffff_f000, 0x1000, 0x400));
+        file.resize(0x1400, 0);
+        file[0x400 + 0xffc..0x1400].copy_from_slice(&2u32.to_le_bytes());
+        let img = FileImage::parse(file).expect("the headers parse");
+        assert!(img.codeview().is_none());
+
+        // In memory, with every address of the image readable.
+        let base = 0x1_4000_0000u64;
+        let image = headers((0xffff_fff0, 56), (0x1000, 0x1000, 0x400));
+        let mem = EveryAddress(|a: u64| match a.checked_sub(base) {
+            Some(o) if (o as usize) < image.len() => image[o as usize],
+            Some(0xffff_fffc) => 2,
+            _ => 0,
+        });
+        let h = read_headers(&mem, base).expect("the headers read");
+        assert_eq!(h.directory(DIR_DEBUG), Some((0xffff_fff0, 56)));
+        assert!(codeview(&mem, &h).is_none());
+    }
+
+    /// A resource directory at the top of the address space: its entries wrap as addresses do.
+    #[test]
+    fn a_resource_directory_at_the_top_of_the_address_space_reads_without_overflow() {
+        let mem = EveryAddress(|_| 0xff);
+        // The directory 23 bytes below 2^64: its counts and its first entry (at +16, the last
+        // 8 bytes below 2^64) are readable; the next entry lies past 2^64.
+        let h = PeHeaders {
+            base: u64::MAX - 0x1016,
+            directories: vec![(0, 0), (0, 0), (0xfff, 0x100)],
+            ..Default::default()
+        };
+        let _ = version_strings(&mem, &h);
+    }
+
+    /// Memory holding `image` at `base`, nothing elsewhere.
+    fn mapped(image: Vec<u8>, base: u64) -> EveryAddress<impl Fn(u64) -> u8> {
+        EveryAddress(move |a: u64| match a.checked_sub(base) {
+            Some(o) if (o as usize) < image.len() => image[o as usize],
+            _ => 0,
+        })
+    }
+
+    /// Headers whose NT headers start late in the first page: the section table continues
+    /// into the second page and every section is read, not just those in the first page.
+    #[test]
+    fn a_section_table_crossing_the_first_page_is_read_whole() {
+        let mut image = vec![0u8; 0x3000];
+        let nt = 0xf00usize;
+        image[..2].copy_from_slice(b"MZ");
+        image[0x3c..0x40].copy_from_slice(&(nt as u32).to_le_bytes());
+        image[nt..nt + 4].copy_from_slice(b"PE\0\0");
+        image[nt + 4..nt + 6].copy_from_slice(&0x14cu16.to_le_bytes());
+        image[nt + 6..nt + 8].copy_from_slice(&20u16.to_le_bytes());
+        image[nt + 20..nt + 22].copy_from_slice(&0xe0u16.to_le_bytes());
+        image[nt + 24..nt + 26].copy_from_slice(&0x10bu16.to_le_bytes());
+        image[nt + 24 + 92..nt + 24 + 96].copy_from_slice(&16u32.to_le_bytes());
+        let table = nt + 24 + 0xe0;
+        for i in 0..20 {
+            let s = table + i * 40;
+            image[s..s + 4].copy_from_slice(format!("s{i:02}\0").as_bytes());
+            image[s + 12..s + 16].copy_from_slice(&(0x1000 * (i as u32 + 1)).to_le_bytes());
+        }
+        let h = read_headers(&mapped(image, 0x40_0000), 0x40_0000).expect("headers");
+        assert_eq!(h.machine, 0x14c);
+        assert_eq!(h.sections.len(), 20);
+        assert_eq!(h.sections[19].name, "s19");
+        assert_eq!(h.sections[19].virtual_address, 0x14000);
+    }
+
+    /// A header claiming 65535 sections (the field's limit) yields at most the 96 Windows
+    /// loads, and only those whose bytes are there.
+    #[test]
+    fn a_section_count_beyond_the_loader_limit_is_capped() {
+        let mut image = headers((0, 0), (0x1000, 0x200, 0x400));
+        image[0x46..0x48].copy_from_slice(&0xffffu16.to_le_bytes());
+        // A file of 0x400 bytes, table at 0x148: (0x400 - 0x148) / 40 = 17 whole entries.
+        let file = FileImage::parse(image.clone()).expect("headers");
+        assert_eq!(file.headers.sections.len(), (0x400 - 0x148) / 40);
+
+        image.resize(0x10000, 0);
+        let h = read_headers(&mapped(image, 0x1000_0000), 0x1000_0000).expect("headers");
+        assert_eq!(h.sections.len(), MAX_SECTIONS);
+        assert_eq!(h.number_of_sections, 0xffff);
+    }
+
+    /// Not an image: no DOS magic, no PE signature, an unknown optional-header magic, an
+    /// `e_lfanew` far beyond any header.
+    #[test]
+    fn what_is_not_an_image_has_no_headers() {
+        let good = headers((0, 0), (0x1000, 0x200, 0x400));
+        assert!(FileImage::parse(good.clone()).is_some());
+        for (at, bytes) in [
+            (0usize, &b"ZM"[..]),
+            (0x40, &b"PX\0\0"[..]),
+            (0x58, &0x30bu16.to_le_bytes()[..]),
+            (0x3c, &0x7fff_0000u32.to_le_bytes()[..]),
+        ] {
+            let mut bad = good.clone();
+            bad[at..at + bytes.len()].copy_from_slice(bytes);
+            assert!(FileImage::parse(bad.clone()).is_none(), "patch at {at:#x}");
+            assert!(read_headers(&mapped(bad, 0x1_0000), 0x1_0000).is_none());
+        }
     }
 }

@@ -65,7 +65,7 @@ pub fn read_peb(mem: &dyn MemoryReader, address: u64, l: &Layout) -> Option<Peb>
     let list = |off: u64| -> Option<(u64, u64)> {
         Some((
             mem.read_ptr(ldr.wrapping_add(off), l.ptr)?,
-            mem.read_ptr(ldr.wrapping_add(off) + l.ptr, l.ptr)?,
+            mem.read_ptr(ldr.wrapping_add(off).wrapping_add(l.ptr), l.ptr)?,
         ))
     };
     let ldr_lists = (|| {
@@ -198,4 +198,30 @@ fn read_environment(mem: &dyn MemoryReader, addr: u64, size: u64) -> Option<Vec<
         out.push(String::from_utf16_lossy(s));
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EveryAddress;
+
+    /// PEB.Ldr points so that a loader list head is the last 8 bytes below 2^64: its Flink
+    /// is readable, its Blink (8 bytes on) would be past the top. Everything else reads as
+    /// all ones.
+    #[test]
+    fn a_loader_list_head_at_the_top_of_the_address_space_reads_without_overflow() {
+        let l = crate::layout::X64;
+        let peb = 0x7ff0_0000u64;
+        let ldr = (u64::MAX - 7 - l.ldr_in_init_order).to_le_bytes();
+        let mem = EveryAddress(|a: u64| match a.checked_sub(peb + l.peb_ldr) {
+            Some(o) if o < 8 => ldr[o as usize],
+            _ => 0xff,
+        });
+        let p = read_peb(&mem, peb, &l).expect("the PEB is readable");
+        // The Blink's address wraps round to 0, as the CPU's would.
+        assert_eq!(
+            p.ldr_lists.map(|lists| lists[0]),
+            Some((u64::MAX, u64::MAX))
+        );
+    }
 }

@@ -7,20 +7,49 @@ use crate::{postfix, Env};
 use dumpdiag_symbols::ModuleSymbols;
 use dumpdiag_target::MemoryExt;
 
-/// Split a rule line into (register, expression) pairs.
-fn rules(line: &str) -> Vec<(String, String)> {
+/// Most registers one CFI block may give rules for (arm64 with its vector registers has about
+/// 64); a block with more is refused.
+const MAX_REGISTERS: usize = 128;
+/// Most tokens over all the rule lines in effect at one address (an INIT line and its deltas);
+/// more is refused. Real blocks hold a few hundred.
+const MAX_RULE_TOKENS: usize = 1 << 14;
+
+/// Split rule lines into (register, expression) pairs, later lines overriding earlier ones
+/// register by register. None past [`MAX_REGISTERS`] or [`MAX_RULE_TOKENS`].
+fn rules<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for tok in line.split_whitespace() {
-        if let Some(reg) = tok.strip_suffix(':') {
-            out.push((reg.to_string(), String::new()));
-        } else if let Some(last) = out.last_mut() {
-            if !last.1.is_empty() {
-                last.1.push(' ');
+    let mut tokens = 0usize;
+    for line in lines {
+        // The register whose expression this line is spelling out (an index into `out`).
+        let mut current: Option<usize> = None;
+        for tok in line.split_whitespace() {
+            tokens += 1;
+            if tokens > MAX_RULE_TOKENS {
+                return None;
             }
-            last.1.push_str(tok);
+            if let Some(reg) = tok.strip_suffix(':') {
+                let i = match out.iter().position(|e| e.0 == reg) {
+                    Some(i) => {
+                        out[i].1.clear();
+                        i
+                    }
+                    None if out.len() < MAX_REGISTERS => {
+                        out.push((reg.to_string(), String::new()));
+                        out.len() - 1
+                    }
+                    None => return None,
+                };
+                current = Some(i);
+            } else if let Some(i) = current {
+                let expr = &mut out[i].1;
+                if !expr.is_empty() {
+                    expr.push(' ');
+                }
+                expr.push_str(tok);
+            }
         }
     }
-    out
+    Some(out)
 }
 
 /// Unwind one frame with CFI. `regs` holds `$name` values; returns the caller's registers
@@ -52,15 +81,7 @@ pub fn unwind(
         return Some(out);
     };
     // Later records override earlier ones register by register.
-    let mut effective: Vec<(String, String)> = Vec::new();
-    for l in lines {
-        for (reg, expr) in rules(l) {
-            match effective.iter_mut().find(|e| e.0 == reg) {
-                Some(e) => e.1 = expr,
-                None => effective.push((reg, expr)),
-            }
-        }
-    }
+    let effective = rules(lines)?;
     let mem = env.mem();
     let deref = |a: u64| mem.read_ptr(a, ptr);
     let mut vars = regs.clone();
@@ -75,7 +96,7 @@ pub fn unwind(
         }
         let mut v = vars.clone();
         postfix::evaluate(&format!("$__ {expr} ="), &mut v, &deref, ptr)?;
-        out.insert(reg.clone(), v["$__"]);
+        out.insert(reg.clone(), v.remove("$__")?);
     }
     out.insert(sp.into(), cfa);
     out.get(".ra")?;
@@ -87,11 +108,19 @@ mod tests {
     #[test]
     fn splits_rules() {
         assert_eq!(
-            super::rules(".cfa: $rsp 8 + .ra: .cfa 8 - ^"),
-            vec![
+            super::rules([".cfa: $rsp 8 + .ra: .cfa 8 - ^"]),
+            Some(vec![
                 (".cfa".to_string(), "$rsp 8 +".to_string()),
                 (".ra".to_string(), ".cfa 8 - ^".to_string())
-            ]
+            ])
+        );
+        // A delta overrides the registers it names and keeps the others.
+        assert_eq!(
+            super::rules([".cfa: $rsp 8 + .ra: .cfa 8 - ^", ".cfa: $rsp 16 +"]),
+            Some(vec![
+                (".cfa".to_string(), "$rsp 16 +".to_string()),
+                (".ra".to_string(), ".cfa 8 - ^".to_string())
+            ])
         );
     }
 }

@@ -75,6 +75,41 @@ pub struct Stack {
     pub frames: Vec<Frame>,
     /// What the walker itself met: the frame limit, an architecture it cannot walk.
     pub issues: Vec<StackIssue>,
+    /// The registers the unwind knows at each frame (`.frame /r`), one per frame; x64 walks
+    /// only (empty otherwise).
+    pub registers: Vec<FrameRegisters>,
+}
+
+/// x64 general registers in their hardware (and UNWIND_CODE) numbering.
+pub const X64_REGISTERS: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
+
+/// The x64 registers a callee must preserve (rbx, rbp, rsi, rdi, r12-r15), as a mask of
+/// [`X64_REGISTERS`] numbers: the only ones an unwind can give back for a caller's frame.
+pub const X64_NONVOLATILE: u16 = 1 << 3 | 1 << 5 | 1 << 6 | 1 << 7 | 0xf << 12;
+
+/// What the unwind knows of one frame's registers: the context's values at frame 0; at a caller
+/// frame, rsp and the non-volatile registers (those a callee saved come back from the stack, the
+/// others were left alone), while the volatile ones are lost. A frame found by scanning the
+/// stack breaks the chain: what its callees saved is unknown, so only rsp is known past it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameRegisters {
+    /// Values by [`X64_REGISTERS`] number (meaningful where `known` has the bit).
+    pub values: [u64; 16],
+    /// Bit n: register n's value at this frame is known.
+    pub known: u16,
+    /// Registers a callee had saved, given back by the unwind: (register number, the stack
+    /// address it was read from when known, the callee frame whose unwind restored it).
+    pub restored: Vec<(usize, Option<u64>, usize)>,
+}
+
+impl FrameRegisters {
+    /// Register `n`'s value, if it is known at this frame.
+    pub fn get(&self, n: usize) -> Option<u64> {
+        (n < 16 && self.known & (1 << n) != 0).then(|| self.values[n])
+    }
 }
 
 /// The bounds of a thread's stack: [limit, base).
@@ -305,6 +340,7 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
                 args: [0; 4],
             }],
             issues: vec![StackIssue::UnsupportedArchitecture],
+            registers: Vec::new(),
         },
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-/// Most tokens evaluated from one program (hostile .sym files must not loop us).
-const MAX_TOKENS: usize = 512;
+/// Most tokens in one program (real ones have a few dozen); longer ones are refused.
+pub const MAX_TOKENS: usize = 512;
 
 /// `ptr` is the pointer size: arithmetic wraps at 32 bits for x86 programs.
 pub fn evaluate(
@@ -24,7 +24,12 @@ pub fn evaluate(
         }
         tok.parse::<i64>().ok().map(|v| v as u64)
     };
-    for tok in program.split_whitespace().take(MAX_TOKENS) {
+    // A program past the cap is refused whole: evaluating its beginning would leave registers
+    // half assigned, as if the program were shorter.
+    if program.split_whitespace().nth(MAX_TOKENS).is_some() {
+        return None;
+    }
+    for tok in program.split_whitespace() {
         match tok {
             "+" | "-" | "*" | "/" | "%" | "@" => {
                 let b = value(&stack.pop()?, vars)?;
@@ -97,5 +102,21 @@ mod tests {
             .collect();
         evaluate("$x $rsp 8 + =", &mut v64, &mem, 8).unwrap();
         assert_eq!(v64["$x"], 0x7ff0_0000_1008);
+    }
+
+    #[test]
+    fn programs_longer_than_the_cap_are_refused_not_cut() {
+        let mem = |_: u64| None;
+        let mut vars: HashMap<String, u64> = HashMap::new();
+        // The assignment comes after MAX_TOKENS tokens: cut there, the program would seem to
+        // succeed with `$x` never set.
+        let pushes = "1 ".repeat(MAX_TOKENS);
+        let program = format!("$x 0 {pushes}{} =", "+ ".repeat(MAX_TOKENS));
+        assert!(evaluate(&program, &mut vars, &mem, 8).is_none());
+        assert!(!vars.contains_key("$x"));
+        // At the cap exactly it still runs.
+        let program = format!("$x 0 {} =", "1 + ".repeat((MAX_TOKENS - 3) / 2));
+        evaluate(&program, &mut vars, &mem, 8).unwrap();
+        assert_eq!(vars["$x"], ((MAX_TOKENS - 3) / 2) as u64);
     }
 }

@@ -1,6 +1,6 @@
 //! x64: unwind data from the image in dump memory, read zero-copy from the mapped dump.
 
-use crate::{Env, Frame, Stack, Trust, MAX_FRAMES};
+use crate::{Env, Frame, FrameRegisters, Stack, Trust, MAX_FRAMES, X64_NONVOLATILE};
 use dumpdiag_os::pe;
 use dumpdiag_target::{Context, MemoryExt};
 use pe_unwind_info::x86_64::{FunctionTableEntries, Register, UnwindState, XmmRegister};
@@ -8,6 +8,21 @@ use pe_unwind_info::x86_64::{FunctionTableEntries, Register, UnwindState, XmmReg
 struct Regs<'a> {
     gpr: [u64; 16],
     env: &'a Env<'a>,
+    /// The stack address read last: where the next restored register comes from.
+    last_read: u64,
+    /// Registers the last unwind restored from the stack: (register number, address).
+    restored: Vec<(usize, u64)>,
+}
+
+impl<'a> Regs<'a> {
+    fn new(gpr: [u64; 16], env: &'a Env<'a>) -> Regs<'a> {
+        Regs {
+            gpr,
+            env,
+            last_read: 0,
+            restored: Vec::new(),
+        }
+    }
 }
 
 fn index(r: Register) -> usize {
@@ -19,9 +34,13 @@ impl UnwindState for Regs<'_> {
         self.gpr[index(register)]
     }
     fn read_stack(&mut self, addr: u64) -> Option<u64> {
+        self.last_read = addr;
         self.env.mem().read_u64(addr)
     }
     fn write_register(&mut self, register: Register, value: u64) {
+        if register != Register::RSP {
+            self.restored.push((index(register), self.last_read));
+        }
         self.gpr[index(register)] = value;
     }
     fn write_xmm_register(&mut self, _: XmmRegister, _: u128) {}
@@ -80,6 +99,9 @@ fn unwind_with_function_table(env: &Env, regs: &mut Regs, ip: u64, caller: bool)
     unwind_table(regs, &ft.entries, read, rva)
 }
 
+/// Most code bytes an unwind pads up to the function's end (the readers give at most 1 MiB).
+const MAX_PADDED_CODE: usize = 1 << 20;
+
 fn unwind_table<'m>(
     regs: &mut Regs,
     pdata: &[u8],
@@ -93,33 +115,42 @@ fn unwind_table<'m>(
     // keeps a little code around each thread's instruction pointer, or none). Code the dump
     // lacks is given as int 3 bytes, which no epilog begins with: the address counts as in the
     // body, as a debugger without the code bytes would also take it.
+    // The function's end comes from the image's .pdata: past MAX_PADDED_CODE bytes from the
+    // address (more than any reader gives, and than any function needs) the frame is left to
+    // the other unwinders rather than padded to a size the file chose.
+    let mut too_far = false;
     let padded: Option<Vec<u8>> = table.lookup(rva).and_then(|f| {
         let need = f.end_address.get().checked_sub(rva)? as usize;
         let have = read(rva).unwrap_or(&[]);
-        (have.len() < need).then(|| {
-            let mut code = have.to_vec();
-            code.resize(need, 0xcc);
-            code
-        })
+        if have.len() >= need {
+            return None;
+        }
+        if need > MAX_PADDED_CODE {
+            too_far = true;
+            return None;
+        }
+        let mut code = have.to_vec();
+        code.resize(need, 0xcc);
+        Some(code)
     });
+    if too_far {
+        return None;
+    }
     let read = |r: u32| match &padded {
         Some(code) if r == rva => Some(code.as_slice()),
         _ => read(r),
     };
     // pe-unwind-info trusts its input; a hostile image must not take the walker down.
     let saved = regs.gpr;
-    let gpr = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut state = Regs {
-            gpr: saved,
-            env: regs.env,
-        };
+    let (rip, state) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut state = Regs::new(saved, regs.env);
         table
             .unwind_frame(&mut state, read, rva)
-            .map(|rip| (rip, state.gpr))
+            .map(|rip| (rip, (state.gpr, state.restored)))
     }))
     .ok()??;
-    regs.gpr = gpr.1;
-    Some(gpr.0)
+    (regs.gpr, regs.restored) = state;
+    Some(rip)
 }
 
 /// An instruction pointer on a short or near `jmp` whose target lies in the same function's
@@ -185,14 +216,25 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
     for (i, n) in names.iter().enumerate() {
         gpr[i] = ctx.get(n).unwrap_or(0);
     }
-    let mut regs = Regs { gpr, env };
+    let mut regs = Regs::new(gpr, env);
     let mut ip = ctx.ip();
+    // What is known of the registers at the frame being walked, and where restored ones came
+    // from (see FrameRegisters).
+    let mut known = u16::MAX;
+    let mut origin: [Option<(Option<u64>, usize)>; 16] = [None; 16];
     let mut stack = Stack::default();
     let mut trust = Trust::Context;
     while stack.frames.len() < MAX_FRAMES {
         let sp = regs.gpr[4];
         let fp = regs.gpr[5];
         let caller = !stack.frames.is_empty();
+        stack.registers.push(FrameRegisters {
+            values: regs.gpr,
+            known,
+            restored: (0..16)
+                .filter_map(|r| origin[r].map(|(addr, frame)| (r, addr, frame)))
+                .collect(),
+        });
         if env.is_thread_start(ip, caller) {
             stack.frames.push(Frame {
                 ip,
@@ -205,6 +247,7 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
             break;
         }
         let before = regs.gpr;
+        regs.restored.clear();
         let mut next =
             unwind_with_pdata(env, &mut regs, ip, caller).map(|ra| (ra, Trust::UnwindInfo));
         if next.is_none() {
@@ -246,6 +289,28 @@ pub fn walk(env: &Env, ctx: &Context) -> Stack {
                 }
             }
         };
+        // The caller's registers: volatile ones are lost; a scanned frame loses the rest.
+        let frame = stack.frames.len();
+        match next.map(|n| n.1) {
+            Some(Trust::UnwindInfo) => {
+                for &(r, addr) in &regs.restored {
+                    origin[r] = Some((Some(addr), frame));
+                }
+                known &= X64_NONVOLATILE | 1 << 4;
+            }
+            Some(Trust::FrameData) => {
+                for r in (0..16).filter(|r| X64_NONVOLATILE & (1 << r) != 0) {
+                    if regs.gpr[r] != before[r] {
+                        origin[r] = Some((None, frame));
+                    }
+                }
+                known &= X64_NONVOLATILE | 1 << 4;
+            }
+            _ => {
+                known = 1 << 4;
+                origin = [None; 16];
+            }
+        }
         let args = env.args_at(regs.gpr[4].max(sp.wrapping_add(8)), 8);
         stack.frames.push(Frame {
             ip,

@@ -63,9 +63,10 @@ fn unwind_frame_data(env: &Env, r: &Regs, callee_params: u64, caller: bool) -> O
             // with the other registers.
             let mut p = "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + =".to_string();
             if w.allocates_base_pointer {
+                // Both sizes come from the symbol file: add them as the 32-bit machine would.
                 p.push_str(&format!(
                     " $ebp $T0 {} - ^ =",
-                    w.local_size + w.saved_register_size
+                    w.local_size.wrapping_add(w.saved_register_size)
                 ));
             }
             p

@@ -17,6 +17,14 @@ pub struct Func {
     lines: Range<u32>,
 }
 
+impl Func {
+    /// The end of the function (a zero size covers one byte); addresses and sizes come from
+    /// the file, so the end stops at 2^64 instead of wrapping.
+    fn end(&self) -> u64 {
+        self.address.saturating_add(self.size.max(1))
+    }
+}
+
 /// A STACK WIN record (x86 frame data).
 #[derive(Debug, Clone)]
 pub struct StackWin {
@@ -81,6 +89,10 @@ impl std::fmt::Debug for BreakpadSymbols {
 fn hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
+
+/// Most delta lines read from one STACK CFI block (real ones have tens; every unwind through
+/// the block reads them again). A block with more is not used.
+const MAX_CFI_DELTAS: usize = 1 << 14;
 
 /// Largest symbol file indexed (offsets are 32-bit).
 const MAX_SYM_FILE: usize = u32::MAX as usize;
@@ -312,7 +324,7 @@ impl BreakpadSymbols {
             ) else {
                 continue;
             };
-            if rva >= a && rva < a + sz.max(1) {
+            if rva >= a && rva < a.saturating_add(sz.max(1)) {
                 return Some((
                     self.file(file.parse().ok()?)?.to_string(),
                     line.parse().ok()?,
@@ -327,7 +339,7 @@ impl BreakpadSymbols {
         let i = self.funcs.partition_point(|f| f.address <= rva);
         if i > 0 {
             let f = &self.funcs[i - 1];
-            if rva < f.address + f.size.max(1) {
+            if rva < f.end() {
                 return Some((
                     self.func_name(f).to_string(),
                     rva - f.address,
@@ -351,7 +363,7 @@ impl BreakpadSymbols {
     /// Is `rva` inside a FUNC record (not merely after a PUBLIC)?
     pub fn in_func(&self, rva: u64) -> bool {
         let i = self.funcs.partition_point(|f| f.address <= rva);
-        i > 0 && rva < self.funcs[i - 1].address + self.funcs[i - 1].size.max(1)
+        i > 0 && rva < self.funcs[i - 1].end()
     }
 
     /// The STACK WIN record for `rva` (frame data preferred over FPO).
@@ -361,7 +373,7 @@ impl BreakpadSymbols {
             .iter()
             .rev()
             .take(8)
-            .find(|w| rva < w.0 + w.1)?;
+            .find(|w| rva < w.0.saturating_add(w.1))?;
         parse_stack_win(self.slice(&w.3))
     }
 
@@ -372,9 +384,14 @@ impl BreakpadSymbols {
     /// CFI rules in effect at `rva`: INIT, then each delta at or below `rva`.
     pub fn cfi_rules(&self, rva: u64) -> Option<Vec<&str>> {
         let i = self.cfi.partition_point(|c| c.address <= rva);
-        let c = self.cfi[..i].last().filter(|c| rva < c.address + c.size)?;
+        let c = self.cfi[..i]
+            .last()
+            .filter(|c| rva < c.address.saturating_add(c.size))?;
         let mut rules = Vec::new();
         for (n, l) in self.slice(&c.text).lines().enumerate() {
+            if n > MAX_CFI_DELTAS {
+                return None;
+            }
             if n == 0 {
                 // STACK CFI INIT address size rules
                 rules.push(l.splitn(6, ' ').nth(5)?);
@@ -442,5 +459,56 @@ mod tests {
         assert_eq!(s.skipped_lines, 1);
         assert!(s.in_func(0x101f) && !s.in_func(0x1020));
         assert_eq!(s.symbols().count(), 2);
+    }
+
+    /// Records whose address plus size passes 2^64 cover up to the top of the address space:
+    /// the end is not wrapped round to a small number (which hid them) nor an overflow panic.
+    #[test]
+    fn records_reaching_past_2_64_cover_the_top_of_the_address_space() {
+        let text = "MODULE windows x86_64 ABC1 t.pdb\nFILE 1 t.cc\n\
+            FUNC ffffffffffffff00 200 0 top\nffffffffffffff00 200 7 1\n\
+            STACK WIN 4 ffffffffffffff00 200 0 0 0 0 0 0 1 $eip 4 =\n\
+            STACK CFI INIT ffffffffffffff00 200 .cfa: $rsp 8 + .ra: .cfa 8 - ^\n";
+        let s = BreakpadSymbols::parse(text);
+        let hit = s
+            .lookup(0xffff_ffff_ffff_ff10)
+            .expect("the FUNC covers the address");
+        assert_eq!(hit.0, "top");
+        assert_eq!(hit.2, Some(("t.cc".to_string(), 7)));
+        assert!(s.in_func(u64::MAX - 1));
+        assert!(s.stack_win(0xffff_ffff_ffff_ff10).is_some());
+        assert!(s.cfi_rules(0xffff_ffff_ffff_ff10).is_some());
+    }
+
+    /// Every unwind through a CFI block reads its deltas again: a block of millions of deltas
+    /// (each line a few bytes) would cost that much per frame, so it is not used.
+    #[test]
+    fn cfi_blocks_with_more_deltas_than_any_function_are_not_used() {
+        let mut text = String::from("STACK CFI INIT 1000 100 .cfa: $rsp 8 + .ra: .cfa 8 - ^\n");
+        for _ in 0..=MAX_CFI_DELTAS {
+            text.push_str("STACK CFI 1001 .cfa: $rsp 16 +\n");
+        }
+        text.push_str("STACK CFI INIT 2000 10 .cfa: $rsp 8 + .ra: .cfa 8 - ^\nSTACK CFI 2001 .cfa: $rsp 16 +\n");
+        let s = BreakpadSymbols::parse(&text);
+        assert!(s.cfi_rules(0x1010).is_none());
+        assert_eq!(s.cfi_rules(0x2004).map(|r| r.len()), Some(2));
+    }
+
+    /// A .sym file cut in the middle of a UTF-8 sequence (an interrupted copy or download)
+    /// still gives everything before the cut.
+    #[test]
+    fn a_file_cut_inside_a_utf8_sequence_loads_what_precedes_the_cut() {
+        let path = std::env::temp_dir().join(format!("dumpdiag-cut-{}.sym", std::process::id()));
+        let mut bytes = "MODULE windows x86_64 ABC1 t.pdb\nFUNC 1000 10 0 caf\u{e9}\nFUNC 2000 10 0 na\u{ef}ve\n"
+            .as_bytes()
+            .to_vec();
+        let cut = bytes.len() - 4; // inside the two bytes of 'ï'
+        bytes.truncate(cut);
+        std::fs::write(&path, &bytes).unwrap();
+        let s = BreakpadSymbols::open(&path);
+        let _ = std::fs::remove_file(&path);
+        let s = s.expect("the file loads");
+        assert_eq!(s.lookup(0x1004).map(|h| h.0), Some("caf\u{e9}".to_string()));
+        assert!(s.lookup(0x2004).is_some_and(|h| h.0.starts_with("na")));
     }
 }

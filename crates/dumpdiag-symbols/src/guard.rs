@@ -3,30 +3,11 @@
 //! LF_VFTABLE whose names overrun, an index below the stream's first that is no primitive, an
 //! empty record): a hostile PDB must cost the command its answer, not the session.
 
-use std::cell::Cell;
-use std::sync::Once;
-
-thread_local! {
-    /// How many [`contained`] calls this thread is inside: their panics are not reported.
-    static QUIET: Cell<u32> = const { Cell::new(0) };
-}
-
 /// Run `f`; a panic inside it becomes `None`, and its message is not printed (other panics
-/// still reach the panic hook that was installed before).
-pub fn contained<R>(f: impl FnOnce() -> R) -> Option<R> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if QUIET.with(Cell::get) == 0 {
-                previous(info)
-            }
-        }));
-    });
-    QUIET.with(|q| q.set(q.get() + 1));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(q.get() - 1));
-    r.ok()
+/// still reach the panic hook that was installed before). The containment is
+/// [`crate::contain`]'s, which the symbol readers share.
+pub(crate) fn contained<R>(f: impl FnOnce() -> R) -> Option<R> {
+    crate::contain::contain(f).ok()
 }
 
 #[cfg(test)]

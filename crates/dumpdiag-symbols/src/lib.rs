@@ -4,10 +4,12 @@
 //! in dump memory. Loading is deferred until an address in the module is first looked up.
 
 pub mod breakpad;
+mod contain;
 pub mod exports;
-pub mod guard;
+mod guard;
 pub mod locals;
 pub mod pdb;
+pub mod pdb_match;
 pub mod server;
 pub mod sympath;
 pub mod types;
@@ -18,6 +20,8 @@ use std::path::PathBuf;
 use dumpdiag_target::{CodeViewRecord, ModuleRecord, Target};
 
 pub use breakpad::BreakpadSymbols;
+pub use pdb_match::PdbMismatch;
+use pdb_match::{open_matching, Refused};
 pub use sympath::SymbolPath;
 
 /// How far past a data symbol an address may lie and still be named after it.
@@ -86,12 +90,12 @@ pub struct Symbols {
     origins: Vec<OnceCell<String>>,
     /// Image files found on the symbol path, for unwind data a minidump does not carry.
     images: Vec<OnceCell<Option<dumpdiag_os::pe::FileImage>>>,
-    /// PDBs found under a module's PDB name that belong to another build, refused as WinDbg
-    /// refuses them: (module index, what was found).
-    mismatches: std::cell::RefCell<Vec<(usize, String)>>,
-    /// Modules (short-name wildcards) whose PDB is taken even when it belongs to another build
-    /// (`.reload /i`): its types, and whatever else still fits, interpret this dump's memory.
-    ignore_mismatch: Vec<String>,
+    /// PDBs found under a module's PDB name that belong to another build or link, refused as
+    /// WinDbg refuses them (or loaded anyway): (module index, what was found).
+    mismatches: std::cell::RefCell<Vec<(usize, PdbMismatch)>>,
+    /// Modules whose next load takes a mismatched PDB when no matching one is found
+    /// (`.reload /i`).
+    accept_mismatched: Vec<bool>,
 }
 
 /// The symbol-store id of a PDB: GUID (as Windows prints it, no dashes) followed by the age.
@@ -109,22 +113,8 @@ impl Symbols {
             origins: (0..n).map(|_| OnceCell::new()).collect(),
             images: (0..n).map(|_| OnceCell::new()).collect(),
             mismatches: Default::default(),
-            ignore_mismatch: Vec::new(),
+            accept_mismatched: vec![false; n],
         }
-    }
-
-    /// Take the PDB found under the module's PDB name even when its GUID is another build's,
-    /// for the modules whose short names match one of `modules` (wildcards; WinDbg's
-    /// `.reload /i`). Applies to symbols loaded from now on.
-    pub fn ignore_mismatches(&mut self, modules: Vec<String>) {
-        self.ignore_mismatch = modules;
-    }
-
-    fn ignores_mismatch(&self, m: &ModuleRecord) -> bool {
-        let name = m.short_name();
-        self.ignore_mismatch
-            .iter()
-            .any(|p| dumpdiag_os::types::wildcard_match(p, &name))
     }
 
     pub fn path(&self) -> &SymbolPath {
@@ -145,14 +135,45 @@ impl Symbols {
             .unwrap_or(SymbolKind::Deferred)
     }
 
-    /// A PDB with the module's PDB name that was refused because it belongs to another build
-    /// (looked for when the module's symbols were loaded).
-    pub fn pdb_mismatch(&self, index: usize) -> Option<String> {
+    /// A PDB with the module's PDB name that belongs to another build or link (looked for when
+    /// the module's symbols were loaded): refused, or loaded anyway after `.reload /i`.
+    pub fn pdb_mismatch(&self, index: usize) -> Option<PdbMismatch> {
         self.mismatches
             .borrow()
             .iter()
             .find(|m| m.0 == index)
             .map(|m| m.1.clone())
+    }
+
+    /// Forget one module's symbols (`.reload module`); with `accept_mismatched`, its next load
+    /// takes a PDB of its name from another build or link when no matching one is found
+    /// (`.reload /i`), and says so in [`Symbols::pdb_mismatch`].
+    pub fn reload_module(&mut self, index: usize, accept_mismatched: bool) {
+        if let Some(cell) = self.modules.get_mut(index) {
+            *cell = OnceCell::new();
+            self.origins[index] = OnceCell::new();
+            self.accept_mismatched[index] = accept_mismatched;
+            self.mismatches.get_mut().retain(|m| m.0 != index);
+        }
+    }
+
+    /// Remember a refused PDB; load it anyway when `.reload /i` asked for the module.
+    fn refuse_or_force(
+        &self,
+        index: usize,
+        mut mismatch: PdbMismatch,
+    ) -> Option<(ModuleSymbols, String)> {
+        let forced = if self.accept_mismatched.get(index) == Some(&true) {
+            pdb::PdbSymbols::open(std::path::Path::new(&mismatch.path)).ok()
+        } else {
+            None
+        };
+        mismatch.loaded = forced.is_some();
+        let origin = mismatch.path.clone();
+        let mut all = self.mismatches.borrow_mut();
+        all.retain(|m| m.0 != index);
+        all.push((index, mismatch));
+        forced.map(|p| (ModuleSymbols::Pdb(Box::new(p)), origin))
     }
 
     pub fn origin(&self, index: usize) -> Option<&str> {
@@ -189,35 +210,20 @@ impl Symbols {
                 let file = dumpdiag_target::file_name_of(pdb_name).to_string();
                 let mut candidates: Vec<PathBuf> = vec![PathBuf::from(pdb_name)];
                 candidates.extend(self.path.local_candidates(&file, &id));
-                // Another build's PDB, kept in case no matching one turns up and the user
-                // asked for mismatches to be ignored.
-                let mut other_build = None;
-                for c in candidates {
-                    if !c.is_file() {
-                        continue;
+                // A PDB of the module's name from another build or link is refused, as WinDbg
+                // refuses it (pdb_match), and remembered for lm, !lmi and the analysis.
+                let mut refused = None;
+                let mut take = |c: &std::path::Path, origin: String| match open_matching(c, cv) {
+                    Ok(p) => Some((ModuleSymbols::Pdb(Box::new(p)), origin)),
+                    Err(Refused::Mismatch(m)) => {
+                        refused.get_or_insert(m);
+                        None
                     }
-                    if let Ok(p) = pdb::PdbSymbols::open(&c) {
-                        if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid)
-                            || matches!(cv, CodeViewRecord::Pdb20 { .. })
-                        {
-                            return (ModuleSymbols::Pdb(Box::new(p)), c.display().to_string());
-                        }
-                        let found = pdb_store_id(&CodeViewRecord::Pdb70 {
-                            guid: p.guid,
-                            age: p.age,
-                            pdb_name: String::new(),
-                        })
-                        .unwrap_or_default();
-                        let mut mm = self.mismatches.borrow_mut();
-                        if !mm.iter().any(|x| x.0 == index) {
-                            mm.push((
-                                index,
-                                format!("{} is {found}, the image expects {id}", c.display()),
-                            ));
-                        }
-                        if other_build.is_none() && self.ignores_mismatch(m) {
-                            other_build = Some((p, c, found));
-                        }
+                    Err(Refused::Unreadable) => None,
+                };
+                for c in candidates.iter().filter(|c| c.is_file()) {
+                    if let Some(found) = take(c, c.display().to_string()) {
+                        return found;
                     }
                 }
                 // Then the symbol servers, PDB first (WinDbg's order), then a Breakpad .sym.
@@ -233,25 +239,14 @@ impl Symbols {
                         self.unreachable.borrow_mut().push(url.to_string());
                     }
                     if let Ok(path) = fetched {
-                        if let Ok(p) = pdb::PdbSymbols::open(&path) {
-                            if matches!(cv, CodeViewRecord::Pdb70 { guid, .. } if *guid == p.guid)
-                                || matches!(cv, CodeViewRecord::Pdb20 { .. })
-                            {
-                                return (
-                                    ModuleSymbols::Pdb(Box::new(p)),
-                                    format!("{} (from {url})", path.display()),
-                                );
-                            }
+                        if let Some(found) = take(&path, format!("{} (from {url})", path.display()))
+                        {
+                            return found;
                         }
                     }
                 }
-                if let Some((p, c, found)) = other_build {
-                    let origin = format!(
-                        "{} (another build's PDB, {found} where the image expects {id}: \
-                         loaded because of .reload /i)",
-                        c.display()
-                    );
-                    return (ModuleSymbols::Pdb(Box::new(p)), origin);
+                if let Some(found) = refused.and_then(|m| self.refuse_or_force(index, m)) {
+                    return found;
                 }
                 let sym = match file.rfind('.') {
                     Some(i) => format!("{}.sym", &file[..i]),
@@ -360,13 +355,17 @@ impl Symbols {
         };
         let mem = target.memory();
         let read = |a: u64, n: usize| dumpdiag_target::MemoryExt::read_bytes(mem, a, n);
-        locals::frame_variables(
-            std::path::Path::new(&p.path),
-            (addr - m.base) as u32,
-            ptr,
-            reg,
-            &read,
-        )
+        // The PDB is read again here, through the same reader that can panic on a bad file.
+        contain::contain(|| {
+            locals::frame_variables(
+                std::path::Path::new(&p.path),
+                (addr - m.base) as u32,
+                ptr,
+                reg,
+                &read,
+            )
+        })
+        .ok()?
         .ok()
     }
 
@@ -479,7 +478,8 @@ impl Symbols {
             let prefix = m.short_name();
             let mut push = |rva: u64, name: &str| {
                 if matches(pattern, name) {
-                    out.push((m.base + rva, format!("{prefix}!{name}")));
+                    // A Breakpad address is any 64-bit number: it wraps as an address.
+                    out.push((m.base.wrapping_add(rva), format!("{prefix}!{name}")));
                 }
             };
             match self.module(target, i) {

@@ -21,8 +21,8 @@ self_cell::self_cell!(
 pub struct PdbSymbols {
     cell: Cell,
     pub path: String,
-    pub guid: [u8; 16],
-    pub age: u32,
+    /// GUID, signature and ages: what ties the PDB to an image ([`crate::pdb_match`]).
+    pub identity: crate::pdb_match::PdbIdentity,
     /// x86 frame data (FPO and program-string records), sorted by address.
     pub frame_data: Vec<crate::breakpad::StackWin>,
     /// Global and static data symbols: (rva, name), sorted.
@@ -32,6 +32,8 @@ pub struct PdbSymbols {
     /// The type records and typed globals, read on first use (`dt`, `??`); None when the
     /// PDB's type stream cannot be read.
     types: std::cell::OnceCell<Option<crate::types::PdbTypes>>,
+    /// Did the reader panic on this file (see [`crate::contain`])? It is not asked again.
+    broken: std::cell::Cell<bool>,
 }
 
 /// One resolved address.
@@ -40,16 +42,6 @@ pub struct PdbFrames {
     pub end_rva: Option<u32>,
     /// (function, file, line), innermost inline first, containing procedure last.
     pub frames: Vec<(String, Option<String>, Option<u32>)>,
-}
-
-fn guid_bytes(g: &uuid::Uuid) -> [u8; 16] {
-    let (d1, d2, d3, d4) = g.as_fields();
-    let mut b = [0u8; 16];
-    b[..4].copy_from_slice(&d1.to_le_bytes());
-    b[4..6].copy_from_slice(&d2.to_le_bytes());
-    b[6..8].copy_from_slice(&d3.to_le_bytes());
-    b[8..].copy_from_slice(d4);
-    b
 }
 
 /// Demangle an MSVC-decorated public name (`?f@@YAXH@Z` → `f`), keeping it when it is not one.
@@ -63,17 +55,18 @@ pub fn demangle(name: &str) -> String {
 }
 
 impl PdbSymbols {
+    /// Open and index a PDB; a file the reader cannot take (even one it panics on) is an
+    /// error.
     pub fn open(path: &Path) -> Result<PdbSymbols, String> {
+        crate::contain::contain(|| Self::open_unguarded(path))?
+    }
+
+    fn open_unguarded(path: &Path) -> Result<PdbSymbols, String> {
         let file = File::open(path).map_err(|e| e.to_string())?;
         let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
-        let info = pdb.pdb_information().map_err(|e| e.to_string())?;
+        let identity = crate::pdb_match::PdbIdentity::of(&mut pdb)?;
         let frame_data = read_frame_data(&mut pdb);
         let globals = read_globals(&mut pdb);
-        let guid = guid_bytes(&info.guid);
-        let age = pdb
-            .debug_information()
-            .map(|d| d.age().unwrap_or(info.age))
-            .unwrap_or(info.age);
         let data = ContextPdbData::try_from_pdb(pdb).map_err(|e| e.to_string())?;
         // WinDbg names frames without argument lists (`mod!Class::method+0x1f`).
         let flags = pdb_addr2line::TypeFormatterFlags::NO_ARGUMENTS
@@ -84,12 +77,23 @@ impl PdbSymbols {
         Ok(PdbSymbols {
             cell,
             path: path.display().to_string(),
-            guid,
-            age,
+            identity,
             frame_data,
             globals,
             functions: std::cell::OnceCell::new(),
             types: std::cell::OnceCell::new(),
+            broken: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Run a query of the reader; None, from now on, once it has panicked on this file.
+    fn guarded<T>(&self, f: impl FnOnce() -> Option<T>) -> Option<T> {
+        if self.broken.get() {
+            return None;
+        }
+        crate::contain::contain(f).unwrap_or_else(|_| {
+            self.broken.set(true);
+            None
         })
     }
 
@@ -101,6 +105,10 @@ impl PdbSymbols {
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
+        self.guarded(|| self.find_unguarded(rva))
+    }
+
+    fn find_unguarded(&self, rva: u32) -> Option<PdbFrames> {
         self.cell.with_dependent(|_, ctx| {
             let f = ctx.find_frames(rva).ok()??;
             Some(PdbFrames {
@@ -142,11 +150,14 @@ impl PdbSymbols {
     /// Every function: (start rva, name).
     pub fn functions(&self) -> &[(u32, String)] {
         self.functions.get_or_init(|| {
-            self.cell.with_dependent(|_, ctx| {
-                ctx.functions()
-                    .filter_map(|f| Some((f.start_rva, demangle(&f.name?))))
-                    .collect()
+            self.guarded(|| {
+                Some(self.cell.with_dependent(|_, ctx| {
+                    ctx.functions()
+                        .filter_map(|f| Some((f.start_rva, demangle(&f.name?))))
+                        .collect()
+                }))
             })
+            .unwrap_or_default()
         })
     }
 }

@@ -2,15 +2,29 @@
 //! CAB-compressed `{nam_}` form, stored in the cache in the same layout WinDbg uses, so caches
 //! are shared with WinDbg and symstore. Downloads have timeouts, show a progress bar on a
 //! terminal, and are skipped entirely in offline mode (`DUMPDIAG_OFFLINE=1`).
+//!
+//! A server is untrusted: what it sends goes to a file in the cache as it arrives (never to
+//! memory), and neither a body nor what a CAB unpacks to may pass [`max_download`] bytes, so
+//! an endless body or a decompression bomb stops there and leaves nothing behind.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::sympath::store_path;
 
-/// Largest file accepted from a server (PDBs of big products reach a few GB).
+/// Largest file accepted from a server or unpacked from a CAB, by default (PDBs of big
+/// products reach a few GB).
 const MAX_DOWNLOAD: u64 = 4 << 30;
+
+/// The largest file accepted from a server or unpacked from a CAB: [`MAX_DOWNLOAD`], or
+/// `DUMPDIAG_MAX_DOWNLOAD_MB` megabytes.
+pub fn max_download() -> u64 {
+    std::env::var("DUMPDIAG_MAX_DOWNLOAD_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(MAX_DOWNLOAD, |mb| mb.saturating_mul(1 << 20))
+}
 
 pub fn offline() -> bool {
     std::env::var("DUMPDIAG_OFFLINE").is_ok_and(|v| v != "0" && !v.is_empty())
@@ -63,36 +77,77 @@ pub fn fetch(url: &str, cache: &Path, name: &str, id: &str) -> Result<PathBuf, F
     if offline() {
         return Err(FetchError::NotFound("offline mode: not downloading".into()));
     }
+    let limit = max_download();
     let agent = agent();
+    // Bodies arrive here, next to where they will be stored.
+    let part = dest.with_extension("download");
     let plain = format!("{url}/{name}/{id}/{name}");
-    if let Some(bytes) = get(&agent, &plain, name).map_err(FetchError::Unreachable)? {
-        return store(&dest, &bytes).map_err(FetchError::Bad);
+    match get(&agent, &plain, name, &part, limit) {
+        Ok(true) => return store(&part, &dest),
+        Ok(false) => {}
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
     }
     let packed = compressed_name(name);
     let url2 = format!("{url}/{name}/{id}/{packed}");
-    match get(&agent, &url2, &packed).map_err(FetchError::Unreachable)? {
-        Some(bytes) => {
-            let data = uncab(&bytes, name).map_err(FetchError::Bad)?;
-            store(&dest, &data).map_err(FetchError::Bad)
+    match get(&agent, &url2, &packed, &part, limit) {
+        Ok(true) => {
+            let unpacked = dest.with_extension("unpacked");
+            let done = uncab(&part, name, &unpacked, limit);
+            let _ = std::fs::remove_file(&part);
+            if let Err(e) = done {
+                let _ = std::fs::remove_file(&unpacked);
+                return Err(FetchError::Bad(e));
+            }
+            store(&unpacked, &dest)
         }
-        None => Err(FetchError::NotFound(format!("{name} ({id}) not on {url}"))),
+        Ok(false) => Err(FetchError::NotFound(format!("{name} ({id}) not on {url}"))),
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
     }
 }
 
-fn get(agent: &ureq::Agent, url: &str, label: &str) -> Result<Option<Vec<u8>>, String> {
-    let mut resp = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
+/// GET `url` into the file `to` (created with its directory), at most `limit` bytes; false
+/// when the server does not have it.
+fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    label: &str,
+    to: &Path,
+    limit: u64,
+) -> Result<bool, FetchError> {
+    let unreachable = |e: &dyn std::fmt::Display| FetchError::Unreachable(format!("{url}: {e}"));
+    let too_large = || {
+        FetchError::Bad(format!(
+            "{url}: larger than {} MB, the most accepted (DUMPDIAG_MAX_DOWNLOAD_MB)",
+            limit >> 20
+        ))
+    };
+    let mut resp = agent.get(url).call().map_err(|e| unreachable(&e))?;
     let status = resp.status().as_u16();
     if status == 404 || status == 410 {
-        return Ok(None);
+        return Ok(false);
     }
     if status != 200 {
-        return Err(format!("{url}: HTTP {status}"));
+        return Err(unreachable(&format!("HTTP {status}")));
     }
     let len = resp
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    if len.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bad = |e: std::io::Error| FetchError::Bad(format!("{}: {e}", to.display()));
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(bad)?;
+    }
+    let mut out = BufWriter::new(std::fs::File::create(to).map_err(bad)?);
     let bar = (std::io::stderr().is_terminal() && len.is_some()).then(|| {
         let b = indicatif::ProgressBar::new(len.unwrap_or(0));
         b.set_style(
@@ -104,29 +159,40 @@ fn get(agent: &ureq::Agent, url: &str, label: &str) -> Result<Option<Vec<u8>>, S
         b.set_message(label.to_string());
         b
     });
-    let mut reader = resp.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
-    let mut out = Vec::new();
+    // One byte past the limit is enough to know the body is too large.
+    let mut reader = resp
+        .body_mut()
+        .with_config()
+        .limit(limit.saturating_add(1))
+        .reader();
     let mut chunk = vec![0u8; 1 << 16];
+    let mut total = 0u64;
     loop {
-        let n = reader.read(&mut chunk).map_err(|e| format!("{url}: {e}"))?;
+        let n = reader.read(&mut chunk).map_err(|e| unreachable(&e))?;
         if n == 0 {
             break;
         }
-        out.extend_from_slice(&chunk[..n]);
+        total += n as u64;
+        if total > limit {
+            return Err(too_large());
+        }
+        out.write_all(&chunk[..n]).map_err(bad)?;
         if let Some(b) = &bar {
-            b.set_position(out.len() as u64);
+            b.set_position(total);
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    Ok(Some(out))
+    out.flush().map_err(bad)?;
+    Ok(true)
 }
 
-/// Extract `name` (or the only file) from a CAB archive.
-fn uncab(bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
-    let mut cab =
-        cab::Cabinet::new(std::io::Cursor::new(bytes)).map_err(|e| format!("bad CAB: {e}"))?;
+/// Extract `name` (or the only file) from the CAB archive in file `from` into file `to`, at
+/// most `limit` bytes.
+fn uncab(from: &Path, name: &str, to: &Path, limit: u64) -> Result<(), String> {
+    let file = std::fs::File::open(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    let mut cab = cab::Cabinet::new(BufReader::new(file)).map_err(|e| format!("bad CAB: {e}"))?;
     let files: Vec<String> = cab
         .folder_entries()
         .flat_map(|f| {
@@ -141,23 +207,29 @@ fn uncab(bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
         .or(files.first())
         .ok_or("empty CAB")?
         .clone();
-    let mut r = cab
+    let r = cab
         .read_file(&pick)
         .map_err(|e| format!("CAB {pick}: {e}"))?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out)
+    let mut out =
+        BufWriter::new(std::fs::File::create(to).map_err(|e| format!("{}: {e}", to.display()))?);
+    // One byte past the limit is enough to know the file is too large.
+    let n = std::io::copy(&mut r.take(limit.saturating_add(1)), &mut out)
         .map_err(|e| format!("CAB {pick}: {e}"))?;
-    Ok(out)
+    if n > limit {
+        return Err(format!(
+            "CAB {pick}: unpacks to more than {} MB, the most accepted (DUMPDIAG_MAX_DOWNLOAD_MB)",
+            limit >> 20
+        ));
+    }
+    out.flush().map_err(|e| format!("{}: {e}", to.display()))?;
+    Ok(())
 }
 
-fn store(dest: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
-    let dir = dest.parent().ok_or("bad cache path")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let tmp = dest.with_extension("download");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(&tmp, dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+/// Move a complete download into its place in the cache.
+fn store(from: &Path, dest: &Path) -> Result<PathBuf, FetchError> {
+    std::fs::rename(from, dest).map_err(|e| {
+        let _ = std::fs::remove_file(from);
+        FetchError::Bad(format!("{}: {e}", dest.display()))
+    })?;
     Ok(dest.to_path_buf())
 }

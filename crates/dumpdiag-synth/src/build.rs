@@ -406,6 +406,7 @@ pub(crate) fn build(p: &Process) -> SynthTarget {
                     parameters: e.parameters.iter().take(15).copied().collect(),
                 },
                 context_available: true,
+                first_chance: None,
             };
             (Some(info), Some(regs.context_bytes(arch)))
         }

@@ -1,6 +1,6 @@
 //! The target model: what any Windows process dump says about the process, independent of the
-//! file format it came in. The MDMP reader (`dumpdiag-mdmp`) implements [`Target`] today; a
-//! kernel dump or a legacy `USERDU64` full dump would implement the same trait and everything
+//! file format it came in. `dumpdiag-mdmp` implements [`Target`] for MDMP files and for legacy
+//! `USERDUMP`/`USERDU64` full dumps; a kernel dump would implement the same trait and everything
 //! downstream (OS structures, stacks, analysis, commands) keeps working unchanged.
 
 pub mod context;
@@ -9,11 +9,46 @@ pub mod memory;
 pub use context::{Arch, Context};
 pub use memory::{MemoryExt, MemoryReader, MAX_READ_ALLOC};
 
+/// The file format a dump came in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DumpKind {
+    /// MDMP (MiniDumpWriteDump, WER, ProcDump, Crashpad, Breakpad): minidumps and full-memory
+    /// minidumps.
+    #[default]
+    Minidump,
+    /// A legacy full user-mode dump: `USERDUMP` from a 32-bit writer, `USERDU64` from a 64-bit
+    /// one (userdump.exe, Dr. Watson, ntsd/cdb/WinDbg `.dump /f`).
+    LegacyUserDump { wide: bool },
+}
+
+impl DumpKind {
+    /// What `||` calls a dump of this kind.
+    pub fn session_name(self) -> &'static str {
+        match self {
+            DumpKind::Minidump => "User mini dump",
+            DumpKind::LegacyUserDump { .. } => "User full dump",
+        }
+    }
+
+    /// The signature at the start of the file.
+    pub fn signature(self) -> &'static str {
+        match self {
+            DumpKind::Minidump => "MDMP",
+            DumpKind::LegacyUserDump { wide: true } => "USERDU64",
+            DumpKind::LegacyUserDump { wide: false } => "USERDUMP",
+        }
+    }
+}
+
 /// Facts about the dump as a whole (header, SystemInfo, MiscInfo).
 #[derive(Debug, Clone, Default)]
 pub struct DumpFacts {
-    /// Format name shown by `||` ("User Mini Dump File", ...).
+    /// Format name shown when the dump is opened ("User Mini Dump File", ...).
     pub format: String,
+    pub kind: DumpKind,
+    /// The header of a format other than MDMP as (field, value) pairs in file order, for
+    /// `.dumpdebug` (MDMP's header is in the fields below).
+    pub header_fields: Vec<(String, String)>,
     /// Architecture of the dump's contexts (for WOW64 dumps: Amd64).
     pub arch: Arch,
     pub os_major: u32,
@@ -30,7 +65,8 @@ pub struct DumpFacts {
     pub cpu_vendor: Option<String>,
     /// Dump creation time (seconds since the Unix epoch).
     pub dump_time: u32,
-    /// MINIDUMP_TYPE flags from the header.
+    /// MINIDUMP_TYPE flags from the header; for another format, the flags that describe what it
+    /// holds (a legacy full dump holds all committed memory: MiniDumpWithFullMemory).
     pub flags: u64,
     pub checksum: u32,
     pub process_id: Option<u32>,
@@ -127,7 +163,59 @@ pub enum CodeViewRecord {
     Other { signature: u32, size: usize },
 }
 
+/// A NUL-terminated (or unterminated) 8-bit name at the start of `b`.
+fn c_string(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// The file name an IMAGE_DEBUG_MISC record carries (DataType, Length, Unicode, 3 reserved
+/// bytes, then the name in 8-bit or UTF-16 characters): what pre-PDB images and dumps name the
+/// debug file with.
+pub fn image_debug_misc_name(r: &[u8]) -> Option<String> {
+    let body = r.get(12..)?;
+    let name = if *r.get(8)? != 0 {
+        let units: Vec<u16> = body
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
+        String::from_utf16_lossy(&units)
+    } else {
+        c_string(body)
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 impl CodeViewRecord {
+    /// Decode a CodeView record as images and dumps store it: `RSDS` (signature, GUID, age,
+    /// PDB path), `NB10` (signature, offset, time-stamp signature, age, PDB path), else
+    /// `Other` by its first four bytes. One decoder for the image's debug directory, the
+    /// minidump's module list and the legacy dump's images.
+    pub fn parse(r: &[u8]) -> Option<CodeViewRecord> {
+        let u32_at = |o: usize| {
+            r.get(o..o + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let signature = u32_at(0)?;
+        Some(match &r[..4] {
+            b"RSDS" if r.len() >= 24 => CodeViewRecord::Pdb70 {
+                guid: r[4..20].try_into().ok()?,
+                age: u32_at(20)?,
+                pdb_name: c_string(&r[24..]),
+            },
+            b"NB10" if r.len() >= 16 => CodeViewRecord::Pdb20 {
+                signature: u32_at(8)?,
+                age: u32_at(12)?,
+                pdb_name: c_string(&r[16..]),
+            },
+            _ => CodeViewRecord::Other {
+                signature,
+                size: r.len(),
+            },
+        })
+    }
+
     /// The PDB identifier as symbol servers spell it (GUID without dashes in upper case, then age in hex).
     pub fn pdb_id(&self) -> Option<String> {
         match self {
@@ -314,6 +402,8 @@ pub struct ExceptionInfo {
     /// Address of the dump's copy of the exception context (an RVA in MDMP terms), kept
     /// so `.ecxr` can decode it with the dump's architecture.
     pub context_available: bool,
+    /// First or second chance, when the dump records it (a legacy dump's debug event does).
+    pub first_chance: Option<bool>,
 }
 
 /// An EXCEPTION_RECORD, wherever it came from (stream, memory).

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dumpdiag_engine::Session;
-use dumpdiag_mdmp::MdmpTarget;
 
 #[derive(Parser)]
 #[command(
@@ -15,7 +14,7 @@ use dumpdiag_mdmp::MdmpTarget;
     about = "WinDbg-style analysis of Windows process dumps, on any OS."
 )]
 struct Cli {
-    /// The dump file (.dmp).
+    /// The dump file (.dmp): MDMP, or a legacy USERDUMP/USERDU64 full dump.
     dump: String,
     /// Commands to run, separated by ';'; exits afterwards (like cdb -c "...; q").
     #[arg(short = 'c', long = "commands")]
@@ -173,11 +172,11 @@ struct AnalyzeCli {
 /// Open a dump as a session with the symbol path (`-y`, else `_NT_SYMBOL_PATH`); a one-line
 /// error and exit code 2 when the file cannot be read as a dump.
 fn open_session(dump: &str, sympath: Option<String>) -> Result<Session, ExitCode> {
-    let target = MdmpTarget::open(dump).map_err(|e| {
+    let target = dumpdiag_mdmp::open_dump(dump).map_err(|e| {
         eprintln!("dumpdiag: {dump}: {e}");
         ExitCode::from(2)
     })?;
-    let mut session = Session::new(Box::new(target));
+    let mut session = Session::new(target);
     if let Some(p) = sympath.or_else(|| std::env::var("_NT_SYMBOL_PATH").ok()) {
         session.set_symbol_path(&p);
     }

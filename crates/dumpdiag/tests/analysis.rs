@@ -51,9 +51,8 @@ fn finding(dir: &std::path::Path, name: &str, pattern: &str) -> dumpdiag_analysi
 }
 
 fn analyze(path: &std::path::Path, sympath: &str) -> dumpdiag_analysis::Report {
-    let t =
-        dumpdiag_mdmp::MdmpTarget::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut s = dumpdiag_engine::Session::new(Box::new(t));
+    let t = dumpdiag_mdmp::open_dump(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut s = dumpdiag_engine::Session::new(t);
     s.set_symbol_path(sympath);
     dumpdiag_analysis::analyze(&s.analysis_input())
 }

@@ -21,10 +21,10 @@ fn rng(seed: u64) -> impl FnMut() -> u64 {
 fn exercise(bytes: &[u8], label: &str, scratch: &std::path::Path) {
     std::fs::write(scratch, bytes).expect("write scratch dump");
     let start = Instant::now();
-    match dumpdiag_mdmp::MdmpTarget::open(scratch) {
+    match dumpdiag_mdmp::open_dump(scratch) {
         Err(e) => assert!(!e.to_string().is_empty(), "{label}: empty error"),
         Ok(t) => {
-            let mut s = dumpdiag_engine::Session::new(Box::new(t));
+            let mut s = dumpdiag_engine::Session::new(t);
             for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }
@@ -123,15 +123,19 @@ fn non_dumps_are_refused_with_a_reason() {
         b"MZ\x90\x00 this is not a dump, but it is long enough for a header",
     )
     .unwrap();
-    let err = dumpdiag_mdmp::MdmpTarget::open(&scratch)
-        .err()
-        .expect("refused");
+    let err = dumpdiag_mdmp::open_dump(&scratch).err().expect("refused");
     assert!(err.to_string().contains("no MDMP signature"), "{err}");
     std::fs::write(&scratch, b"").unwrap();
-    let err = dumpdiag_mdmp::MdmpTarget::open(&scratch)
-        .err()
-        .expect("refused");
+    let err = dumpdiag_mdmp::open_dump(&scratch).err().expect("refused");
     assert!(err.to_string().contains("too short"), "{err}");
+    // A legacy signature with its header cut short is named as such.
+    std::fs::write(&scratch, b"USERDU64\x0a\0\0\0").unwrap();
+    let err = dumpdiag_mdmp::open_dump(&scratch).err().expect("refused");
+    assert!(
+        err.to_string()
+            .starts_with("not a readable legacy user dump: file too short for a USERDU64 header"),
+        "{err}"
+    );
     let _ = std::fs::remove_file(scratch);
 }
 
@@ -142,8 +146,8 @@ fn fuzz_regressions_stay_fixed() {
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
         let bytes = std::fs::read(e.path()).unwrap();
-        if let Ok(t) = dumpdiag_mdmp::MdmpTarget::from_bytes("regression.dmp", bytes) {
-            let mut s = dumpdiag_engine::Session::new(Box::new(t));
+        if let Ok(t) = dumpdiag_mdmp::open_dump_bytes("regression.dmp", bytes) {
+            let mut s = dumpdiag_engine::Session::new(t);
             for cmd in common::COMMANDS {
                 let _ = s.execute(cmd);
             }

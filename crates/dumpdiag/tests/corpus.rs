@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use dumpdiag_target::{Arch, MemoryExt, Target};
+use dumpdiag_target::{Arch, DumpKind, MemoryExt};
 
 /// What each information command must say on any dump, from what the dump itself records
 /// (threads, modules, exception, streams): the answer, or the message that names what the dump
@@ -12,8 +12,9 @@ use dumpdiag_target::{Arch, MemoryExt, Target};
 fn every_corpus_dump_answers_the_information_commands_with_its_own_facts() {
     for path in all_dumps() {
         let name = path.display().to_string();
-        let t = dumpdiag_mdmp::MdmpTarget::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let t = dumpdiag_mdmp::open_dump(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!t.threads().is_empty(), "{name}: no threads");
+        let kind = t.facts().kind;
         let threads = t.threads().len();
         let modules: Vec<String> = t.modules().iter().map(|m| m.short_name()).collect();
         let exception = t.exception().map(|e| e.record.code);
@@ -21,23 +22,33 @@ fn every_corpus_dump_answers_the_information_commands_with_its_own_facts() {
         let has_handles = t.handles().is_some();
         let has_times = t.threads().iter().any(|th| th.info.is_some());
         let ptr = t.facts().pointer_size();
-        let mut s = dumpdiag_engine::Session::new(Box::new(t));
+        let mut s = dumpdiag_engine::Session::new(t);
         let mut run = |cmd: &str| s.execute(cmd).text;
         let check = |cmd: &str, out: &str, ok: bool| {
             assert!(ok, "{name}: `{cmd}` answered:\n{out}");
         };
         let out = run("||");
-        check("||", &out, out.starts_with(".  0 - User mini dump: "));
+        let said = match kind {
+            DumpKind::Minidump => out.starts_with(".  0 - User mini dump: "),
+            DumpKind::LegacyUserDump { .. } => {
+                out.starts_with(".  0 - User full dump (legacy USERDU64): ")
+            }
+        };
+        check("||", &out, said);
         let out = run("vertarget");
         check("vertarget", &out, out.contains("Debug session time:"));
         let out = run(".time");
         check(".time", &out, out.starts_with("Debug session time:"));
         let out = run(".dumpdebug");
-        check(
-            ".dumpdebug",
-            &out,
-            out.contains(&format!("NumberOfStreams {streams}")),
-        );
+        let said = match kind {
+            DumpKind::Minidump => out.contains(&format!("NumberOfStreams {streams}")),
+            DumpKind::LegacyUserDump { .. } => {
+                out.contains("USERMODE_CRASHDUMP_HEADER:")
+                    && out.contains(&format!("ThreadCount       {threads}"))
+                    && out.matches("\nSection ").count() == streams
+            }
+        };
+        check(".dumpdebug", &out, said);
         let out = run(".lastevent");
         let said = match exception {
             Some(code) => out.contains(&format!("code {code:08x}")),
@@ -379,31 +390,211 @@ fn cxr_switches_to_a_context_in_memory() {
     assert!(out.is_empty());
 }
 
-/// The legacy USERDU64 full dump of the corpus is refused with a message that says what it is,
-/// until the legacy format is read (the fidelity issue).
+const USERDU64: &str =
+    "kdlibcpp/targetapp_stacktest_x64_release_userdu64/targetapp_stacktest_x64_release.dmp";
+
+/// The legacy USERDU64 full dump opens through the one entry point the CLI uses and says what
+/// it is; the MDMP reader alone still refuses it, naming the format.
 #[test]
-fn a_legacy_userdu64_dump_is_named_in_the_error() {
-    let p = dump(
-        "kdlibcpp/targetapp_stacktest_x64_release_userdu64/targetapp_stacktest_x64_release.dmp",
-    );
+fn the_legacy_userdu64_dump_opens_and_names_its_format() {
+    let p = dump(USERDU64);
     assert!(is_legacy_userdump(&p));
     let err = dumpdiag_mdmp::MdmpTarget::open(&p)
         .err()
-        .expect("refused")
+        .expect("not MDMP")
         .to_string();
     assert!(
         err.starts_with("not an MDMP dump: a legacy USERDU64 full dump"),
         "{err}"
     );
+    let mut s = session(USERDU64);
+    let t = s.target();
+    assert_eq!(t.facts().kind, DumpKind::LegacyUserDump { wide: true });
+    assert!(t.warnings().is_empty(), "{:?}", t.warnings());
+    assert_eq!(
+        t.facts().format,
+        "User Full Dump File (legacy USERDU64 format)"
+    );
+    let dd = run(&mut s, ".dumpdebug");
+    for want in [
+        "----- User Full Dump Analysis (legacy USERDU64 format)",
+        "MinorVersion      42ee0000 (minor 0, build 17134)",
+        "MachineImageType  8664 (AMD64)",
+        "ThreadCount       3",
+        "ModuleCount       7",
+        "MemoryRegionCount 56",
+        "Section 2: ThreadContext, size 00000E70, offset 00000B90",
+        "Section 5: MemoryData, size 007FD000, offset 00001C23",
+        "CRASH: OS SP      none",
+    ] {
+        assert!(dd.contains(want), "{want}:\n{dd}");
+    }
+    // System facts from KUSER_SHARED_DATA: Windows 10 1803 on four processors, April 2019.
+    let v = run(&mut s, "vertarget");
+    assert!(
+        v.starts_with("Windows 10 Version 17134 MP (4 procs) Free x64"),
+        "{v}"
+    );
+    assert!(v.contains("Product: WinNt"), "{v}");
+    assert!(
+        v.contains("Debug session time: Sun Apr 21 11:51:05.000 2019"),
+        "{v}"
+    );
+    // The CLI opens it too (one line of banner, no error).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dumpdiag"))
         .arg(&p)
-        .args(["-c", "k"])
+        .args(["-c", "||"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0));
     assert!(
-        stderr.contains("legacy USERDU64 full dump") && stderr.lines().count() == 1,
-        "{stderr}"
+        String::from_utf8_lossy(&out.stdout).starts_with(".  0 - User full dump (legacy USERDU64)")
+    );
+}
+
+/// Threads, modules, registers, the debug event and the PEB, checked against the file (the
+/// header, CRASH_THREAD and CRASH_MODULE entries, and the images' own headers in memory).
+#[test]
+fn the_legacy_userdu64_dump_answers_threads_modules_registers_and_event() {
+    let mut s = session(USERDU64);
+    let threads = run(&mut s, "~");
+    for want in [
+        ".  0  Id: c3c.2098 Suspend: 1 Teb: 0000008f`e21a5000 Unfrozen",
+        "   1  Id: c3c.2f64 Suspend: 1 Teb: 0000008f`e21a7000 Unfrozen",
+        "   2  Id: c3c.1cf0 Suspend: 1 Teb: 0000008f`e21a9000 Unfrozen",
+    ] {
+        assert!(threads.contains(want), "{want}:\n{threads}");
+    }
+    let lm = run(&mut s, "lm");
+    for want in [
+        "00007ff7`e1450000 00007ff7`e1460000   targetapp",
+        "00007ffd`c7360000 00007ffd`c7375000   VCRUNTIME140",
+        "00007ffd`c7380000 00007ffd`c741b000   MSVCP140",
+        "00007ffe`01140000 00007ffe`0123a000   ucrtbase",
+        "00007ffe`019d0000 00007ffe`01c43000   KERNELBASE",
+        "00007ffe`043a0000 00007ffe`04452000   KERNEL32",
+        "00007ffe`047c0000 00007ffe`049a1000   ntdll",
+    ] {
+        assert!(lm.contains(want), "{want}:\n{lm}");
+    }
+    // Module identity comes from the images in memory: timestamp, and the CodeView record
+    // that names the PDB beside the dump.
+    let lmv = run(&mut s, "lmv m targetapp");
+    assert!(
+        lmv.contains("Timestamp:        Sun Apr 21 11:49:37 2019 (5CBC58D1)"),
+        "{lmv}"
+    );
+    assert!(
+        lmv.contains("out\\x64\\Release\\targetapp.pdb (DC1EB176CD52469895EBBB75895BEC2B2)"),
+        "{lmv}"
+    );
+    let lmv = run(&mut s, "lmv m kernel32");
+    assert!(lmv.contains("File version:     10.0.17134.1"), "{lmv}");
+    // The debug event: the application's own int 3, first chance, on the main thread, whose
+    // context is the event's.
+    assert!(run(&mut s, ".lastevent").starts_with(
+        "Last event: c3c.2098: Break instruction exception - code 80000003 (first chance)"
+    ));
+    let exr = run(&mut s, ".exr -1");
+    assert!(
+        exr.contains("ExceptionAddress: 00007ff7e1451e65 (targetapp+0x1e65)"),
+        "{exr}"
+    );
+    assert!(
+        exr.contains("ExceptionCode: 80000003 (Break instruction exception)"),
+        "{exr}"
+    );
+    let r = run(&mut s, "r");
+    assert!(
+        r.contains("rip=00007ff7e1451e65 rsp=0000008fe1f2faf0 rbp=0000008fe1f2fcf0"),
+        "{r}"
+    );
+    assert_eq!(
+        run(&mut s, ".ecxr"),
+        r,
+        "the event thread's context is the exception's"
+    );
+    assert_eq!(
+        run(&mut s, "db @rip L1").split_whitespace().nth(1),
+        Some("cc")
+    );
+    // The PEB and TEBs are in the dump's memory.
+    let peb = run(&mut s, "!peb");
+    assert!(
+        peb.contains("CommandLine:  'C:\\Users\\User\\Documents\\projects\\kdlibcpp17\\out\\x64\\Release\\targetapp.exe stacktest'"),
+        "{peb}"
+    );
+    let teb = run(&mut s, "~2s; !teb");
+    assert!(teb.contains("TEB at 0000008f`e21a9000"), "{teb}");
+}
+
+/// `!analyze -v` reads the target, not the REPL: on the kdlib WOW64 dump (a 32-bit process
+/// stopped at its own breakpoint in `stackTestClass::stackMethod`) the faulting thread is
+/// walked in its x86 view from the WOW64 exception context, whatever view, thread or
+/// context scope the session was left in; and the CLI's `analyze` says the same.
+#[test]
+fn wow64_analysis_walks_the_faulting_thread_in_x86_whatever_the_session_state() {
+    const DIR: &str = "kdlibcpp/targetapp_stacktest_wow64";
+    let path = dump(&format!("{DIR}/targetapp_stacktest_wow64.dmp"));
+    let sympath = dump(DIR).to_string_lossy().into_owned();
+    let fresh = || {
+        let mut s = session(&format!("{DIR}/targetapp_stacktest_wow64.dmp"));
+        s.set_symbol_path(&sympath);
+        s
+    };
+    let baseline = run(&mut fresh(), "!analyze -v");
+    let stack: Vec<&str> = baseline
+        .lines()
+        .skip_while(|l| !l.starts_with("STACK_TEXT:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let position = |f: &str| {
+        stack
+            .iter()
+            .position(|l| l.contains(&format!("targetapp!{f}+")))
+            .unwrap_or_else(|| panic!("{f} not in the faulting stack:\n{baseline}"))
+    };
+    let order: Vec<usize> = [
+        "stackTestClass::stackMethod",
+        "stackTestRun2",
+        "stackTestRun1",
+        "stackTestRun",
+        "wmain",
+    ]
+    .iter()
+    .map(|f| position(f))
+    .collect();
+    assert_eq!(order, [0, 1, 2, 3, 4], "{baseline}");
+
+    for state in [
+        ".effmach x86",
+        ".effmach amd64",
+        "~2s",
+        ".effmach x86; ~3s; .ecxr",
+        "~1s; .cxr @rsp",
+        ".effmach x86; .frame 3",
+    ] {
+        let mut s = fresh();
+        let _ = s.execute(state);
+        assert_eq!(
+            run(&mut s, "!analyze -v"),
+            baseline,
+            "`!analyze -v` after `{state}`"
+        );
+    }
+
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_dumpdiag"))
+        .arg("analyze")
+        .arg(&path)
+        .args(["-y", &sympath])
+        .output()
+        .expect("dumpdiag runs");
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        text.contains("targetapp!stackTestClass::stackMethod")
+            && text.contains("targetapp!stackTestRun2")
+            && text.contains("targetapp!wmain"),
+        "{text}"
     );
 }

@@ -7,12 +7,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use dumpdiag_engine::Session;
-use dumpdiag_mdmp::MdmpTarget;
-use dumpdiag_target::{MemoryExt, Target};
+use dumpdiag_target::MemoryExt;
 
+/// Any format: the legacy USERDU64 dump of the corpus is copied to MDMP like the others.
 fn open(p: &Path) -> Session {
-    let t = MdmpTarget::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    Session::new(Box::new(t))
+    let t = dumpdiag_mdmp::open_dump(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    Session::new(t)
 }
 
 fn temp(name: &str) -> PathBuf {
@@ -91,7 +91,7 @@ fn full_copy_of_every_corpus_dump_answers_every_command_the_same() {
 fn full_memory_dumps() -> Vec<PathBuf> {
     common::all_dumps()
         .into_iter()
-        .filter(|p| MdmpTarget::open(p).is_ok_and(|t| t.facts().flags & 2 != 0))
+        .filter(|p| dumpdiag_mdmp::open_dump(p).is_ok_and(|t| t.facts().flags & 2 != 0))
         .collect()
 }
 

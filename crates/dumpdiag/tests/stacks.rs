@@ -138,6 +138,56 @@ fn kdlib_wow64_x86_stack_names_the_test_functions_from_the_pdb() {
     );
 }
 
+/// kdlib's InlineStackTest on the release x64 stacktest, a legacy USERDU64 full dump: frames 0
+/// and 1 (stackTestClass::stackMethod, stackTestRun2) are inlined into stackTestRun1, frame 2,
+/// which is not inline; stackTestRun (frame 3) is inlined into wmain; line 129 is the int 3.
+/// The pool workers wait in NtWaitForWorkViaWorkerFactory.
+#[test]
+fn kdlib_x64_release_userdu64_stack_matches_the_kdlib_oracle() {
+    let rel = "kdlibcpp/targetapp_stacktest_x64_release_userdu64";
+    let mut s = session(&format!("{rel}/targetapp_stacktest_x64_release.dmp"));
+    s.set_symbol_path(dump(rel).to_str().unwrap());
+    let k = s.execute("~0kn").text;
+    let frames = [
+        "00 (Inline Function) --------`--------     targetapp!stackTestClass::stackMethod [inline]",
+        "01 (Inline Function) --------`--------     targetapp!stackTestRun2 [inline]",
+        "02 0000008f`e1f2faf0 00007ff7`e1451c33 targetapp!stackTestRun1+0x55 [",
+        "03 (Inline Function) --------`--------     targetapp!stackTestRun [inline]",
+        "04 0000008f`e1f2fc70 00007ff7`e1452e98 targetapp!wmain+0x233 [",
+    ];
+    let mut at = 0;
+    for f in frames {
+        let p = k[at..]
+            .find(f)
+            .unwrap_or_else(|| panic!("{f} missing or out of order:\n{k}"));
+        at += p;
+    }
+    assert!(k.contains("targetapp.cpp @ 129]"), "{k}");
+    assert!(k.contains("KERNEL32!BaseThreadInitThunk+0x14"), "{k}");
+    assert!(k.contains("ntdll!RtlUserThreadStart+0x21"), "{k}");
+    // Every frame from unwind data, none found by scanning.
+    let ctx = s.thread_context(0).unwrap();
+    let stack = cmd_stacks::stack_of(&s, 0, &ctx);
+    assert_eq!(stack.frames.len(), 5, "{k}");
+    assert!(stack.frames.iter().all(|f| f.trust != Trust::Scan), "{k}");
+    // Threads 1 and 2: thread-pool workers. Their second frame is ntdll's TppWorkerThread,
+    // which only ntdll's PDB names (exports name the nearest export); its return address is
+    // checked instead, and the walk reaches the thread's start.
+    for t in [1, 2] {
+        let k = s.execute(&format!("~{t}kn")).text;
+        assert!(
+            k.contains("00 ") && k.contains("ntdll!NtWaitForWorkViaWorkerFactory+0x14"),
+            "{k}"
+        );
+        let ctx = s.thread_context(t).unwrap();
+        let stack = cmd_stacks::stack_of(&s, t, &ctx);
+        assert_eq!(stack.frames.len(), 4, "{k}");
+        assert_eq!(stack.frames[0].return_address, 0x7ffe_047e_6866, "{k}");
+        assert!(k.contains("KERNEL32!BaseThreadInitThunk+0x14"), "{k}");
+        assert!(k.contains("ntdll!RtlUserThreadStart+0x21"), "{k}");
+    }
+}
+
 /// minidump-stackwalk 0.27 (rust-minidump) on windows-x86_64.dmp with the same symbol store
 /// finds 605 of its frames by scanning (measured by benches/stacks.py, which runs both).
 const MINIDUMP_STACKWALK_SCANNED_FRAMES: usize = 605;

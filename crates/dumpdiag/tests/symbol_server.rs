@@ -193,3 +193,124 @@ fn offline_mode_and_unreachable_servers_do_not_block() {
     );
     let _ = std::fs::remove_dir_all(cache);
 }
+
+/// Serve `path` with a body of zeros and no length, `Connection: close`, until `max` bytes
+/// are sent or the client hangs up (a broken or hostile server); 404 for anything else.
+/// Returns the base URL and the count of body bytes sent.
+fn serve_endless(path: String, max: u64) -> (String, Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let sent2 = sent.clone();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).map(|n| n == 0).unwrap_or(true) || h == "\r\n" {
+                    break;
+                }
+            }
+            let mut out = stream;
+            if request.split_whitespace().nth(1) != Some(path.as_str()) {
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                continue;
+            }
+            let _ = write!(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            let chunk = vec![0u8; 1 << 16];
+            while sent2.load(Ordering::Relaxed) < max {
+                if out.write_all(&chunk).is_err() {
+                    break;
+                }
+                sent2.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    (url, sent)
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// `.ecxr; k` on the sigsegv dump by the CLI, symbols from `url` into `cache`, downloads
+/// limited to 1 MB.
+fn k_with_a_1_mb_download_limit(url: &str, cache: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dumpdiag"))
+        .arg(common::dump("lldb/Sigsegv/sigsegv.dmp"))
+        .args([
+            "-y",
+            &format!("srv*{}*{url}", cache.display()),
+            "-c",
+            ".ecxr; k",
+        ])
+        .env("DUMPDIAG_MAX_DOWNLOAD_MB", "1")
+        .env_remove("DUMPDIAG_OFFLINE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_endless_body_stops_at_the_download_limit_and_leaves_nothing() {
+    let id = sigsegv_pdb_id();
+    let (url, sent) = serve_endless(format!("/sigsegv.pdb/{id}/sigsegv.pdb"), 256 << 20);
+    let cache = temp_cache("endless");
+    let start = Instant::now();
+    let out = k_with_a_1_mb_download_limit(&url, &cache);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    // The client hung up soon after the limit (the kernel's socket buffers hold the rest).
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (1 << 20..64 << 20).contains(&sent),
+        "the server sent {sent} bytes"
+    );
+    assert_eq!(files_under(&cache), Vec::<std::path::PathBuf>::new());
+    let _ = std::fs::remove_dir_all(cache);
+}
+
+#[test]
+fn a_cab_that_unpacks_past_the_limit_is_refused_and_leaves_nothing() {
+    let id = sigsegv_pdb_id();
+    // 8 MB of zeros pack into a few kB.
+    let bomb = cab_of("sigsegv.pdb", &vec![0u8; 8 << 20]);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let (url, log) = serve(vec![(format!("/sigsegv.pdb/{id}/sigsegv.pd_"), bomb)], 16);
+    let cache = temp_cache("bomb");
+    let out = k_with_a_1_mb_download_limit(&url, &cache);
+    assert!(out.status.success(), "{out:?}");
+    assert!(log
+        .lock()
+        .unwrap()
+        .contains(&format!("/sigsegv.pdb/{id}/sigsegv.pd_")));
+    assert_eq!(files_under(&cache), Vec::<std::path::PathBuf>::new());
+    let _ = std::fs::remove_dir_all(cache);
+}

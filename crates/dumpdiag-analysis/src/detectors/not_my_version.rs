@@ -1,5 +1,6 @@
 //! Not My Version: modules whose build is not the one the evidence expects — a PDB on the symbol
-//! path from another build of the image (refused, as WinDbg refuses it), or modules of one
+//! path from another build of the image, or from another link of it (GUID or age differ; refused
+//! as WinDbg refuses it, or loaded anyway by `.reload /i`), or modules of one
 //! product (same company and product name) carrying different product versions, a sign of a
 //! partial update or a private copy of a component.
 
@@ -26,10 +27,12 @@ impl Detector for NotMyVersion {
         }
         for (i, m) in t.modules().iter().enumerate() {
             if let Some(found) = symbols.pdb_mismatch(i) {
-                evidence.push(format!(
-                    "{}: PDB from another build: {found}",
-                    m.short_name()
-                ));
+                let what = if found.another_build() {
+                    "PDB from another build"
+                } else {
+                    "PDB from another link of this build"
+                };
+                evidence.push(format!("{}: {what}: {found}", m.short_name()));
             }
         }
         let mismatched_pdbs = evidence.len();
@@ -38,7 +41,9 @@ impl Detector for NotMyVersion {
             silent!("no PDB from another build, and each product's modules carry one version");
         }
         let summary = if mismatched_pdbs > 0 {
-            format!("{mismatched_pdbs} module(s) have PDBs from another build on the symbol path")
+            format!(
+                "{mismatched_pdbs} module(s) have PDBs from another build or link on the symbol path"
+            )
         } else {
             "modules of one product carry different versions".to_string()
         };

@@ -66,7 +66,13 @@ impl Detector for UnknownComponent {
                 evidence.push(format!("{}: loaded from {}", m.short_name(), m.path));
                 continue;
             }
-            if SYSTEM_DLLS.contains(&file.as_str()) && !in_system_directory(&m.path) {
+            // A bare file name (a legacy dump records ntdll.dll and the image as the debugger
+            // first saw them) says nothing of where the DLL came from: judged by its maker.
+            let has_directory = m.path.contains(['\\', '/']);
+            if SYSTEM_DLLS.contains(&file.as_str())
+                && has_directory
+                && !in_system_directory(&m.path)
+            {
                 evidence.push(format!(
                     "{}: a system DLL's name loaded from outside the system directory: {}",
                     m.short_name(),
@@ -189,6 +195,24 @@ mod tests {
             let found = Analysed::exports_only(p).detect(&UnknownComponent);
             assert!(found.is_empty(), "{arch:?}: {found:#?}");
         }
+    }
+
+    #[test]
+    fn a_system_dll_recorded_by_bare_name_is_judged_by_its_maker_not_its_folder() {
+        // Legacy full dumps name ntdll.dll without a directory: no folder to hold against it.
+        let p = process(
+            Arch::Amd64,
+            &[
+                Module::new("ws2_32.dll").version(made_by("Microsoft Corporation")),
+                Module::new("user32.dll"),
+            ],
+        );
+        let found = Analysed::exports_only(p).detect(&UnknownComponent);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(
+            found[0].evidence(),
+            vec!["user32: no version information (user32.dll)"]
+        );
     }
 
     #[test]

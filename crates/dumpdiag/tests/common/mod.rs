@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use dumpdiag_engine::Session;
-use dumpdiag_mdmp::MdmpTarget;
 
 /// The shared folder: `../shared` beside the repository, or `DUMPDIAG_SHARED` for a clone
 /// elsewhere.
@@ -30,22 +29,19 @@ pub fn dump(rel: &str) -> PathBuf {
     p
 }
 
+/// A session on a corpus dump of any format (through `dumpdiag_mdmp::open_dump`, as the CLI).
 pub fn session(rel: &str) -> Session {
-    let t = MdmpTarget::open(dump(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-    Session::new(Box::new(t))
+    let t = dumpdiag_mdmp::open_dump(dump(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    Session::new(t)
 }
 
 pub fn run(s: &mut Session, cmd: &str) -> String {
     s.execute(cmd).text
 }
 
-/// Every MDMP dump of the corpus (the legacy USERDU64 full dump is opened on its own by the
-/// tests that expect its error).
+/// Every dump of the corpus, MDMP and legacy USERDU64 alike.
 pub fn all_dumps() -> Vec<PathBuf> {
     every_dump_file()
-        .into_iter()
-        .filter(|p| !is_legacy_userdump(p))
-        .collect()
 }
 
 /// Does the file start with a legacy user-dump signature (USERDUMP / USERDU64)?
