@@ -1,4 +1,4 @@
-//! Stack commands: `k` and its letters (b v p P n c f L), `k = bp sp ip`, `.frame`, `dv`, `dt`,
+//! Stack commands: `k` and its letters (b v p P n c f L), `k = bp sp ip`, `.frame`, `dv`,
 //! `!uniqstack`, `!findstack`, and the stack-trace checks shown beside them.
 
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command {
         names: &[".frame"],
         usage: ".frame [/r] [n]",
-        help: "Select frame n of the current stack for dv and dt (show the selected one); /r \
+        help: "Select frame n of the current stack for dv, dt and ?? (show the selected one); /r \
                with the registers the unwind recovered for it.",
         family: None,
         arguments: &["/r"],
@@ -46,14 +46,6 @@ pub(crate) const COMMANDS: &[Command] = &[
         family: None,
         arguments: &["/t", "/V"],
         run: dv,
-    },
-    Command {
-        names: &["dt"],
-        usage: "dt name",
-        help: "A local or parameter of the selected frame, with the members of its structure.",
-        family: None,
-        arguments: &[],
-        run: |s, inv| dt_local(s, inv.args.split_whitespace().last().unwrap_or("")),
     },
     Command {
         names: &["!uniqstack"],
@@ -611,6 +603,28 @@ fn findstack(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> 
     Ok(o)
 }
 
+/// The current frame's variables and the index of the module whose PDB describes them.
+pub(crate) fn current_locals(
+    s: &Session,
+) -> Result<(Option<usize>, Vec<locals::Variable>), CommandError> {
+    let ctx = s.context().ok_or_else(no_context)?;
+    let stack = stack_of(s, s.current_thread(), &ctx);
+    let module = stack.frames.get(s.frame_index).and_then(|f| {
+        let probe = if s.frame_index > 0 {
+            f.ip.saturating_sub(1)
+        } else {
+            f.ip
+        };
+        s.target().modules().iter().position(|m| m.contains(probe))
+    });
+    let vars = frame_variables(s, &stack, s.frame_index, Some(&ctx)).ok_or_else(|| {
+        CommandError::Unavailable(
+            "Unable to enumerate locals: the frame's module has no private PDB symbols".into(),
+        )
+    })?;
+    Ok((module, vars))
+}
+
 /// The current frame's variables (the `.frame` selection of the current thread).
 fn current_variables(s: &Session) -> Result<Vec<locals::Variable>, CommandError> {
     let ctx = s.context().ok_or_else(no_context)?;
@@ -648,37 +662,6 @@ fn dv(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
             String::new()
         };
         let _ = writeln!(o, "{addr}{ty}{:>15} = {}", v.name, v.value);
-    }
-    Ok(o)
-}
-
-/// `dt name`: a local or parameter, with the members of the structure it is or points to.
-fn dt_local(s: &mut Session, name: &str) -> Result<String, CommandError> {
-    let vars = current_variables(s)?;
-    let v = vars
-        .iter()
-        .find(|v| v.name == name)
-        .ok_or_else(|| CommandError::NotFound(format!("Symbol {name} not found")))?;
-    let mut o = format!(
-        "Local var @ {} Type {}\n{}\n",
-        v.address
-            .map(|a| format!("{a:#x}"))
-            .unwrap_or_else(|| "?".into()),
-        v.type_name,
-        v.value
-    );
-    for m in &v.members {
-        let _ = writeln!(
-            o,
-            "   +{:#05x} {:<16} : {}",
-            m.offset,
-            m.name,
-            if m.value.is_empty() {
-                m.type_name.clone()
-            } else {
-                m.value.clone()
-            }
-        );
     }
     Ok(o)
 }

@@ -378,17 +378,16 @@ pub fn fast_fail_name(code: u64) -> &'static str {
 /// Read an EXCEPTION_RECORD of the current view's bitness from memory.
 pub fn read_exception_record(s: &Session, a: u64) -> Option<ExceptionRecord> {
     let mem = s.target().memory();
-    let ptr = s.ptr();
+    let l = s.layout();
+    let ptr = l.ptr;
     let code = mem.read_u32(a)?;
     let flags = mem.read_u32(a.wrapping_add(4))?;
-    let nested = mem.read_ptr(a.wrapping_add(8), ptr)?;
-    let address = mem.read_ptr(a.wrapping_add(8) + ptr, ptr)?;
-    let n = mem.read_u32(a.wrapping_add(8) + 2 * ptr)?.min(15);
-    let params_at = if ptr == 8 {
-        a.wrapping_add(32)
-    } else {
-        a.wrapping_add(20)
-    };
+    let nested = mem.read_ptr(a.wrapping_add(l.exr_nested_record), ptr)?;
+    let address = mem.read_ptr(a.wrapping_add(l.exr_address), ptr)?;
+    let n = mem
+        .read_u32(a.wrapping_add(l.exr_number_parameters))?
+        .min(15);
+    let params_at = a.wrapping_add(l.exr_information);
     let parameters = (0..n as u64)
         .map_while(|i| mem.read_ptr(params_at.wrapping_add(i * ptr), ptr))
         .collect();

@@ -110,7 +110,7 @@ pub(crate) fn split_verb(cmd: &str) -> (&str, &str) {
     if cmd.starts_with('~') {
         return (cmd, "");
     }
-    for glued in ["||", "|", "?"] {
+    for glued in ["||", "|", "??", "?"] {
         if let Some(rest) = cmd.strip_prefix(glued) {
             return (glued, rest.trim());
         }

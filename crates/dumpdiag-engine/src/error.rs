@@ -30,6 +30,10 @@ pub enum CommandError {
     /// An expression read (`poi`, `dwo`, …) from memory the dump does not hold.
     #[error("Memory access error at '{address}'")]
     MemoryAccess { address: String },
+    /// A C++ expression (`??`) applying an operator to a value of a type it does not take
+    /// (a member of a number, `*` of an integer); holds what was wrong.
+    #[error("Type conflict error at '{0}'")]
+    TypeConflict(String),
     /// Any other expression error (syntax, division by zero, a missing operand or `)`).
     #[error(transparent)]
     Expression(ExprError),

@@ -4,6 +4,7 @@
 //! are found in the [`registry`], which each command family (`cmd_*.rs`) feeds; a failing
 //! command says why with a [`CommandError`].
 
+mod cexpr;
 mod cmd_analysis;
 mod cmd_code;
 mod cmd_dlls;
@@ -19,11 +20,13 @@ pub use cmd_threads::fast_fail_name;
 mod cmd_symbols;
 mod cmd_target;
 mod cmd_threads;
+mod cmd_types;
 mod command_line;
 mod error;
 pub mod expr;
 pub mod format;
 pub mod registry;
+pub mod typed;
 
 pub use command_line::split_commands;
 pub use error::CommandError;

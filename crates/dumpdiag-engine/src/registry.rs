@@ -10,7 +10,8 @@ use std::fmt::Write;
 use crate::command_line::{last_command_start, thread_prefix};
 use crate::{
     cmd_analysis, cmd_code, cmd_dlls, cmd_dump, cmd_memory, cmd_meta, cmd_modules, cmd_process,
-    cmd_registers, cmd_stacks, cmd_symbols, cmd_target, cmd_threads, CommandError, Session,
+    cmd_registers, cmd_stacks, cmd_symbols, cmd_target, cmd_threads, cmd_types, CommandError,
+    Session,
 };
 
 /// What runs a command: the session it acts on and the command as typed.
@@ -75,6 +76,7 @@ const FAMILIES: &[(&str, &[Command])] = &[
     ("Register displays", cmd_registers::COMMANDS),
     ("Stacks and locals", cmd_stacks::COMMANDS),
     ("Memory", cmd_memory::COMMANDS),
+    ("Types", cmd_types::COMMANDS),
     ("Modules", cmd_modules::COMMANDS),
     ("Symbols", cmd_symbols::COMMANDS),
     ("Code", cmd_code::COMMANDS),

@@ -90,7 +90,8 @@ pub fn find_heaps(target: &dyn Target, peb_heaps: &[u64]) -> Vec<Heap> {
     let mut owners: Vec<(u64, u64, HeapKind)> = Vec::new();
     for &base in allocations.keys() {
         // x64 layout first (signature at +0x10, heap pointer at +0x28), then x86 (+0x8, +0x18).
-        for (sig_at, heap_at, ptr) in [(0x10u64, 0x28u64, 8u64), (0x8, 0x18, 4)] {
+        for l in [crate::layout::X64, crate::layout::X86] {
+            let (sig_at, heap_at, ptr) = (l.heap_segment_signature, l.heap_segment_heap, l.ptr);
             match mem.read_u32(base.wrapping_add(sig_at)) {
                 Some(NT_SEGMENT_SIGNATURE) => {
                     let owner = mem

@@ -56,6 +56,14 @@ pub struct Layout {
     pub params_environment_size: u64,
     /// Size of UNICODE_STRING.
     pub unicode_string: u64,
+    // EXCEPTION_RECORD (winnt.h): ExceptionCode +0, ExceptionFlags +4, then
+    pub exr_nested_record: u64,
+    pub exr_address: u64,
+    pub exr_number_parameters: u64,
+    pub exr_information: u64,
+    // HEAP_SEGMENT (and the HEAP that starts with one): after its HEAP_ENTRY
+    pub heap_segment_signature: u64,
+    pub heap_segment_heap: u64,
 }
 
 pub const X64: Layout = Layout {
@@ -107,6 +115,12 @@ pub const X64: Layout = Layout {
     params_desktop_info: 0xc0,
     params_environment_size: 0x3f0,
     unicode_string: 16,
+    exr_nested_record: 0x8,
+    exr_address: 0x10,
+    exr_number_parameters: 0x18,
+    exr_information: 0x20,
+    heap_segment_signature: 0x10,
+    heap_segment_heap: 0x28,
 };
 
 pub const X86: Layout = Layout {
@@ -158,6 +172,12 @@ pub const X86: Layout = Layout {
     params_desktop_info: 0x78,
     params_environment_size: 0x290,
     unicode_string: 8,
+    exr_nested_record: 0x8,
+    exr_address: 0xc,
+    exr_number_parameters: 0x10,
+    exr_information: 0x14,
+    heap_segment_signature: 0x8,
+    heap_segment_heap: 0x18,
 };
 
 impl Layout {

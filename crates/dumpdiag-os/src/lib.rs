@@ -10,6 +10,7 @@
 //! rather than panicking, and every walk is bounded.
 
 pub mod address;
+pub mod builtin_types;
 pub mod codes;
 pub mod errors;
 pub mod handles;
@@ -19,6 +20,7 @@ pub mod layout;
 pub mod pe;
 pub mod peb;
 pub mod teb;
+pub mod types;
 pub mod view;
 pub mod wine;
 pub mod wow64;

@@ -6,11 +6,13 @@
 pub mod breakpad;
 mod contain;
 pub mod exports;
+mod guard;
 pub mod locals;
 pub mod pdb;
 pub mod pdb_match;
 pub mod server;
 pub mod sympath;
+pub mod types;
 
 use std::cell::OnceCell;
 use std::path::PathBuf;
@@ -496,6 +498,14 @@ impl Symbols {
         })
         .ok()?
         .ok()
+    }
+
+    /// The PDB type records of module `index` (loading its symbols first); None without a PDB.
+    pub fn types(&self, target: &dyn Target, index: usize) -> Option<&types::PdbTypes> {
+        match self.module(target, index)? {
+            ModuleSymbols::Pdb(p) => p.types(),
+            _ => None,
+        }
     }
 
     /// Symbolize an address.

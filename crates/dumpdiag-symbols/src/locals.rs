@@ -37,10 +37,16 @@ pub struct Variable {
     pub value: String,
     /// For a pointer to a structure (or a structure): its members, one level deep.
     pub members: Vec<Member>,
+    /// The PDB type index of the variable (what `dt` and `??` read it as, through the
+    /// module's [`crate::types::PdbTypes`]).
+    pub type_index: u32,
 }
 
 struct Types<'a, 's> {
     finder: pdb::TypeFinder<'a>,
+    /// The first index the type stream holds (pdb2 asserts that indices below it are
+    /// primitives, below 0x1000: a hostile header must not reach that assertion).
+    first_index: u32,
     by_name: HashMap<String, TypeIndex>,
     ptr: u64,
     _s: std::marker::PhantomData<&'s ()>,
@@ -90,7 +96,10 @@ fn primitive_size(k: PrimitiveKind) -> usize {
 
 impl<'a, 's> Types<'a, 's> {
     fn data(&self, ti: TypeIndex) -> Option<TypeData<'a>> {
-        self.finder.find(ti).ok()?.parse().ok()
+        if ti.0 >= 0x1000 && ti.0 < self.first_index {
+            return None;
+        }
+        crate::guard::contained(|| self.finder.find(ti).ok()?.parse().ok()).flatten()
     }
 
     /// The full definition of a forward-referenced class/struct/union.
@@ -119,11 +128,9 @@ impl<'a, 's> Types<'a, 's> {
                 }
             }
             Some(TypeData::Pointer(p)) => {
-                let sigil = if p.attributes.is_reference() {
-                    "&"
-                } else {
-                    "*"
-                };
+                // pdb2 panics on a pointer mode it does not know (a hostile record).
+                let reference = crate::guard::contained(|| p.attributes.is_reference());
+                let sigil = if reference == Some(true) { "&" } else { "*" };
                 format!("{}{sigil}", self.name(p.underlying_type, depth + 1))
             }
             Some(TypeData::Modifier(m)) => {
@@ -338,7 +345,9 @@ pub fn frame_variables(
                     break 'modules;
                 }
             }
-            let Ok(data) = sym.parse() else { continue };
+            let Some(Ok(data)) = crate::guard::contained(|| sym.parse()) else {
+                continue;
+            };
             match data {
                 SymbolData::Procedure(p) if inside.is_none() => {
                     let Some(start) = p.offset.to_rva(&address_map) else {
@@ -407,19 +416,28 @@ pub fn frame_variables(
     let tpi = pdb.type_information().map_err(|e| e.to_string())?;
     let mut finder = tpi.finder();
     let mut by_name = HashMap::new();
+    let mut first_index = None;
     let mut it = tpi.iter();
-    while let Some(t) = it.next().map_err(|e| e.to_string())? {
+    while let Some(t) = crate::guard::contained(|| it.next())
+        .ok_or("a type record the parser cannot read")?
+        .map_err(|e| e.to_string())?
+    {
         finder.update(&it);
-        if let Ok(TypeData::Class(c)) = t.parse() {
-            if !c.properties.forward_reference() {
-                by_name
-                    .entry(c.name.to_string().into_owned())
-                    .or_insert(t.index());
+        first_index.get_or_insert(t.index().0);
+        let class = crate::guard::contained(|| match t.parse() {
+            Ok(TypeData::Class(c)) if !c.properties.forward_reference() => {
+                Some(c.name.to_string().into_owned())
             }
+            _ => None,
+        })
+        .flatten();
+        if let Some(name) = class {
+            by_name.entry(name).or_insert(t.index());
         }
     }
     let types = Types {
         finder,
+        first_index: first_index.unwrap_or(u32::MAX),
         by_name,
         ptr,
         _s: std::marker::PhantomData,
@@ -466,6 +484,7 @@ pub fn frame_variables(
             address,
             value,
             members,
+            type_index: ti.0,
         });
     }
     Ok(out)

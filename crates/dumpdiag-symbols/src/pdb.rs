@@ -32,6 +32,9 @@ pub struct PdbSymbols {
     pub sections: Vec<(u32, u32, u32)>,
     /// Every function, enumerated on first use (`x`, `module!name` expressions).
     functions: std::cell::OnceCell<Vec<(u32, String)>>,
+    /// The type records and typed globals, read on first use (`dt`, `??`); None when the
+    /// PDB's type stream cannot be read.
+    types: std::cell::OnceCell<Option<crate::types::PdbTypes>>,
     /// Did the reader panic on this file (see [`crate::contain`])? It is not asked again.
     broken: std::cell::Cell<bool>,
 }
@@ -90,6 +93,7 @@ impl PdbSymbols {
             globals,
             sections,
             functions: std::cell::OnceCell::new(),
+            types: std::cell::OnceCell::new(),
             broken: std::cell::Cell::new(false),
         })
     }
@@ -103,6 +107,13 @@ impl PdbSymbols {
             self.broken.set(true);
             None
         })
+    }
+
+    /// The PDB's types (read from the file on first use).
+    pub fn types(&self) -> Option<&crate::types::PdbTypes> {
+        self.types
+            .get_or_init(|| crate::types::PdbTypes::open(Path::new(&self.path)).ok())
+            .as_ref()
     }
 
     pub fn find(&self, rva: u32) -> Option<PdbFrames> {
