@@ -11,7 +11,7 @@
 //! same as a spin that ended, so that is said only of a thread that used most of a core all its
 //! life, and at a lower confidence. Against the other threads: a running thread that holds a
 //! good part of the process's CPU is where the CPU goes even when a loaded machine gave it only
-//! a tenth of a core; that is likely rather than proven.
+//! a twentieth of a core; that is likely rather than proven.
 //!
 //! Asked of dumps taken on purpose only: CPU is why someone dumps a process that spins, while a
 //! crash dump records the moment of a fault, when busy threads (a game's render loop, a build's
@@ -33,10 +33,11 @@ const EARLIER_UTILIZATION: f64 = 0.5;
 /// A running thread that holds this much of the process's CPU is disproportionate against the
 /// other threads (`!runaway` shows it on top) ...
 const PROCESS_SHARE: f64 = 0.25;
-/// ... and is spinning even on a machine that gave it only a tenth of a core (ten runnable
-/// threads per core), but not when its CPU is a trickle over a long life (a UI thread that
-/// happened to be handling a message: 0.3 s in an hour is no spike however idle the rest is).
-const LOADED_UTILIZATION: f64 = 0.1;
+/// ... and is spinning even on a machine that gave it only a twentieth of a core (twenty
+/// runnable threads per core: a build or a test run beside it; the round-robin share above),
+/// but not when its CPU is a trickle over a long life (a UI thread that happened to be
+/// handling a message: 0.3 s in an hour is no spike however idle the rest is).
+const LOADED_UTILIZATION: f64 = 0.05;
 /// CPU time below which a share means little: Windows charges CPU in clock ticks of about
 /// 15.6 ms, so a quarter of a second is some sixteen ticks.
 const MIN_CPU_SECONDS: f64 = 0.25;
@@ -349,6 +350,28 @@ mod tests {
         for id in 0..6u32 {
             let t = w.sleep(0x200 + 4 * id, "housekeeping");
             t.times.create_time = dump - 6 * TICKS;
+        }
+        let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].threads, [0x100, 0x104]);
+        assert_eq!(found[0].confidence(), Confidence::Medium);
+    }
+
+    #[test]
+    fn spinners_given_a_twelfth_of_a_core_by_an_overloaded_machine_are_likely_spinning() {
+        // Two threads running user code with 1.2 s of CPU each in a 13.5 s life (9% of one
+        // core: a 2-core machine with a build and CPU hogs beside it) and all the process's
+        // CPU between them; the seven other threads waited all along.
+        let mut w = Waits::new(Bitness::X64);
+        let dump = unix_to_filetime(w.p.system.dump_time);
+        for (id, cpu) in [(0x100u32, 119u64), (0x104, 114)] {
+            let spinner = w.run(id, "approximate_pi");
+            spinner.times.create_time = dump - 135 * TICKS / 10;
+            spinner.times.user_time = cpu * TICKS / 100;
+        }
+        for id in 0..7u32 {
+            let t = w.sleep(0x200 + 4 * id, "housekeeping");
+            t.times.create_time = dump - 14 * TICKS;
         }
         let found = Analysed::with_symbols(w.p).detect(&SpikingThread);
         assert_eq!(found.len(), 1, "{found:#?}");
