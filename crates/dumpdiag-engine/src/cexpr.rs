@@ -17,7 +17,6 @@ use std::fmt::Write;
 use dumpdiag_os::types::{Bits, Def, Prim, Ty, TypeSource};
 use dumpdiag_target::MemoryExt;
 
-use crate::cmd_stacks::current_locals;
 use crate::cmd_types::{find_global, find_type};
 use crate::expr::{ExprError, Resolver};
 use crate::registry::Invocation;
@@ -795,24 +794,12 @@ impl<'a> Parser<'a> {
             None => (None, name),
         };
         if module.is_none() {
-            if let Ok((Some(m), vars)) = current_locals(s) {
-                if let Some(v) = vars.iter().find(|v| v.name == bare) {
-                    let ty = s
-                        .symbols()
-                        .types(s.target(), m)
-                        .map(|t| t.ty(v.type_index))
-                        .unwrap_or(Ty::Unknown);
-                    let at = v.address.ok_or_else(|| {
-                        CommandError::Unavailable(format!(
-                            "{bare} is not in memory at this frame (a register variable)"
-                        ))
-                    })?;
-                    return Ok(Val {
-                        src: Src::Module(m),
-                        ty,
-                        place: Place::Mem(at, None),
-                    });
-                }
+            if let Some((m, ty, at)) = typed::frame_local(s, bare)? {
+                return Ok(Val {
+                    src: Src::Module(m),
+                    ty,
+                    place: Place::Mem(at, None),
+                });
             }
         }
         if let Some((src, ty, at)) = find_global(s, module, bare) {

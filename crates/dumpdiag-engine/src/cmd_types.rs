@@ -9,7 +9,6 @@ use dumpdiag_os::types::{wildcard_match, Def, Ty, TypeSource};
 use dumpdiag_symbols::SymbolKind;
 use dumpdiag_target::MemoryExt;
 
-use crate::cmd_stacks::current_locals;
 use crate::registry::{Command, Invocation};
 use crate::typed::{self, FieldPath, Printer, Src, MAX_DEPTH};
 use crate::{CommandError, Session};
@@ -239,29 +238,17 @@ fn dt(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let mut out = String::new();
     // A local of the selected frame (unqualified names only), then a type, then a global.
     if module.is_none() && address.is_none() {
-        if let Ok((Some(m), vars)) = current_locals(s) {
-            if let Some(v) = vars.iter().find(|v| v.name == name) {
-                let src = Src::Module(m);
-                let ts = typed::source(s, src).ok_or_else(|| not_found(name))?;
-                let ty = s
-                    .symbols()
-                    .types(s.target(), m)
-                    .map(|t| t.ty(v.type_index))
-                    .unwrap_or(Ty::Unknown);
-                let at = v.address.ok_or_else(|| {
-                    CommandError::Unavailable(format!(
-                        "{name} is not in memory at this frame (a register variable)"
-                    ))
-                })?;
-                // WinDbg names the type without its struct/class keyword: `stackTestClass*`.
-                let type_name = typed::c_name(ts, &ty).replace(" *", "*");
-                let type_name = ["struct ", "class ", "union "]
-                    .iter()
-                    .fold(type_name, |t, k| t.replace(k, ""));
-                let _ = writeln!(out, "Local var @ {at:#x} Type {type_name}");
-                variable(s, ts, &ty, at, &a, &mut out);
-                return Ok(out);
-            }
+        if let Some((m, ty, at)) = typed::frame_local(s, name)? {
+            let src = Src::Module(m);
+            let ts = typed::source(s, src).ok_or_else(|| not_found(name))?;
+            // WinDbg names the type without its struct/class keyword: `stackTestClass*`.
+            let type_name = typed::c_name(ts, &ty).replace(" *", "*");
+            let type_name = ["struct ", "class ", "union "]
+                .iter()
+                .fold(type_name, |t, k| t.replace(k, ""));
+            let _ = writeln!(out, "Local var @ {at:#x} Type {type_name}");
+            variable(s, ts, &ty, at, &a, &mut out);
+            return Ok(out);
         }
     }
     if let Some((src, index)) = find_type(s, module, name) {

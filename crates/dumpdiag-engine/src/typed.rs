@@ -68,6 +68,31 @@ pub fn source(s: &Session, src: Src) -> Option<&dyn TypeSource> {
 }
 
 /// The name of a source's module as `dt` prefixes types with it.
+/// The selected frame's local `name`: its module, type and address. None when the frame has
+/// no such local; an error when it has one that lives in a register (no address to read).
+pub fn frame_local(
+    s: &Session,
+    name: &str,
+) -> Result<Option<(usize, Ty, u64)>, crate::CommandError> {
+    let Ok((Some(m), vars)) = crate::cmd_stacks::current_locals(s) else {
+        return Ok(None);
+    };
+    let Some(v) = vars.iter().find(|v| v.name == name) else {
+        return Ok(None);
+    };
+    let ty = s
+        .symbols()
+        .types(s.target(), m)
+        .map(|t| t.ty(v.type_index))
+        .unwrap_or(Ty::Unknown);
+    let at = v.address.ok_or_else(|| {
+        crate::CommandError::Unavailable(format!(
+            "{name} is not in memory at this frame (a register variable)"
+        ))
+    })?;
+    Ok(Some((m, ty, at)))
+}
+
 pub fn module_name(s: &Session, src: Src) -> String {
     match src {
         Src::Module(i) => s

@@ -128,18 +128,7 @@ fn unwind_frame_data(
         ra_search = ra_search.wrapping_add(4);
     }
     // The callee's registers; $eip must be assigned by the program itself.
-    let mut vars: HashMap<String, u64> = HashMap::new();
-    vars.insert("$esp".into(), r.esp);
-    for (k, v) in [
-        ("$ebp", r.ebp),
-        ("$ebx", r.ebx),
-        ("$esi", r.esi),
-        ("$edi", r.edi),
-    ] {
-        if let Some(v) = v {
-            vars.insert(k.into(), v);
-        }
-    }
+    let mut vars = known_registers(r);
     vars.insert(".raSearch".into(), ra_search);
     vars.insert(".raSearchStart".into(), ra_search);
     vars.insert(".cbCalleeParams".into(), callee_params);
@@ -212,11 +201,10 @@ fn unwind_frame_data(
     Step::Caller(next, trust)
 }
 
-/// STACK CFI of a Breakpad .sym, for the modules whose symbols describe x86 code that way.
-fn unwind_cfi(env: &Env, r: &Regs, caller: bool) -> Option<Regs> {
-    let mut regs: HashMap<String, u64> = HashMap::new();
-    regs.insert("$eip".into(), r.eip);
-    regs.insert("$esp".into(), r.esp);
+/// The callee's registers a Breakpad program may read, by their program names: `$esp` and
+/// whichever of `$ebp`, `$ebx`, `$esi`, `$edi` the walk knows at this frame.
+fn known_registers(r: &Regs) -> HashMap<String, u64> {
+    let mut vars = HashMap::from([("$esp".to_string(), r.esp)]);
     for (k, v) in [
         ("$ebp", r.ebp),
         ("$ebx", r.ebx),
@@ -224,9 +212,16 @@ fn unwind_cfi(env: &Env, r: &Regs, caller: bool) -> Option<Regs> {
         ("$edi", r.edi),
     ] {
         if let Some(v) = v {
-            regs.insert(k.into(), v);
+            vars.insert(k.into(), v);
         }
     }
+    vars
+}
+
+/// STACK CFI of a Breakpad .sym, for the modules whose symbols describe x86 code that way.
+fn unwind_cfi(env: &Env, r: &Regs, caller: bool) -> Option<Regs> {
+    let mut regs = known_registers(r);
+    regs.insert("$eip".into(), r.eip);
     let out = cfi::unwind(env, &regs, r.eip, caller, 4)?;
     Some(Regs {
         eip: *out.get(".ra")?,

@@ -1,6 +1,7 @@
 //! PDB symbols through `pdb-addr2line`: procedures with inline frames and source lines, and
 //! public symbols (demangled). The PDB file is opened once and kept with its lookup context.
 
+use crate::guard::contained;
 use std::fs::File;
 use std::path::Path;
 
@@ -224,44 +225,59 @@ fn read_frame_data(pdb: &mut pdb::PDB<'static, File>) -> Vec<crate::breakpad::St
     out
 }
 
-/// Global and static data (S_GDATA32 / S_LDATA32 in the global symbol stream and the modules).
-fn read_globals(pdb: &mut pdb::PDB<'static, File>) -> Vec<(u32, String)> {
+/// Every data symbol (S_GDATA32 / S_LDATA32) of the global symbol stream, then of the module
+/// streams (file and function statics live there only), with its RVA; each record read inside
+/// the panic guard (pdb2 asserts on some malformed records).
+pub(crate) fn for_each_data_symbol(
+    pdb: &mut pdb::PDB<'static, File>,
+    mut each: impl FnMut(&pdb::DataSymbol, u32),
+) {
     use pdb::FallibleIterator;
     let Ok(map) = pdb.address_map() else {
-        return Vec::new();
+        return;
     };
-    let mut out = Vec::new();
     let mut push = |data: pdb::SymbolData| {
         if let pdb::SymbolData::Data(d) = data {
             if let Some(rva) = d.offset.to_rva(&map) {
-                out.push((rva.0, d.name.to_string().into_owned()));
+                each(&d, rva.0);
             }
         }
     };
     if let Ok(globals) = pdb.global_symbols() {
         let mut it = globals.iter();
-        while let Ok(Some(sym)) = it.next() {
-            if let Ok(data) = sym.parse() {
+        while let Some(Ok(Some(sym))) = contained(|| it.next()) {
+            if let Some(Ok(data)) = contained(|| sym.parse()) {
                 push(data);
             }
         }
     }
-    // File-static data lives in the module streams only.
-    if let Ok(dbi) = pdb.debug_information() {
-        if let Ok(mut modules) = dbi.modules() {
-            while let Ok(Some(m)) = modules.next() {
-                if let Ok(Some(info)) = pdb.module_info(&m) {
-                    if let Ok(mut syms) = info.symbols() {
-                        while let Ok(Some(sym)) = syms.next() {
-                            if let Ok(data @ pdb::SymbolData::Data(_)) = sym.parse() {
-                                push(data);
-                            }
-                        }
-                    }
-                }
+    let Ok(dbi) = pdb.debug_information() else {
+        return;
+    };
+    let Ok(mut modules) = dbi.modules() else {
+        return;
+    };
+    while let Some(Ok(Some(m))) = contained(|| modules.next()) {
+        let Ok(Some(info)) = pdb.module_info(&m) else {
+            continue;
+        };
+        let Ok(mut syms) = info.symbols() else {
+            continue;
+        };
+        while let Some(Ok(Some(sym))) = contained(|| syms.next()) {
+            if let Some(Ok(data @ pdb::SymbolData::Data(_))) = contained(|| sym.parse()) {
+                push(data);
             }
         }
     }
+}
+
+/// Global and static data by RVA.
+fn read_globals(pdb: &mut pdb::PDB<'static, File>) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for_each_data_symbol(pdb, |d, rva| {
+        out.push((rva, d.name.to_string().into_owned()));
+    });
     out.sort();
     out.dedup();
     out

@@ -561,47 +561,15 @@ fn primitive_type(kind: PrimitiveKind, indirection: Option<pdb::Indirection>) ->
 /// Data symbols with their types: S_GDATA32 / S_LDATA32 of the global stream, then the
 /// module streams' (file statics, function statics).
 fn read_typed_globals(pdb: &mut pdb::PDB<'static, File>) -> HashMap<String, TypedGlobal> {
-    let Ok(map) = pdb.address_map() else {
-        return HashMap::new();
-    };
     let mut out = HashMap::new();
-    let mut push = |data: pdb::SymbolData| {
-        if let pdb::SymbolData::Data(d) = data {
-            if let Some(rva) = d.offset.to_rva(&map) {
-                if out.len() < MAX_GLOBALS {
-                    out.entry(d.name.to_string().into_owned())
-                        .or_insert(TypedGlobal {
-                            rva: rva.0,
-                            type_index: d.type_index.0,
-                        });
-                }
-            }
+    crate::pdb::for_each_data_symbol(pdb, |d, rva| {
+        if out.len() < MAX_GLOBALS {
+            out.entry(d.name.to_string().into_owned())
+                .or_insert(TypedGlobal {
+                    rva,
+                    type_index: d.type_index.0,
+                });
         }
-    };
-    if let Ok(globals) = pdb.global_symbols() {
-        let mut it = globals.iter();
-        while let Some(Ok(Some(sym))) = contained(|| it.next()) {
-            if let Some(Ok(data)) = contained(|| sym.parse()) {
-                push(data);
-            }
-        }
-    }
-    if let Ok(dbi) = pdb.debug_information() {
-        if let Ok(mut modules) = dbi.modules() {
-            while let Ok(Some(m)) = modules.next() {
-                if let Ok(Some(info)) = pdb.module_info(&m) {
-                    if let Ok(mut syms) = info.symbols() {
-                        while let Some(Ok(Some(sym))) = contained(|| syms.next()) {
-                            if let Some(Ok(data @ pdb::SymbolData::Data(_))) =
-                                contained(|| sym.parse())
-                            {
-                                push(data);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    });
     out
 }
