@@ -337,6 +337,10 @@ pub fn frame_variables(
         let mut inside: Option<pdb::SymbolIndex> = None;
         let mut vars = Vec::new();
         let mut pending_local: Option<(String, bool, TypeIndex)> = None;
+        // A lexical block the frame's address is outside of, or an inlined call's site: their
+        // variables are not this frame's (an inlined function's locals belong to its inline
+        // frame), so their records are passed over up to the scope's end.
+        let mut skip_until: Option<pdb::SymbolIndex> = None;
         let (mut local_base, mut param_base) = (0u8, 0u8);
         while let Some(sym) = symbols.next().map_err(|e| e.to_string())? {
             if let Some(end) = inside {
@@ -344,6 +348,12 @@ pub fn frame_variables(
                     found = Some(vars);
                     break 'modules;
                 }
+            }
+            if let Some(end) = skip_until {
+                if sym.index() < end {
+                    continue;
+                }
+                skip_until = None;
             }
             let Some(Ok(data)) = crate::guard::contained(|| sym.parse()) else {
                 continue;
@@ -358,6 +368,16 @@ pub fn frame_variables(
                     }
                 }
                 _ if inside.is_none() => {}
+                SymbolData::Block(b) => {
+                    let holds = b
+                        .offset
+                        .to_rva(&address_map)
+                        .is_some_and(|start| rva >= start.0 && rva - start.0 < b.len);
+                    if !holds {
+                        skip_until = Some(b.end);
+                    }
+                }
+                SymbolData::InlineSite(site) => skip_until = Some(site.end),
                 SymbolData::FrameProcedure(f) => {
                     frame_size = Some(f.frame_byte_count);
                     local_base = f.flags.encoded_local_base_pointer;
@@ -385,6 +405,20 @@ pub fn frame_variables(
                     ))
                 }
                 SymbolData::DefRangeFramePointerRelative(d) => {
+                    // A local may have several ranges (S_DEFRANGE_* records, each with gaps):
+                    // the one holding the frame's address says where it lives there.
+                    let live = d.range.offset.to_rva(&address_map).is_some_and(|start| {
+                        let at = rva.wrapping_sub(start.0);
+                        rva >= start.0
+                            && at < u32::from(d.range.cb_range)
+                            && !d.gaps.iter().any(|g| {
+                                at >= u32::from(g.gap_start_offset)
+                                    && at - u32::from(g.gap_start_offset) < u32::from(g.cb_range)
+                            })
+                    });
+                    if !live {
+                        continue;
+                    }
                     if let Some((name, is_param, ti)) = pending_local.take() {
                         vars.push((
                             name,
@@ -446,6 +480,14 @@ pub fn frame_variables(
     for (name, is_param, register, offset, ti) in vars {
         let base = reg(register);
         let address = base.map(|b| b.wrapping_add(offset as i64 as u64));
+        // MSVC describes a variable twice: S_LOCAL with its S_DEFRANGE records, and again as
+        // S_REGREL32 for debuggers that predate them. One variable, shown once.
+        if out
+            .iter()
+            .any(|v: &Variable| v.name == name && v.address == address)
+        {
+            continue;
+        }
         // S_REGREL32 has no parameter flag: on x86, EBP-relative variables above the return
         // address are parameters; on x64, RSP-relative ones above the frame are.
         let is_param = is_param.unwrap_or(match register {

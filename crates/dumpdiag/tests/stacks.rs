@@ -346,3 +346,31 @@ fn x86_disassembly_in_the_wow64_view() {
         "{ub}"
     );
 }
+
+/// MSVC's release PDB describes wmain's locals twice (S_LOCAL with S_DEFRANGE records and
+/// again as S_REGREL32), and its inlined calls carry their own locals: `dv` in wmain's frame
+/// lists each of wmain's variables once and none of the inlinees'.
+#[test]
+fn dv_lists_each_variable_of_the_frame_once() {
+    const DIR: &str = "kdlibcpp/targetapp_stacktest_x64_release_userdu64";
+    let mut s = session(&format!("{DIR}/targetapp_stacktest_x64_release.dmp"));
+    s.set_symbol_path(dump(DIR).to_str().unwrap());
+    let k = run(&mut s, "kn");
+    let frame = k
+        .lines()
+        .find(|l| l.contains("targetapp!wmain+"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no wmain frame:\n{k}"))
+        .to_string();
+    run(&mut s, &format!(".frame {frame}"));
+    let dv = run(&mut s, "dv");
+    let names: Vec<&str> = dv
+        .lines()
+        .filter_map(|l| l.split_once(" = ").map(|(n, _)| n.trim()))
+        .collect();
+    assert_eq!(
+        names,
+        ["argc", "argv", "testGroup", "startThreadCount"],
+        "{dv}"
+    );
+}
