@@ -6,7 +6,9 @@
 //! between its creation and the creation of the thread before it is larger than the time from
 //! its creation to the dump. That holds whatever the process's age and however long the dump
 //! tool took to attach (a loaded machine delays the dump, not the thread creations before it),
-//! and steady thread-pool churn (many small gaps) does not trip it.
+//! and steady thread-pool churn (many small gaps) does not trip it. The gap after the initial
+//! thread alone is different: it holds the process's start-up, untimed, so a thread that
+//! followed only the initial thread must also be recent against the process's whole life.
 
 use crate::silent;
 use crate::thread_facts::{is_dump_writer, thread_procedure};
@@ -20,6 +22,9 @@ const TICKS_PER_SECOND: u64 = 10_000_000;
 /// The dump's own time is recorded in whole seconds (MINIDUMP_HEADER.TimeDateStamp): a quiet
 /// period shorter than a few of those cannot be told from rounding.
 const MIN_QUIET_PERIOD_S: f64 = 2.0;
+/// How many times its own age the process must have lived for a thread that followed only the
+/// initial thread to be young (see `after_startup` below).
+const STARTUP_GAP_AGE_RATIO: f64 = 10.0;
 
 impl Detector for ThreadAge {
     fn pattern(&self) -> Pattern {
@@ -54,11 +59,18 @@ impl Detector for ThreadAge {
         let process_age = seconds(dump_ft.saturating_sub(process_start));
         let young: Vec<(&ThreadView, u64, f64)> = created
             .windows(2)
-            .filter_map(|w| {
+            .enumerate()
+            .filter_map(|(i, w)| {
                 let (t, c) = w[1];
                 let quiet = seconds(c.saturating_sub(w[0].1));
                 let age = seconds(dump_ft.saturating_sub(c));
-                (quiet >= MIN_QUIET_PERIOD_S && quiet > age && !is_dump_writer(t))
+                // After the initial thread alone, the gap holds the process's initialization
+                // (loader, DLL_PROCESS_ATTACH, CRT start-up all run on the initial thread before
+                // main), which the dump does not time and which a loaded machine stretches to
+                // seconds: the first threads an application starts are young only when they
+                // came in the last tenth of the process's life.
+                let after_startup = i > 0 || age * STARTUP_GAP_AGE_RATIO <= process_age;
+                (quiet >= MIN_QUIET_PERIOD_S && quiet > age && after_startup && !is_dump_writer(t))
                     .then_some((t, c, quiet))
             })
             .collect();
@@ -227,5 +239,24 @@ mod tests {
         s.thread(0x20, vec![write, report, thunk, start], 2.0);
         let found = Analysed::exports_only(s.p).detect(&ThreadAge);
         assert!(found.is_empty(), "{found:#?}");
+    }
+
+    #[test]
+    fn the_first_workers_after_a_slow_start_up_are_not_young() {
+        // The initial thread, then the application's two workers 4.2 s later (a start-up
+        // stretched by a loaded machine), dumped 3.1 s after that: start-up, not news.
+        let mut s = service(Arch::Amd64, 7);
+        s.thread(0x10, s.worker.clone(), 7.3);
+        s.thread(0x20, s.worker.clone(), 3.1);
+        s.thread(0x24, s.worker.clone(), 3.1);
+        let found = Analysed::exports_only(s.p).detect(&ThreadAge);
+        assert!(found.is_empty(), "{found:#?}");
+        // The same single-threaded service after an hour: its first worker is young.
+        let mut s = service(Arch::Amd64, 3600);
+        s.thread(0x10, s.worker.clone(), 3600.0);
+        s.thread(0x20, s.on_request.clone(), 3.0);
+        let found = Analysed::exports_only(s.p).detect(&ThreadAge);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].threads, vec![0x20]);
     }
 }
