@@ -1,0 +1,673 @@
+//! The NT heap (`_HEAP`) walked from its own structures: the heap header, its segments
+//! (`_HEAP_SEGMENT`, linked from `_HEAP.SegmentList`), each segment's uncommitted ranges
+//! (`_HEAP_UCR_DESCRIPTOR`s on `UCRSegmentList`), its entries (`_HEAP_ENTRY`, decoded with the
+//! heap's `Encoding` when `EncodeFlagMask` says so, checksum checked as Windows does) and the
+//! heap's virtual-alloc blocks (`_HEAP_VIRTUAL_ALLOC_ENTRY` on `VirtualAllocdBlocks`). No memory
+//! map is needed: sizes come from the segments' own page counts.
+//!
+//! Offsets are from the heap-internals brief (`shared/docs/heap-internals.md` §1.2–1.4), which
+//! read them from the ntdiff PDB header dumps of Win7 SP1 x64, Win10 1809 x86 and Win10 21H2 /
+//! Win11 22H2 x64. The corpus's Windows 10 1803 x86 and x64 heaps carry the signatures at the
+//! places these tables say (checked by the tests on the real dumps).
+//!
+//! Everything read is untrusted: each heap is validated (segment signature 0xffeeffee and heap
+//! signature 0xeeffeeff) before it is walked, segments must point back to their heap, list walks
+//! are cycle-safe and bounded, and an entry walk stops at a zero size, a bad checksum, memory
+//! missing from the dump, or the segment's end, with a note saying why. A total entry budget
+//! bounds the work over all heaps.
+
+use std::collections::HashSet;
+
+use dumpdiag_target::{MemoryExt, MemoryReader};
+
+pub const SEGMENT_SIGNATURE: u32 = 0xffee_ffee;
+pub const HEAP_SIGNATURE: u32 = 0xeeff_eeff;
+/// `EncodeFlagMask` bit that says entry headers are XORed with `Encoding`.
+pub const ENCODE_FLAG: u32 = 0x0010_0000;
+
+/// `_HEAP_ENTRY.Flags` (ReactOS heap.h).
+pub const ENTRY_BUSY: u8 = 0x01;
+pub const ENTRY_EXTRA_PRESENT: u8 = 0x02;
+pub const ENTRY_FILL_PATTERN: u8 = 0x04;
+pub const ENTRY_VIRTUAL_ALLOC: u8 = 0x08;
+pub const ENTRY_LAST: u8 = 0x10;
+
+/// Most segments followed per heap (a heap grows by doubling segments; Windows caps far lower).
+pub const MAX_SEGMENTS: usize = 1024;
+/// Most uncommitted ranges followed per segment.
+pub const MAX_UCRS: usize = 65_536;
+/// Most virtual-alloc blocks followed per heap.
+pub const MAX_VIRTUAL_BLOCKS: usize = 1 << 20;
+/// Default budget of entries walked over all heaps of one process.
+pub const DEFAULT_ENTRY_BUDGET: usize = 8 << 20;
+
+/// Field offsets of the NT heap structures for one bitness and build range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NtLayout {
+    pub name: &'static str,
+    pub ptr: u64,
+    /// Allocation granule (sizeof `_HEAP_ENTRY`): 16 on x64, 8 on x86.
+    pub granule: u64,
+    /// Where in an entry the 8 encoded header bytes start (x64: after PreviousBlockPrivateData).
+    pub header_at: u64,
+    // _HEAP_SEGMENT
+    pub seg_signature: u64,
+    pub seg_flags: u64,
+    pub seg_list_entry: u64,
+    pub seg_heap: u64,
+    pub seg_base: u64,
+    pub seg_pages: u64,
+    pub seg_first_entry: u64,
+    pub seg_last_valid: u64,
+    pub seg_uncommitted_pages: u64,
+    pub seg_ucr_count: u64,
+    pub seg_ucr_list: u64,
+    // _HEAP
+    pub heap_flags: u64,
+    pub heap_force_flags: u64,
+    pub heap_encode_mask: u64,
+    pub heap_encoding: u64,
+    pub heap_signature: u64,
+    pub heap_segment_reserve: u64,
+    pub heap_segment_commit: u64,
+    pub heap_total_free: u64,
+    pub heap_max_allocation: u64,
+    pub heap_ucr_list: u64,
+    pub heap_virtual_blocks: u64,
+    pub heap_segment_list: u64,
+    pub heap_free_lists: u64,
+    // _HEAP_UCR_DESCRIPTOR: {ListEntry, SegmentEntry, Address, Size}
+    pub ucr_segment_entry: u64,
+    pub ucr_address: u64,
+    pub ucr_size: u64,
+    // _HEAP_VIRTUAL_ALLOC_ENTRY
+    pub va_commit: u64,
+    pub va_reserve: u64,
+    pub va_busy_block: u64,
+    pub va_sizeof: u64,
+}
+
+/// Windows 8 to Windows 11 x64 (brief §1.2, "Win10 21H2 / Win11 22H2 x64" column).
+pub const X64_WIN10: NtLayout = NtLayout {
+    name: "x64 Windows 8+",
+    ptr: 8,
+    granule: 16,
+    header_at: 8,
+    seg_signature: 0x10,
+    seg_flags: 0x14,
+    seg_list_entry: 0x18,
+    seg_heap: 0x28,
+    seg_base: 0x30,
+    seg_pages: 0x38,
+    seg_first_entry: 0x40,
+    seg_last_valid: 0x48,
+    seg_uncommitted_pages: 0x50,
+    seg_ucr_count: 0x54,
+    seg_ucr_list: 0x60,
+    heap_flags: 0x70,
+    heap_force_flags: 0x74,
+    heap_encode_mask: 0x7c,
+    heap_encoding: 0x80,
+    heap_signature: 0x98,
+    heap_segment_reserve: 0xa0,
+    heap_segment_commit: 0xa8,
+    heap_total_free: 0xc0,
+    heap_max_allocation: 0xc8,
+    heap_ucr_list: 0xf0,
+    heap_virtual_blocks: 0x110,
+    heap_segment_list: 0x120,
+    heap_free_lists: 0x150,
+    ucr_segment_entry: 0x10,
+    ucr_address: 0x20,
+    ucr_size: 0x28,
+    va_commit: 0x20,
+    va_reserve: 0x28,
+    va_busy_block: 0x30,
+    va_sizeof: 0x40,
+};
+
+/// Windows 7 SP1 x64 (brief §1.2, "Win7 x64" column): `PointerKey` at +0x90 pushes the fields
+/// after `Encoding` one pointer further.
+pub const X64_WIN7: NtLayout = NtLayout {
+    name: "x64 Windows 7",
+    heap_signature: 0xa0,
+    heap_segment_reserve: 0xa8,
+    heap_segment_commit: 0xb0,
+    heap_total_free: 0xc8,
+    heap_max_allocation: 0xd0,
+    heap_ucr_list: 0xf8,
+    heap_virtual_blocks: 0x118,
+    heap_segment_list: 0x128,
+    heap_free_lists: 0x158,
+    ..X64_WIN10
+};
+
+/// Windows 10 x86 and the WOW64 32-bit heaps (brief §1.2, "Win10 1809 x86" column; the
+/// corpus's 1803 WOW64 heap has its signatures and lists at the same places).
+pub const X86_WIN10: NtLayout = NtLayout {
+    name: "x86 Windows 10",
+    ptr: 4,
+    granule: 8,
+    header_at: 0,
+    seg_signature: 0x08,
+    seg_flags: 0x0c,
+    seg_list_entry: 0x10,
+    seg_heap: 0x18,
+    seg_base: 0x1c,
+    seg_pages: 0x20,
+    seg_first_entry: 0x24,
+    seg_last_valid: 0x28,
+    seg_uncommitted_pages: 0x2c,
+    seg_ucr_count: 0x30,
+    seg_ucr_list: 0x38,
+    heap_flags: 0x40,
+    heap_force_flags: 0x44,
+    heap_encode_mask: 0x4c,
+    heap_encoding: 0x50,
+    heap_signature: 0x60,
+    heap_segment_reserve: 0x64,
+    heap_segment_commit: 0x68,
+    heap_total_free: 0x74,
+    heap_max_allocation: 0x78,
+    heap_ucr_list: 0x8c,
+    heap_virtual_blocks: 0x9c,
+    heap_segment_list: 0xa4,
+    heap_free_lists: 0xc0,
+    ucr_segment_entry: 0x08,
+    ucr_address: 0x10,
+    ucr_size: 0x14,
+    va_commit: 0x10,
+    va_reserve: 0x14,
+    va_busy_block: 0x18,
+    va_sizeof: 0x20,
+};
+
+/// One decoded `_HEAP_ENTRY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NtEntry {
+    pub address: u64,
+    /// Size in bytes (Size × granule).
+    pub size: u64,
+    /// Previous entry's size in bytes (PreviousSize × granule).
+    pub prev_size: u64,
+    pub flags: u8,
+    pub small_tag_index: u8,
+    pub unused_bytes: u8,
+}
+
+impl NtEntry {
+    pub fn busy(&self) -> bool {
+        self.flags & ENTRY_BUSY != 0
+    }
+    /// What the caller asked for: Size×granule − UnusedBytes (DbgHelpUtils; a WinDbg x86 capture
+    /// agrees; the x64 formula is an open question in the brief, §1.3).
+    pub fn requested(&self) -> u64 {
+        self.size.saturating_sub(u64::from(self.unused_bytes))
+    }
+}
+
+/// Decode an entry's 8 header bytes: XOR with the heap's encoding when it has one, then read
+/// Size, Flags, SmallTagIndex, PreviousSize, SegmentOffset, UnusedBytes. The checksum holds
+/// when SmallTagIndex == Size low ^ Size high ^ Flags.
+pub fn decode_header(raw: [u8; 8], encoding: Option<[u8; 8]>) -> ([u8; 8], bool) {
+    let mut h = raw;
+    if let Some(k) = encoding {
+        for (b, k) in h.iter_mut().zip(k) {
+            *b ^= k;
+        }
+    }
+    let ok = h[3] == h[0] ^ h[1] ^ h[2];
+    (h, ok)
+}
+
+/// An uncommitted range of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NtUcr {
+    pub address: u64,
+    pub size: u64,
+}
+
+/// Why a segment's entry walk stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalkStop {
+    /// Reached LastValidEntry (or the last UCR that ends there): the whole segment was walked.
+    Complete,
+    NotInDump(u64),
+    BadChecksum(u64),
+    ZeroSize(u64),
+    /// The entry's size runs past the segment's end or into an uncommitted range.
+    PastEnd(u64),
+    Budget(u64),
+}
+
+impl WalkStop {
+    pub fn describe(&self) -> String {
+        match self {
+            WalkStop::Complete => "complete".into(),
+            WalkStop::NotInDump(a) => format!("entry at {a:#x} is not in the dump"),
+            WalkStop::BadChecksum(a) => format!("entry at {a:#x}: header checksum does not match"),
+            WalkStop::ZeroSize(a) => format!("entry at {a:#x} has size 0"),
+            WalkStop::PastEnd(a) => {
+                format!("entry at {a:#x} runs past its segment's committed memory")
+            }
+            WalkStop::Budget(a) => format!("entry budget spent at {a:#x}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtSegment {
+    pub address: u64,
+    pub flags: u32,
+    pub base: u64,
+    pub pages: u32,
+    pub uncommitted_pages: u32,
+    pub first_entry: u64,
+    pub last_valid_entry: u64,
+    pub ucrs: Vec<NtUcr>,
+    pub entries: Vec<NtEntry>,
+    pub stop: WalkStop,
+    /// Entries whose PreviousSize is not the size of the entry before them.
+    pub prev_size_mismatches: Vec<u64>,
+}
+
+impl NtSegment {
+    pub fn reserved(&self) -> u64 {
+        u64::from(self.pages) * 0x1000
+    }
+    pub fn committed(&self) -> u64 {
+        u64::from(self.pages.saturating_sub(self.uncommitted_pages)) * 0x1000
+    }
+    pub fn uncommitted_bytes(&self) -> u64 {
+        self.ucrs.iter().fold(0u64, |a, u| a.saturating_add(u.size))
+    }
+    pub fn largest_ucr(&self) -> u64 {
+        self.ucrs.iter().map(|u| u.size).max().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NtVirtualBlock {
+    pub address: u64,
+    pub commit: u64,
+    pub reserve: u64,
+    /// The BusyBlock header decoded with a valid checksum.
+    pub header_ok: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NtHeap {
+    pub address: u64,
+    pub layout: &'static NtLayout,
+    pub flags: u32,
+    pub force_flags: u32,
+    pub encode_flag_mask: u32,
+    pub encoding: [u8; 8],
+    pub segment_reserve: u64,
+    pub segment_commit: u64,
+    /// `TotalFreeSize` in bytes (granules × granule).
+    pub total_free_size: u64,
+    pub max_allocation_size: u64,
+    pub segments: Vec<NtSegment>,
+    pub virtual_blocks: Vec<NtVirtualBlock>,
+    /// What could not be followed (bad links, segments that do not point back).
+    pub warnings: Vec<String>,
+}
+
+impl NtHeap {
+    fn encoding(&self) -> Option<[u8; 8]> {
+        (self.encode_flag_mask & ENCODE_FLAG != 0).then_some(self.encoding)
+    }
+    /// Reserved bytes: every segment's pages plus every virtual block's reservation.
+    pub fn reserved(&self) -> u64 {
+        let s = self.segments.iter().map(NtSegment::reserved);
+        let v = self.virtual_blocks.iter().map(|b| b.reserve);
+        s.chain(v).fold(0u64, u64::saturating_add)
+    }
+    /// Committed bytes: every segment's committed pages plus every virtual block's commit.
+    pub fn committed(&self) -> u64 {
+        let s = self.segments.iter().map(NtSegment::committed);
+        let v = self.virtual_blocks.iter().map(|b| b.commit);
+        s.chain(v).fold(0u64, u64::saturating_add)
+    }
+    pub fn virtual_reserved(&self) -> u64 {
+        self.virtual_blocks
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(b.reserve))
+    }
+    fn free_entries(&self) -> impl Iterator<Item = &NtEntry> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.entries.iter())
+            .filter(|e| !e.busy())
+    }
+    /// Bytes in free entries walked.
+    pub fn free_bytes(&self) -> u64 {
+        self.free_entries()
+            .fold(0u64, |a, e| a.saturating_add(e.size))
+    }
+    pub fn free_count(&self) -> usize {
+        self.free_entries().count()
+    }
+    pub fn ucr_count(&self) -> usize {
+        self.segments.iter().map(|s| s.ucrs.len()).sum()
+    }
+    /// Every segment walked to its end.
+    pub fn complete(&self) -> bool {
+        self.segments.iter().all(|s| s.stop == WalkStop::Complete)
+    }
+}
+
+/// Why an address is not walked as an NT heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotNtHeap {
+    NotInDump,
+    /// 0xddeeddee: a segment heap.
+    SegmentHeap,
+    /// No 0xffeeffee / 0xeeffeeff where any known layout has them (Wine's heap, or not a heap).
+    NoSignature,
+}
+
+/// Which layout `addr`'s header matches: segment signature and heap signature both in place.
+pub fn layout_of(
+    mem: &dyn MemoryReader,
+    addr: u64,
+    ptr: u64,
+) -> Result<&'static NtLayout, NotNtHeap> {
+    let candidates: &[&'static NtLayout] = if ptr == 8 {
+        &[&X64_WIN10, &X64_WIN7]
+    } else {
+        &[&X86_WIN10]
+    };
+    let seg_sig = mem
+        .read_u32(addr.wrapping_add(candidates[0].seg_signature))
+        .ok_or(NotNtHeap::NotInDump)?;
+    if seg_sig == 0xddee_ddee {
+        return Err(NotNtHeap::SegmentHeap);
+    }
+    if seg_sig != SEGMENT_SIGNATURE {
+        return Err(NotNtHeap::NoSignature);
+    }
+    candidates
+        .iter()
+        .copied()
+        .find(|l| mem.read_u32(addr.wrapping_add(l.heap_signature)) == Some(HEAP_SIGNATURE))
+        .ok_or(NotNtHeap::NoSignature)
+}
+
+/// Follow a LIST_ENTRY chain from `head` (the head's own address): each link's Flink, stopping at
+/// the head, a repeat, unreadable memory or `max` nodes. Returns the links (not the containing
+/// records) and whether the chain closed back at the head.
+fn list_links(mem: &dyn MemoryReader, head: u64, ptr: u64, max: usize) -> (Vec<u64>, bool) {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut link = match mem.read_ptr(head, ptr) {
+        Some(l) => l,
+        None => return (out, false),
+    };
+    while link != head {
+        if out.len() >= max || link == 0 || !seen.insert(link) {
+            return (out, false);
+        }
+        out.push(link);
+        match mem.read_ptr(link, ptr) {
+            Some(n) => link = n,
+            None => return (out, false),
+        }
+    }
+    (out, true)
+}
+
+/// Read and walk the NT heap at `addr`. `budget` is the number of entries still allowed over
+/// all heaps; it is spent by the walk.
+pub fn read_nt_heap(
+    mem: &dyn MemoryReader,
+    addr: u64,
+    ptr: u64,
+    budget: &mut usize,
+) -> Result<NtHeap, NotNtHeap> {
+    let l = layout_of(mem, addr, ptr)?;
+    let at = |o: u64| addr.wrapping_add(o);
+    let u32_at = |o: u64| mem.read_u32(at(o)).unwrap_or(0);
+    let ptr_at = |o: u64| mem.read_ptr(at(o), l.ptr).unwrap_or(0);
+    let mut encoding = [0u8; 8];
+    if mem.read(at(l.heap_encoding + l.header_at), &mut encoding) != 8 {
+        return Err(NotNtHeap::NotInDump);
+    }
+    let mut heap = NtHeap {
+        address: addr,
+        layout: l,
+        flags: u32_at(l.heap_flags),
+        force_flags: u32_at(l.heap_force_flags),
+        encode_flag_mask: u32_at(l.heap_encode_mask),
+        encoding,
+        segment_reserve: ptr_at(l.heap_segment_reserve),
+        segment_commit: ptr_at(l.heap_segment_commit),
+        total_free_size: ptr_at(l.heap_total_free).saturating_mul(l.granule),
+        max_allocation_size: ptr_at(l.heap_max_allocation),
+        segments: Vec::new(),
+        virtual_blocks: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let enc = heap.encoding();
+    // Segments: the heap is its own first segment; all are on _HEAP.SegmentList through
+    // _HEAP_SEGMENT.SegmentListEntry.
+    let (links, closed) = list_links(mem, at(l.heap_segment_list), l.ptr, MAX_SEGMENTS);
+    if !closed {
+        heap.warnings.push(format!(
+            "segment list of heap {addr:#x} does not close (walked {} links)",
+            links.len()
+        ));
+    }
+    let mut seg_addrs: Vec<u64> = links
+        .iter()
+        .map(|k| k.wrapping_sub(l.seg_list_entry))
+        .collect();
+    if !seg_addrs.contains(&addr) {
+        seg_addrs.insert(0, addr);
+    }
+    for seg in seg_addrs {
+        match read_segment(mem, l, addr, seg, enc, budget) {
+            Ok(s) => heap.segments.push(s),
+            Err(why) => heap.warnings.push(format!("segment {seg:#x}: {why}")),
+        }
+    }
+    // Virtual-alloc blocks.
+    let (links, closed) = list_links(mem, at(l.heap_virtual_blocks), l.ptr, MAX_VIRTUAL_BLOCKS);
+    if !closed {
+        heap.warnings.push(format!(
+            "virtual-alloc list of heap {addr:#x} does not close (walked {} links)",
+            links.len()
+        ));
+    }
+    for b in links {
+        let commit = mem.read_ptr(b.wrapping_add(l.va_commit), l.ptr);
+        let reserve = mem.read_ptr(b.wrapping_add(l.va_reserve), l.ptr);
+        let mut raw = [0u8; 8];
+        let header = mem.read(b.wrapping_add(l.va_busy_block + l.header_at), &mut raw) == 8;
+        match (commit, reserve) {
+            (Some(commit), Some(reserve)) if commit <= reserve => {
+                let (h, ok) = decode_header(raw, enc);
+                heap.virtual_blocks.push(NtVirtualBlock {
+                    address: b,
+                    commit,
+                    reserve,
+                    header_ok: header && ok && h[2] & ENTRY_VIRTUAL_ALLOC != 0,
+                });
+            }
+            _ => heap.warnings.push(format!(
+                "virtual block {b:#x}: sizes unreadable or commit > reserve"
+            )),
+        }
+    }
+    Ok(heap)
+}
+
+fn read_segment(
+    mem: &dyn MemoryReader,
+    l: &NtLayout,
+    heap: u64,
+    seg: u64,
+    enc: Option<[u8; 8]>,
+    budget: &mut usize,
+) -> Result<NtSegment, String> {
+    let at = |o: u64| seg.wrapping_add(o);
+    let u32_at = |o: u64| mem.read_u32(at(o)).ok_or("not in the dump");
+    let ptr_at = |o: u64| mem.read_ptr(at(o), l.ptr).ok_or("not in the dump");
+    if u32_at(l.seg_signature)? != SEGMENT_SIGNATURE {
+        return Err("no segment signature 0xffeeffee".into());
+    }
+    if ptr_at(l.seg_heap)? != heap {
+        return Err("its Heap field does not point back to the heap".into());
+    }
+    let base = ptr_at(l.seg_base)?;
+    let pages = u32_at(l.seg_pages)?;
+    let uncommitted_pages = u32_at(l.seg_uncommitted_pages)?;
+    let first_entry = ptr_at(l.seg_first_entry)?;
+    let last_valid_entry = ptr_at(l.seg_last_valid)?;
+    let end = base
+        .checked_add(u64::from(pages) * 0x1000)
+        .ok_or("size wraps")?;
+    if base != seg
+        || uncommitted_pages > pages
+        || !(base < first_entry && first_entry <= last_valid_entry && last_valid_entry <= end)
+    {
+        return Err(format!(
+            "bounds do not hold (base {base:#x}, first {first_entry:#x}, last {last_valid_entry:#x}, \
+             {pages:#x} pages, {uncommitted_pages:#x} uncommitted)"
+        ));
+    }
+    // Uncommitted ranges: descriptors on UCRSegmentList through their SegmentEntry, each inside
+    // the segment.
+    let (links, _) = list_links(mem, at(l.seg_ucr_list), l.ptr, MAX_UCRS);
+    let mut ucrs = Vec::new();
+    for k in links {
+        let d = k.wrapping_sub(l.ucr_segment_entry);
+        let (Some(a), Some(sz)) = (
+            mem.read_ptr(d.wrapping_add(l.ucr_address), l.ptr),
+            mem.read_ptr(d.wrapping_add(l.ucr_size), l.ptr),
+        ) else {
+            break;
+        };
+        if a < first_entry
+            || a.checked_add(sz)
+                .is_none_or(|e| e > last_valid_entry.max(end))
+        {
+            break;
+        }
+        ucrs.push(NtUcr {
+            address: a,
+            size: sz,
+        });
+    }
+    ucrs.sort_by_key(|u| u.address);
+    let mut s = NtSegment {
+        address: seg,
+        flags: u32_at(l.seg_flags)?,
+        base,
+        pages,
+        uncommitted_pages,
+        first_entry,
+        last_valid_entry,
+        ucrs,
+        entries: Vec::new(),
+        stop: WalkStop::Complete,
+        prev_size_mismatches: Vec::new(),
+    };
+    walk_entries(mem, l, &mut s, enc, budget);
+    Ok(s)
+}
+
+/// Walk a segment's entries from its own header entry (at the segment's start, up to
+/// FirstEntry) to LastValidEntry, jumping over uncommitted ranges.
+fn walk_entries(
+    mem: &dyn MemoryReader,
+    l: &NtLayout,
+    s: &mut NtSegment,
+    enc: Option<[u8; 8]>,
+    budget: &mut usize,
+) {
+    let end = s.last_valid_entry;
+    let mut a = s.address;
+    let mut prev: Option<u64> = None;
+    let mut ucr_i = 0;
+    loop {
+        // Skip the uncommitted range that starts here.
+        while let Some(u) = s.ucrs.get(ucr_i).filter(|u| u.address <= a) {
+            if u.address == a {
+                a = u.address.saturating_add(u.size);
+                prev = None;
+            }
+            ucr_i += 1;
+        }
+        if a >= end {
+            s.stop = WalkStop::Complete;
+            return;
+        }
+        if *budget == 0 {
+            s.stop = WalkStop::Budget(a);
+            return;
+        }
+        let mut raw = [0u8; 8];
+        if mem.read(a.wrapping_add(l.header_at), &mut raw) != 8 {
+            s.stop = WalkStop::NotInDump(a);
+            return;
+        }
+        let (h, ok) = decode_header(raw, enc);
+        if !ok {
+            s.stop = WalkStop::BadChecksum(a);
+            return;
+        }
+        let size = u64::from(u16::from_le_bytes([h[0], h[1]])) * l.granule;
+        if size == 0 {
+            s.stop = WalkStop::ZeroSize(a);
+            return;
+        }
+        let next = a.saturating_add(size);
+        // The entry must end at or before the next uncommitted range and the segment's end.
+        let limit = s.ucrs.get(ucr_i).map_or(end, |u| u.address.min(end));
+        if next > limit {
+            s.stop = WalkStop::PastEnd(a);
+            return;
+        }
+        let e = NtEntry {
+            address: a,
+            size,
+            prev_size: u64::from(u16::from_le_bytes([h[4], h[5]])) * l.granule,
+            flags: h[2],
+            small_tag_index: h[3],
+            unused_bytes: h[7],
+        };
+        if prev.is_some_and(|p| p != e.prev_size) {
+            s.prev_size_mismatches.push(a);
+        }
+        prev = Some(size);
+        s.entries.push(e);
+        *budget -= 1;
+        a = next;
+    }
+}
+
+/// A heap the PEB names: its address and its walk, or why it was not walked.
+pub type HeapWalk = (u64, Result<NtHeap, NotNtHeap>);
+
+/// The process's NT heaps from the PEB's heap list (else ProcessHeap): each heap walked, or why
+/// it was not.
+pub fn process_nt_heaps(mem: &dyn MemoryReader, peb: &crate::peb::Peb, ptr: u64) -> Vec<HeapWalk> {
+    let mut addrs: Vec<u64> = peb
+        .process_heaps
+        .iter()
+        .copied()
+        .filter(|&h| h != 0)
+        .collect();
+    if addrs.is_empty() && peb.process_heap != 0 {
+        addrs.push(peb.process_heap);
+    }
+    let mut seen = HashSet::new();
+    addrs.retain(|h| seen.insert(*h));
+    let mut budget = DEFAULT_ENTRY_BUDGET;
+    addrs
+        .into_iter()
+        .map(|h| (h, read_nt_heap(mem, h, ptr, &mut budget)))
+        .collect()
+}
