@@ -671,3 +671,251 @@ pub fn process_nt_heaps(mem: &dyn MemoryReader, peb: &crate::peb::Peb, ptr: u64)
         .map(|h| (h, read_nt_heap(mem, h, ptr, &mut budget)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EveryAddress;
+
+    const BASE: u64 = 0x10000;
+    const KEY: [u8; 8] = [0x1f, 0x0f, 0x98, 0x05, 0x0b, 0xf8, 0x00, 0x00];
+    /// sizeof(_HEAP) on x86 Windows 10 is 0x258: the first entry follows it.
+    const FIRST: u64 = BASE + 0x258;
+
+    /// Memory holding one buffer at one address.
+    struct Image(u64, Vec<u8>);
+
+    impl MemoryReader for Image {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+            let Some(off) = addr.checked_sub(self.0) else {
+                return 0;
+            };
+            let Some(src) = self.1.get(off as usize..) else {
+                return 0;
+            };
+            let n = src.len().min(buf.len());
+            buf[..n].copy_from_slice(&src[..n]);
+            n
+        }
+    }
+
+    impl Image {
+        fn u32(&mut self, at: u64, v: u32) {
+            let o = (at - self.0) as usize;
+            self.1[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        /// An encoded x86 entry header: `size` bytes, flags, PreviousSize in bytes.
+        fn entry(&mut self, at: u64, size: u64, flags: u8, prev: u64) {
+            let s = ((size / 8) as u16).to_le_bytes();
+            let p = ((prev / 8) as u16).to_le_bytes();
+            let mut h = [s[0], s[1], flags, s[0] ^ s[1] ^ flags, p[0], p[1], 0, 8];
+            for (b, k) in h.iter_mut().zip(KEY) {
+                *b ^= k;
+            }
+            let o = (at - self.0) as usize;
+            self.1[o..o + 8].copy_from_slice(&h);
+        }
+    }
+
+    /// A one-segment x86 Windows 10 heap of `pages` committed pages at BASE, laid out as
+    /// X86_WIN10 says, with its header entry and the lists empty or closed.
+    fn x86_heap(pages: u32) -> Image {
+        let l = X86_WIN10;
+        let mut m = Image(BASE, vec![0; pages as usize * 0x1000]);
+        m.entry(BASE, 0x258, ENTRY_BUSY, 0);
+        m.u32(BASE + l.seg_signature, SEGMENT_SIGNATURE);
+        // Segment list: heap.SegmentList <-> segment.SegmentListEntry.
+        let head = BASE + l.heap_segment_list;
+        let link = BASE + l.seg_list_entry;
+        for (a, v) in [
+            (head, link),
+            (head + 4, link),
+            (link, head),
+            (link + 4, head),
+        ] {
+            m.u32(a, v as u32);
+        }
+        m.u32(BASE + l.seg_heap, BASE as u32);
+        m.u32(BASE + l.seg_base, BASE as u32);
+        m.u32(BASE + l.seg_pages, pages);
+        m.u32(BASE + l.seg_first_entry, FIRST as u32);
+        m.u32(
+            BASE + l.seg_last_valid,
+            (BASE + u64::from(pages) * 0x1000) as u32,
+        );
+        for head in [BASE + l.seg_ucr_list, BASE + l.heap_virtual_blocks] {
+            m.u32(head, head as u32);
+            m.u32(head + 4, head as u32);
+        }
+        m.u32(BASE + l.heap_encode_mask, ENCODE_FLAG);
+        m.1[(l.heap_encoding) as usize..(l.heap_encoding + 8) as usize].copy_from_slice(&KEY);
+        m.u32(BASE + l.heap_signature, HEAP_SIGNATURE);
+        m
+    }
+
+    fn walk(m: &Image) -> NtHeap {
+        let mut budget = DEFAULT_ENTRY_BUDGET;
+        read_nt_heap(m, BASE, 4, &mut budget).expect("an NT heap")
+    }
+
+    #[test]
+    fn a_well_formed_segment_is_walked_to_its_end() {
+        let mut m = x86_heap(1);
+        m.entry(FIRST, 0x100, ENTRY_BUSY, 0x258);
+        let rest = BASE + 0x1000 - (FIRST + 0x100);
+        m.entry(FIRST + 0x100, rest, 0, 0x100);
+        m.u32(BASE + X86_WIN10.heap_total_free, (rest / 8) as u32);
+        let h = walk(&m);
+        let s = &h.segments[0];
+        assert_eq!(s.stop, WalkStop::Complete);
+        assert_eq!(s.entries.len(), 3);
+        assert_eq!(s.entries.iter().map(|e| e.size).sum::<u64>(), 0x1000);
+        assert_eq!(h.free_bytes(), rest);
+        assert_eq!(h.total_free_size, rest);
+        assert_eq!(s.entries[1].requested(), 0x100 - 8);
+        assert!(s.prev_size_mismatches.is_empty());
+    }
+
+    #[test]
+    fn an_entry_of_size_zero_stops_the_walk_there() {
+        let mut m = x86_heap(1);
+        m.entry(FIRST, 0x100, ENTRY_BUSY, 0x258);
+        m.entry(FIRST + 0x100, 0, ENTRY_BUSY, 0x100);
+        let h = walk(&m);
+        assert_eq!(h.segments[0].stop, WalkStop::ZeroSize(FIRST + 0x100));
+        assert_eq!(h.segments[0].entries.len(), 2);
+    }
+
+    #[test]
+    fn an_entry_running_past_its_segment_stops_the_walk() {
+        let mut m = x86_heap(1);
+        m.entry(FIRST, 0xfff8, ENTRY_BUSY, 0x258);
+        let h = walk(&m);
+        assert_eq!(h.segments[0].stop, WalkStop::PastEnd(FIRST));
+        assert_eq!(h.segments[0].entries.len(), 1);
+    }
+
+    #[test]
+    fn a_header_that_does_not_decode_stops_the_walk() {
+        let mut m = x86_heap(1);
+        m.entry(FIRST, 0x100, ENTRY_BUSY, 0x258);
+        let o = (FIRST - BASE) as usize;
+        m.1[o + 3] ^= 0x40; // SmallTagIndex no longer the checksum
+        let h = walk(&m);
+        assert_eq!(h.segments[0].stop, WalkStop::BadChecksum(FIRST));
+    }
+
+    #[test]
+    fn a_segment_list_that_loops_and_a_foreign_segment_are_reported_not_followed() {
+        let mut m = x86_heap(2);
+        m.entry(FIRST, 0x1000 - 0x258, ENTRY_BUSY, 0x258);
+        m.entry(BASE + 0x1000, 0x1000, 0, 0x1000 - 0x258);
+        // SegmentList -> a fake "segment" at BASE+0x1000 whose link points to itself.
+        let l = X86_WIN10;
+        let fake = BASE + 0x1000;
+        m.u32(BASE + l.heap_segment_list, (fake + l.seg_list_entry) as u32);
+        m.u32(fake + l.seg_list_entry, (fake + l.seg_list_entry) as u32);
+        let h = walk(&m);
+        assert!(
+            h.warnings.iter().any(|w| w.contains("does not close")),
+            "{:?}",
+            h.warnings
+        );
+        assert!(
+            h.warnings.iter().any(|w| w.contains("segment 0x11000")),
+            "{:?}",
+            h.warnings
+        );
+        assert_eq!(h.segments.len(), 1, "only the heap itself is a segment");
+        assert_eq!(h.segments[0].stop, WalkStop::Complete);
+    }
+
+    /// A heap claiming 2^32-1 pages over memory that is readable everywhere and made of valid
+    /// one-granule entries: the walk ends on the budget, not on the untrusted page count.
+    #[test]
+    fn a_huge_segment_of_tiny_entries_is_bounded_by_the_budget() {
+        let header = x86_heap(1);
+        let mut header = header.1[..0x258].to_vec();
+        header[X86_WIN10.heap_encode_mask as usize..][..4].copy_from_slice(&0u32.to_le_bytes());
+        header[X86_WIN10.seg_pages as usize..][..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        header[X86_WIN10.seg_last_valid as usize..][..4]
+            .copy_from_slice(&0xffff_f000u32.to_le_bytes());
+        // Unencoded header entry at BASE of 0x258 bytes.
+        header[..8].copy_from_slice(&[0x4b, 0, 1, 0x4a, 0, 0, 0, 8]);
+        let mem = EveryAddress(move |a: u64| match a.checked_sub(BASE) {
+            Some(o) if o < 0x258 => header[o as usize],
+            // size 1 granule, busy, checksum 1^0^1 = 0, PreviousSize 1
+            _ => [1, 0, 1, 0, 1, 0, 0, 0][(a % 8) as usize],
+        });
+        let mut budget = 100_000;
+        let h = read_nt_heap(&mem, BASE, 4, &mut budget).expect("an NT heap");
+        assert!(matches!(h.segments[0].stop, WalkStop::Budget(_)));
+        assert_eq!(budget, 0);
+        assert_eq!(h.segments[0].entries.len(), 100_000);
+    }
+
+    /// A virtual-alloc block on VirtualAllocdBlocks counts its reservation and commit into the
+    /// heap's totals; its BusyBlock header decodes with the heap's key and says VIRTUAL_ALLOC.
+    #[test]
+    fn virtual_blocks_add_to_reserve_and_commit() {
+        let l = X86_WIN10;
+        let mut m = x86_heap(1);
+        m.entry(FIRST, 0x1000 - 0x258, ENTRY_BUSY, 0x258);
+        let node = 0x7000_0000u64;
+        let head = BASE + l.heap_virtual_blocks;
+        m.u32(head, node as u32);
+        m.u32(head + 4, node as u32);
+        let mut block = Image(node, vec![0; 0x20]);
+        block.u32(node, head as u32);
+        block.u32(node + 4, head as u32);
+        block.u32(node + l.va_commit, 0x3000);
+        block.u32(node + l.va_reserve, 0x4000);
+        block.entry(
+            node + l.va_busy_block,
+            0x18,
+            ENTRY_BUSY | ENTRY_VIRTUAL_ALLOC,
+            0,
+        );
+        struct Two(Image, Image);
+        impl MemoryReader for Two {
+            fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+                self.0.read(addr, buf).max(self.1.read(addr, buf))
+            }
+        }
+        let two = Two(m, block);
+        let mut budget = 100;
+        let h = read_nt_heap(&two, BASE, 4, &mut budget).expect("an NT heap");
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        assert_eq!(h.virtual_blocks.len(), 1);
+        assert!(h.virtual_blocks[0].header_ok);
+        assert_eq!(h.reserved(), 0x1000 + 0x4000);
+        assert_eq!(h.committed(), 0x1000 + 0x3000);
+        assert_eq!(h.virtual_reserved(), 0x4000);
+        // Commit larger than the reservation is not believed.
+        let Two(m, mut block) = two;
+        block.u32(node + l.va_commit, 0x5000);
+        let h = read_nt_heap(&Two(m, block), BASE, 4, &mut budget).expect("an NT heap");
+        assert!(h.virtual_blocks.is_empty());
+        assert_eq!(h.warnings.len(), 1, "{:?}", h.warnings);
+    }
+
+    #[test]
+    fn heaps_without_both_signatures_are_not_walked() {
+        let mut m = x86_heap(1);
+        m.u32(BASE + X86_WIN10.heap_signature, 0);
+        let mut budget = 10;
+        assert_eq!(
+            read_nt_heap(&m, BASE, 4, &mut budget),
+            Err(NotNtHeap::NoSignature)
+        );
+        m.u32(BASE + X86_WIN10.seg_signature, 0xddee_ddee);
+        assert_eq!(
+            read_nt_heap(&m, BASE, 4, &mut budget),
+            Err(NotNtHeap::SegmentHeap)
+        );
+        assert_eq!(
+            read_nt_heap(&m, 0x5000_0000, 4, &mut budget),
+            Err(NotNtHeap::NotInDump)
+        );
+    }
+}
