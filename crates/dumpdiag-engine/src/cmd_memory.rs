@@ -1075,15 +1075,17 @@ fn heap_entries(s: &Session, o: &mut String, index: usize, h: &NtHeap, header: b
                     u.size
                 );
             }
-            let state = if e.busy() {
-                format!("busy ({:x})", e.requested())
-            } else {
-                "free".to_string()
+            // WinDbg's words: a busy block with FILL_PATTERN has its tail filled (", tail
+            // fill"), a free one its body ("free fill").
+            let fill = e.flags & nt_heap::ENTRY_FILL_PATTERN != 0;
+            let state = match (e.busy(), fill) {
+                (true, false) => format!("busy ({:x})", e.requested()),
+                (true, true) => format!("busy ({:x}), tail fill", e.requested()),
+                (false, false) => "free".to_string(),
+                (false, true) => "free fill".to_string(),
             };
             let mut extra = String::new();
             for (bit, name) in [
-                (nt_heap::ENTRY_EXTRA_PRESENT, "extra present"),
-                (nt_heap::ENTRY_FILL_PATTERN, "fill pattern"),
                 (nt_heap::ENTRY_VIRTUAL_ALLOC, "internal"),
                 (nt_heap::ENTRY_LAST, "last entry"),
             ] {

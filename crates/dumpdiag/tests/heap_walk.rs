@@ -229,9 +229,13 @@ fn heap_a_lists_every_entry_of_the_process_heap() {
         .filter(|l| l.contains(" - busy (") || l.contains(" - free"))
         .collect();
     assert_eq!(lines.len(), entries);
+    // The first entry after the heap header is busy with its tail filled (the heap has
+    // HEAP_TAIL_CHECKING_ENABLED, flag 0x20).
+    assert_eq!(h.flags & 0x20, 0x20);
     let first = &h.segments[0].entries[1];
+    assert_eq!(first.flags & 0x05, 0x05, "busy, fill pattern");
     let want = format!(
-        "{:08x}: {:05x} . {:05x} [{:02x}] - busy ({:x})",
+        "{:08x}: {:05x} . {:05x} [{:02x}] - busy ({:x}), tail fill",
         first.address,
         first.prev_size,
         first.size,
