@@ -971,6 +971,28 @@ fn heap_summary(s: &Session, heaps: &[HeapWalk], verbose: bool) -> String {
                 .iter()
                 .map(|w| format!("heap {}: {w}", s.addr(h.address))),
         );
+        // The heap's own counters cover segments the dump may not hold: say so when they
+        // differ from what was walked.
+        if let Some(c) = h.counters {
+            if (
+                c.total_reserved,
+                c.total_committed,
+                c.total_segments as usize,
+            ) != (h.reserved(), h.committed(), h.segments.len())
+            {
+                notes.push(format!(
+                    "heap {}: its Counters say {} segment(s), {}k reserved, {}k committed \
+                     (walked: {}, {}k, {}k)",
+                    s.addr(h.address),
+                    c.total_segments,
+                    k(c.total_reserved),
+                    k(c.total_committed),
+                    h.segments.len(),
+                    k(h.reserved()),
+                    k(h.committed())
+                ));
+            }
+        }
     }
     let _ = writeln!(o, "{rule}");
     let _ = writeln!(

@@ -310,6 +310,8 @@ pub struct NtHeap {
     pub max_allocation_size: u64,
     pub segments: Vec<NtSegment>,
     pub virtual_blocks: Vec<NtVirtualBlock>,
+    /// The heap's own counters, when the build's layout is known and they pass the gate.
+    pub counters: Option<NtCounters>,
     /// What could not be followed (bad links, segments that do not point back).
     pub warnings: Vec<String>,
 }
@@ -356,6 +358,58 @@ impl NtHeap {
     pub fn complete(&self) -> bool {
         self.segments.iter().all(|s| s.stop == WalkStop::Complete)
     }
+}
+
+/// `_HEAP.Counters` (`_HEAP_COUNTERS`): the heap's own bookkeeping of what it reserved and
+/// committed over all its segments, which stays right when segments are missing from the dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NtCounters {
+    pub total_reserved: u64,
+    pub total_committed: u64,
+    pub total_large_ucr: u64,
+    pub total_in_virtual_blocks: u64,
+    pub total_segments: u32,
+    pub total_ucrs: u32,
+}
+
+/// Where `_HEAP.Counters` is for a layout and OS build, when known:
+/// - x64 Windows 10 2004 (19041) to Windows 11 22H2: +0x238 (brief §1.2, ntdiff 21H2/22H2; the
+///   corpus's Firefox dump of Windows 10 2004 has its four segments and totals there);
+/// - x64 Windows 10 1803 (17134) and before: +0x218, x86 Windows 10 1803 and before: +0x1e4
+///   (*measured*, not from a PDB: on the corpus's 1803 WOW64 and USERDU64 dumps the reserved,
+///   committed, large-UCR, segment and UCR counts of all five heaps line up there; 1809 moved
+///   the x86 Counters 4 pointers further, to the brief's +0x1f4, and x64 moves by the same 4);
+/// - x86 Windows 10 1809 (17763) and later: +0x1f4 (brief, ntdiff 1809 x86);
+/// - Windows 7 x64: +0x188 (brief).
+///
+/// Builds between these (x64 1809 to 1909) have no table: no counters rather than a guess.
+pub fn counters_offset(l: &NtLayout, build: u32) -> Option<u64> {
+    match (l.ptr, l.heap_signature, build) {
+        (8, 0xa0, _) => Some(0x188),
+        (8, _, 10240..=17134) => Some(0x218),
+        (8, _, 19041..) => Some(0x238),
+        (4, _, 10240..=17134) => Some(0x1e4),
+        (4, _, 17763..) => Some(0x1f4),
+        _ => None,
+    }
+}
+
+fn read_counters(mem: &dyn MemoryReader, at: u64, ptr: u64) -> Option<NtCounters> {
+    let sizes = |i: u64| mem.read_ptr(at.wrapping_add(i * ptr), ptr);
+    let c = NtCounters {
+        total_reserved: sizes(0)?,
+        total_committed: sizes(1)?,
+        total_large_ucr: sizes(2)?,
+        total_in_virtual_blocks: sizes(3)?,
+        total_segments: mem.read_u32(at.wrapping_add(4 * ptr))?,
+        total_ucrs: mem.read_u32(at.wrapping_add(4 * ptr + 4))?,
+    };
+    // Gate: page-granular sizes, commit within the reservation, at least the heap itself.
+    (c.total_committed <= c.total_reserved
+        && c.total_reserved.is_multiple_of(0x1000)
+        && c.total_committed.is_multiple_of(0x1000)
+        && c.total_segments >= 1)
+        .then_some(c)
 }
 
 /// Why an address is not walked as an NT heap.
@@ -424,6 +478,7 @@ pub fn read_nt_heap(
     mem: &dyn MemoryReader,
     addr: u64,
     ptr: u64,
+    build: u32,
     budget: &mut usize,
 ) -> Result<NtHeap, NotNtHeap> {
     let l = layout_of(mem, addr, ptr)?;
@@ -447,8 +502,10 @@ pub fn read_nt_heap(
         max_allocation_size: ptr_at(l.heap_max_allocation),
         segments: Vec::new(),
         virtual_blocks: Vec::new(),
+        counters: None,
         warnings: Vec::new(),
     };
+    heap.counters = counters_offset(l, build).and_then(|o| read_counters(mem, at(o), l.ptr));
     let enc = heap.encoding();
     // Segments: the heap is its own first segment; all are on _HEAP.SegmentList through
     // _HEAP_SEGMENT.SegmentListEntry.
@@ -666,9 +723,10 @@ pub fn process_nt_heaps(mem: &dyn MemoryReader, peb: &crate::peb::Peb, ptr: u64)
     let mut seen = HashSet::new();
     addrs.retain(|h| seen.insert(*h));
     let mut budget = DEFAULT_ENTRY_BUDGET;
+    let build = peb.os_version.map_or(0, |v| u32::from(v.2));
     addrs
         .into_iter()
-        .map(|h| (h, read_nt_heap(mem, h, ptr, &mut budget)))
+        .map(|h| (h, read_nt_heap(mem, h, ptr, build, &mut budget)))
         .collect()
 }
 
@@ -755,7 +813,7 @@ mod tests {
 
     fn walk(m: &Image) -> NtHeap {
         let mut budget = DEFAULT_ENTRY_BUDGET;
-        read_nt_heap(m, BASE, 4, &mut budget).expect("an NT heap")
+        read_nt_heap(m, BASE, 4, 17763, &mut budget).expect("an NT heap")
     }
 
     #[test]
@@ -848,7 +906,7 @@ mod tests {
             _ => [1, 0, 1, 0, 1, 0, 0, 0][(a % 8) as usize],
         });
         let mut budget = 100_000;
-        let h = read_nt_heap(&mem, BASE, 4, &mut budget).expect("an NT heap");
+        let h = read_nt_heap(&mem, BASE, 4, 17763, &mut budget).expect("an NT heap");
         assert!(matches!(h.segments[0].stop, WalkStop::Budget(_)));
         assert_eq!(budget, 0);
         assert_eq!(h.segments[0].entries.len(), 100_000);
@@ -884,7 +942,7 @@ mod tests {
         }
         let two = Two(m, block);
         let mut budget = 100;
-        let h = read_nt_heap(&two, BASE, 4, &mut budget).expect("an NT heap");
+        let h = read_nt_heap(&two, BASE, 4, 17763, &mut budget).expect("an NT heap");
         assert!(h.warnings.is_empty(), "{:?}", h.warnings);
         assert_eq!(h.virtual_blocks.len(), 1);
         assert!(h.virtual_blocks[0].header_ok);
@@ -894,7 +952,7 @@ mod tests {
         // Commit larger than the reservation is not believed.
         let Two(m, mut block) = two;
         block.u32(node + l.va_commit, 0x5000);
-        let h = read_nt_heap(&Two(m, block), BASE, 4, &mut budget).expect("an NT heap");
+        let h = read_nt_heap(&Two(m, block), BASE, 4, 17763, &mut budget).expect("an NT heap");
         assert!(h.virtual_blocks.is_empty());
         assert_eq!(h.warnings.len(), 1, "{:?}", h.warnings);
     }
@@ -905,16 +963,16 @@ mod tests {
         m.u32(BASE + X86_WIN10.heap_signature, 0);
         let mut budget = 10;
         assert_eq!(
-            read_nt_heap(&m, BASE, 4, &mut budget),
+            read_nt_heap(&m, BASE, 4, 17763, &mut budget),
             Err(NotNtHeap::NoSignature)
         );
         m.u32(BASE + X86_WIN10.seg_signature, 0xddee_ddee);
         assert_eq!(
-            read_nt_heap(&m, BASE, 4, &mut budget),
+            read_nt_heap(&m, BASE, 4, 17763, &mut budget),
             Err(NotNtHeap::SegmentHeap)
         );
         assert_eq!(
-            read_nt_heap(&m, 0x5000_0000, 4, &mut budget),
+            read_nt_heap(&m, 0x5000_0000, 4, 17763, &mut budget),
             Err(NotNtHeap::NotInDump)
         );
     }

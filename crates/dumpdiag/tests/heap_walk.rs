@@ -112,6 +112,16 @@ fn check_heap(t: &dyn Target, h: &NtHeap) {
             assert!(e.requested() <= e.size);
         }
     }
+    // The heap's own Counters agree with the walk (all segments are in these full dumps).
+    let c = h
+        .counters
+        .expect("Counters at the 1803 offset pass their gate");
+    assert_eq!(c.total_reserved, h.reserved(), "heap {:#x}", h.address);
+    assert_eq!(c.total_committed, h.committed(), "heap {:#x}", h.address);
+    assert_eq!(c.total_segments as usize, h.segments.len());
+    assert_eq!(c.total_ucrs as usize, h.ucr_count());
+    assert_eq!(c.total_in_virtual_blocks, 0);
+    assert!(h.virtual_blocks.is_empty());
     assert_eq!(
         h.free_bytes(),
         h.total_free_size,
@@ -262,4 +272,36 @@ fn heap_a_lists_every_entry_of_the_process_heap() {
     );
     let out = run(&mut s, "!heap -a 12345678");
     assert!(out.contains("not one of the process's heaps"), "{out}");
+}
+
+/// A minidump (Firefox on Windows 10 2004, x64) holds the process heap's header and the start
+/// of two of its segments only: the walk stops where the dump does and says so, and the heap's
+/// own Counters (at the brief's 21H2 offset, which 2004 shares) report the four segments.
+#[test]
+fn a_minidump_heap_walks_as_far_as_the_dump_and_its_counters_tell_the_rest() {
+    let t = dumpdiag_mdmp::open_dump(dump("mozilla/windows-x86_64.dmp")).unwrap();
+    let v = ProcessView::new(t.as_ref(), View::Native);
+    let l = v.layout();
+    let p = peb::read_peb(t.memory(), v.peb_address().unwrap(), &l).unwrap();
+    assert_eq!(p.os_version.map(|v| v.2), Some(19041));
+    let heaps = nt_heap::process_nt_heaps(t.memory(), &p, l.ptr);
+    let (addr, h) = &heaps[0];
+    assert_eq!(*addr, p.process_heap);
+    let h = h
+        .as_ref()
+        .expect("the process heap's header is in the minidump");
+    assert!(!h.complete());
+    for s in &h.segments {
+        assert!(matches!(s.stop, WalkStop::NotInDump(_)), "{:?}", s.stop);
+        // What was walked still decodes: the header entry reaches FirstEntry.
+        assert_eq!(s.entries[0].address + s.entries[0].size, s.first_entry);
+    }
+    let c = h.counters.expect("21H2 Counters offset");
+    assert_eq!(c.total_segments, 4);
+    assert!(h.segments.len() < 4);
+    assert!(c.total_reserved > h.reserved());
+    let mut s = session("mozilla/windows-x86_64.dmp");
+    let out = run(&mut s, "!heap -s");
+    assert!(out.contains("its Counters say 4 segment(s)"), "{out}");
+    assert!(out.contains("is not in the dump"), "{out}");
 }
