@@ -39,7 +39,7 @@ pub const MAX_UCRS: usize = 65_536;
 /// Most virtual-alloc blocks followed per heap.
 pub const MAX_VIRTUAL_BLOCKS: usize = 1 << 20;
 /// Default budget of entries walked over all heaps of one process.
-pub const DEFAULT_ENTRY_BUDGET: usize = 8 << 20;
+pub const DEFAULT_ENTRY_BUDGET: usize = 1 << 20;
 
 /// Field offsets of the NT heap structures for one bitness and build range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
