@@ -957,6 +957,63 @@ mod tests {
         assert_eq!(h.warnings.len(), 1, "{:?}", h.warnings);
     }
 
+    /// Thousands of randomly corrupted copies of a well-formed two-page heap (bytes and
+    /// pointers overwritten in its header, its lists and its entries): every walk ends, within
+    /// its budget, and what it yields stays ordered and inside its segment.
+    #[test]
+    fn randomly_corrupted_heaps_walk_within_their_segments() {
+        let mut good = x86_heap(2);
+        good.entry(FIRST, 0x100, ENTRY_BUSY, 0x258);
+        good.entry(FIRST + 0x100, 0x1000 - 0x358, 0, 0x100);
+        good.entry(BASE + 0x1000, 0x1000, ENTRY_BUSY, 0x1000 - 0x358);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut walked_ok, mut stopped_early) = (0, 0);
+        for _ in 0..3000 {
+            let mut m = Image(BASE, good.1.clone());
+            for _ in 0..1 + next() % 4 {
+                let r = next();
+                // Mostly the header and first entries, sometimes anywhere.
+                let span = if r & 1 == 0 { 0x400 } else { 0x2000 };
+                let at = BASE + (r >> 8) % (span - 4);
+                let v = match (r >> 4) % 4 {
+                    0 => next() as u32,
+                    1 => (BASE + next() % 0x2100) as u32,
+                    2 => 0,
+                    _ => u32::MAX,
+                };
+                m.u32(at, v);
+            }
+            let mut budget = 10_000;
+            let Ok(h) = read_nt_heap(&m, BASE, 4, 17763, &mut budget) else {
+                continue;
+            };
+            walked_ok += 1;
+            stopped_early += usize::from(!h.complete());
+            let walked: usize = h.segments.iter().map(|s| s.entries.len()).sum();
+            assert_eq!(walked, 10_000 - budget);
+            for s in &h.segments {
+                let mut last = None;
+                for e in &s.entries {
+                    assert!(e.size > 0);
+                    assert!(e.address >= s.address && e.address + e.size <= s.last_valid_entry);
+                    assert!(last.is_none_or(|l| l <= e.address), "entries go forward");
+                    last = Some(e.address + e.size);
+                }
+            }
+        }
+        // The corruption reached the walks: most heaps still validate, many walks stop early.
+        assert!(
+            walked_ok > 1500 && stopped_early > 50,
+            "{walked_ok} {stopped_early}"
+        );
+    }
+
     #[test]
     fn heaps_without_both_signatures_are_not_walked() {
         let mut m = x86_heap(1);
