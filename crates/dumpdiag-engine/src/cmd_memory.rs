@@ -68,11 +68,12 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         names: &["!heap"],
-        usage: "!heap -s [-v] | -a [heap] | -h [heap]",
+        usage: "!heap -s [-v] | -a [heap] | -h [heap] | -x address",
         help: "The process heaps with what they reserve and commit (-v: segment by segment); \
-               -a: a heap's header, segments and entries; -h: its segments and entries.",
+               -a: a heap's header, segments and entries; -h: its segments and entries; -x: \
+               the heap block an address is in.",
         family: None,
-        arguments: &["-s", "-v", "-a", "-h"],
+        arguments: &["-s", "-v", "-a", "-h", "-x"],
         run: heap,
     },
 ];
@@ -841,9 +842,13 @@ fn not_nt_label(why: NotNtHeap) -> &'static str {
 /// When no heap the PEB names is an NT heap, `-s` falls back to the memory-map view.
 fn heap(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let args: Vec<&str> = inv.args.split_whitespace().collect();
-    let mode = ["-s", "-a", "-h"].into_iter().find(|m| args.contains(m));
+    let mode = ["-s", "-a", "-h", "-x"]
+        .into_iter()
+        .find(|m| args.contains(m));
     let Some(mode) = mode else {
-        return Err(usage("Usage: !heap -s [-v] | -a [heap] | -h [heap]"));
+        return Err(usage(
+            "Usage: !heap -s [-v] | -a [heap] | -h [heap] | -x address",
+        ));
     };
     let verbose = args.contains(&"-v");
     let which: Option<u64> = match args.iter().find(|a| !a.starts_with('-')) {
@@ -860,6 +865,10 @@ fn heap(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let heaps = heaps?;
     if mode == "-s" {
         return Ok(heap_summary(s, &heaps, verbose));
+    }
+    if mode == "-x" {
+        let a = which.ok_or_else(|| usage("Usage: !heap -x address"))?;
+        return heap_block_of(s, &heaps, a);
     }
     let mut o = String::new();
     let mut shown = 0;
@@ -1006,6 +1015,103 @@ fn heap_summary(s: &Session, heaps: &[HeapWalk], verbose: bool) -> String {
         let _ = writeln!(o, "{n}");
     }
     o
+}
+
+/// `!heap -x ADDR`: the walked entry (or virtual-alloc block) that holds the address, with its
+/// heap and segment, in WinDbg's columns.
+fn heap_block_of(s: &Session, heaps: &[HeapWalk], a: u64) -> Result<String, CommandError> {
+    let p = |v: u64| format::plain(v, s.ptr());
+    for h in heaps.iter().filter_map(|(_, h)| h.as_ref().ok()) {
+        let user = h.layout.granule;
+        for seg in &h.segments {
+            let Some(e) = seg
+                .entries
+                .iter()
+                .find(|e| e.address <= a && a - e.address < e.size)
+            else {
+                continue;
+            };
+            let mut o = String::new();
+            let _ = writeln!(
+                o,
+                "{:<w$}  {:<w$}  {:<w$}  {:<w$}  {:>8}  {:>8}  {:>6}  Flags",
+                "Entry",
+                "User",
+                "Heap",
+                "Segment",
+                "Size",
+                "PrevSize",
+                "Unused",
+                w = 2 * s.ptr() as usize
+            );
+            let _ = writeln!(o, "{}", "-".repeat(4 * 2 * s.ptr() as usize + 44));
+            let mut flags = vec![if e.busy() { "busy" } else { "free" }];
+            if e.flags & nt_heap::ENTRY_EXTRA_PRESENT != 0 {
+                flags.push("extra");
+            }
+            if e.flags & nt_heap::ENTRY_FILL_PATTERN != 0 {
+                flags.push("fill");
+            }
+            if e.flags & nt_heap::ENTRY_VIRTUAL_ALLOC != 0 {
+                flags.push("internal");
+            }
+            if e.flags & nt_heap::ENTRY_LAST != 0 {
+                flags.push("last");
+            }
+            let _ = writeln!(
+                o,
+                "{}  {}  {}  {}  {:>8x}  {:>8x}  {:>6x}  {}",
+                p(e.address),
+                p(e.address.wrapping_add(user)),
+                p(h.address),
+                p(seg.address),
+                e.size,
+                e.prev_size,
+                e.unused_bytes,
+                flags.join(" ")
+            );
+            return Ok(o);
+        }
+        if let Some(b) = h
+            .virtual_blocks
+            .iter()
+            .find(|b| b.address <= a && a - b.address < b.reserve)
+        {
+            return Ok(format!(
+                "{} is in virtual-alloc block {} of heap {} (commit {:x}, reserve {:x})\n",
+                p(a),
+                p(b.address),
+                p(h.address),
+                b.commit,
+                b.reserve
+            ));
+        }
+        if let Some(seg) = h
+            .segments
+            .iter()
+            .find(|g| g.address <= a && a < g.last_valid_entry)
+        {
+            let why = if seg
+                .ucrs
+                .iter()
+                .any(|u| u.address <= a && a - u.address < u.size)
+            {
+                "in an uncommitted range".to_string()
+            } else {
+                format!("past where its walk stopped ({})", seg.stop.describe())
+            };
+            return Ok(format!(
+                "{} is in segment {} of heap {}, {why}\n",
+                p(a),
+                p(seg.address),
+                p(h.address)
+            ));
+        }
+    }
+    Err(CommandError::Unavailable(format!(
+        "{} is in no walked NT heap block",
+        p(a)
+    )))
 }
 
 /// One heap as `!heap -a` (with the header fields) or `!heap -h` shows it: segments, then each

@@ -305,3 +305,35 @@ fn a_minidump_heap_walks_as_far_as_the_dump_and_its_counters_tell_the_rest() {
     assert!(out.contains("its Counters say 4 segment(s)"), "{out}");
     assert!(out.contains("is not in the dump"), "{out}");
 }
+
+/// `!heap -x` names the block an address falls in: for entries across the process heap, an
+/// address inside each (its user pointer, its last byte) gives that entry, its heap and segment,
+/// its size and busy/free state; an address in the uncommitted range says so.
+#[test]
+fn heap_x_names_the_block_an_address_is_in() {
+    let t = dumpdiag_mdmp::open_dump(dump(WOW64)).unwrap();
+    let (_, heaps) = walk(t.as_ref(), View::Wow64X86);
+    let mut s = session(WOW64);
+    run(&mut s, ".effmach x86");
+    let h = &heaps[0];
+    let seg = &h.segments[0];
+    for e in seg.entries.iter().step_by(17) {
+        for a in [e.address + 8, e.address + e.size - 1] {
+            let out = run(&mut s, &format!("!heap -x {a:x}"));
+            let row = out.lines().nth(2).unwrap_or_else(|| panic!("{out}"));
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cols[0], format!("{:08x}", e.address), "{out}");
+            assert_eq!(cols[1], format!("{:08x}", e.address + 8), "{out}");
+            assert_eq!(cols[2], format!("{:08x}", h.address), "{out}");
+            assert_eq!(cols[3], format!("{:08x}", seg.address), "{out}");
+            assert_eq!(cols[4], format!("{:x}", e.size), "{out}");
+            assert_eq!(cols[5], format!("{:x}", e.prev_size), "{out}");
+            assert_eq!(cols[7], if e.busy() { "busy" } else { "free" }, "{out}");
+        }
+    }
+    let u = seg.ucrs[0];
+    let out = run(&mut s, &format!("!heap -x {:x}", u.address + 0x10));
+    assert!(out.contains("in an uncommitted range"), "{out}");
+    let out = run(&mut s, "!heap -x 10");
+    assert!(out.contains("is in no walked NT heap block"), "{out}");
+}
