@@ -816,8 +816,8 @@ fn summary(s: &Session) -> String {
 }
 
 /// The PEB's NT heaps in the current view (the 32-bit PEB in a WOW64 dump's x86 view), each
-/// walked from its own structures, or why it was not.
-fn nt_heaps(s: &Session) -> Result<Vec<HeapWalk>, CommandError> {
+/// walked from its own structures, or why it was not; with the PEB's NtGlobalFlag.
+fn nt_heaps(s: &Session) -> Result<(Option<u32>, Vec<HeapWalk>), CommandError> {
     let a = s.peb_address().ok_or_else(|| {
         CommandError::Unavailable("PEB address not available (no readable TEB)".into())
     })?;
@@ -826,7 +826,21 @@ fn nt_heaps(s: &Session) -> Result<Vec<HeapWalk>, CommandError> {
     let p = peb::read_peb(mem, a, &l).ok_or_else(|| {
         CommandError::Unavailable(format!("PEB at {} is not in the dump", s.addr(a)))
     })?;
-    Ok(nt_heap::process_nt_heaps(mem, &p, l.ptr))
+    Ok((p.nt_global_flag, nt_heap::process_nt_heaps(mem, &p, l.ptr)))
+}
+
+/// The heap debugging aids NtGlobalFlag turns on for new heaps, in WinDbg's words.
+fn global_flag_aids(flag: u32) -> Vec<&'static str> {
+    [
+        (0x1000, "stack back traces"), // FLG_USER_STACK_TRACE_DB
+        (0x10, "tail checking"),       // FLG_HEAP_ENABLE_TAIL_CHECK
+        (0x20, "free checking"),       // FLG_HEAP_ENABLE_FREE_CHECK
+        (0x40, "validate parameters"), // FLG_HEAP_VALIDATE_PARAMETERS
+    ]
+    .into_iter()
+    .filter(|(bit, _)| flag & bit != 0)
+    .map(|(_, name)| name)
+    .collect()
 }
 
 fn not_nt_label(why: NotNtHeap) -> &'static str {
@@ -858,13 +872,25 @@ fn heap(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let heaps = nt_heaps(s);
     let any_nt = heaps
         .as_ref()
-        .is_ok_and(|h| h.iter().any(|(_, r)| r.is_ok()));
+        .is_ok_and(|(_, h)| h.iter().any(|(_, r)| r.is_ok()));
     if mode == "-s" && !any_nt {
         return heap_by_memory_map(s, inv);
     }
-    let heaps = heaps?;
+    let (global_flag, heaps) = heaps?;
     if mode == "-s" {
-        return Ok(heap_summary(s, &heaps, verbose));
+        let aids = global_flag_aids(global_flag.unwrap_or(0));
+        let mut o = String::new();
+        if !aids.is_empty() {
+            let _ = writeln!(
+                o,
+                "NtGlobalFlag enables following debugging aids for new heaps:"
+            );
+            for a in aids {
+                let _ = writeln!(o, "    {a}");
+            }
+        }
+        o.push_str(&heap_summary(s, &heaps, verbose));
+        return Ok(o);
     }
     if mode == "-x" {
         let a = which.ok_or_else(|| usage("Usage: !heap -x address"))?;

@@ -143,6 +143,18 @@ fn check_summary(cmd_prefix: &str, rel: &str, heaps: &[NtHeap]) {
     let mut s = session(rel);
     let out = run(&mut s, &format!("{cmd_prefix}!heap -s"));
     assert!(!out.contains("MemoryInfoList"), "{out}");
+    // These processes ran under a debugger: NtGlobalFlag 0x70 (tail, free checking, parameter
+    // validation), which the heaps' flags 0x40000060 carry too.
+    assert!(
+        out.contains(
+            "NtGlobalFlag enables following debugging aids for new heaps:\n    tail checking\n    \
+             free checking\n    validate parameters\n"
+        ),
+        "{out}"
+    );
+    for h in heaps {
+        assert_eq!(h.flags & 0x4000_0060, 0x4000_0060, "heap {:#x}", h.address);
+    }
     let (mut reserved, mut committed) = (0, 0);
     for h in heaps {
         let w = h.layout.ptr as usize * 2;
