@@ -383,6 +383,9 @@ pub struct NtCounters {
 /// - Windows 7 x64: +0x188 (brief).
 ///
 /// Builds between these (x64 1809 to 1909) have no table: no counters rather than a guess.
+/// Past 22H2 the x64 offset is unverified by a PDB; the corpus's Windows 11 26200 minidump
+/// shows plausible counters there (7 segments, commit within reserve), and the gate below
+/// drops values that are not.
 pub fn counters_offset(l: &NtLayout, build: u32) -> Option<u64> {
     match (l.ptr, l.heap_signature, build) {
         (8, 0xa0, _) => Some(0x188),
