@@ -23,6 +23,7 @@ const COMMANDS: &[&str] = &[
     "!address -summary",
     "!address",
     "!heap -s -v",
+    "!heap -a",
     "!handle 0 f",
     "!runaway 7",
     "!gle",

@@ -9,6 +9,8 @@ use crate::format;
 use crate::registry::{Command, Invocation};
 use crate::{CommandError, Session};
 use dumpdiag_os::address::Usage;
+use dumpdiag_os::nt_heap::{self, HeapWalk, NotNtHeap, NtHeap, WalkStop};
+use dumpdiag_os::peb;
 use dumpdiag_stack::raw::{RawStack, SlotRole};
 use dumpdiag_target::{
     MemoryExt, MEM_COMMIT, MEM_FREE, MEM_IMAGE, MEM_MAPPED, MEM_PRIVATE, MEM_RESERVE,
@@ -66,10 +68,12 @@ pub(crate) const COMMANDS: &[Command] = &[
     },
     Command {
         names: &["!heap"],
-        usage: "!heap -s [-v]",
-        help: "The process heaps with what they reserve and commit (-v: segment by segment).",
+        usage: "!heap -s [-v] | -a [heap] | -h [heap] | -x address",
+        help: "The process heaps with what they reserve and commit (-v: segment by segment); \
+               -a: a heap's header, segments and entries; -h: its segments and entries; -x: \
+               the heap block an address is in.",
         family: None,
-        arguments: &["-s", "-v"],
+        arguments: &["-s", "-v", "-a", "-h", "-x"],
         run: heap,
     },
 ];
@@ -811,16 +815,494 @@ fn summary(s: &Session) -> String {
     o
 }
 
-/// `!heap -s`: the process's heaps with what they reserve and commit, segment by segment with
-/// `-v`. Block-level views (`-a`, `-p -a`, `-stat`) need the heap walkers of a later stage.
+/// The PEB's NT heaps in the current view (the 32-bit PEB in a WOW64 dump's x86 view), each
+/// walked from its own structures, or why it was not; with the PEB's NtGlobalFlag.
+fn nt_heaps(s: &Session) -> Result<(Option<u32>, Vec<HeapWalk>), CommandError> {
+    let a = s.peb_address().ok_or_else(|| {
+        CommandError::Unavailable("PEB address not available (no readable TEB)".into())
+    })?;
+    let l = s.layout();
+    let mem = s.target().memory();
+    let p = peb::read_peb(mem, a, &l).ok_or_else(|| {
+        CommandError::Unavailable(format!("PEB at {} is not in the dump", s.addr(a)))
+    })?;
+    Ok((p.nt_global_flag, nt_heap::process_nt_heaps(mem, &p, l.ptr)))
+}
+
+/// The heap debugging aids NtGlobalFlag turns on for new heaps, in WinDbg's words.
+fn global_flag_aids(flag: u32) -> Vec<&'static str> {
+    [
+        (0x1000, "stack back traces"), // FLG_USER_STACK_TRACE_DB
+        (0x10, "tail checking"),       // FLG_HEAP_ENABLE_TAIL_CHECK
+        (0x20, "free checking"),       // FLG_HEAP_ENABLE_FREE_CHECK
+        (0x40, "validate parameters"), // FLG_HEAP_VALIDATE_PARAMETERS
+    ]
+    .into_iter()
+    .filter(|(bit, _)| flag & bit != 0)
+    .map(|(_, name)| name)
+    .collect()
+}
+
+fn not_nt_label(why: NotNtHeap) -> &'static str {
+    match why {
+        NotNtHeap::NotInDump => "header not in the dump",
+        NotNtHeap::SegmentHeap => "segment heap (not walked)",
+        NotNtHeap::NoSignature => "not an NT heap (no 0xffeeffee/0xeeffeeff)",
+    }
+}
+
+/// `!heap`: `-s` is WinDbg's summary table, sized from each NT heap's own segments and
+/// virtual-alloc blocks (no memory map needed); `-a` / `-h` list a heap's segments and entries.
+/// When no heap the PEB names is an NT heap, `-s` falls back to the memory-map view.
 fn heap(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
     let args: Vec<&str> = inv.args.split_whitespace().collect();
-    if !args.contains(&"-s") {
+    let mode = ["-s", "-a", "-h", "-x"]
+        .into_iter()
+        .find(|m| args.contains(m));
+    let Some(mode) = mode else {
         return Err(usage(
-            "Usage: !heap -s [-v]   (block-level views -a / -p -a need heap walking, not \
-             available yet)",
+            "Usage: !heap -s [-v] | -a [heap] | -h [heap] | -x address",
         ));
+    };
+    let verbose = args.contains(&"-v");
+    let which: Option<u64> = match args.iter().find(|a| !a.starts_with('-')) {
+        Some(e) => Some(s.eval(e)?),
+        None => None,
+    };
+    let heaps = nt_heaps(s);
+    let any_nt = heaps
+        .as_ref()
+        .is_ok_and(|(_, h)| h.iter().any(|(_, r)| r.is_ok()));
+    if mode == "-s" && !any_nt {
+        return heap_by_memory_map(s, inv);
     }
+    let (global_flag, heaps) = heaps?;
+    if mode == "-s" {
+        let aids = global_flag_aids(global_flag.unwrap_or(0));
+        let mut o = String::new();
+        if !aids.is_empty() {
+            let _ = writeln!(
+                o,
+                "NtGlobalFlag enables following debugging aids for new heaps:"
+            );
+            for a in aids {
+                let _ = writeln!(o, "    {a}");
+            }
+        }
+        o.push_str(&heap_summary(s, &heaps, verbose));
+        return Ok(o);
+    }
+    if mode == "-x" {
+        let a = which.ok_or_else(|| usage("Usage: !heap -x address"))?;
+        return heap_block_of(s, &heaps, a);
+    }
+    let mut o = String::new();
+    let mut shown = 0;
+    for (i, (addr, h)) in heaps.iter().enumerate() {
+        if which.is_some_and(|w| w != *addr) {
+            continue;
+        }
+        shown += 1;
+        match h {
+            Ok(h) => heap_entries(s, &mut o, i + 1, h, mode == "-a"),
+            Err(why) => {
+                let _ = writeln!(
+                    o,
+                    "{:>3}:   {}  {}",
+                    i + 1,
+                    s.addr(*addr),
+                    not_nt_label(*why)
+                );
+            }
+        }
+    }
+    if shown == 0 {
+        return Err(CommandError::Unavailable(format!(
+            "{} is not one of the process's heaps (!heap -s lists them)",
+            which.map_or_else(String::new, |w| s.addr(w))
+        )));
+    }
+    Ok(o)
+}
+
+fn heap_summary(s: &Session, heaps: &[HeapWalk], verbose: bool) -> String {
+    let w = if s.ptr() == 8 { 16 } else { 8 };
+    let k = |b: u64| b / 1024;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<w$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>5}",
+        "Heap", "Flags", "Reserv", "Commit", "Virt", "Free", "List", "UCR", "Virt", "Segs"
+    );
+    let _ = writeln!(
+        o,
+        "{:<w$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>5}",
+        "", "", "(k)", "(k)", "(k)", "(k)", "length", "", "blocks", ""
+    );
+    let rule = "-".repeat(w + 73);
+    let _ = writeln!(o, "{rule}");
+    let (mut reserved, mut committed, mut count) = (0u64, 0u64, 0usize);
+    let mut notes = Vec::new();
+    for (addr, h) in heaps {
+        let h = match h {
+            Ok(h) => h,
+            Err(why) => {
+                let by_map = s
+                    .address_map()
+                    .heaps
+                    .iter()
+                    .find(|m| m.base == *addr && m.reserved() > 0)
+                    .map(|m| {
+                        format!(
+                            " (memory map: {}k reserved, {}k committed)",
+                            k(m.reserved()),
+                            k(m.committed())
+                        )
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(o, "{:0w$x} {}{by_map}", addr, not_nt_label(*why));
+                continue;
+            }
+        };
+        count += 1;
+        reserved = reserved.saturating_add(h.reserved());
+        committed = committed.saturating_add(h.committed());
+        let _ = writeln!(
+            o,
+            "{:0w$x} {:08x} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>6} {:>5}",
+            h.address,
+            h.flags,
+            k(h.reserved()),
+            k(h.committed()),
+            k(h.virtual_reserved()),
+            k(h.free_bytes()),
+            h.free_count(),
+            h.ucr_count(),
+            h.virtual_blocks.len(),
+            h.segments.len()
+        );
+        if verbose {
+            for seg in &h.segments {
+                let _ = writeln!(
+                    o,
+                    "    segment {:0w$x}  reserved {:>8}k  committed {:>8}k  {} entries",
+                    seg.address,
+                    k(seg.reserved()),
+                    k(seg.committed()),
+                    seg.entries.len()
+                );
+            }
+        }
+        for seg in h.segments.iter().filter(|g| g.stop != WalkStop::Complete) {
+            notes.push(format!(
+                "heap {}: segment {} walk stopped: {}",
+                s.addr(h.address),
+                s.addr(seg.address),
+                seg.stop.describe()
+            ));
+        }
+        notes.extend(
+            h.warnings
+                .iter()
+                .map(|w| format!("heap {}: {w}", s.addr(h.address))),
+        );
+        // The heap's own counters cover segments the dump may not hold: say so when they
+        // differ from what was walked.
+        if let Some(c) = h.counters {
+            if (
+                c.total_reserved,
+                c.total_committed,
+                c.total_segments as usize,
+            ) != (h.reserved(), h.committed(), h.segments.len())
+            {
+                notes.push(format!(
+                    "heap {}: its Counters say {} segment(s), {}k reserved, {}k committed \
+                     (walked: {}, {}k, {}k)",
+                    s.addr(h.address),
+                    c.total_segments,
+                    k(c.total_reserved),
+                    k(c.total_committed),
+                    h.segments.len(),
+                    k(h.reserved()),
+                    k(h.committed())
+                ));
+            }
+        }
+    }
+    let _ = writeln!(o, "{rule}");
+    let _ = writeln!(
+        o,
+        "{count} NT heap(s), {}k reserved, {}k committed (segments and virtual blocks; Virt: \
+         virtual-alloc blocks' reservation; Free/List: free entries walked)",
+        k(reserved),
+        k(committed)
+    );
+    for n in notes {
+        let _ = writeln!(o, "{n}");
+    }
+    o
+}
+
+/// `!heap -x ADDR`: the walked entry (or virtual-alloc block) that holds the address, with its
+/// heap and segment, in WinDbg's columns.
+fn heap_block_of(s: &Session, heaps: &[HeapWalk], a: u64) -> Result<String, CommandError> {
+    let p = |v: u64| format::plain(v, s.ptr());
+    for h in heaps.iter().filter_map(|(_, h)| h.as_ref().ok()) {
+        let user = h.layout.granule;
+        for seg in &h.segments {
+            let Some(e) = seg
+                .entries
+                .iter()
+                .find(|e| e.address <= a && a - e.address < e.size)
+            else {
+                continue;
+            };
+            let mut o = String::new();
+            let _ = writeln!(
+                o,
+                "{:<w$}  {:<w$}  {:<w$}  {:<w$}  {:>8}  {:>8}  {:>6}  Flags",
+                "Entry",
+                "User",
+                "Heap",
+                "Segment",
+                "Size",
+                "PrevSize",
+                "Unused",
+                w = 2 * s.ptr() as usize
+            );
+            let _ = writeln!(o, "{}", "-".repeat(4 * 2 * s.ptr() as usize + 44));
+            let mut flags = vec![if e.busy() { "busy" } else { "free" }];
+            if e.flags & nt_heap::ENTRY_EXTRA_PRESENT != 0 {
+                flags.push("extra");
+            }
+            if e.flags & nt_heap::ENTRY_FILL_PATTERN != 0 {
+                flags.push("fill");
+            }
+            if e.flags & nt_heap::ENTRY_VIRTUAL_ALLOC != 0 {
+                flags.push("internal");
+            }
+            if e.flags & nt_heap::ENTRY_LAST != 0 {
+                flags.push("last");
+            }
+            let _ = writeln!(
+                o,
+                "{}  {}  {}  {}  {:>8x}  {:>8x}  {:>6x}  {}",
+                p(e.address),
+                p(e.address.wrapping_add(user)),
+                p(h.address),
+                p(seg.address),
+                e.size,
+                e.prev_size,
+                e.unused_bytes,
+                flags.join(" ")
+            );
+            return Ok(o);
+        }
+        if let Some(b) = h
+            .virtual_blocks
+            .iter()
+            .find(|b| b.address <= a && a - b.address < b.reserve)
+        {
+            return Ok(format!(
+                "{} is in virtual-alloc block {} of heap {} (commit {:x}, reserve {:x})\n",
+                p(a),
+                p(b.address),
+                p(h.address),
+                b.commit,
+                b.reserve
+            ));
+        }
+        if let Some(seg) = h
+            .segments
+            .iter()
+            .find(|g| g.address <= a && a < g.last_valid_entry)
+        {
+            let why = if seg
+                .ucrs
+                .iter()
+                .any(|u| u.address <= a && a - u.address < u.size)
+            {
+                "in an uncommitted range".to_string()
+            } else {
+                format!("past where its walk stopped ({})", seg.stop.describe())
+            };
+            return Ok(format!(
+                "{} is in segment {} of heap {}, {why}\n",
+                p(a),
+                p(seg.address),
+                p(h.address)
+            ));
+        }
+    }
+    Err(CommandError::Unavailable(format!(
+        "{} is in no walked NT heap block",
+        p(a)
+    )))
+}
+
+/// One heap as `!heap -a` (with the header fields) or `!heap -h` shows it: segments, then each
+/// segment's entries `address: psize . size [flags] - busy (requested)` and its uncommitted
+/// ranges.
+fn heap_entries(s: &Session, o: &mut String, index: usize, h: &NtHeap, header: bool) {
+    let p = |v: u64| format::plain(v, s.ptr());
+    let l = h.layout;
+    let _ = writeln!(o, "Index   Address  Name      Debugging options enabled");
+    let _ = writeln!(o, "{index:>3}:   {}", p(h.address));
+    for seg in &h.segments {
+        let _ = writeln!(
+            o,
+            "    Segment at {} to {} ({:08x} bytes committed)",
+            p(seg.base),
+            p(seg.last_valid_entry),
+            seg.committed()
+        );
+    }
+    if header {
+        let _ = writeln!(o, "    Flags:                {:08x}", h.flags);
+        let _ = writeln!(o, "    ForceFlags:           {:08x}", h.force_flags);
+        let _ = writeln!(o, "    Granularity:          {} bytes", l.granule);
+        let _ = writeln!(o, "    Segment Reserve:      {}", p(h.segment_reserve));
+        let _ = writeln!(o, "    Segment Commit:       {}", p(h.segment_commit));
+        let _ = writeln!(
+            o,
+            "    Total Free Size:      {}",
+            p(h.total_free_size / l.granule)
+        );
+        let _ = writeln!(o, "    Max. Allocation Size: {}", p(h.max_allocation_size));
+        let _ = writeln!(
+            o,
+            "    Virtual Alloc List:   {}",
+            p(h.address.wrapping_add(l.heap_virtual_blocks))
+        );
+        let _ = writeln!(
+            o,
+            "    Uncommitted ranges:   {}",
+            p(h.address.wrapping_add(l.heap_ucr_list))
+        );
+        let _ = writeln!(
+            o,
+            "    FreeList[ 00 ] at {}",
+            p(h.address.wrapping_add(l.heap_free_lists))
+        );
+        let _ = writeln!(
+            o,
+            "    Header encoding:      {}",
+            if h.encode_flag_mask & nt_heap::ENCODE_FLAG != 0 {
+                "on (EncodeFlagMask 0x100000)"
+            } else {
+                "off"
+            }
+        );
+    }
+    for (i, seg) in h.segments.iter().enumerate() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "    Segment{i:02} at {}:", p(seg.address));
+        let _ = writeln!(o, "        Flags:           {:08x}", seg.flags);
+        let _ = writeln!(o, "        Base:            {}", p(seg.base));
+        let _ = writeln!(o, "        First Entry:     {}", p(seg.first_entry));
+        let _ = writeln!(o, "        Last Entry:      {}", p(seg.last_valid_entry));
+        let _ = writeln!(o, "        Total Pages:     {:08x}", seg.pages);
+        let _ = writeln!(o, "        Total UnCommit:  {:08x}", seg.uncommitted_pages);
+        let _ = writeln!(
+            o,
+            "        Largest UnCommit:{:08x}",
+            seg.largest_ucr() / 0x1000
+        );
+        let _ = writeln!(o, "        UnCommitted Ranges: ({})", seg.ucrs.len());
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "    Heap entries for Segment{i:02} in Heap {}",
+            p(h.address)
+        );
+        let _ = writeln!(
+            o,
+            "         address: psize . size  flags   state (requested size)"
+        );
+        let mut ucrs = seg.ucrs.iter().peekable();
+        for e in &seg.entries {
+            while let Some(u) = ucrs.next_if(|u| u.address < e.address) {
+                let _ = writeln!(
+                    o,
+                    "        {}:      {:08x}      - uncommitted bytes.",
+                    p(u.address),
+                    u.size
+                );
+            }
+            // WinDbg's words: a busy block with FILL_PATTERN has its tail filled (", tail
+            // fill"), a free one its body ("free fill").
+            let fill = e.flags & nt_heap::ENTRY_FILL_PATTERN != 0;
+            let state = match (e.busy(), fill) {
+                (true, false) => format!("busy ({:x})", e.requested()),
+                (true, true) => format!("busy ({:x}), tail fill", e.requested()),
+                (false, false) => "free".to_string(),
+                (false, true) => "free fill".to_string(),
+            };
+            let mut extra = String::new();
+            for (bit, name) in [
+                (nt_heap::ENTRY_VIRTUAL_ALLOC, "internal"),
+                (nt_heap::ENTRY_LAST, "last entry"),
+            ] {
+                if e.flags & bit != 0 {
+                    extra.push_str(", ");
+                    extra.push_str(name);
+                }
+            }
+            let _ = writeln!(
+                o,
+                "        {}: {:05x} . {:05x} [{:02x}] - {state}{extra}",
+                p(e.address),
+                e.prev_size,
+                e.size,
+                e.flags
+            );
+        }
+        for u in ucrs {
+            let _ = writeln!(
+                o,
+                "        {}:      {:08x}      - uncommitted bytes.",
+                p(u.address),
+                u.size
+            );
+        }
+        if seg.stop != WalkStop::Complete {
+            let _ = writeln!(o, "    walk stopped: {}", seg.stop.describe());
+        }
+        for a in &seg.prev_size_mismatches {
+            let _ = writeln!(
+                o,
+                "    entry {}: PreviousSize does not match the entry before",
+                p(*a)
+            );
+        }
+    }
+    if !h.virtual_blocks.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "    Virtual blocks:");
+        for b in &h.virtual_blocks {
+            let _ = writeln!(
+                o,
+                "        {}: commit {:08x} reserve {:08x}{}",
+                p(b.address),
+                b.commit,
+                b.reserve,
+                if b.header_ok {
+                    ""
+                } else {
+                    " (header does not decode)"
+                }
+            );
+        }
+    }
+    for w in &h.warnings {
+        let _ = writeln!(o, "    warning: {w}");
+    }
+}
+
+/// `!heap -s` when no heap the PEB names is an NT heap that can be walked (Wine's heaps, segment
+/// heaps): heaps found by signature and sized from the MemoryInfoList.
+fn heap_by_memory_map(s: &mut Session, inv: &Invocation) -> Result<String, CommandError> {
+    let args: Vec<&str> = inv.args.split_whitespace().collect();
     let verbose = args.contains(&"-v");
     let t = s.target();
     if t.regions().is_empty() {

@@ -17,6 +17,7 @@ pub mod handles;
 pub mod heaps;
 pub mod known;
 pub mod layout;
+pub mod nt_heap;
 pub mod pe;
 pub mod peb;
 pub mod teb;

@@ -99,6 +99,7 @@ pub const COMMANDS: &[&str] = &[
     "!address",
     "!address -summary",
     "!heap -s -v",
+    "!heap -a",
     "!handle 0 f",
     "!runaway 7",
     "!gle",
