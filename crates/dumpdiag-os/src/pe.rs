@@ -85,13 +85,16 @@ pub fn read_headers(mem: &dyn MemoryReader, base: u64) -> Option<PeHeaders> {
     Some(headers)
 }
 
-/// How many header bytes the image says it has: DOS header, NT headers and section table.
-fn header_span(bytes: &[u8]) -> Option<usize> {
+/// Where the NT headers start (`e_lfanew` of a valid DOS header), within the accepted reach.
+fn nt_headers_offset(bytes: &[u8]) -> Option<usize> {
     let dos = pe::ImageDosHeader::parse(bytes).ok()?;
     let nt = dos.nt_headers_offset() as usize;
-    if nt > MAX_NT_HEADERS_OFFSET {
-        return None;
-    }
+    (nt <= MAX_NT_HEADERS_OFFSET).then_some(nt)
+}
+
+/// How many header bytes the image says it has: DOS header, NT headers and section table.
+fn header_span(bytes: &[u8]) -> Option<usize> {
+    let nt = nt_headers_offset(bytes)?;
     let (file_header, _) =
         object::pod::from_bytes::<pe::ImageFileHeader>(bytes.get(nt + 4..)?).ok()?;
     let sections = (file_header.number_of_sections.get(LE) as usize).min(MAX_SECTIONS);
@@ -101,11 +104,7 @@ fn header_span(bytes: &[u8]) -> Option<usize> {
 /// The headers in `bytes` (an image's first bytes, in file or memory layout: the headers are
 /// laid out alike), parsed by `object`. `base` is left 0 for the caller.
 fn parse_headers(bytes: &[u8]) -> Option<PeHeaders> {
-    let dos = pe::ImageDosHeader::parse(bytes).ok()?;
-    let nt = dos.nt_headers_offset() as usize;
-    if nt > MAX_NT_HEADERS_OFFSET {
-        return None;
-    }
+    let nt = nt_headers_offset(bytes)?;
     // The optional header's magic decides its layout; `object` checks it again.
     let magic = bytes.get(nt + 24..nt + 26)?;
     match u16::from_le_bytes([magic[0], magic[1]]) {
@@ -345,7 +344,7 @@ struct FileHeaders<'a>(&'a FileImage);
 
 impl RvaReader for FileHeaders<'_> {
     fn debug_directory(&self) -> Option<(u32, u32)> {
-        self.0.debug_directory
+        self.0.headers.directory(DIR_DEBUG)
     }
     fn bytes(&self, rva: u32, len: usize) -> Vec<u8> {
         self.0
@@ -381,26 +380,21 @@ pub struct FileImage {
     pub bytes: Vec<u8>,
     /// Headers parsed from the file; `base` is 0 (the file is not mapped anywhere).
     pub headers: PeHeaders,
-    pub time_date_stamp: u32,
-    pub size_of_image: u32,
-    /// (rva, size) of the exception directory (.pdata).
-    pub exception_directory: Option<(u32, u32)>,
-    pub debug_directory: Option<(u32, u32)>,
-    pub export_directory: Option<(u32, u32)>,
 }
 
 impl FileImage {
     pub fn parse(bytes: Vec<u8>) -> Option<FileImage> {
         let headers = parse_headers(&bytes)?;
-        Some(FileImage {
-            time_date_stamp: headers.time_date_stamp,
-            size_of_image: headers.size_of_image,
-            exception_directory: headers.directory(DIR_EXCEPTION),
-            debug_directory: headers.directory(DIR_DEBUG),
-            export_directory: headers.directory(DIR_EXPORT),
-            headers,
-            bytes,
-        })
+        Some(FileImage { bytes, headers })
+    }
+
+    /// (rva, size) of the exception directory (.pdata).
+    pub fn exception_directory(&self) -> Option<(u32, u32)> {
+        self.headers.directory(DIR_EXCEPTION)
+    }
+
+    pub fn export_directory(&self) -> Option<(u32, u32)> {
+        self.headers.directory(DIR_EXPORT)
     }
 
     /// The CodeView record from the file's debug directory.

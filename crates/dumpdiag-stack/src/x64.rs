@@ -76,7 +76,7 @@ fn unwind_with_pdata(env: &Env, regs: &mut Regs, ip: u64, caller: bool) -> Optio
         .iter()
         .position(|x| std::ptr::eq(x, m))?;
     let image = env.symbols.image_file(env.target, index)?;
-    let (pdata_rva, pdata_size) = image.exception_directory?;
+    let (pdata_rva, pdata_size) = image.exception_directory()?;
     let pdata = image.at_rva(pdata_rva, pdata_size as usize)?;
     unwind_table(regs, pdata, |rva: u32| image.at_rva(rva, 1 << 20), rva)
 }

@@ -20,7 +20,7 @@ pub fn read_exports(mem: &dyn MemoryReader, base: u64) -> Option<Vec<(u32, Strin
 
 /// (rva, name) sorted by rva from an image file.
 pub fn read_exports_file(img: &image::FileImage) -> Option<Vec<(u32, String)>> {
-    exports_with(img.export_directory?, &|rva, len| {
+    exports_with(img.export_directory()?, &|rva, len| {
         img.at_rva(rva, len).map(<[u8]>::to_vec).unwrap_or_default()
     })
 }

@@ -427,7 +427,8 @@ impl Symbols {
                 let name = m.file_name().to_string();
                 let id = format!("{:08X}{:x}", m.time_date_stamp, m.size);
                 let matches = |img: &dumpdiag_os::pe::FileImage| {
-                    img.time_date_stamp == m.time_date_stamp && img.size_of_image == m.size
+                    img.headers.time_date_stamp == m.time_date_stamp
+                        && img.headers.size_of_image == m.size
                 };
                 for c in self.path.local_candidates(&name, &id) {
                     if let Some(img) = std::fs::read(&c)
