@@ -797,6 +797,20 @@ mod tests {
         b[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
 
+    /// A HandleData stream of `count` descriptors of `size` bytes, handles 4, 8, ...; `fill`
+    /// writes the rest of each descriptor.
+    fn handle_stream(count: usize, size: usize, fill: impl Fn(&mut [u8])) -> Vec<u8> {
+        let mut stream = vec![0u8; 16 + count * size];
+        put32(&mut stream, 0, 16);
+        put32(&mut stream, 4, size as u32);
+        put32(&mut stream, 8, count as u32);
+        for (i, d) in stream[16..].chunks_exact_mut(size).enumerate() {
+            put32(d, 0, 4 * i as u32 + 4);
+            fill(d);
+        }
+        stream
+    }
+
     /// Thousands of v2 descriptors sharing one long name and one object-information chain that
     /// loops (A → B → A): each handle alone is within the per-handle caps, together they
     /// would keep hundreds of megabytes.
@@ -815,17 +829,11 @@ mod tests {
             put32(&mut data, at + 4, 6);
             put32(&mut data, at + 8, 4096);
         }
-        let mut stream = vec![0u8; 16 + HANDLES * 40];
-        put32(&mut stream, 0, 16);
-        put32(&mut stream, 4, 40);
-        put32(&mut stream, 8, HANDLES as u32);
-        for i in 0..HANDLES {
-            let o = 16 + i * 40;
-            put32(&mut stream, o, 4 * i as u32 + 4);
-            put32(&mut stream, o + 8, name_at as u32);
-            put32(&mut stream, o + 12, name_at as u32);
-            put32(&mut stream, o + 32, a_at as u32);
-        }
+        let stream = handle_stream(HANDLES, 40, |d| {
+            put32(d, 8, name_at as u32);
+            put32(d, 12, name_at as u32);
+            put32(d, 32, a_at as u32);
+        });
         let mut warnings = Vec::new();
         let handles = handles(&stream, &data, &mut warnings);
         assert_eq!(handles.len(), HANDLES, "every descriptor is listed");
@@ -870,15 +878,7 @@ mod tests {
         for (i, c) in "Event".bytes().enumerate() {
             data[name_at + 4 + 2 * i] = c;
         }
-        let mut stream = vec![0u8; 16 + HANDLES * 32];
-        put32(&mut stream, 0, 16);
-        put32(&mut stream, 4, 32);
-        put32(&mut stream, 8, HANDLES as u32);
-        for i in 0..HANDLES {
-            let o = 16 + i * 32;
-            put32(&mut stream, o, 4 * i as u32 + 4);
-            put32(&mut stream, o + 8, name_at as u32);
-        }
+        let stream = handle_stream(HANDLES, 32, |d| put32(d, 8, name_at as u32));
         let mut warnings = Vec::new();
         let handles = handles(&stream, &data, &mut warnings);
         assert_eq!(handles.len(), HANDLES);
